@@ -1,0 +1,1 @@
+"""The EmProps platform client (built by the EmProps issue)."""

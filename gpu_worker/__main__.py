@@ -1,0 +1,95 @@
+"""`python -m gpu_worker`: register with the control plane, heartbeat, and run jobs from our queue."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+
+import redis
+from celery import signals
+
+from gpu_worker import protocol
+from gpu_worker.app import app, install_runner
+from gpu_worker.config import WorkerConfig, parse_config
+from gpu_worker.connectors import build_connectors
+from gpu_worker.reporter import Reporter
+from gpu_worker.runner import CancelWatch, JobRunner
+
+logger = logging.getLogger("gpu_worker")
+
+
+class Heartbeat(threading.Thread):
+    def __init__(self, reporter: Reporter, instance_id: str, info: dict, interval: float) -> None:
+        super().__init__(name="heartbeat", daemon=True)
+        self.reporter, self.instance_id, self.info, self.interval = reporter, instance_id, info, interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                self.reporter.heartbeat(self.instance_id, self.info)
+            except Exception:
+                logger.exception("heartbeat failed; retrying in %.0fs", self.interval)
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = parse_config(argv)
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app.conf.broker_url = config.broker_url
+    connectors = build_connectors(config.connectors)
+    instance_id = uuid.uuid4().hex
+    reporter = Reporter(app, config.worker_id)
+    cancel_watch = CancelWatch(redis.Redis.from_url(config.broker_url, socket_timeout=5))
+    install_runner(JobRunner(connectors, reporter, cancel_watch))
+
+    info = config.registration(instance_id, list(connectors))
+    heartbeat = Heartbeat(reporter, instance_id, info, config.heartbeat_seconds)
+
+    @signals.worker_ready.connect(weak=False)
+    def on_ready(**_kwargs) -> None:
+        reporter.register(info)
+        heartbeat.start()
+        logger.info(
+            "worker %s ready on queue %s (pool=%s, job types=%s, gpu=%s %.0f GB)",
+            config.worker_id,
+            protocol.worker_queue(config.worker_id),
+            config.pool,
+            sorted(connectors),
+            config.gpu_name or "none",
+            config.gpu_memory_gb,
+        )
+
+    @signals.worker_shutting_down.connect(weak=False)
+    def on_shutdown(**_kwargs) -> None:
+        # Warm shutdown: stop taking jobs at once; Celery lets the current one finish.
+        heartbeat.stopped.set()
+        try:
+            reporter.deregister(instance_id)
+        except Exception:
+            logger.exception("could not deregister")
+
+    app.worker_main(_celery_args(config))
+
+
+def _celery_args(config: WorkerConfig) -> list[str]:
+    return [
+        "worker",
+        "--queues",
+        protocol.worker_queue(config.worker_id),
+        "--hostname",
+        f"{config.worker_id}@%h",
+        "--pool",
+        "solo" if config.slots == 1 else "threads",
+        "--concurrency",
+        str(config.slots),
+        "--loglevel",
+        config.log_level,
+        "--without-gossip",
+        "--without-mingle",
+        "--task-events",
+    ]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""The GPU worker's Celery app: consumes its own queue, one job per free slot, no result backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from gpu_worker import protocol
+from gpu_worker.runner import JobRunner
+
+# Long enough that a long job's unacked message is not redelivered while it runs.
+VISIBILITY_TIMEOUT_S = 25 * 3600
+
+app = Celery("gpu_worker")
+app.conf.update(
+    task_serializer="json",
+    accept_content=["json"],
+    task_ignore_result=True,
+    result_backend=None,
+    task_acks_late=True,
+    worker_prefetch_multiplier=1,
+    broker_connection_retry_on_startup=True,
+    broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+    worker_hijack_root_logger=False,
+    worker_send_task_events=True,
+)
+
+_runner: JobRunner | None = None
+
+
+def install_runner(runner: JobRunner) -> None:
+    global _runner
+    _runner = runner
+
+
+@app.task(name=protocol.RUN_JOB_TASK)
+def run_job(spec: dict[str, Any]) -> str:
+    if _runner is None:
+        raise RuntimeError("gpu_worker started without a runner; use `python -m gpu_worker`")
+    return _runner.run(spec)

@@ -1,0 +1,116 @@
+"""GPU worker configuration: command-line flags, each with an environment variable default."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from dataclasses import dataclass, field
+
+from gpu_worker.gpus import GpuInfo, detect_gpus
+
+
+@dataclass
+class WorkerConfig:
+    broker_url: str
+    worker_id: str
+    machine_id: str
+    pool: str
+    connectors: list[str]
+    capabilities: list[str]
+    models: list[str]
+    gpu_memory_gb: float
+    gpu_index: int | None
+    gpu_name: str
+    slots: int
+    heartbeat_seconds: float
+    log_level: str
+    gpus: list[GpuInfo] = field(default_factory=list)
+
+    def registration(self, instance_id: str, job_types: list[str]) -> dict:
+        """The self-description sent to the control plane on registration and with every heartbeat."""
+        return {
+            "worker_id": self.worker_id,
+            "instance_id": instance_id,
+            "machine_id": self.machine_id,
+            "hostname": socket.gethostname(),
+            "pool": self.pool,
+            "job_types": sorted(job_types),
+            "capabilities": sorted(set(self.capabilities)),
+            "model_names": sorted(set(self.models)),
+            "gpu_memory_gb": self.gpu_memory_gb,
+            "gpu_index": self.gpu_index,
+            "gpu_name": self.gpu_name,
+            "slots": self.slots,
+            "connectors": self.connectors,
+            "gpus": [gpu.__dict__ for gpu in self.gpus],
+        }
+
+
+def parse_config(argv: list[str] | None = None) -> WorkerConfig:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(prog="python -m gpu_worker", description="Run a GPU worker.")
+    parser.add_argument(
+        "--broker-url", default=env("BROKER_URL") or env("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    )
+    parser.add_argument("--worker-id", default=env("WORKER_ID"))
+    parser.add_argument("--machine-id", default=env("MACHINE_ID") or socket.gethostname())
+    parser.add_argument("--pool", default=env("WORKER_POOL", "standard"))
+    parser.add_argument(
+        "--connectors", default=env("WORKER_CONNECTORS", "simulation"), help="comma-separated connector names"
+    )
+    parser.add_argument("--capabilities", default=env("WORKER_CAPABILITIES", ""), help="comma-separated")
+    parser.add_argument("--models", default=env("WORKER_MODELS", ""), help="comma-separated")
+    parser.add_argument("--gpu-index", type=int, default=_int_or_none(env("WORKER_GPU_INDEX")))
+    parser.add_argument(
+        "--gpu-memory-gb",
+        type=float,
+        default=_float_or_none(env("WORKER_GPU_MEMORY_GB")),
+        help="GPU memory to advertise when no GPU is detected",
+    )
+    parser.add_argument("--slots", type=int, default=int(env("WORKER_SLOTS", "1")))
+    parser.add_argument(
+        "--heartbeat-seconds", type=float, default=float(env("WORKER_HEARTBEAT_SECONDS", "5"))
+    )
+    parser.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+    if args.slots < 1:
+        parser.error("--slots must be at least 1")
+
+    gpus = detect_gpus()
+    gpu = _pick_gpu(gpus, args.gpu_index)
+    gpu_memory = gpu.memory_total_gb if gpu else (args.gpu_memory_gb or 0.0)
+    gpu_index = gpu.index if gpu else args.gpu_index
+    worker_id = args.worker_id or f"{args.machine_id}-gpu{gpu_index if gpu_index is not None else 0}"
+    return WorkerConfig(
+        broker_url=args.broker_url,
+        worker_id=worker_id,
+        machine_id=args.machine_id,
+        pool=args.pool,
+        connectors=[c.strip() for c in args.connectors.split(",") if c.strip()],
+        capabilities=[c.strip() for c in args.capabilities.split(",") if c.strip()],
+        models=[m.strip() for m in args.models.split(",") if m.strip()],
+        gpu_memory_gb=gpu_memory,
+        gpu_index=gpu_index,
+        gpu_name=gpu.name if gpu else "",
+        slots=args.slots,
+        heartbeat_seconds=args.heartbeat_seconds,
+        log_level=args.log_level,
+        gpus=gpus,
+    )
+
+
+def _pick_gpu(gpus: list[GpuInfo], index: int | None) -> GpuInfo | None:
+    if not gpus:
+        return None
+    if index is None:
+        return gpus[0]
+    return next((gpu for gpu in gpus if gpu.index == index), None)
+
+
+def _int_or_none(raw: str | None) -> int | None:
+    return int(raw) if raw not in (None, "") else None
+
+
+def _float_or_none(raw: str | None) -> float | None:
+    return float(raw) if raw not in (None, "") else None

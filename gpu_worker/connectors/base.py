@@ -1,0 +1,89 @@
+"""What a connector is: a small class that runs one kind of job on some engine."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+class ConnectorError(Exception):
+    """The connector could not run the job."""
+
+    code = "CONNECTOR_ERROR"
+    error_class = "transient"
+
+    def __init__(self, message: str = "", code: str | None = None, details: dict | None = None) -> None:
+        super().__init__(message or self.__doc__)
+        self.message = message or self.__doc__ or ""
+        if code:
+            self.code = code
+        self.details = details or {}
+
+    def as_report(self) -> dict[str, Any]:
+        report = {"code": self.code, "message": self.message, "class": self.error_class}
+        if self.details:
+            report["details"] = self.details
+        return report
+
+
+class TransientError(ConnectorError):
+    """A failure that may not happen again (network, timeout, out of GPU memory): retried."""
+
+    code = "TRANSIENT_ERROR"
+
+
+class PermanentError(ConnectorError):
+    """A failure that will happen again (invalid input, unsupported request): not retried."""
+
+    code = "PERMANENT_ERROR"
+    error_class = "permanent"
+
+
+class JobTimedOut(TransientError):
+    """The job ran past its timeout."""
+
+    code = "TIMEOUT"
+
+
+class JobCancelled(Exception):
+    """The job's cancellation was requested; the connector stopped."""
+
+
+@dataclass
+class JobContext:
+    """One attempt of one job, as a connector sees it."""
+
+    spec: dict[str, Any]
+    report_progress: Callable[[int, str], None]
+    is_cancelled: Callable[[], bool]
+    deadline: float  # time.monotonic() value
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return self.spec.get("payload") or {}
+
+    @property
+    def attempt(self) -> int:
+        return int(self.spec["attempt"])
+
+    def checkpoint(self) -> None:
+        """Raise if the job was cancelled or ran out of time; call it between units of work."""
+        if self.is_cancelled():
+            raise JobCancelled()
+        if time.monotonic() > self.deadline:
+            raise JobTimedOut(f"job exceeded its timeout of {self.spec.get('timeout_seconds')}s")
+
+
+class Connector:
+    """Base class. Subclasses set `job_types` and implement `run`."""
+
+    name: ClassVar[str]
+    job_types: ClassVar[tuple[str, ...]]
+
+    def health(self) -> bool:
+        return True
+
+    def run(self, job: JobContext) -> Any:
+        raise NotImplementedError

@@ -1,0 +1,60 @@
+"""A connector that simulates GPU work: for tests, demos and benchmarks.
+
+Payload: `duration` (seconds, default 0), `steps` (progress reports, default 10 when duration > 0),
+`fail_times` (the first N attempts fail transiently), `fail_permanently`, `hang` (runs until cancelled
+or timed out), `result` (echoed back).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from gpu_worker.connectors.base import Connector, JobContext, PermanentError, TransientError
+
+HANG_POLL_SECONDS = 0.1
+
+
+class SimulationConnector(Connector):
+    name = "simulation"
+    job_types = ("simulation",)
+
+    def run(self, job: JobContext) -> Any:
+        options = _options(job.payload)
+        job.checkpoint()
+        if options["fail_permanently"]:
+            raise PermanentError("simulated permanent failure", code="SIMULATED_PERMANENT")
+        if job.attempt <= options["fail_times"]:
+            raise TransientError(
+                f"simulated transient failure on attempt {job.attempt}", code="SIMULATED_TRANSIENT"
+            )
+        if options["hang"]:
+            while True:
+                job.checkpoint()
+                time.sleep(HANG_POLL_SECONDS)
+        duration, steps = options["duration"], options["steps"]
+        for step in range(1, steps + 1):
+            time.sleep(duration / steps)
+            job.checkpoint()
+            job.report_progress(int(step * 100 / steps), f"step {step}/{steps}")
+        if steps == 0 and duration > 0:
+            time.sleep(duration)
+        return {"simulated": True, "duration": duration, "attempt": job.attempt, "output": options["result"]}
+
+
+def _options(payload: dict[str, Any]) -> dict[str, Any]:
+    def number(name: str, default: float) -> float:
+        value = payload.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise PermanentError(f"payload.{name} must be a non-negative number", code="INVALID_PAYLOAD")
+        return value
+
+    duration = float(number("duration", 0))
+    return {
+        "duration": duration,
+        "steps": int(number("steps", 10 if duration > 0 else 0)),
+        "fail_times": int(number("fail_times", 0)),
+        "fail_permanently": bool(payload.get("fail_permanently", False)),
+        "hang": bool(payload.get("hang", False)),
+        "result": payload.get("result"),
+    }

@@ -1,0 +1,35 @@
+"""The wire contract between the control plane and GPU workers.
+
+Both sides import this module; it must stay free of Django so GPU machines need no database
+credentials (or Django at all). Change a name here and both sides change together.
+"""
+
+from __future__ import annotations
+
+CONTROL_QUEUE = "control"
+WORKER_QUEUE_PREFIX = "worker."
+
+# Sent by the control plane to a worker's own queue.
+RUN_JOB_TASK = "gpu_worker.run_job"
+
+# Sent by GPU workers to the control queue.
+REPORT_STARTED_TASK = "jobqueue.report_started"
+REPORT_PROGRESS_TASK = "jobqueue.report_progress"
+REPORT_SUCCEEDED_TASK = "jobqueue.report_succeeded"
+REPORT_FAILED_TASK = "jobqueue.report_failed"
+REPORT_CANCELLED_TASK = "jobqueue.report_cancelled"
+REGISTER_WORKER_TASK = "machines.register_worker"
+HEARTBEAT_TASK = "machines.worker_heartbeat"
+DEREGISTER_WORKER_TASK = "machines.deregister_worker"
+
+# The control plane mirrors a stored cancellation request here (on the broker's Redis) so a worker
+# can see it without database access. Value: the attempt number being cancelled.
+CANCEL_FLAG_KEY = "jobqueue:cancel:{job_id}"
+
+
+def worker_queue(worker_id: str) -> str:
+    return f"{WORKER_QUEUE_PREFIX}{worker_id}"
+
+
+def cancel_flag_key(job_id: str) -> str:
+    return CANCEL_FLAG_KEY.format(job_id=job_id)

@@ -1,0 +1,60 @@
+"""Lifecycle reports from a GPU worker to the control plane, sent as Celery tasks on the control queue."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from celery import Celery
+
+from gpu_worker import protocol
+
+PROGRESS_MIN_INTERVAL_S = 0.5  # at most two progress reports per second per job
+
+
+class Reporter:
+    def __init__(self, app: Celery, worker_id: str) -> None:
+        self.app = app
+        self.worker_id = worker_id
+        self._last_progress: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def _send(self, task: str, *args: Any) -> None:
+        self.app.send_task(task, args=args, queue=protocol.CONTROL_QUEUE)
+
+    def started(self, job_id: str, attempt: int) -> None:
+        self._send(protocol.REPORT_STARTED_TASK, job_id, attempt, self.worker_id)
+
+    def progress(self, job_id: str, attempt: int, progress: int, stage: str = "") -> None:
+        now = time.monotonic()
+        with self._lock:
+            if progress < 100 and now - self._last_progress.get(job_id, 0.0) < PROGRESS_MIN_INTERVAL_S:
+                return
+            self._last_progress[job_id] = now
+        self._send(protocol.REPORT_PROGRESS_TASK, job_id, attempt, progress, stage)
+
+    def succeeded(self, job_id: str, attempt: int, result: Any) -> None:
+        self._forget(job_id)
+        self._send(protocol.REPORT_SUCCEEDED_TASK, job_id, attempt, result)
+
+    def failed(self, job_id: str, attempt: int, error: dict[str, Any]) -> None:
+        self._forget(job_id)
+        self._send(protocol.REPORT_FAILED_TASK, job_id, attempt, error)
+
+    def cancelled(self, job_id: str, attempt: int) -> None:
+        self._forget(job_id)
+        self._send(protocol.REPORT_CANCELLED_TASK, job_id, attempt)
+
+    def register(self, info: dict[str, Any]) -> None:
+        self._send(protocol.REGISTER_WORKER_TASK, info)
+
+    def heartbeat(self, instance_id: str, info: dict[str, Any]) -> None:
+        self._send(protocol.HEARTBEAT_TASK, self.worker_id, instance_id, info)
+
+    def deregister(self, instance_id: str) -> None:
+        self._send(protocol.DEREGISTER_WORKER_TASK, self.worker_id, instance_id)
+
+    def _forget(self, job_id: str) -> None:
+        with self._lock:
+            self._last_progress.pop(job_id, None)

@@ -1,0 +1,107 @@
+"""Running one attempt of one job: check cancellation, run the connector, report the outcome."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from gpu_worker import protocol
+from gpu_worker.connectors.base import Connector, ConnectorError, JobCancelled, JobContext
+from gpu_worker.reporter import Reporter
+
+logger = logging.getLogger(__name__)
+
+CANCEL_CHECK_INTERVAL_S = 0.5
+
+
+class CancelWatch:
+    """Reads the cancellation flags the control plane mirrors to the broker's Redis."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def checker(self, job_id: str, attempt: int):
+        last_check = 0.0
+        cancelled = False
+
+        def is_cancelled() -> bool:
+            nonlocal last_check, cancelled
+            now = time.monotonic()
+            if not cancelled and now - last_check >= CANCEL_CHECK_INTERVAL_S:
+                last_check = now
+                cancelled = self.is_cancelled_now(job_id, attempt)
+            return cancelled
+
+        return is_cancelled
+
+    def is_cancelled_now(self, job_id: str, attempt: int) -> bool:
+        try:
+            flag = self.client.get(protocol.cancel_flag_key(job_id))
+        except redis.RedisError:
+            logger.warning("could not read the cancellation flag of job %s", job_id)
+            return False
+        return flag is not None and int(flag) >= attempt
+
+
+@dataclass
+class JobRunner:
+    connectors: dict[str, Connector]
+    reporter: Reporter
+    cancel_watch: CancelWatch
+
+    def run(self, spec: dict[str, Any]) -> str:
+        """Run one attempt; returns the outcome reported."""
+        job_id, attempt = spec["job_id"], int(spec["attempt"])
+        if self.cancel_watch.is_cancelled_now(job_id, attempt):
+            self.reporter.cancelled(job_id, attempt)
+            return "cancelled"
+        connector = self.connectors.get(spec["type"])
+        if connector is None:
+            # The dispatcher never sends such a job; a stale registry could.
+            self.reporter.failed(
+                job_id, attempt, _error("UNSUPPORTED_JOB_TYPE", f"no connector runs {spec['type']!r}")
+            )
+            return "failed"
+        self.reporter.started(job_id, attempt)
+        context = JobContext(
+            spec=spec,
+            report_progress=lambda progress, stage="": self.reporter.progress(
+                job_id, attempt, progress, stage
+            ),
+            is_cancelled=self.cancel_watch.checker(job_id, attempt),
+            deadline=_deadline(spec.get("timeout_seconds")),
+        )
+        try:
+            result = connector.run(context)
+        except JobCancelled:
+            self.reporter.cancelled(job_id, attempt)
+            return "cancelled"
+        except ConnectorError as exc:
+            self.reporter.failed(job_id, attempt, exc.as_report())
+            return "failed"
+        except Exception as exc:  # a connector bug must not take the worker down
+            logger.exception("connector %s crashed on job %s", connector.name, job_id)
+            self.reporter.failed(job_id, attempt, _error("CONNECTOR_CRASHED", f"{type(exc).__name__}: {exc}"))
+            return "failed"
+        try:
+            json.dumps(result)
+        except (TypeError, ValueError) as exc:
+            self.reporter.failed(
+                job_id, attempt, _error("INVALID_RESULT", f"result is not JSON: {exc}", "permanent")
+            )
+            return "failed"
+        self.reporter.succeeded(job_id, attempt, result)
+        return "completed"
+
+
+def _deadline(timeout_seconds: float | None) -> float:
+    return time.monotonic() + float(timeout_seconds) if timeout_seconds else float("inf")
+
+
+def _error(code: str, message: str, error_class: str = "transient") -> dict[str, str]:
+    return {"code": code, "message": message, "class": error_class}

@@ -1,0 +1,113 @@
+"""The operator console for jobs, attempts, dead letters, events and API keys."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+
+from jobqueue.cancellation import cancel_job
+from jobqueue.errors import JobError
+from jobqueue.models import ApiKey, DeadLetterJob, Event, Job, JobExecution
+from jobqueue.retry import resubmit_copy
+
+
+class JobExecutionInline(admin.TabularInline):
+    model = JobExecution
+    extra = 0
+    can_delete = False
+    readonly_fields = [f.name for f in JobExecution._meta.fields]
+
+
+@admin.action(description="Cancel selected jobs")
+def cancel_jobs(modeladmin, request, queryset):
+    done = 0
+    for job in queryset:
+        try:
+            cancel_job(job.pk, reason=f"cancelled by {request.user} from the admin")
+            done += 1
+        except JobError as exc:
+            messages.warning(request, f"{job.pk}: {exc.message}")
+    messages.info(request, f"cancellation requested for {done} job(s)")
+
+
+@admin.action(description="Retry selected jobs (submit a fresh copy)")
+def retry_jobs(modeladmin, request, queryset):
+    copies = [resubmit_copy(job) for job in queryset.filter(status__in=["failed", "cancelled", "completed"])]
+    messages.info(request, f"submitted {len(copies)} fresh copies")
+
+
+class PoolFilter(admin.SimpleListFilter):
+    title = "pool"
+    parameter_name = "pool"
+
+    def lookups(self, request, model_admin):
+        pools = Job.objects.exclude(required_pool=None).values_list("required_pool", flat=True).distinct()
+        return [(p, p) for p in pools.order_by("required_pool")[:50]]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(required_pool=self.value()) if self.value() else queryset
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "type",
+        "status",
+        "priority",
+        "progress",
+        "attempt",
+        "worker_id",
+        "created_by",
+        "created_at",
+    ]
+    list_filter = ["status", "type", PoolFilter, "created_at"]
+    search_fields = ["id", "type", "idempotency_key", "workflow_id", "customer_id", "worker_id", "created_by"]
+    readonly_fields = [f.name for f in Job._meta.fields]
+    inlines = [JobExecutionInline]
+    actions = [cancel_jobs, retry_jobs]
+    date_hierarchy = "created_at"
+    list_per_page = 50
+    show_full_result_count = False  # counting millions of rows on every page is slow
+
+    def has_add_permission(self, request) -> bool:
+        return False  # jobs are submitted through the API, which validates them
+
+
+@admin.register(JobExecution)
+class JobExecutionAdmin(admin.ModelAdmin):
+    list_display = ["job", "attempt", "worker_id", "outcome", "started_at", "duration_ms"]
+    list_filter = ["outcome"]
+    search_fields = ["job__id", "worker_id", "machine_id"]
+    readonly_fields = [f.name for f in JobExecution._meta.fields]
+
+
+@admin.register(DeadLetterJob)
+class DeadLetterJobAdmin(admin.ModelAdmin):
+    list_display = ["job", "reason", "attempts", "created_at"]
+    list_filter = ["reason", "job__type"]
+    search_fields = ["job__id", "job__type"]
+    readonly_fields = [f.name for f in DeadLetterJob._meta.fields]
+    actions = ["retry_dead_jobs"]
+
+    @admin.action(description="Retry selected dead letters (submit fresh copies)")
+    def retry_dead_jobs(self, request, queryset):
+        copies = [resubmit_copy(dead.job) for dead in queryset.select_related("job")]
+        messages.info(request, f"submitted {len(copies)} fresh copies")
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ["id", "type", "job_id", "worker_id", "created_at"]
+    list_filter = ["type"]
+    search_fields = ["job_id", "workflow_id", "worker_id", "correlation_id"]
+    readonly_fields = [f.name for f in Event._meta.fields]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "prefix", "is_active", "created_at", "last_used_at"]
+    readonly_fields = ["prefix", "key_hash", "created_at", "last_used_at"]
+    fields = ["name", "is_active", *readonly_fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # created with `manage.py create_api_key`, which shows the key once

@@ -1,0 +1,248 @@
+"""Request validation and response shapes for the jobs API. Validation only; no state changes."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers
+
+from jobqueue.models import Job, JobExecution
+from jobqueue.submission import JobRequest
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,99}$")
+NAME_HELP = "letters, digits and . _ : / + - (max 100), starting with a letter or digit"
+MAX_GPU_MEMORY_GB = 4096
+
+
+def _check_name(value: str, what: str) -> str:
+    if not NAME_PATTERN.match(value):
+        raise serializers.ValidationError(f"invalid {what} {value!r}: use {NAME_HELP}", code="invalid_format")
+    return value
+
+
+class StrictSerializer(serializers.Serializer):
+    """Rejects fields it does not know, so a typo is a 400 instead of a silently ignored option."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {
+                        name: [serializers.ErrorDetail("unknown field", code="unknown_field")]
+                        for name in unknown
+                    }
+                )
+        return super().to_internal_value(data)
+
+
+class NameField(serializers.CharField):
+    def __init__(self, what: str, **kwargs) -> None:
+        self.what = what
+        super().__init__(max_length=100, **kwargs)
+
+    def to_internal_value(self, data):
+        return _check_name(super().to_internal_value(data), self.what)
+
+
+class HardwareSerializer(StrictSerializer):
+    gpu_memory_gb = serializers.FloatField(min_value=0, max_value=MAX_GPU_MEMORY_GB, required=False)
+
+
+class RequirementsSerializer(StrictSerializer):
+    capabilities = serializers.ListField(child=NameField("capability"), required=False, max_length=64)
+    gpu_memory_gb = serializers.FloatField(min_value=0, max_value=MAX_GPU_MEMORY_GB, required=False)
+    model = NameField("model", required=False)
+    models = serializers.ListField(child=NameField("model"), required=False, max_length=64)
+    pool = NameField("pool", required=False)
+    # The replaced system's spellings.
+    hardware = HardwareSerializer(required=False)
+    service_type = serializers.CharField(required=False, max_length=100)
+
+
+class EpochMillisOrDateTimeField(serializers.DateTimeField):
+    """The replaced system sends `workflow_datetime` as epoch milliseconds; ISO 8601 works too."""
+
+    def to_internal_value(self, value):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            try:
+                return datetime.fromtimestamp(value / 1000, tz=UTC)
+            except (OverflowError, OSError, ValueError) as exc:
+                raise serializers.ValidationError(
+                    "not a valid epoch milliseconds value", code="invalid"
+                ) from exc
+        return super().to_internal_value(value)
+
+
+class JobSubmitSerializer(StrictSerializer):
+    type = NameField("job type", required=False)
+    service_required = NameField("job type", required=False)
+    job_type = NameField("job type", required=False)
+    payload = serializers.DictField(required=False)
+    prompt = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    parameters = serializers.DictField(required=False)
+    priority = serializers.IntegerField(min_value=0, max_value=100, required=False)
+    requirements = RequirementsSerializer(required=False)
+    webhook_url = serializers.URLField(required=False, allow_null=True, max_length=2000)
+    max_retries = serializers.IntegerField(min_value=0, max_value=100, required=False)
+    timeout_seconds = serializers.IntegerField(
+        min_value=1, max_value=settings.JOB_MAX_TIMEOUT_SECONDS, required=False
+    )
+    timeout_minutes = serializers.IntegerField(
+        min_value=1, max_value=settings.JOB_MAX_TIMEOUT_SECONDS // 60, required=False
+    )
+    scheduled_at = serializers.DateTimeField(required=False, allow_null=True)
+    metadata = serializers.DictField(required=False)
+    idempotency_key = serializers.CharField(required=False, max_length=255, allow_null=True)
+    customer_id = serializers.CharField(required=False, max_length=200, allow_null=True)
+    ctx = serializers.DictField(required=False, allow_null=True)
+    workflow_id = serializers.CharField(required=False, max_length=100, allow_null=True)
+    workflow_priority = serializers.IntegerField(min_value=0, max_value=100, required=False, allow_null=True)
+    workflow_datetime = EpochMillisOrDateTimeField(required=False, allow_null=True)
+    current_step = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    total_steps = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    # Sent by the replaced system's clients; the attempt count is ours to keep, so it is ignored.
+    retry_count = serializers.IntegerField(min_value=0, required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        names = {attrs[k] for k in ("type", "service_required", "job_type") if k in attrs}
+        if not names:
+            raise serializers.ValidationError({"type": ["this field is required"]}, code="required")
+        if len(names) > 1:
+            raise serializers.ValidationError({"type": ["type, service_required and job_type disagree"]})
+        if "payload" in attrs and ("prompt" in attrs or "parameters" in attrs):
+            raise serializers.ValidationError(
+                {"payload": ["send either payload or prompt + parameters, not both"]}
+            )
+        if "timeout_seconds" in attrs and "timeout_minutes" in attrs:
+            raise serializers.ValidationError(
+                {"timeout_seconds": ["send timeout_seconds or timeout_minutes"]}
+            )
+        steps = attrs.get("current_step"), attrs.get("total_steps")
+        if None not in steps and steps[0] > steps[1]:
+            raise serializers.ValidationError({"current_step": ["current_step is greater than total_steps"]})
+        requirements = attrs.get("requirements") or {}
+        service_type = requirements.get("service_type")
+        if service_type is not None and service_type not in names:
+            raise serializers.ValidationError(
+                {"requirements": {"service_type": ["does not match the job type"]}}
+            )
+        return attrs
+
+    def to_job_request(self) -> JobRequest:
+        data = self.validated_data
+        payload = data.get("payload")
+        if payload is None:
+            payload = {k: data[k] for k in ("prompt", "parameters") if k in data}
+        requirements = data.get("requirements") or {}
+        models = list(requirements.get("models", []))
+        if "model" in requirements:
+            models.append(requirements["model"])
+        gpu_memory = requirements.get(
+            "gpu_memory_gb", (requirements.get("hardware") or {}).get("gpu_memory_gb")
+        )
+        timeout = data.get("timeout_seconds") or (
+            data["timeout_minutes"] * 60
+            if "timeout_minutes" in data
+            else settings.JOB_DEFAULT_TIMEOUT_SECONDS
+        )
+        return JobRequest(
+            type=data.get("type") or data.get("service_required") or data["job_type"],
+            payload=payload,
+            priority=data.get("priority", settings.JOB_DEFAULT_PRIORITY),
+            requirements=requirements,
+            required_capabilities=list(requirements.get("capabilities", [])),
+            required_models=models,
+            required_gpu_memory_gb=gpu_memory,
+            required_pool=requirements.get("pool"),
+            max_retries=data.get("max_retries", settings.JOB_DEFAULT_MAX_RETRIES),
+            timeout_seconds=timeout,
+            scheduled_at=data.get("scheduled_at"),
+            webhook_url=data.get("webhook_url"),
+            metadata=data.get("metadata") or {},
+            idempotency_key=data.get("idempotency_key"),
+            customer_id=data.get("customer_id"),
+            ctx=data.get("ctx"),
+            workflow_id=data.get("workflow_id"),
+            workflow_priority=data.get("workflow_priority"),
+            workflow_datetime=data.get("workflow_datetime"),
+            current_step=data.get("current_step"),
+            total_steps=data.get("total_steps"),
+        )
+
+
+class CancelSerializer(StrictSerializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=500)
+
+
+class JobExecutionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = JobExecution
+        fields = [
+            "attempt",
+            "worker_id",
+            "machine_id",
+            "outcome",
+            "error",
+            "assigned_at",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+        ]
+
+
+class JobSerializer(serializers.ModelSerializer):
+    job_id = serializers.UUIDField(source="id", read_only=True)
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "job_id",
+            "type",
+            "status",
+            "priority",
+            "payload",
+            "requirements",
+            "result",
+            "error",
+            "attempt",
+            "retry_count",
+            "max_retries",
+            "timeout_seconds",
+            "scheduled_at",
+            "webhook_url",
+            "metadata",
+            "created_by",
+            "customer_id",
+            "idempotency_key",
+            "correlation_id",
+            "ctx",
+            "workflow_id",
+            "workflow_priority",
+            "workflow_datetime",
+            "current_step",
+            "total_steps",
+            "worker_id",
+            "machine_id",
+            "progress",
+            "stage",
+            "cancel_requested_at",
+            "cancel_reason",
+            "created_at",
+            "queued_at",
+            "assigned_at",
+            "started_at",
+            "completed_at",
+            "updated_at",
+        ]
+
+
+class JobDetailSerializer(JobSerializer):
+    executions = JobExecutionSerializer(many=True, read_only=True)
+
+    class Meta(JobSerializer.Meta):
+        fields = [*JobSerializer.Meta.fields, "executions"]

@@ -1,0 +1,115 @@
+"""Jobs API views: parse, call one domain function, shape the response."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from jobqueue.api.filters import JobFilter
+from jobqueue.api.serializers import CancelSerializer, JobDetailSerializer, JobSerializer, JobSubmitSerializer
+from jobqueue.cancellation import cancel_job
+from jobqueue.models import Job
+from jobqueue.stats import TIMEFRAMES, job_stats
+from jobqueue.submission import submit_job
+
+
+class PageSerializer(serializers.Serializer):
+    limit = serializers.IntegerField(
+        min_value=1, max_value=settings.API_PAGE_SIZE_MAX, default=settings.API_PAGE_SIZE_DEFAULT
+    )
+    offset = serializers.IntegerField(min_value=0, default=0)
+
+
+class StatsQuerySerializer(serializers.Serializer):
+    timeframe = serializers.ChoiceField(choices=sorted(TIMEFRAMES), default="day")
+
+
+class JobCollectionView(APIView):
+    @extend_schema(request=JobSubmitSerializer, responses={201: JobSerializer, 200: JobSerializer})
+    def post(self, request: Request) -> Response:
+        submission = JobSubmitSerializer(data=request.data)
+        submission.is_valid(raise_exception=True)
+        job, created = submit_job(submission.to_job_request(), request.auth, request._request.correlation_id)
+        return Response(
+            {
+                "success": True,
+                "job_id": str(job.id),
+                "status": job.status,
+                "created_at": job.created_at,
+                "created": created,
+                "message": "Job submitted successfully" if created else "Job already submitted with this key",
+            },
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+    @extend_schema(
+        parameters=[JobFilter, OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
+        responses=JobSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        page = PageSerializer(data=request.query_params)
+        page.is_valid(raise_exception=True)
+        limit, offset = page.validated_data["limit"], page.validated_data["offset"]
+        filtered = JobFilter(request.query_params, queryset=Job.objects.order_by("-created_at"))
+        if not filtered.is_valid():
+            raise serializers.ValidationError(filtered.errors)
+        total = filtered.qs.count()
+        jobs = filtered.qs[offset : offset + limit]
+        return Response(
+            {
+                "success": True,
+                "jobs": JobSerializer(jobs, many=True).data,
+                "pagination": {
+                    "limit": limit,
+                    "offset": offset,
+                    "total": total,
+                    "has_more": offset + limit < total,
+                },
+            }
+        )
+
+
+class JobDetailView(APIView):
+    @extend_schema(responses=JobDetailSerializer)
+    def get(self, request: Request, job_id) -> Response:
+        job = get_object_or_404(Job.objects.prefetch_related("executions"), pk=job_id)
+        return Response({"success": True, "job": JobDetailSerializer(job).data})
+
+    @extend_schema(request=CancelSerializer, responses=JobSerializer)
+    def delete(self, request: Request, job_id) -> Response:
+        return _cancel(request, job_id)
+
+
+class JobCancelView(APIView):
+    @extend_schema(request=CancelSerializer, responses=JobSerializer)
+    def post(self, request: Request, job_id) -> Response:
+        return _cancel(request, job_id)
+
+
+def _cancel(request: Request, job_id) -> Response:
+    body = CancelSerializer(data=request.data or {})
+    body.is_valid(raise_exception=True)
+    job = cancel_job(job_id, body.validated_data.get("reason", ""))
+    return Response(
+        {
+            "success": True,
+            "job_id": str(job.id),
+            "status": job.status,
+            "cancel_requested": job.cancel_requested_at is not None,
+            "job": JobSerializer(job).data,
+        },
+        status=status.HTTP_200_OK if job.is_terminal else status.HTTP_202_ACCEPTED,
+    )
+
+
+class JobStatsView(APIView):
+    @extend_schema(parameters=[StatsQuerySerializer])
+    def get(self, request: Request) -> Response:
+        query = StatsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response({"success": True, **job_stats(query.validated_data["timeframe"])})

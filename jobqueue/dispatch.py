@@ -1,0 +1,220 @@
+"""The dispatcher: matches pending jobs to workers with free slots, in Postgres.
+
+Order is exact: highest effective priority, then the oldest workflow (or job) time, then submission
+order. A worker only ever receives a job whose every requirement it satisfies. Worker rows are locked
+(waiting) while their slots are filled and job rows with `FOR UPDATE SKIP LOCKED`, so concurrent
+dispatchers can neither assign one job twice nor overfill a worker. See docs/dispatch.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from gpu_worker import protocol
+from jobqueue.events import EventType, record_job_event
+from jobqueue.models import Job, JobExecution, JobStatus
+from jobqueue.transitions import transition
+from machines.models import Worker, WorkerStatus
+
+logger = logging.getLogger(__name__)
+
+# A job matches a worker when the worker runs its type and satisfies every requirement.
+# Parameters: type list, capabilities, models (jsonb arrays), gpu memory, pool.
+_JOB_MATCHES_WORKER = """
+    j.type = ANY(%(job_types)s)
+    AND %(capabilities)s::jsonb @> j.required_capabilities
+    AND %(models)s::jsonb @> j.required_models
+    AND (j.required_gpu_memory_gb IS NULL OR j.required_gpu_memory_gb <= %(gpu_memory_gb)s)
+    AND (j.required_pool IS NULL OR j.required_pool = %(pool)s)
+"""
+
+_BEST_JOBS_FOR_WORKER = f"""
+    SELECT j.id, j.attempt FROM jobqueue_job j
+    WHERE j.status = 'pending' AND {_JOB_MATCHES_WORKER}
+    ORDER BY j.effective_priority DESC, j.order_time, j.submit_seq
+    LIMIT %(limit)s
+    FOR UPDATE OF j SKIP LOCKED
+"""
+
+_ACTIVE_JOBS_ON_WORKER = """
+    SELECT count(*) FROM jobqueue_job WHERE worker_id = %s AND status IN ('assigned', 'running')
+"""
+
+# Live workers with a free slot that could run at least one of the given pending jobs.
+_FREE_WORKERS_FOR_JOBS = """
+    SELECT w.id FROM machines_worker w
+    WHERE w.status <> 'offline' AND w.last_seen_at > now() - %(offline_after)s
+      AND (SELECT count(*) FROM jobqueue_job a
+           WHERE a.worker_id = w.id AND a.status IN ('assigned', 'running')) < w.slots
+      AND EXISTS (
+        SELECT 1 FROM jobqueue_job j
+        WHERE j.id = ANY(%(job_ids)s) AND j.status = 'pending'
+          AND j.type IN (SELECT jsonb_array_elements_text(w.job_types))
+          AND w.capabilities @> j.required_capabilities
+          AND w.model_names @> j.required_models
+          AND (j.required_gpu_memory_gb IS NULL OR j.required_gpu_memory_gb <= w.gpu_memory_gb)
+          AND (j.required_pool IS NULL OR j.required_pool = w.pool))
+    ORDER BY w.last_assigned_at NULLS FIRST
+"""
+
+_FREE_WORKERS = """
+    SELECT w.id FROM machines_worker w
+    WHERE w.status <> 'offline' AND w.last_seen_at > now() - %(offline_after)s
+      AND (SELECT count(*) FROM jobqueue_job a
+           WHERE a.worker_id = w.id AND a.status IN ('assigned', 'running')) < w.slots
+    ORDER BY w.last_assigned_at NULLS FIRST
+"""
+
+
+@dataclass(frozen=True)
+class Assignment:
+    job_id: str
+    attempt: int
+    worker_id: str
+    queue: str
+    spec: dict
+
+
+def _offline_after() -> timedelta:
+    return timedelta(seconds=settings.WORKER_OFFLINE_AFTER_SECONDS)
+
+
+def _worker_is_live(worker: Worker) -> bool:
+    return worker.status != WorkerStatus.OFFLINE and worker.last_seen_at > timezone.now() - _offline_after()
+
+
+def fill_worker(worker_id: str) -> list[Assignment]:
+    """Give the worker its best eligible pending jobs, up to its free slots.
+
+    Runs in the caller's transaction when there is one (so a report that frees a slot and the
+    assignment of the next job commit together); messages are published after commit.
+    """
+    with transaction.atomic():
+        worker = Worker.objects.select_for_update().filter(pk=worker_id).first()
+        if worker is None or not _worker_is_live(worker):
+            return []
+        with connection.cursor() as cursor:
+            cursor.execute(_ACTIVE_JOBS_ON_WORKER, [worker_id])
+            free_slots = worker.slots - cursor.fetchone()[0]
+            if free_slots <= 0:
+                return []
+            cursor.execute(_BEST_JOBS_FOR_WORKER, _match_params(worker, free_slots))
+            candidates = cursor.fetchall()
+        assignments = [a for a in (_assign(*row, worker) for row in candidates) if a is not None]
+        if assignments:
+            Worker.objects.filter(pk=worker.pk).update(last_assigned_at=Now(), status=WorkerStatus.BUSY)
+            transaction.on_commit(lambda: publish_assignments(assignments))
+        return assignments
+
+
+def dispatch_jobs(job_ids: Iterable) -> list[Assignment]:
+    """Find workers for newly pending jobs. Each candidate worker takes its own best jobs,
+    which keeps global priority order even when a better job than these is also waiting."""
+    ids = [str(job_id) for job_id in job_ids]
+    if not ids:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(_FREE_WORKERS_FOR_JOBS, {"job_ids": ids, "offline_after": _offline_after()})
+        worker_ids = [row[0] for row in cursor.fetchall()]
+    assignments: list[Assignment] = []
+    for worker_id in worker_ids:
+        assignments.extend(fill_worker(worker_id))
+        if not Job.objects.filter(pk__in=ids, status=JobStatus.PENDING).exists():
+            break
+    return assignments
+
+
+def dispatch_all() -> list[Assignment]:
+    """Offer every live worker with a free slot its best jobs (beat's safety net)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_FREE_WORKERS, {"offline_after": _offline_after()})
+        worker_ids = [row[0] for row in cursor.fetchall()]
+    assignments: list[Assignment] = []
+    for worker_id in worker_ids:
+        assignments.extend(fill_worker(worker_id))
+    return assignments
+
+
+def dispatch_on_commit(job_ids: list) -> None:
+    """Dispatch these jobs once the transaction that made them pending has committed."""
+    transaction.on_commit(lambda: _dispatch_safely(job_ids))
+
+
+def _dispatch_safely(job_ids: list) -> None:
+    try:
+        dispatch_jobs(job_ids)
+    except Exception:
+        # The job is durable as pending; the beat sweep will dispatch it.
+        logger.exception("dispatch after commit failed for %s jobs; the sweep will retry", len(job_ids))
+
+
+def _match_params(worker: Worker, limit: int) -> dict:
+    return {
+        "job_types": list(worker.job_types),
+        "capabilities": json.dumps(worker.capabilities),
+        "models": json.dumps(worker.model_names),
+        "gpu_memory_gb": worker.gpu_memory_gb,
+        "pool": worker.pool,
+        "limit": limit,
+    }
+
+
+def _assign(job_id, previous_attempt: int, worker: Worker) -> Assignment | None:
+    attempt = previous_attempt + 1
+    job = transition(
+        job_id,
+        from_statuses={JobStatus.PENDING},
+        to=JobStatus.ASSIGNED,
+        on_attempt=previous_attempt,
+        attempt=attempt,
+        worker_id=worker.id,
+        machine_id=worker.machine_id,
+        assigned_at=Now(),
+        progress=0,
+        stage="",
+    )
+    if job is None:
+        return None
+    JobExecution.objects.create(job=job, attempt=attempt, worker_id=worker.id, machine_id=worker.machine_id)
+    record_job_event(EventType.JOB_ASSIGNED, job, {"queue": worker.queue})
+    return Assignment(
+        job_id=str(job.id), attempt=attempt, worker_id=worker.id, queue=worker.queue, spec=job_spec(job)
+    )
+
+
+def job_spec(job: Job) -> dict:
+    """What a worker needs to run one attempt: everything but database-only fields."""
+    return {
+        "job_id": str(job.id),
+        "attempt": job.attempt,
+        "type": job.type,
+        "payload": job.payload,
+        "ctx": job.ctx,
+        "requirements": job.requirements,
+        "timeout_seconds": job.timeout_seconds,
+        "priority": job.effective_priority,
+        "workflow_id": job.workflow_id,
+        "metadata": job.metadata,
+    }
+
+
+def publish_assignments(assignments: list[Assignment]) -> None:
+    """Send each assignment to its worker's own queue (priority order was decided here, not by the broker)."""
+    from settings.celery import app
+
+    for assignment in assignments:
+        try:
+            app.send_task(protocol.RUN_JOB_TASK, kwargs={"spec": assignment.spec}, queue=assignment.queue)
+        except Exception:
+            # The job stays assigned in Postgres; recovering an assignment whose message never
+            # arrived is the reconciler's job (lease expiry), not this publisher's.
+            logger.exception("publishing job %s to %s failed", assignment.job_id, assignment.queue)

@@ -1,0 +1,45 @@
+"""Writing the event log. Call inside the transaction of the change the event describes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+
+from jobqueue.models import Event, Job
+
+
+class EventType(models.TextChoices):
+    JOB_SUBMITTED = "job_submitted"
+    JOB_SCHEDULED = "job_scheduled"
+    JOB_QUEUED = "job_queued"
+    JOB_ASSIGNED = "job_assigned"
+    JOB_STARTED = "job_started"
+    JOB_PROGRESS = "job_progress"
+    JOB_COMPLETED = "job_completed"
+    JOB_FAILED = "job_failed"
+    JOB_CANCEL_REQUESTED = "job_cancel_requested"
+    JOB_CANCELLED = "job_cancelled"
+    JOB_RETRY_SCHEDULED = "job_retry_scheduled"
+    JOB_DEAD_LETTERED = "job_dead_lettered"
+    WORKER_REGISTERED = "worker_registered"
+    WORKER_STATUS_CHANGED = "worker_status_changed"
+
+
+def record_job_event(event_type: EventType, job: Job, payload: dict[str, Any] | None = None) -> Event:
+    """Append an event about `job`; ids and correlation id come from the job itself."""
+    return Event.objects.create(
+        type=event_type,
+        job_id=job.id,
+        workflow_id=job.workflow_id,
+        worker_id=job.worker_id,
+        machine_id=job.machine_id,
+        correlation_id=job.correlation_id,
+        payload={"status": job.status, "attempt": job.attempt, **(payload or {})},
+    )
+
+
+def record_worker_event(
+    event_type: EventType, worker_id: str, machine_id: str, payload: dict[str, Any]
+) -> Event:
+    return Event.objects.create(type=event_type, worker_id=worker_id, machine_id=machine_id, payload=payload)

@@ -1,0 +1,44 @@
+"""Dependency checks for the health endpoints."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from jobqueue.broker import redis_client
+from machines.models import Worker, WorkerStatus
+
+
+def _timed(check) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        detail = check()
+    except Exception as exc:  # noqa: BLE001  (a health check reports any failure)
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2), **(detail or {})}
+
+
+def _database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def _broker() -> None:
+    redis_client().ping()
+
+
+def _workers() -> dict[str, int]:
+    live_since = timezone.now() - timedelta(seconds=settings.WORKER_OFFLINE_AFTER_SECONDS)
+    live = Worker.objects.filter(last_seen_at__gte=live_since).exclude(status=WorkerStatus.OFFLINE)
+    return {"seen": Worker.objects.count(), "live": live.count()}
+
+
+def system_health() -> dict[str, Any]:
+    checks = {"database": _timed(_database), "broker": _timed(_broker)}
+    workers = _timed(_workers) if checks["database"]["ok"] else {"ok": False, "error": "database unavailable"}
+    return {"ready": all(c["ok"] for c in checks.values()), "checks": checks, "workers": workers}

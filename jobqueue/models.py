@@ -1,0 +1,243 @@
+"""Jobs, their attempts, dead letters, API keys and the event log."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Now
+
+
+class JobStatus(models.TextChoices):
+    #: Held until `scheduled_at` (or a retry's backoff) passes.
+    SCHEDULED = "scheduled"
+    #: Waiting for workflow dependencies.
+    WAITING = "waiting"
+    #: Eligible for dispatch to a worker.
+    PENDING = "pending"
+    #: Given to a worker; its message is on that worker's queue.
+    ASSIGNED = "assigned"
+    #: The worker reported that it started the job.
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+ACTIVE_STATUSES = frozenset({JobStatus.ASSIGNED, JobStatus.RUNNING})
+
+
+class ApiKey(models.Model):
+    """An API client. Only a SHA-256 of the key is stored; the key itself is shown once."""
+
+    name = models.CharField(max_length=100, unique=True)
+    prefix = models.CharField(max_length=16, help_text="First characters of the key, to recognise it.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @staticmethod
+    def hash_key(raw_key: str) -> str:
+        # Keys are 256-bit random tokens, so a fast hash is safe (no dictionary to attack).
+        return hashlib.sha256(raw_key.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, name: str) -> tuple[ApiKey, str]:
+        raw_key = f"jq_{secrets.token_urlsafe(32)}"
+        api_key = cls.objects.create(name=name, prefix=raw_key[:10], key_hash=cls.hash_key(raw_key))
+        return api_key, raw_key
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+
+class Job(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    type = models.CharField(max_length=100, help_text="Routing key: the kind of work (service_required).")
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
+    priority = models.PositiveSmallIntegerField(default=50)
+
+    payload = models.JSONField(default=dict, blank=True)
+    ctx = models.JSONField(null=True, blank=True, help_text="Storage context; never sent to engines.")
+    requirements = models.JSONField(default=dict, blank=True)
+    # The requirements, normalised into columns the dispatcher matches in SQL.
+    required_capabilities = models.JSONField(default=list, blank=True)
+    required_models = models.JSONField(default=list, blank=True)
+    required_gpu_memory_gb = models.FloatField(null=True, blank=True)
+    required_pool = models.CharField(max_length=64, null=True, blank=True)
+
+    result = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True, help_text="{code, message, class}")
+
+    attempt = models.PositiveIntegerField(default=0, help_text="Current (or last) attempt number, from 1.")
+    retry_count = models.PositiveIntegerField(default=0)
+    max_retries = models.PositiveSmallIntegerField(default=3)
+    timeout_seconds = models.PositiveIntegerField()
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+
+    webhook_url = models.URLField(max_length=2000, null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
+    created_by = models.CharField(max_length=100, blank=True, default="")
+    customer_id = models.CharField(max_length=200, null=True, blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    correlation_id = models.CharField(max_length=100, blank=True, default="")
+
+    # Client-driven workflows (the replaced system's fields).
+    workflow_id = models.CharField(max_length=100, null=True, blank=True)
+    workflow_priority = models.PositiveSmallIntegerField(null=True, blank=True)
+    workflow_datetime = models.DateTimeField(null=True, blank=True)
+    current_step = models.PositiveIntegerField(null=True, blank=True)
+    total_steps = models.PositiveIntegerField(null=True, blank=True)
+
+    # Dispatch order: priority, then the workflow's (or job's) time, then exact submission order.
+    effective_priority = models.PositiveSmallIntegerField(default=50)
+    order_time = models.DateTimeField()
+    submit_seq = models.BigIntegerField(
+        db_default=models.Func(models.Value("jobqueue_job_submit_seq"), function="nextval"),
+        editable=False,
+    )
+
+    worker_id = models.CharField(max_length=200, null=True, blank=True)
+    machine_id = models.CharField(max_length=200, null=True, blank=True)
+    progress = models.PositiveSmallIntegerField(default=0)
+    stage = models.CharField(max_length=200, blank=True, default="")
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    cancel_reason = models.CharField(max_length=500, blank=True, default="")
+
+    created_at = models.DateTimeField(db_default=Now())
+    queued_at = models.DateTimeField(null=True, blank=True)
+    assigned_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(priority__lte=100), name="job_priority_0_100"),
+            models.CheckConstraint(condition=Q(progress__lte=100), name="job_progress_0_100"),
+            models.UniqueConstraint(
+                fields=["api_key", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="job_idempotency_key_per_api_key",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                models.F("effective_priority").desc(),
+                "order_time",
+                "submit_seq",
+                name="job_dispatch_order",
+                condition=Q(status="pending"),
+            ),
+            models.Index(
+                fields=["worker_id"],
+                name="job_active_by_worker",
+                condition=Q(status__in=["assigned", "running"]),
+            ),
+            models.Index(fields=["scheduled_at"], name="job_scheduled_due", condition=Q(status="scheduled")),
+            models.Index(fields=["status", "-created_at"], name="job_status_created"),
+            models.Index(fields=["type", "-created_at"], name="job_type_created"),
+            models.Index(fields=["created_by", "-created_at"], name="job_creator_created"),
+            models.Index(fields=["-created_at"], name="job_created"),
+            models.Index(fields=["workflow_id"], name="job_workflow", condition=Q(workflow_id__isnull=False)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.id} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class ExecutionOutcome(models.TextChoices):
+    ASSIGNED = "assigned"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    LOST = "lost"
+
+
+class JobExecution(models.Model):
+    """One attempt of a job on one worker."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="executions")
+    attempt = models.PositiveIntegerField()
+    worker_id = models.CharField(max_length=200)
+    machine_id = models.CharField(max_length=200, blank=True, default="")
+    outcome = models.CharField(
+        max_length=16, choices=ExecutionOutcome.choices, default=ExecutionOutcome.ASSIGNED
+    )
+    error = models.JSONField(null=True, blank=True)
+    assigned_at = models.DateTimeField(db_default=Now())
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveBigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["attempt"]
+        constraints = [models.UniqueConstraint(fields=["job", "attempt"], name="execution_one_per_attempt")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} attempt {self.attempt} on {self.worker_id}: {self.outcome}"
+
+
+class DeadLetterReason(models.TextChoices):
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    PERMANENT_FAILURE = "permanent_failure"
+
+
+class DeadLetterJob(models.Model):
+    """A job that failed for good: retries exhausted or a permanent error."""
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="dead_letter")
+    reason = models.CharField(max_length=32, choices=DeadLetterReason.choices)
+    last_error = models.JSONField(null=True, blank=True)
+    attempts = models.PositiveIntegerField()
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        indexes = [models.Index(fields=["-created_at"], name="deadletter_created")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}: {self.reason}"
+
+
+class Event(models.Model):
+    """Append-only log of everything that happened, written in the transaction of the change."""
+
+    id = models.BigAutoField(primary_key=True)
+    type = models.CharField(max_length=64)
+    version = models.PositiveSmallIntegerField(default=1)
+    created_at = models.DateTimeField(db_default=Now())
+    job_id = models.UUIDField(null=True, blank=True)
+    workflow_id = models.CharField(max_length=100, null=True, blank=True)
+    machine_id = models.CharField(max_length=200, null=True, blank=True)
+    worker_id = models.CharField(max_length=200, null=True, blank=True)
+    correlation_id = models.CharField(max_length=100, blank=True, default="")
+    causation_id = models.BigIntegerField(null=True, blank=True)
+    payload = models.JSONField(default=dict)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["job_id", "id"], name="event_job"),
+            models.Index(fields=["type", "id"], name="event_type"),
+            models.Index(fields=["created_at"], name="event_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.type}"

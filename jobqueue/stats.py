@@ -1,0 +1,37 @@
+"""Job counts for the stats endpoint."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import Count
+from django.utils import timezone
+
+from jobqueue.models import Job, JobStatus
+
+TIMEFRAMES = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
+
+
+def job_stats(timeframe: str) -> dict[str, Any]:
+    since = timezone.now() - TIMEFRAMES[timeframe]
+    rows = (
+        Job.objects.filter(created_at__gte=since)
+        .values("type", "status")
+        .annotate(count=Count("id"))
+        .order_by()
+    )
+    by_status = dict.fromkeys(JobStatus.values, 0)
+    by_type: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        by_status[row["status"]] += row["count"]
+        entry = by_type.setdefault(row["type"], {"total": 0, "by_status": {}})
+        entry["total"] += row["count"]
+        entry["by_status"][row["status"]] = row["count"]
+    return {
+        "timeframe": timeframe,
+        "since": since.isoformat(),
+        "total": sum(by_status.values()),
+        "by_status": by_status,
+        "by_type": by_type,
+    }

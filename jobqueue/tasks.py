@@ -1,0 +1,48 @@
+"""Control-plane Celery tasks: thin wrappers that apply worker reports and run beat sweeps.
+
+Report tasks are idempotent (compare-and-set on job id + attempt), so a redelivered message is safe.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from gpu_worker import protocol
+from jobqueue import reports, sweeps
+
+
+@shared_task(name=protocol.REPORT_STARTED_TASK)
+def report_started(job_id: str, attempt: int, worker_id: str) -> bool:
+    return reports.job_started(job_id, attempt, worker_id)
+
+
+@shared_task(name=protocol.REPORT_PROGRESS_TASK)
+def report_progress(job_id: str, attempt: int, progress: int, stage: str = "") -> bool:
+    return reports.job_progress(job_id, attempt, progress, stage)
+
+
+@shared_task(name=protocol.REPORT_SUCCEEDED_TASK)
+def report_succeeded(job_id: str, attempt: int, result: Any) -> bool:
+    return reports.job_succeeded(job_id, attempt, result)
+
+
+@shared_task(name=protocol.REPORT_FAILED_TASK)
+def report_failed(job_id: str, attempt: int, error: dict[str, Any]) -> bool:
+    return reports.job_failed(job_id, attempt, error)
+
+
+@shared_task(name=protocol.REPORT_CANCELLED_TASK)
+def report_cancelled(job_id: str, attempt: int) -> bool:
+    return reports.job_cancelled(job_id, attempt)
+
+
+@shared_task(name="jobqueue.release_scheduled_jobs")
+def release_scheduled_jobs() -> int:
+    return sweeps.release_scheduled_jobs()
+
+
+@shared_task(name="jobqueue.dispatch_sweep")
+def dispatch_sweep() -> int:
+    return sweeps.dispatch_sweep()

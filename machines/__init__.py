@@ -1,0 +1,1 @@
+"""Machines and workers: the registry the dispatcher matches jobs against."""

@@ -1,0 +1,41 @@
+"""The worker registry, fed by registration and heartbeat reports over the broker."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models.functions import Now
+
+
+class WorkerStatus(models.TextChoices):
+    IDLE = "idle"
+    BUSY = "busy"
+    OFFLINE = "offline"
+
+
+class Worker(models.Model):
+    """One job-running process (by default one per GPU), consuming its own Celery queue."""
+
+    id = models.CharField(max_length=200, primary_key=True)
+    machine_id = models.CharField(max_length=200)
+    hostname = models.CharField(max_length=255, blank=True, default="")
+    instance_id = models.CharField(max_length=64, help_text="Changes every time the process starts.")
+    queue = models.CharField(max_length=255)
+    pool = models.CharField(max_length=64, default="standard")
+    job_types = models.JSONField(default=list, help_text="Job types its connectors run.")
+    capabilities = models.JSONField(default=list)
+    model_names = models.JSONField(default=list, help_text="Models it has loaded or can load.")
+    gpu_memory_gb = models.FloatField(default=0)
+    gpu_index = models.PositiveSmallIntegerField(null=True, blank=True)
+    gpu_name = models.CharField(max_length=200, blank=True, default="")
+    slots = models.PositiveSmallIntegerField(default=1)
+    status = models.CharField(max_length=16, choices=WorkerStatus.choices, default=WorkerStatus.IDLE)
+    registered_at = models.DateTimeField(db_default=Now())
+    last_seen_at = models.DateTimeField(db_default=Now())
+    last_assigned_at = models.DateTimeField(null=True, blank=True)
+    info = models.JSONField(default=dict, blank=True, help_text="Everything else the worker reported.")
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "last_seen_at"], name="worker_liveness")]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.pool}, {self.status})"

@@ -1,0 +1,113 @@
+"""Worker registration, heartbeats and deregistration, as reported over the broker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.db.models.functions import Now
+
+from gpu_worker import protocol
+from jobqueue.dispatch import fill_worker
+from jobqueue.events import EventType, record_worker_event
+from jobqueue.models import ExecutionOutcome, Job, JobStatus
+from jobqueue.reports import job_failed
+from machines.models import Worker, WorkerStatus
+
+_REGISTERED_FIELDS = (
+    "machine_id",
+    "hostname",
+    "pool",
+    "job_types",
+    "capabilities",
+    "model_names",
+    "gpu_memory_gb",
+    "gpu_index",
+    "gpu_name",
+    "slots",
+)
+
+
+def register_worker(info: dict[str, Any]) -> Worker:
+    """Create or refresh a worker from its self-description, then offer it work.
+
+    A new `instance_id` means the process restarted: whatever its previous instance was running is
+    lost with it, so those attempts fail as `WORKER_LOST` (and are retried by the usual rules).
+    Jobs merely assigned stay: their messages wait in the worker's queue for the new instance.
+    """
+    worker_id = str(info["worker_id"])
+    fields = {name: info[name] for name in _REGISTERED_FIELDS if name in info}
+    extra = {
+        k: v for k, v in info.items() if k not in _REGISTERED_FIELDS and k not in {"worker_id", "instance_id"}
+    }
+    with transaction.atomic():
+        previous = Worker.objects.select_for_update().filter(pk=worker_id).first()
+        worker, created = Worker.objects.update_or_create(
+            pk=worker_id,
+            defaults={
+                **fields,
+                "instance_id": info["instance_id"],
+                "queue": protocol.worker_queue(worker_id),
+                "status": WorkerStatus.IDLE,
+                "last_seen_at": Now(),
+                "info": extra,
+            },
+        )
+        record_worker_event(
+            EventType.WORKER_REGISTERED,
+            worker.id,
+            worker.machine_id,
+            {"pool": worker.pool, "job_types": worker.job_types, "restarted": not created},
+        )
+        if previous is not None and previous.instance_id != info["instance_id"]:
+            _fail_lost_attempts(worker_id)
+    fill_worker(worker_id)
+    return worker
+
+
+def _fail_lost_attempts(worker_id: str) -> None:
+    running = Job.objects.filter(worker_id=worker_id, status=JobStatus.RUNNING).values_list("pk", "attempt")
+    for job_id, attempt in running:
+        job_failed(
+            job_id,
+            attempt,
+            {
+                "code": "WORKER_LOST",
+                "message": "the worker restarted while running this job",
+                "class": "transient",
+            },
+            outcome=ExecutionOutcome.LOST,
+        )
+
+
+def heartbeat(worker_id: str, instance_id: str, info: dict[str, Any] | None = None) -> bool:
+    """Refresh liveness. A heartbeat from an unknown instance (its registration was lost, or the
+    registry was reset) re-registers the worker from the self-description it carries."""
+    updated = Worker.objects.filter(pk=worker_id, instance_id=instance_id).update(last_seen_at=Now())
+    if not updated:
+        if info:
+            register_worker(info)
+        return False
+    with transaction.atomic():
+        worker = Worker.objects.select_for_update().get(pk=worker_id)
+        if worker.status == WorkerStatus.OFFLINE:
+            _set_status(worker, WorkerStatus.IDLE)
+    fill_worker(worker_id)
+    return True
+
+
+def deregister_worker(worker_id: str, instance_id: str) -> None:
+    """A graceful stop: the worker takes no more jobs."""
+    with transaction.atomic():
+        worker = Worker.objects.select_for_update().filter(pk=worker_id, instance_id=instance_id).first()
+        if worker is not None:
+            _set_status(worker, WorkerStatus.OFFLINE)
+
+
+def _set_status(worker: Worker, status: WorkerStatus) -> None:
+    previous = worker.status
+    worker.status = status
+    worker.save(update_fields=["status"])
+    record_worker_event(
+        EventType.WORKER_STATUS_CHANGED, worker.id, worker.machine_id, {"from": previous, "to": status}
+    )

@@ -1,0 +1,1 @@
+"""Project settings package: Django settings, the Celery app and the embedded dev services."""

@@ -1,0 +1,197 @@
+"""Django settings. Every value is read from the environment here and nowhere else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from settings import embedded
+from settings.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("JOBQUEUE_DATA_DIR", str(BASE_DIR / ".data"))).resolve()
+
+# --- Core -------------------------------------------------------------------------------------------
+DEBUG = env_bool("DJANGO_DEBUG", False)
+# The development key is only for the embedded stack; deployments set DJANGO_SECRET_KEY.
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "dev-only-insecure-secret-key-change-me")
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
+    "jobqueue",
+    "machines",
+    "workflows",
+    "webhooks",
+    "emprops",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "jobqueue.api.middleware.CorrelationIdMiddleware",
+]
+
+ROOT_URLCONF = "settings.urls"
+ASGI_APPLICATION = "settings.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "staticfiles"
+
+# --- Postgres: DATABASE_URL, or the embedded server -------------------------------------------------
+EMBEDDED_PG_PORT = env_int("JOBQUEUE_EMBEDDED_PG_PORT", embedded.DEFAULT_PG_PORT)
+EMBEDDED_REDIS_PORT = env_int("JOBQUEUE_EMBEDDED_REDIS_PORT", embedded.DEFAULT_REDIS_PORT)
+DATABASE_URL = env_str("DATABASE_URL") or embedded.EmbeddedPostgres(DATA_DIR, EMBEDDED_PG_PORT).url
+REDIS_URL = env_str("REDIS_URL") or embedded.EmbeddedRedis(DATA_DIR, EMBEDDED_REDIS_PORT).url
+USES_EMBEDDED_POSTGRES = not env_str("DATABASE_URL")
+USES_EMBEDDED_REDIS = not env_str("REDIS_URL")
+
+
+def _database_from_url(url: str) -> dict:
+    parts = urlsplit(url)
+    if parts.scheme not in {"postgres", "postgresql"}:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(f"DATABASE_URL must be a postgresql:// URL, got scheme {parts.scheme!r}")
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": parts.path.lstrip("/") or "postgres",
+        "USER": parts.username or "",
+        "PASSWORD": parts.password or "",
+        "HOST": parts.hostname or "",
+        "PORT": str(parts.port or ""),
+        "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 60),
+        "CONN_HEALTH_CHECKS": True,
+        "TEST": {"NAME": env_str("DATABASE_TEST_NAME") or None},
+    }
+
+
+DATABASES = {"default": _database_from_url(DATABASE_URL)}
+
+# --- API --------------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["jobqueue.api.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["jobqueue.api.parsers.AnyContentTypeJSONParser"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "jobqueue.api.errors.envelope_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "GPU job queue API",
+    "DESCRIPTION": "Submit, route and watch GPU jobs. Authenticate with the `x-api-key` header.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+API_PAGE_SIZE_DEFAULT = env_int("API_PAGE_SIZE_DEFAULT", 50)
+API_PAGE_SIZE_MAX = env_int("API_PAGE_SIZE_MAX", 500)
+
+# --- Jobs and dispatch ------------------------------------------------------------------------------
+JOB_DEFAULT_PRIORITY = 50
+JOB_DEFAULT_MAX_RETRIES = env_int("JOB_DEFAULT_MAX_RETRIES", 3)
+JOB_DEFAULT_TIMEOUT_SECONDS = env_int("JOB_DEFAULT_TIMEOUT_SECONDS", 1800)
+JOB_MAX_TIMEOUT_SECONDS = env_int("JOB_MAX_TIMEOUT_SECONDS", 24 * 3600)
+JOB_PAYLOAD_MAX_BYTES = env_int("JOB_PAYLOAD_MAX_BYTES", 10 * 1024 * 1024)
+# A worker counts as live for dispatch while its last heartbeat is this recent.
+WORKER_OFFLINE_AFTER_SECONDS = env_float("WORKER_OFFLINE_AFTER_SECONDS", 30.0)
+# Safety-net sweeps run by Celery beat (each is also triggered by the events that need it).
+DISPATCH_SWEEP_SECONDS = env_float("DISPATCH_SWEEP_SECONDS", 5.0)
+SCHEDULED_RELEASE_SECONDS = env_float("SCHEDULED_RELEASE_SECONDS", 1.0)
+# Where the cancellation flag of a running job is mirrored for GPU workers (broker Redis, no DB access).
+CANCEL_FLAG_TTL_SECONDS = env_int("CANCEL_FLAG_TTL_SECONDS", 7 * 24 * 3600)
+
+# --- Celery (Redis broker; Postgres is the record, Celery results are not used) ---------------------
+CELERY_BROKER_URL = REDIS_URL
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "control"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Longer than the longest job, so a long job's unacked message is not redelivered while it runs
+# (see docs/architecture.md, "Celery pitfalls").
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": JOB_MAX_TIMEOUT_SECONDS + 3600,
+}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower
+CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+CONTROL_WORKER_CONCURRENCY = env_int("CONTROL_WORKER_CONCURRENCY", 2)
+
+# --- Channels ---------------------------------------------------------------------------------------
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL]},
+    }
+}
+
+# --- Logging ----------------------------------------------------------------------------------------
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+CELERY_BEAT_SCHEDULE = {
+    "release-scheduled-jobs": {
+        "task": "jobqueue.release_scheduled_jobs",
+        "schedule": SCHEDULED_RELEASE_SECONDS,
+        "options": {"expires": SCHEDULED_RELEASE_SECONDS * 5},
+    },
+    "dispatch-sweep": {
+        "task": "jobqueue.dispatch_sweep",
+        "schedule": DISPATCH_SWEEP_SECONDS,
+        "options": {"expires": DISPATCH_SWEEP_SECONDS * 5},
+    },
+}

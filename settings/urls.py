@@ -1,0 +1,68 @@
+from django.contrib import admin
+from django.http import JsonResponse
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.decorators import api_view, authentication_classes, permission_classes
+from rest_framework.response import Response
+
+from jobqueue.health import system_health
+
+
+@api_view(["GET"])
+@authentication_classes([])
+@permission_classes([])
+def health(request):
+    report = system_health()
+    return Response(
+        {"success": report["ready"], "status": "ok" if report["ready"] else "degraded", **report},
+        status=200 if report["ready"] else 503,
+    )
+
+
+@api_view(["GET"])
+@authentication_classes([])
+@permission_classes([])
+def ready(request):
+    report = system_health()
+    return Response({"ready": report["ready"]}, status=200 if report["ready"] else 503)
+
+
+urlpatterns = [
+    path("health", health, name="health"),
+    path("health/ready", ready, name="health-ready"),
+    path("api/", include("jobqueue.api.urls")),
+    path(
+        "api/schema",
+        SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
+        name="schema",
+    ),
+    path(
+        "api/docs",
+        SpectacularSwaggerView.as_view(url_name="schema", authentication_classes=[], permission_classes=[]),
+        name="api-docs",
+    ),
+    path(
+        "api/redoc",
+        SpectacularRedocView.as_view(url_name="schema", authentication_classes=[], permission_classes=[]),
+        name="api-redoc",
+    ),
+    path("admin/", admin.site.urls),
+]
+
+
+def _json_error(status: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse(
+        {"success": False, "error": {"code": code, "message": message, "details": {}}}, status=status
+    )
+
+
+def handler404(request, exception=None):
+    return _json_error(404, "not_found", "not found")
+
+
+def handler500(request):
+    return _json_error(500, "internal_error", "internal server error")
+
+
+def handler400(request, exception=None):
+    return _json_error(400, "bad_request", "bad request")

@@ -1,0 +1,1 @@
+"""Workflows: DAGs of jobs with dependencies (built by the workflows issue)."""
