@@ -63,8 +63,8 @@ def _flatten(detail: Any, prefix: str = "") -> dict[str, list[dict[str, str]]]:
     if isinstance(detail, dict):
         flat: dict[str, list[dict[str, str]]] = {}
         for key, value in detail.items():
-            name = "body" if key == "non_field_errors" and not prefix else f"{prefix}{key}"
-            flat.update(_flatten(value, f"{name}."))
+            # Object-level errors belong to the object itself ("body" at the top level).
+            flat.update(_flatten(value, prefix if key == "non_field_errors" else f"{prefix}{key}."))
         return flat
     if isinstance(detail, list) and detail and all(isinstance(d, exceptions.ErrorDetail) for d in detail):
         return {prefix.rstrip(".") or "body": [{"code": d.code, "message": str(d)} for d in detail]}

@@ -1,0 +1,260 @@
+"""Fixtures: real Postgres and Redis, a real control worker, and real GPU-worker processes.
+
+With DATABASE_URL and REDIS_URL set, those servers are used; otherwise embedded ones are started on
+free loopback ports for this test session (never the development stack's).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from settings.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_DATA_DIR = ROOT / ".pytest-data"
+PROCESS_START_TIMEOUT_S = 30.0
+
+
+def wait_for(
+    condition: Callable[[], object], timeout: float = 20.0, interval: float = 0.05, what: str = ""
+) -> object:
+    """Poll until `condition()` is truthy; fail the test with `what` if it never is."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what or condition}")
+
+
+@dataclass
+class Services:
+    database_url: str  # the server; the test database name is filled in once it exists
+    redis_url: str
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    TEST_DATA_DIR.mkdir(exist_ok=True)
+    started = []
+    database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
+    if not database_url:
+        pg = EmbeddedPostgres(TEST_DATA_DIR, free_port())
+        database_url = pg.start()
+        started.append(pg)
+    if not redis_url:
+        redis_server = EmbeddedRedis(TEST_DATA_DIR, free_port(), appendonly=False)
+        redis_url = redis_server.start()
+        started.append(redis_server)
+    yield Services(database_url, redis_url)
+    for server in reversed(started):
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(services: Services) -> None:
+    """Point Django, Celery and our Redis client at the session's servers before the test DB is made."""
+    from urllib.parse import urlsplit
+
+    from jobqueue.broker import redis_client
+    from settings.celery import app
+
+    parts = urlsplit(services.database_url)
+    settings.DATABASES["default"].update(
+        HOST=parts.hostname, PORT=str(parts.port), USER=parts.username or "", PASSWORD=parts.password or ""
+    )
+    settings.REDIS_URL = settings.CELERY_BROKER_URL = services.redis_url
+    app.conf.broker_url = services.redis_url
+    redis_client.cache_clear()
+
+
+def _test_database_url(services: Services) -> str:
+    from django.db import connection
+
+    parts = services.database_url.rsplit("/", 1)[0]
+    return f"{parts}/{connection.settings_dict['NAME']}"
+
+
+def _child_env(services: Services) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": _test_database_url(services),
+        "REDIS_URL": services.redis_url,
+        "DJANGO_SETTINGS_MODULE": "settings.base",
+        "PYTHONUNBUFFERED": "1",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def _stop(process: subprocess.Popen, timeout: float = 15.0) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def control_worker(services: Services, django_db_setup, django_db_blocker) -> Iterator[subprocess.Popen]:
+    """The trusted Celery worker that applies GPU workers' reports to Postgres."""
+    log = open(TEST_DATA_DIR / "control-worker.log", "ab")  # noqa: SIM115  (closed at teardown)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "settings.celery",
+            "worker",
+            "-Q",
+            "control",
+            "-n",
+            f"control-{uuid.uuid4().hex[:6]}@%h",
+            "-c",
+            "2",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "WARNING",
+        ],
+        env=_child_env(services),
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    yield process
+    _stop(process)
+    log.close()
+
+
+@dataclass
+class RunningGpuWorker:
+    worker_id: str
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        _stop(self.process)
+
+
+@pytest.fixture
+def gpu_worker(
+    services: Services, control_worker, transactional_db
+) -> Iterator[Callable[..., RunningGpuWorker]]:
+    """Start real `python -m gpu_worker` processes; returns once each has registered."""
+    from machines.models import Worker
+
+    started: list[RunningGpuWorker] = []
+
+    def start(
+        *,
+        pool: str = "standard",
+        capabilities: tuple[str, ...] = (),
+        models: tuple[str, ...] = (),
+        gpu_memory_gb: float = 24,
+        slots: int = 1,
+    ) -> RunningGpuWorker:
+        worker_id = f"test-{uuid.uuid4().hex[:8]}"
+        argv = [
+            sys.executable,
+            "-m",
+            "gpu_worker",
+            "--broker-url",
+            services.redis_url,
+            "--worker-id",
+            worker_id,
+            "--machine-id",
+            "test-machine",
+            "--pool",
+            pool,
+            "--capabilities",
+            ",".join(capabilities),
+            "--models",
+            ",".join(models),
+            "--gpu-memory-gb",
+            str(gpu_memory_gb),
+            "--slots",
+            str(slots),
+            "--heartbeat-seconds",
+            "1",
+            "--log-level",
+            "WARNING",
+        ]
+        log = open(TEST_DATA_DIR / f"{worker_id}.log", "wb")  # noqa: SIM115  (lives with the process)
+        process = subprocess.Popen(
+            argv, env=_child_env(services), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
+        running = RunningGpuWorker(worker_id, process)
+        started.append(running)
+        wait_for(
+            lambda: process.poll() is not None or Worker.objects.filter(pk=worker_id).exists(),
+            timeout=PROCESS_START_TIMEOUT_S,
+            what=f"worker {worker_id} to register",
+        )
+        assert process.poll() is None, (TEST_DATA_DIR / f"{worker_id}.log").read_text()[-3000:]
+        return running
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture
+def api_key(db):
+    from jobqueue.models import ApiKey
+
+    return ApiKey.issue(f"tests-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def api(api_key) -> APIClient:
+    """An API client authenticated with a fresh key."""
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=api_key[1])
+    return client
+
+
+@pytest.fixture
+def submit(api: APIClient) -> Callable[..., str]:
+    """Submit a job through the API and return its id."""
+
+    def _submit(**body) -> str:
+        body.setdefault("type", "simulation")
+        response = api.post("/api/jobs", body, format="json")
+        assert response.status_code == 201, response.json()
+        return response.json()["job_id"]
+
+    return _submit
+
+
+@pytest.fixture
+def job_status():
+    from jobqueue.models import Job
+
+    def _status(job_id: str) -> str:
+        return Job.objects.values_list("status", flat=True).get(pk=job_id)
+
+    return _status
+
+
+@pytest.fixture
+def wait_for_status(job_status) -> Callable[..., None]:
+    def _wait(job_id: str, status: str | set[str], timeout: float = 20.0) -> None:
+        wanted = {status} if isinstance(status, str) else status
+        wait_for(lambda: job_status(job_id) in wanted, timeout=timeout, what=f"job {job_id} to be {wanted}")
+
+    return _wait

@@ -1,0 +1,151 @@
+"""The GPU worker's own pieces: GPU detection, configuration, connectors and the job runner."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from gpu_worker import gpus
+from gpu_worker.config import parse_config
+from gpu_worker.connectors import build_connectors
+from gpu_worker.connectors.base import Connector
+from gpu_worker.runner import JobRunner
+
+
+class FakeNvml:
+    """Stands in for the NVML library on a machine with two GPUs."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self, cards):
+        self.cards = cards
+        self.shutdown_called = False
+
+    def nvmlInit(self):
+        pass
+
+    def nvmlShutdown(self):
+        self.shutdown_called = True
+
+    def nvmlSystemGetDriverVersion(self):
+        return b"550.54"
+
+    def nvmlDeviceGetCount(self):
+        return len(self.cards)
+
+    def nvmlDeviceGetHandleByIndex(self, index):
+        return self.cards[index]
+
+    def nvmlDeviceGetName(self, handle):
+        return handle["name"]
+
+    def nvmlDeviceGetUUID(self, handle):
+        return f"GPU-{handle['name']}"
+
+    def nvmlDeviceGetMemoryInfo(self, handle):
+        return SimpleNamespace(total=handle["bytes"])
+
+
+@pytest.fixture
+def two_gpus(monkeypatch):
+    fake = FakeNvml(
+        [{"name": "NVIDIA A10", "bytes": 24 * 1024**3}, {"name": b"NVIDIA H100", "bytes": 80 * 1024**3}]
+    )
+    monkeypatch.setitem(__import__("sys").modules, "pynvml", fake)
+    return fake
+
+
+def test_gpus_are_detected_through_nvml(two_gpus):
+    detected = gpus.detect_gpus()
+
+    assert [(g.index, g.name, g.memory_total_gb) for g in detected] == [
+        (0, "NVIDIA A10", 24.0),
+        (1, "NVIDIA H100", 80.0),
+    ]
+    assert detected[0].driver_version == "550.54"
+    assert two_gpus.shutdown_called
+
+
+def test_a_detected_gpu_sets_the_advertised_memory_and_worker_id(two_gpus):
+    config = parse_config(["--machine-id", "box", "--gpu-index", "1", "--gpu-memory-gb", "8"])
+
+    assert (config.worker_id, config.gpu_memory_gb, config.gpu_name) == ("box-gpu1", 80.0, "NVIDIA H100")
+
+
+def test_without_nvml_the_configured_values_are_used(monkeypatch):
+    class NoDriver(FakeNvml):
+        def nvmlInit(self):
+            raise self.NVMLError("NVML Shared Library Not Found")
+
+    monkeypatch.setitem(__import__("sys").modules, "pynvml", NoDriver([]))
+
+    config = parse_config(["--machine-id", "cpu-box", "--gpu-memory-gb", "24", "--pool", "fast-lane"])
+
+    assert config.gpus == []
+    assert (config.worker_id, config.gpu_memory_gb, config.pool) == ("cpu-box-gpu0", 24.0, "fast-lane")
+
+
+def test_unknown_connectors_are_refused_at_startup():
+    with pytest.raises(ValueError, match="unknown connectors"):
+        build_connectors(["simulation", "warp-drive"])
+
+
+class RecordingReporter:
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        return lambda *args: self.calls.append((name, *args))
+
+
+class NeverCancelled:
+    def is_cancelled_now(self, job_id, attempt):
+        return False
+
+    def checker(self, job_id, attempt):
+        return lambda: False
+
+
+def _run(connector: Connector, payload=None):
+    reporter = RecordingReporter()
+    runner = JobRunner({"simulation": connector}, reporter, NeverCancelled())
+    outcome = runner.run({"job_id": "j1", "attempt": 1, "type": "simulation", "payload": payload or {}})
+    return outcome, reporter.calls[-1]
+
+
+def test_a_crashing_connector_is_reported_as_a_transient_failure():
+    class Crashes(Connector):
+        name, job_types = "crashes", ("simulation",)
+
+        def run(self, job):
+            raise KeyError("boom")
+
+    outcome, last = _run(Crashes())
+    assert outcome == "failed"
+    assert last[0] == "failed" and last[3]["code"] == "CONNECTOR_CRASHED" and last[3]["class"] == "transient"
+
+
+def test_a_result_that_is_not_json_is_a_permanent_failure():
+    class ReturnsObject(Connector):
+        name, job_types = "object", ("simulation",)
+
+        def run(self, job):
+            return object()
+
+    outcome, last = _run(ReturnsObject())
+    assert (outcome, last[3]["code"], last[3]["class"]) == ("failed", "INVALID_RESULT", "permanent")
+
+
+def test_simulation_rejects_a_bad_payload_permanently():
+    simulation = build_connectors(["simulation"])["simulation"]
+    outcome, last = _run(simulation, {"duration": "long"})
+    assert (outcome, last[3]["code"], last[3]["class"]) == ("failed", "INVALID_PAYLOAD", "permanent")
+
+
+def test_simulation_reports_progress_and_returns_its_result():
+    simulation = build_connectors(["simulation"])["simulation"]
+    outcome, last = _run(simulation, {"duration": 0.05, "steps": 5, "result": {"x": 1}})
+    assert outcome == "completed"
+    assert last[0] == "succeeded" and last[3]["output"] == {"x": 1}

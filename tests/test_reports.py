@@ -1,0 +1,115 @@
+"""Worker reports are compare-and-set: duplicates and late arrivals change nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobqueue.dispatch import fill_worker
+from jobqueue.models import DeadLetterJob, Event, ExecutionOutcome, Job, JobStatus
+from jobqueue.reports import job_cancelled, job_failed, job_progress, job_started, job_succeeded
+from tests.factories import make_job, make_worker
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TRANSIENT = {"code": "GPU_OOM", "message": "out of memory", "class": "transient"}
+PERMANENT = {"code": "INVALID_INPUT", "message": "bad prompt", "class": "permanent"}
+
+
+@pytest.fixture
+def running_job():
+    job = make_job(max_retries=2)
+    worker = make_worker()
+    fill_worker(worker.id)
+    job.refresh_from_db()
+    assert job_started(str(job.id), job.attempt, worker.id)
+    job.refresh_from_db()
+    return job
+
+
+def test_a_duplicate_result_report_changes_nothing(running_job):
+    assert job_succeeded(str(running_job.id), 1, {"image": "a.png"})
+    events_after_first = Event.objects.filter(job_id=running_job.id).count()
+
+    assert not job_succeeded(str(running_job.id), 1, {"image": "b.png"})
+
+    job = Job.objects.get(pk=running_job.pk)
+    assert job.status == JobStatus.COMPLETED
+    assert job.result == {"image": "a.png"}
+    assert Event.objects.filter(job_id=running_job.id).count() == events_after_first
+
+
+def test_terminal_states_are_never_left(running_job):
+    job_id = str(running_job.id)
+    assert job_succeeded(job_id, 1, {"ok": True})
+
+    assert not job_failed(job_id, 1, PERMANENT)
+    assert not job_cancelled(job_id, 1)
+    assert not job_started(job_id, 1, "someone")
+    assert not job_progress(job_id, 1, 50)
+
+    job = Job.objects.get(pk=job_id)
+    assert (job.status, job.progress) == (JobStatus.COMPLETED, 100)
+
+
+def test_a_report_from_a_previous_attempt_is_ignored(running_job):
+    job_id = str(running_job.id)
+    assert job_failed(job_id, 1, TRANSIENT)  # retried: back to pending, then attempt 2 on the same worker
+    job = Job.objects.get(pk=job_id)
+    assert (job.status, job.attempt) == (JobStatus.ASSIGNED, 2)
+
+    assert not job_succeeded(job_id, 1, {"late": True})
+    assert not job_progress(job_id, 1, 99)
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.ASSIGNED
+    assert job.result is None
+
+
+def test_a_transient_failure_is_retried_with_the_same_priority_and_place(running_job):
+    before = Job.objects.get(pk=running_job.pk)
+    job_failed(str(running_job.id), 1, TRANSIENT)
+
+    after = Job.objects.get(pk=running_job.pk)
+    assert after.retry_count == 1
+    assert (after.effective_priority, after.order_time, after.submit_seq) == (
+        before.effective_priority,
+        before.order_time,
+        before.submit_seq,
+    )
+    first_attempt = after.executions.get(attempt=1)
+    assert first_attempt.outcome == ExecutionOutcome.FAILED
+    assert first_attempt.error["code"] == "GPU_OOM"
+
+
+def test_retries_exhausted_dead_letters_the_job(running_job):
+    job_id = str(running_job.id)
+    for attempt in (1, 2, 3):  # max_retries=2: attempts 1 and 2 are retried, 3 is final
+        job = Job.objects.get(pk=job_id)
+        assert job.attempt == attempt
+        assert job_failed(job_id, attempt, TRANSIENT)
+
+    job = Job.objects.get(pk=job_id)
+    assert job.status == JobStatus.FAILED
+    assert job.error["code"] == "GPU_OOM"
+    dead = DeadLetterJob.objects.get(job_id=job_id)
+    assert (dead.reason, dead.attempts) == ("retries_exhausted", 3)
+
+
+def test_a_permanent_failure_is_not_retried(running_job):
+    assert job_failed(str(running_job.id), 1, PERMANENT)
+
+    job = Job.objects.get(pk=running_job.pk)
+    assert (job.status, job.retry_count) == (JobStatus.FAILED, 0)
+    assert DeadLetterJob.objects.get(job_id=job.id).reason == "permanent_failure"
+    assert list(Event.objects.filter(job_id=job.id).values_list("type", flat=True))[-2:] == [
+        "job_failed",
+        "job_dead_lettered",
+    ]
+
+
+def test_every_transition_writes_an_event(running_job):
+    job_progress(str(running_job.id), 1, 40, "denoising")
+    job_succeeded(str(running_job.id), 1, {"ok": True})
+
+    types = list(Event.objects.filter(job_id=running_job.id).order_by("id").values_list("type", flat=True))
+    assert types == ["job_submitted", "job_assigned", "job_started", "job_progress", "job_completed"]
