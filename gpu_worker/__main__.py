@@ -87,7 +87,6 @@ def _celery_args(config: WorkerConfig) -> list[str]:
         config.log_level,
         "--without-gossip",
         "--without-mingle",
-        "--task-events",
     ]
 
 

@@ -23,7 +23,7 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
     worker_hijack_root_logger=False,
-    worker_send_task_events=True,
+    worker_send_task_events=False,  # Flower switches them on at runtime while it runs
 )
 
 _runner: JobRunner | None = None

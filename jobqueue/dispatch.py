@@ -20,8 +20,8 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from gpu_worker import protocol
-from jobqueue.events import EventType, record_job_event
-from jobqueue.models import Job, JobExecution, JobStatus
+from jobqueue.events import EventType, job_event
+from jobqueue.models import Event, Job, JobExecution, JobStatus
 from jobqueue.transitions import transition
 from machines.models import Worker, WorkerStatus
 
@@ -98,7 +98,10 @@ def fill_worker(worker_id: str) -> list[Assignment]:
     Runs in the caller's transaction when there is one (so a report that frees a slot and the
     assignment of the next job commit together); messages are published after commit.
     """
-    with transaction.atomic():
+    # No savepoint: a failure here fails the caller's whole transaction, which is what we want.
+    with transaction.atomic(savepoint=False):
+        # Waits for a concurrent dispatcher of this worker to commit. The count must be a separate
+        # statement: one that waited for a row lock still reads with its pre-wait snapshot.
         worker = Worker.objects.select_for_update().filter(pk=worker_id).first()
         if worker is None or not _worker_is_live(worker):
             return []
@@ -109,10 +112,21 @@ def fill_worker(worker_id: str) -> list[Assignment]:
                 return []
             cursor.execute(_BEST_JOBS_FOR_WORKER, _match_params(worker, free_slots))
             candidates = cursor.fetchall()
-        assignments = [a for a in (_assign(*row, worker) for row in candidates) if a is not None]
-        if assignments:
-            Worker.objects.filter(pk=worker.pk).update(last_assigned_at=Now(), status=WorkerStatus.BUSY)
-            transaction.on_commit(lambda: publish_assignments(assignments))
+        assigned = [job for job in (_assign(*row, worker) for row in candidates) if job is not None]
+        if not assigned:
+            return []
+        JobExecution.objects.bulk_create(
+            JobExecution(job=job, attempt=job.attempt, worker_id=worker.id, machine_id=worker.machine_id)
+            for job in assigned
+        )
+        Event.objects.bulk_create(
+            job_event(EventType.JOB_ASSIGNED, job, {"queue": worker.queue}) for job in assigned
+        )
+        Worker.objects.filter(pk=worker.pk).update(last_assigned_at=Now(), status=WorkerStatus.BUSY)
+        assignments = [
+            Assignment(str(job.id), job.attempt, worker.id, worker.queue, job_spec(job)) for job in assigned
+        ]
+        transaction.on_commit(lambda: publish_assignments(assignments))
         return assignments
 
 
@@ -126,8 +140,10 @@ def dispatch_jobs(job_ids: Iterable) -> list[Assignment]:
         cursor.execute(_FREE_WORKERS_FOR_JOBS, {"job_ids": ids, "offline_after": _offline_after()})
         worker_ids = [row[0] for row in cursor.fetchall()]
     assignments: list[Assignment] = []
-    for worker_id in worker_ids:
+    for index, worker_id in enumerate(worker_ids):
         assignments.extend(fill_worker(worker_id))
+        if {a.job_id for a in assignments} >= set(ids) or index == len(worker_ids) - 1:
+            break
         if not Job.objects.filter(pk__in=ids, status=JobStatus.PENDING).exists():
             break
     return assignments
@@ -168,26 +184,18 @@ def _match_params(worker: Worker, limit: int) -> dict:
     }
 
 
-def _assign(job_id, previous_attempt: int, worker: Worker) -> Assignment | None:
-    attempt = previous_attempt + 1
-    job = transition(
+def _assign(job_id, previous_attempt: int, worker: Worker) -> Job | None:
+    return transition(
         job_id,
         from_statuses={JobStatus.PENDING},
         to=JobStatus.ASSIGNED,
         on_attempt=previous_attempt,
-        attempt=attempt,
+        attempt=previous_attempt + 1,
         worker_id=worker.id,
         machine_id=worker.machine_id,
         assigned_at=Now(),
         progress=0,
         stage="",
-    )
-    if job is None:
-        return None
-    JobExecution.objects.create(job=job, attempt=attempt, worker_id=worker.id, machine_id=worker.machine_id)
-    record_job_event(EventType.JOB_ASSIGNED, job, {"queue": worker.queue})
-    return Assignment(
-        job_id=str(job.id), attempt=attempt, worker_id=worker.id, queue=worker.queue, spec=job_spec(job)
     )
 
 

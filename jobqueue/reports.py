@@ -10,10 +10,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
 from django.db.models.functions import Now
-from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from jobqueue.dispatch import dispatch_on_commit, fill_worker
 from jobqueue.events import EventType, record_job_event
@@ -138,7 +137,7 @@ def _retry(job: Job, error: dict[str, Any]) -> None:
         from_statuses=ACTIVE_STATUSES,
         to=JobStatus.PENDING,
         on_attempt=job.attempt,
-        retry_count=F("retry_count") + 1,
+        retry_count=job.retry_count + 1,  # the row is locked by job_failed
         error=error,
         worker_id=None,
         machine_id=None,
@@ -187,18 +186,19 @@ def _execution(job: Job):
     return JobExecution.objects.filter(job_id=job.pk, attempt=job.attempt)
 
 
+_FINISH_EXECUTION = """
+    UPDATE jobqueue_jobexecution
+    SET outcome = %s, error = %s, finished_at = statement_timestamp(),
+        duration_ms = (extract(epoch FROM statement_timestamp() - coalesce(started_at, assigned_at)) * 1000)::bigint
+    WHERE job_id = %s AND attempt = %s
+"""
+
+
 def _finish_execution(job: Job, outcome: ExecutionOutcome, error: dict[str, Any] | None = None) -> None:
-    execution = _execution(job).first()
-    if execution is None:
-        return
-    now = timezone.now()
-    execution.outcome = outcome
-    execution.error = error
-    execution.finished_at = now
-    execution.duration_ms = int(
-        ((now - (execution.started_at or execution.assigned_at)).total_seconds()) * 1000
-    )
-    execution.save(update_fields=["outcome", "error", "finished_at", "duration_ms"])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _FINISH_EXECUTION, [outcome, Jsonb(error) if error is not None else None, job.pk, job.attempt]
+        )
 
 
 def _normalise_error(error: dict[str, Any] | None) -> dict[str, Any]:

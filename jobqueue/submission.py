@@ -1,4 +1,4 @@
-"""Creating jobs: one row and its `job_submitted` event in one transaction, dispatched on commit."""
+"""Creating jobs: one row, its `job_submitted` event and its dispatch, in one transaction."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from jobqueue.dispatch import dispatch_on_commit
+from jobqueue.dispatch import dispatch_jobs
 from jobqueue.events import EventType, record_job_event
 from jobqueue.models import ApiKey, Job, JobStatus
 
@@ -111,7 +111,9 @@ def _create(request: JobRequest, api_key: ApiKey | None, correlation_id: str) ->
         {"type": job.type, "priority": job.priority, "scheduled_at": _iso(job.scheduled_at)},
     )
     if not held:
-        dispatch_on_commit([job.pk])
+        # In this transaction: the job commits already assigned when a worker is free, and its
+        # message is published after commit.
+        dispatch_jobs([job.pk])
     return job
 
 

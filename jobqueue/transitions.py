@@ -1,14 +1,15 @@
 """The job state machine, applied as compare-and-set updates.
 
-Every change of `Job.status` goes through `transition()`: an `UPDATE ... WHERE status IN (...) AND
-attempt = ...` that changes nothing when a duplicate or late report arrives, so terminal states are
-never left and a stale attempt never writes.
+Every change of `Job.status` goes through `transition()`: one `UPDATE ... WHERE status IN (...) AND
+attempt = ... RETURNING *` that changes nothing when a duplicate or late report arrives, so terminal
+states are never left and a stale attempt never writes.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.db import connection
 from django.db.models.functions import Now
 
 from jobqueue.models import Job, JobStatus
@@ -48,11 +49,23 @@ def transition(
 ) -> Job | None:
     """Move a job to `to` if it is still in one of `from_statuses` (and on attempt `on_attempt`).
 
+    `changes` are other fields to set: plain values, or `Now()` for the statement's time.
     Returns the updated job, or None when the guard did not match (the report was late or a duplicate).
     """
-    query = Job.objects.filter(pk=job_id, status__in=sources_for(to, from_statuses))
+    assignments = ["status = %s", "updated_at = statement_timestamp()"]
+    params: list[Any] = [to]
+    for name, value in changes.items():
+        field = Job._meta.get_field(name)
+        if isinstance(value, Now):
+            assignments.append(f'"{field.column}" = statement_timestamp()')
+        else:
+            assignments.append(f'"{field.column}" = %s')
+            params.append(field.get_db_prep_save(value, connection))
+    guard = "id = %s AND status = ANY(%s)"
+    params += [Job._meta.pk.get_db_prep_value(job_id, connection), sources_for(to, from_statuses)]
     if on_attempt is not None:
-        query = query.filter(attempt=on_attempt)
-    if query.update(status=to, updated_at=Now(), **changes) != 1:
-        return None
-    return Job.objects.get(pk=job_id)
+        guard += " AND attempt = %s"
+        params.append(on_attempt)
+    sql = f"UPDATE jobqueue_job SET {', '.join(assignments)} WHERE {guard} RETURNING *"
+    updated = list(Job.objects.raw(sql, params))
+    return updated[0] if updated else None

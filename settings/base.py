@@ -85,6 +85,13 @@ USES_EMBEDDED_POSTGRES = not env_str("DATABASE_URL")
 USES_EMBEDDED_REDIS = not env_str("REDIS_URL")
 
 
+# A connection pool per process. The ASGI server needs it: Django runs each request in a fresh
+# thread there, so thread-local persistent connections would reconnect on every request.
+# Celery's prefork children keep plain persistent connections (a pool's threads do not survive fork).
+DATABASE_POOL = env_bool("DATABASE_POOL", False)
+DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 20)
+
+
 def _database_from_url(url: str) -> dict:
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql"}:
@@ -98,8 +105,9 @@ def _database_from_url(url: str) -> dict:
         "PASSWORD": parts.password or "",
         "HOST": parts.hostname or "",
         "PORT": str(parts.port or ""),
-        "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 60),
-        "CONN_HEALTH_CHECKS": True,
+        "CONN_MAX_AGE": 0 if DATABASE_POOL else env_int("DATABASE_CONN_MAX_AGE", 60),
+        "CONN_HEALTH_CHECKS": not DATABASE_POOL,
+        "OPTIONS": {"pool": {"min_size": 2, "max_size": DATABASE_POOL_MAX_SIZE}} if DATABASE_POOL else {},
         "TEST": {"NAME": env_str("DATABASE_TEST_NAME") or None},
     }
 
@@ -159,8 +167,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": JOB_MAX_TIMEOUT_SECONDS + 3600,
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower
-CELERY_TASK_SEND_SENT_EVENT = True
+# Task events cost publishes per task; Flower switches them on at runtime while it runs.
+CELERY_WORKER_SEND_TASK_EVENTS = False
+CELERY_TASK_SEND_SENT_EVENT = False  # costs a publish per task; workers report events when Flower asks
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CONTROL_WORKER_CONCURRENCY = env_int("CONTROL_WORKER_CONCURRENCY", 2)
 

