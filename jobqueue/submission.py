@@ -110,10 +110,10 @@ def _create(request: JobRequest, api_key: ApiKey | None, correlation_id: str) ->
         job,
         {"type": job.type, "priority": job.priority, "scheduled_at": _iso(job.scheduled_at)},
     )
-    if not held:
-        # In this transaction: the job commits already assigned when a worker is free, and its
-        # message is published after commit.
-        dispatch_jobs([job.pk])
+    # Dispatch in this transaction: the job commits already assigned when a worker is free, and its
+    # message is published after commit.
+    if not held and dispatch_jobs([job.pk]):
+        job.refresh_from_db(fields=["status", "attempt", "worker_id", "machine_id", "assigned_at"])
     return job
 
 

@@ -7,8 +7,12 @@ STAMP="$VENV/.installed-$(sha1sum "$ROOT/pyproject.toml" | cut -c1-12)"
 if [ ! -f "$STAMP" ]; then
     echo "Setting up $VENV (first run or pyproject.toml changed)..." >&2
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --upgrade pip >&2
-    "$VENV/bin/pip" install --quiet -e "$ROOT[test]" >&2
+    if ! { "$VENV/bin/pip" install --upgrade pip && "$VENV/bin/pip" install -e "$ROOT[test]"; } \
+        >"$VENV/install.log" 2>&1; then
+        tail -40 "$VENV/install.log" >&2
+        echo "Installing dependencies failed; full log in $VENV/install.log" >&2
+        exit 1
+    fi
     rm -f "$VENV"/.installed-*
     touch "$STAMP"
 fi

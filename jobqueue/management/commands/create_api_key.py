@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from django.db import IntegrityError
+from django.db import IntegrityError, connections
 
 from jobqueue.models import ApiKey
+from settings.embedded import running_postgres
 
 
 class Command(BaseCommand):
@@ -15,6 +18,19 @@ class Command(BaseCommand):
         parser.add_argument("name", help="a unique name for the client using this key")
 
     def handle(self, *args, name: str, **options) -> None:
+        if not settings.USES_EMBEDDED_POSTGRES:
+            self._create(name)
+            return
+        # Works whether or not the embedded stack is running: start its Postgres for this command if needed.
+        with running_postgres(settings.DATA_DIR, settings.EMBEDDED_PG_PORT) as started:
+            try:
+                if started is not None:
+                    call_command("migrate", interactive=False, verbosity=0)
+                self._create(name)
+            finally:
+                connections.close_all()
+
+    def _create(self, name: str) -> None:
         try:
             _, raw_key = ApiKey.issue(name)
         except IntegrityError as exc:

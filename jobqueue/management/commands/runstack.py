@@ -184,7 +184,7 @@ class Command(BaseCommand):
             f"  API          {base}/api/jobs",
             f"  API docs     {base}/api/docs",
             f"  Health       {base}/health",
-            f"  Admin        {base}/admin/   (create a login: python manage.py createsuperuser)",
+            f"  Admin        {base}/admin/   (create a login: .venv/bin/python manage.py createsuperuser)",
             f"  Flower       http://127.0.0.1:{flower_port}/",
             f"  Database     {_redact(settings.DATABASE_URL)}",
             f"  Broker       {_redact(settings.REDIS_URL)}",
