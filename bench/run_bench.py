@@ -9,9 +9,11 @@ worker and two GPU-worker processes, measures, stops everything, prints a table 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
@@ -23,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
 import psycopg
 import redis
 import requests
@@ -48,7 +51,7 @@ class Stack:
         self.pg = EmbeddedPostgres(data_dir, free_port())
         self.redis = EmbeddedRedis(data_dir, free_port(), appendonly=False)
         self.api_port = free_port()
-        self.processes: list[subprocess.Popen] = []
+        self.processes: dict[str, subprocess.Popen] = {}
 
     @property
     def env(self) -> dict[str, str]:
@@ -131,9 +134,24 @@ class Stack:
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.data_dir / f"{name}.log", "wb")  # noqa: SIM115  (lives with the process)
-        self.processes.append(
-            subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.processes[name] = subprocess.Popen(
+            argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time used so far by each component, its child processes included."""
+        roots = {name: p.pid for name, p in self.processes.items()}
+        roots.update(postgres=self.pg.process.pid, redis=self.redis.process.pid)
+        usage = {}
+        for name, pid in roots.items():
+            usage[name] = 0.0
+            with contextlib.suppress(psutil.NoSuchProcess):
+                root = psutil.Process(pid)
+                for proc in [root, *root.children(recursive=True)]:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        times = proc.cpu_times()
+                        usage[name] += times.user + times.system
+        return usage
 
     def _wait_for_workers(self) -> None:
         deadline = time.monotonic() + 60
@@ -152,9 +170,9 @@ class Stack:
         return f"http://127.0.0.1:{self.api_port}"
 
     def stop(self) -> None:
-        for process in self.processes:
+        for process in self.processes.values():
             process.send_signal(signal.SIGTERM)
-        for process in self.processes:
+        for process in self.processes.values():
             try:
                 process.wait(20)
             except subprocess.TimeoutExpired:
@@ -238,10 +256,12 @@ def measure_throughput(stack: Stack, key: str, jobs: int) -> dict:
     with psycopg.connect(stack.pg.url, autocommit=True) as conn:
         mark = conn.execute("SELECT now()").fetchone()[0]
     submit = _submitter(stack.base, key)
+    cpu_before = stack.cpu_seconds()
     with tqdm(total=jobs, desc="end-to-end (completed)") as bar:
         with ThreadPoolExecutor(THROUGHPUT_CLIENTS) as pool:
             list(pool.map(lambda _: submit({"type": "simulation"}), range(jobs)))
         _wait_until_drained(stack, bar, jobs)
+    cpu_after = stack.cpu_seconds()
     with psycopg.connect(stack.pg.url) as conn:
         first, last, completed = conn.execute(
             "SELECT min(created_at), max(completed_at), count(*) FILTER (WHERE status = 'completed') "
@@ -262,6 +282,10 @@ def measure_throughput(stack: Stack, key: str, jobs: int) -> dict:
         "jobs_per_s": round(completed / seconds, 1),
         "submit_to_completed_p50_ms": round(p50.total_seconds() * 1000, 1),
         "submit_to_completed_p99_ms": round(p99.total_seconds() * 1000, 1),
+        "cpu_ms_per_job": {
+            name: round((cpu_after[name] - cpu_before.get(name, 0.0)) * 1000 / max(completed, 1), 2)
+            for name in cpu_after
+        },
     }
 
 
@@ -334,15 +358,20 @@ def main() -> None:
     parser.add_argument("--bare-tasks", type=int, default=BARE_TASKS)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="jobqueue-bench-") as tmp:
-        stack = Stack(Path(tmp), args.slots, args.api_workers)
-        try:
-            key = stack.start()
-            latency = measure_submit_latency(stack, key, args.latency_requests)
-            throughput = measure_throughput(stack, key, args.jobs)
-            bare = measure_bare_celery(stack.redis.url, args.bare_tasks, Path(tmp))
-        finally:
-            stack.stop()
+    tmp = Path(tempfile.mkdtemp(prefix="jobqueue-bench-"))
+    stack = Stack(tmp, args.slots, args.api_workers)
+    try:
+        key = stack.start()
+        latency = measure_submit_latency(stack, key, args.latency_requests)
+        throughput = measure_throughput(stack, key, args.jobs)
+        bare = measure_bare_celery(stack.redis.url, args.bare_tasks, tmp)
+    except BaseException:
+        print(f"\nbenchmark failed; process logs kept in {tmp}", file=sys.stderr)
+        raise
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        stack.stop()
 
     result = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -23,8 +23,8 @@ class Reporter:
     def _send(self, task: str, *args: Any) -> None:
         self.app.send_task(task, args=args, queue=protocol.CONTROL_QUEUE)
 
-    def started(self, job_id: str, attempt: int) -> None:
-        self._send(protocol.REPORT_STARTED_TASK, job_id, attempt, self.worker_id)
+    def started(self, job_id: str, attempt: int, running_for_ms: int = 0) -> None:
+        self._send(protocol.REPORT_STARTED_TASK, job_id, attempt, self.worker_id, running_for_ms)
 
     def progress(self, job_id: str, attempt: int, progress: int, stage: str = "") -> None:
         now = time.monotonic()
@@ -34,17 +34,19 @@ class Reporter:
             self._last_progress[job_id] = now
         self._send(protocol.REPORT_PROGRESS_TASK, job_id, attempt, progress, stage)
 
-    def succeeded(self, job_id: str, attempt: int, result: Any) -> None:
+    # `runtime_ms` (measured on the worker's monotonic clock) lets the control plane date the start
+    # of a job that finished before its `started` report was due.
+    def succeeded(self, job_id: str, attempt: int, result: Any, runtime_ms: int | None = None) -> None:
         self._forget(job_id)
-        self._send(protocol.REPORT_SUCCEEDED_TASK, job_id, attempt, result)
+        self._send(protocol.REPORT_SUCCEEDED_TASK, job_id, attempt, result, runtime_ms)
 
-    def failed(self, job_id: str, attempt: int, error: dict[str, Any]) -> None:
+    def failed(self, job_id: str, attempt: int, error: dict[str, Any], runtime_ms: int | None = None) -> None:
         self._forget(job_id)
-        self._send(protocol.REPORT_FAILED_TASK, job_id, attempt, error)
+        self._send(protocol.REPORT_FAILED_TASK, job_id, attempt, error, runtime_ms)
 
-    def cancelled(self, job_id: str, attempt: int) -> None:
+    def cancelled(self, job_id: str, attempt: int, runtime_ms: int | None = None) -> None:
         self._forget(job_id)
-        self._send(protocol.REPORT_CANCELLED_TASK, job_id, attempt)
+        self._send(protocol.REPORT_CANCELLED_TASK, job_id, attempt, runtime_ms)
 
     def register(self, info: dict[str, Any]) -> None:
         self._send(protocol.REGISTER_WORKER_TASK, info)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from gpu_worker.reporter import Reporter
 logger = logging.getLogger(__name__)
 
 CANCEL_CHECK_INTERVAL_S = 0.5
+STARTED_REPORT_DELAY_S = 0.2
 
 
 class CancelWatch:
@@ -53,6 +55,9 @@ class JobRunner:
     connectors: dict[str, Connector]
     reporter: Reporter
     cancel_watch: CancelWatch
+    # Jobs that finish sooner report start and outcome in one message (with their runtime), which
+    # saves the control plane a message and a transaction per short job.
+    started_report_delay_s: float = STARTED_REPORT_DELAY_S
 
     def run(self, spec: dict[str, Any]) -> str:
         """Run one attempt; returns the outcome reported."""
@@ -63,11 +68,9 @@ class JobRunner:
         connector = self.connectors.get(spec["type"])
         if connector is None:
             # The dispatcher never sends such a job; a stale registry could.
-            self.reporter.failed(
-                job_id, attempt, _error("UNSUPPORTED_JOB_TYPE", f"no connector runs {spec['type']!r}")
-            )
+            error = _error("UNSUPPORTED_JOB_TYPE", f"no connector runs {spec['type']!r}", "permanent")
+            self.reporter.failed(job_id, attempt, error)
             return "failed"
-        self.reporter.started(job_id, attempt)
         context = JobContext(
             spec=spec,
             report_progress=lambda progress, stage="": self.reporter.progress(
@@ -76,27 +79,42 @@ class JobRunner:
             is_cancelled=self.cancel_watch.checker(job_id, attempt),
             deadline=_deadline(spec.get("timeout_seconds")),
         )
+        started_report = threading.Timer(
+            self.started_report_delay_s, self.reporter.started, (job_id, attempt)
+        )
+        started_report.daemon = True
+        began = time.monotonic()
+        started_report.start()
         try:
-            result = connector.run(context)
-        except JobCancelled:
-            self.reporter.cancelled(job_id, attempt)
-            return "cancelled"
-        except ConnectorError as exc:
-            self.reporter.failed(job_id, attempt, exc.as_report())
-            return "failed"
-        except Exception as exc:  # a connector bug must not take the worker down
-            logger.exception("connector %s crashed on job %s", connector.name, job_id)
-            self.reporter.failed(job_id, attempt, _error("CONNECTOR_CRASHED", f"{type(exc).__name__}: {exc}"))
-            return "failed"
-        try:
-            json.dumps(result)
-        except (TypeError, ValueError) as exc:
-            self.reporter.failed(
-                job_id, attempt, _error("INVALID_RESULT", f"result is not JSON: {exc}", "permanent")
-            )
-            return "failed"
-        self.reporter.succeeded(job_id, attempt, result)
-        return "completed"
+            outcome, detail = _execute(connector, context)
+        finally:
+            started_report.cancel()
+        runtime_ms = int((time.monotonic() - began) * 1000)
+        if outcome == "completed":
+            self.reporter.succeeded(job_id, attempt, detail, runtime_ms)
+        elif outcome == "cancelled":
+            self.reporter.cancelled(job_id, attempt, runtime_ms)
+        else:
+            self.reporter.failed(job_id, attempt, detail, runtime_ms)
+        return outcome
+
+
+def _execute(connector: Connector, context: JobContext) -> tuple[str, Any]:
+    """Run the connector; returns ("completed", result), ("failed", error) or ("cancelled", None)."""
+    try:
+        result = connector.run(context)
+    except JobCancelled:
+        return "cancelled", None
+    except ConnectorError as exc:
+        return "failed", exc.as_report()
+    except Exception as exc:  # a connector bug must not take the worker down
+        logger.exception("connector %s crashed on job %s", connector.name, context.spec["job_id"])
+        return "failed", _error("CONNECTOR_CRASHED", f"{type(exc).__name__}: {exc}")
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError) as exc:
+        return "failed", _error("INVALID_RESULT", f"result is not JSON: {exc}", "permanent")
+    return "completed", result
 
 
 def _deadline(timeout_seconds: float | None) -> float:

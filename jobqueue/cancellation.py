@@ -41,8 +41,9 @@ def cancel_job(job_id, reason: str = "") -> Job:
                 cancel_reason=reason,
                 cancel_requested_at=Now(),
                 completed_at=Now(),
+                event=EventType.JOB_CANCELLED,
+                event_payload={"reason": reason},
             )
-            record_job_event(EventType.JOB_CANCELLED, job, {"reason": reason})
             return job
         if job.status in ACTIVE_STATUSES and job.cancel_requested_at is None:
             Job.objects.filter(pk=job.pk).update(

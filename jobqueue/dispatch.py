@@ -16,13 +16,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models.functions import Now
 from django.utils import timezone
 
 from gpu_worker import protocol
-from jobqueue.events import EventType, job_event
-from jobqueue.models import Event, Job, JobExecution, JobStatus
-from jobqueue.transitions import transition
+from jobqueue.models import Job, JobStatus
 from machines.models import Worker, WorkerStatus
 
 logger = logging.getLogger(__name__)
@@ -37,16 +34,38 @@ _JOB_MATCHES_WORKER = """
     AND (j.required_pool IS NULL OR j.required_pool = %(pool)s)
 """
 
-_BEST_JOBS_FOR_WORKER = f"""
-    SELECT j.id, j.attempt FROM jobqueue_job j
-    WHERE j.status = 'pending' AND {_JOB_MATCHES_WORKER}
-    ORDER BY j.effective_priority DESC, j.order_time, j.submit_seq
-    LIMIT %(limit)s
-    FOR UPDATE OF j SKIP LOCKED
-"""
-
-_ACTIVE_JOBS_ON_WORKER = """
-    SELECT count(*) FROM jobqueue_job WHERE worker_id = %s AND status IN ('assigned', 'running')
+# One statement assigns the worker its best eligible pending jobs, up to its free slots, with their
+# execution rows and `job_assigned` events. The slot count is read here, after the worker row was
+# locked by the previous statement: a statement that waited on a lock keeps its pre-wait snapshot.
+_ASSIGN_BEST_JOBS = f"""
+    WITH picked AS (
+        SELECT j.id FROM jobqueue_job j
+        WHERE j.status = 'pending' AND {_JOB_MATCHES_WORKER}
+        ORDER BY j.effective_priority DESC, j.order_time, j.submit_seq
+        LIMIT greatest(0, %(slots)s - (SELECT count(*) FROM jobqueue_job a
+                                       WHERE a.worker_id = %(worker_id)s AND a.status IN ('assigned', 'running')))
+        FOR UPDATE OF j SKIP LOCKED
+    ), assigned AS (
+        UPDATE jobqueue_job j
+        SET status = 'assigned', attempt = j.attempt + 1, worker_id = %(worker_id)s,
+            machine_id = %(machine_id)s, assigned_at = clock_timestamp(),
+            updated_at = clock_timestamp(), started_at = NULL, progress = 0, stage = ''
+        FROM picked WHERE j.id = picked.id
+        RETURNING j.*
+    ), executions AS (
+        INSERT INTO jobqueue_jobexecution (job_id, attempt, worker_id, machine_id, outcome, assigned_at)
+        SELECT id, attempt, worker_id, machine_id, 'assigned', clock_timestamp() FROM assigned
+    ), events AS (
+        INSERT INTO jobqueue_event
+            (type, version, created_at, job_id, workflow_id, machine_id, worker_id, correlation_id, payload)
+        SELECT 'job_assigned', 1, clock_timestamp(), id, workflow_id, machine_id, worker_id, correlation_id,
+               jsonb_build_object('status', status, 'attempt', attempt, 'queue', %(queue)s::text)
+        FROM assigned
+    ), busy AS (
+        UPDATE machines_worker SET last_assigned_at = clock_timestamp(), status = 'busy'
+        WHERE id = %(worker_id)s AND EXISTS (SELECT 1 FROM assigned)
+    )
+    SELECT * FROM assigned ORDER BY effective_priority DESC, order_time, submit_seq
 """
 
 # Live workers with a free slot that could run at least one of the given pending jobs.
@@ -100,29 +119,13 @@ def fill_worker(worker_id: str) -> list[Assignment]:
     """
     # No savepoint: a failure here fails the caller's whole transaction, which is what we want.
     with transaction.atomic(savepoint=False):
-        # Waits for a concurrent dispatcher of this worker to commit. The count must be a separate
-        # statement: one that waited for a row lock still reads with its pre-wait snapshot.
+        # Waits for a concurrent dispatcher of this worker to commit, so slots are never overfilled.
         worker = Worker.objects.select_for_update().filter(pk=worker_id).first()
         if worker is None or not _worker_is_live(worker):
             return []
-        with connection.cursor() as cursor:
-            cursor.execute(_ACTIVE_JOBS_ON_WORKER, [worker_id])
-            free_slots = worker.slots - cursor.fetchone()[0]
-            if free_slots <= 0:
-                return []
-            cursor.execute(_BEST_JOBS_FOR_WORKER, _match_params(worker, free_slots))
-            candidates = cursor.fetchall()
-        assigned = [job for job in (_assign(*row, worker) for row in candidates) if job is not None]
+        assigned = list(Job.objects.raw(_ASSIGN_BEST_JOBS, _match_params(worker)))
         if not assigned:
             return []
-        JobExecution.objects.bulk_create(
-            JobExecution(job=job, attempt=job.attempt, worker_id=worker.id, machine_id=worker.machine_id)
-            for job in assigned
-        )
-        Event.objects.bulk_create(
-            job_event(EventType.JOB_ASSIGNED, job, {"queue": worker.queue}) for job in assigned
-        )
-        Worker.objects.filter(pk=worker.pk).update(last_assigned_at=Now(), status=WorkerStatus.BUSY)
         assignments = [
             Assignment(str(job.id), job.attempt, worker.id, worker.queue, job_spec(job)) for job in assigned
         ]
@@ -173,30 +176,18 @@ def _dispatch_safely(job_ids: list) -> None:
         logger.exception("dispatch after commit failed for %s jobs; the sweep will retry", len(job_ids))
 
 
-def _match_params(worker: Worker, limit: int) -> dict:
+def _match_params(worker: Worker) -> dict:
     return {
+        "worker_id": worker.id,
+        "machine_id": worker.machine_id,
+        "queue": worker.queue,
+        "slots": worker.slots,
         "job_types": list(worker.job_types),
         "capabilities": json.dumps(worker.capabilities),
         "models": json.dumps(worker.model_names),
         "gpu_memory_gb": worker.gpu_memory_gb,
         "pool": worker.pool,
-        "limit": limit,
     }
-
-
-def _assign(job_id, previous_attempt: int, worker: Worker) -> Job | None:
-    return transition(
-        job_id,
-        from_statuses={JobStatus.PENDING},
-        to=JobStatus.ASSIGNED,
-        on_attempt=previous_attempt,
-        attempt=previous_attempt + 1,
-        worker_id=worker.id,
-        machine_id=worker.machine_id,
-        assigned_at=Now(),
-        progress=0,
-        stage="",
-    )
 
 
 def job_spec(job: Job) -> dict:

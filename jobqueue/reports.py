@@ -10,43 +10,32 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models.functions import Now
-from psycopg.types.json import Jsonb
 
 from jobqueue.dispatch import dispatch_on_commit, fill_worker
 from jobqueue.events import EventType, record_job_event
-from jobqueue.models import (
-    ACTIVE_STATUSES,
-    DeadLetterJob,
-    DeadLetterReason,
-    ExecutionOutcome,
-    Job,
-    JobExecution,
-    JobStatus,
-)
-from jobqueue.transitions import transition
+from jobqueue.models import ACTIVE_STATUSES, DeadLetterJob, DeadLetterReason, ExecutionOutcome, Job, JobStatus
+from jobqueue.transitions import ExecutionChange, StartedBefore, transition
 from machines.models import Worker, WorkerStatus
 
 logger = logging.getLogger(__name__)
 
 
-def job_started(job_id: str, attempt: int, worker_id: str) -> bool:
-    with transaction.atomic():
-        job = transition(
-            job_id,
-            from_statuses={JobStatus.ASSIGNED},
-            to=JobStatus.RUNNING,
-            on_attempt=attempt,
-            started_at=Now(),
-        )
-        if job is None:
-            return False
-        _execution(job).filter(outcome=ExecutionOutcome.ASSIGNED).update(
-            outcome=ExecutionOutcome.RUNNING, started_at=job.started_at
-        )
-        record_job_event(EventType.JOB_STARTED, job, {"worker_id": worker_id})
-        return True
+def job_started(job_id: str, attempt: int, worker_id: str, running_for_ms: int = 0) -> bool:
+    """The worker has been running the job for `running_for_ms` (it reports the start a little late,
+    so that short jobs report start and outcome in one message)."""
+    job = transition(
+        job_id,
+        from_statuses={JobStatus.ASSIGNED},
+        to=JobStatus.RUNNING,
+        on_attempt=attempt,
+        started_at=StartedBefore(running_for_ms),
+        event=EventType.JOB_STARTED,
+        event_payload={"worker_id": worker_id},
+        execution=ExecutionChange.started(),
+    )
+    return job is not None
 
 
 def job_progress(job_id: str, attempt: int, progress: int, stage: str = "") -> bool:
@@ -62,28 +51,34 @@ def job_progress(job_id: str, attempt: int, progress: int, stage: str = "") -> b
         return True
 
 
-def job_succeeded(job_id: str, attempt: int, result: Any) -> bool:
+def job_succeeded(job_id: str, attempt: int, result: Any, runtime_ms: int | None = None) -> bool:
     with transaction.atomic():
         job = transition(
             job_id,
             from_statuses=ACTIVE_STATUSES,
             to=JobStatus.COMPLETED,
             on_attempt=attempt,
+            **_started(runtime_ms),
             result=result,
             error=None,
             progress=100,
             completed_at=Now(),
+            event=EventType.JOB_COMPLETED,
+            event_payload={"result": result},
+            execution=ExecutionChange(ExecutionOutcome.COMPLETED),
         )
         if job is None:
             return False
-        _finish_execution(job, ExecutionOutcome.COMPLETED)
-        record_job_event(EventType.JOB_COMPLETED, job, {"result": result})
         _release_slot(job.worker_id)
         return True
 
 
 def job_failed(
-    job_id: str, attempt: int, error: dict[str, Any], outcome: ExecutionOutcome = ExecutionOutcome.FAILED
+    job_id: str,
+    attempt: int,
+    error: dict[str, Any],
+    outcome: ExecutionOutcome = ExecutionOutcome.FAILED,
+    runtime_ms: int | None = None,
 ) -> bool:
     """A failed attempt: retried when the error is transient and retries remain, else dead-lettered.
 
@@ -95,70 +90,80 @@ def job_failed(
         if job is None or job.attempt != attempt or job.status not in ACTIVE_STATUSES:
             return False
         worker_id = job.worker_id
-        _finish_execution(job, outcome, error)
+        execution = ExecutionChange(outcome, error)
+        started = _started(runtime_ms)
         if job.cancel_requested_at is not None:
-            _cancel(job)  # it was asked to stop: a failure on the way out is not worth a retry
+            _cancel(job, execution, started)  # asked to stop: a failure on the way out is not worth a retry
         elif error["class"] == "transient" and job.retry_count < job.max_retries:
-            _retry(job, error)
+            _retry(job, error, execution, started)
         else:
-            _fail_for_good(job, error)
+            _fail_for_good(job, error, execution, started)
         _release_slot(worker_id)
         return True
 
 
-def job_cancelled(job_id: str, attempt: int) -> bool:
+def job_cancelled(job_id: str, attempt: int, runtime_ms: int | None = None) -> bool:
     """The worker stopped the job because its cancellation was requested."""
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id).first()
         if job is None or job.attempt != attempt or job.status not in ACTIVE_STATUSES:
             return False
-        worker_id = job.worker_id
-        _finish_execution(job, ExecutionOutcome.CANCELLED)
-        _cancel(job)
-        _release_slot(worker_id)
+        _cancel(job, ExecutionChange(ExecutionOutcome.CANCELLED), _started(runtime_ms))
+        _release_slot(job.worker_id)
         return True
 
 
-def _cancel(job: Job) -> None:
-    cancelled = transition(
+def _started(runtime_ms: int | None) -> dict[str, StartedBefore]:
+    """A final report dates the attempt's start from the runtime the worker measured."""
+    return {"started_at": StartedBefore(runtime_ms)} if runtime_ms is not None else {}
+
+
+def _cancel(job: Job, execution: ExecutionChange, started: dict | None = None) -> None:
+    transition(
         job.pk,
         from_statuses=ACTIVE_STATUSES,
         to=JobStatus.CANCELLED,
         on_attempt=job.attempt,
+        **(started or {}),
         completed_at=Now(),
+        event=EventType.JOB_CANCELLED,
+        event_payload={"reason": job.cancel_reason},
+        execution=execution,
     )
-    record_job_event(EventType.JOB_CANCELLED, cancelled, {"reason": cancelled.cancel_reason})
 
 
-def _retry(job: Job, error: dict[str, Any]) -> None:
+def _retry(job: Job, error: dict[str, Any], execution: ExecutionChange, started: dict) -> None:
     # Back to pending with the same priority and place in line; the next assignment is a new attempt.
-    retried = transition(
+    transition(
         job.pk,
         from_statuses=ACTIVE_STATUSES,
         to=JobStatus.PENDING,
         on_attempt=job.attempt,
+        **started,
         retry_count=job.retry_count + 1,  # the row is locked by job_failed
         error=error,
         worker_id=None,
         machine_id=None,
         queued_at=Now(),
+        event=EventType.JOB_RETRY_SCHEDULED,
+        event_payload={"error": error, "retry_count": job.retry_count + 1, "max_retries": job.max_retries},
+        execution=execution,
     )
-    record_job_event(
-        EventType.JOB_RETRY_SCHEDULED,
-        retried,
-        {"error": error, "retry_count": retried.retry_count, "max_retries": retried.max_retries},
-    )
-    dispatch_on_commit([retried.pk])
+    dispatch_on_commit([job.pk])
 
 
-def _fail_for_good(job: Job, error: dict[str, Any]) -> None:
+def _fail_for_good(job: Job, error: dict[str, Any], execution: ExecutionChange, started: dict) -> None:
     failed = transition(
         job.pk,
         from_statuses=ACTIVE_STATUSES,
         to=JobStatus.FAILED,
         on_attempt=job.attempt,
+        **started,
         error=error,
         completed_at=Now(),
+        event=EventType.JOB_FAILED,
+        event_payload={"error": error},
+        execution=execution,
     )
     reason = (
         DeadLetterReason.PERMANENT_FAILURE
@@ -168,7 +173,6 @@ def _fail_for_good(job: Job, error: dict[str, Any]) -> None:
     DeadLetterJob.objects.update_or_create(
         job=failed, defaults={"reason": reason, "last_error": error, "attempts": failed.attempt}
     )
-    record_job_event(EventType.JOB_FAILED, failed, {"error": error})
     record_job_event(EventType.JOB_DEAD_LETTERED, failed, {"reason": reason, "error": error})
 
 
@@ -180,25 +184,6 @@ def _release_slot(worker_id: str | None) -> None:
         Worker.objects.filter(pk=worker_id, status=WorkerStatus.BUSY).exclude(
             pk__in=Job.objects.filter(worker_id=worker_id, status__in=ACTIVE_STATUSES).values("worker_id")
         ).update(status=WorkerStatus.IDLE)
-
-
-def _execution(job: Job):
-    return JobExecution.objects.filter(job_id=job.pk, attempt=job.attempt)
-
-
-_FINISH_EXECUTION = """
-    UPDATE jobqueue_jobexecution
-    SET outcome = %s, error = %s, finished_at = statement_timestamp(),
-        duration_ms = (extract(epoch FROM statement_timestamp() - coalesce(started_at, assigned_at)) * 1000)::bigint
-    WHERE job_id = %s AND attempt = %s
-"""
-
-
-def _finish_execution(job: Job, outcome: ExecutionOutcome, error: dict[str, Any] | None = None) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _FINISH_EXECUTION, [outcome, Jsonb(error) if error is not None else None, job.pk, job.attempt]
-        )
 
 
 def _normalise_error(error: dict[str, Any] | None) -> dict[str, Any]:

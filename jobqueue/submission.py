@@ -1,4 +1,4 @@
-"""Creating jobs: one row, its `job_submitted` event and its dispatch, in one transaction."""
+"""Creating jobs: one row and its `job_submitted` event in one transaction, dispatched on commit."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from jobqueue.dispatch import dispatch_jobs
+from jobqueue.dispatch import dispatch_on_commit
 from jobqueue.events import EventType, record_job_event
 from jobqueue.models import ApiKey, Job, JobStatus
 
@@ -110,10 +110,10 @@ def _create(request: JobRequest, api_key: ApiKey | None, correlation_id: str) ->
         job,
         {"type": job.type, "priority": job.priority, "scheduled_at": _iso(job.scheduled_at)},
     )
-    # Dispatch in this transaction: the job commits already assigned when a worker is free, and its
-    # message is published after commit.
-    if not held and dispatch_jobs([job.pk]):
-        job.refresh_from_db(fields=["status", "attempt", "worker_id", "machine_id", "assigned_at"])
+    if not held:
+        # After commit, each candidate worker in a transaction of its own: a transaction that held
+        # more than one worker's lock could deadlock with another doing the same in another order.
+        dispatch_on_commit([job.pk])
     return job
 
 

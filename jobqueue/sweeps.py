@@ -9,7 +9,7 @@ from django.db.models.functions import Now
 
 from jobqueue import broker
 from jobqueue.dispatch import dispatch_all, dispatch_on_commit
-from jobqueue.events import EventType, record_job_event
+from jobqueue.events import EventType
 from jobqueue.models import ACTIVE_STATUSES, Job, JobStatus
 from jobqueue.transitions import transition
 
@@ -30,10 +30,13 @@ def release_scheduled_jobs() -> int:
         released = []
         for job_id in due:
             job = transition(
-                job_id, from_statuses={JobStatus.SCHEDULED}, to=JobStatus.PENDING, queued_at=Now()
+                job_id,
+                from_statuses={JobStatus.SCHEDULED},
+                to=JobStatus.PENDING,
+                queued_at=Now(),
+                event=EventType.JOB_QUEUED,
             )
             if job is not None:
-                record_job_event(EventType.JOB_QUEUED, job)
                 released.append(job.pk)
         dispatch_on_commit(released)
     return len(released)

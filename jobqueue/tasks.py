@@ -14,8 +14,8 @@ from jobqueue import reports, sweeps
 
 
 @shared_task(name=protocol.REPORT_STARTED_TASK)
-def report_started(job_id: str, attempt: int, worker_id: str) -> bool:
-    return reports.job_started(job_id, attempt, worker_id)
+def report_started(job_id: str, attempt: int, worker_id: str, running_for_ms: int = 0) -> bool:
+    return reports.job_started(job_id, attempt, worker_id, running_for_ms)
 
 
 @shared_task(name=protocol.REPORT_PROGRESS_TASK)
@@ -24,18 +24,18 @@ def report_progress(job_id: str, attempt: int, progress: int, stage: str = "") -
 
 
 @shared_task(name=protocol.REPORT_SUCCEEDED_TASK)
-def report_succeeded(job_id: str, attempt: int, result: Any) -> bool:
-    return reports.job_succeeded(job_id, attempt, result)
+def report_succeeded(job_id: str, attempt: int, result: Any, runtime_ms: int | None = None) -> bool:
+    return reports.job_succeeded(job_id, attempt, result, runtime_ms)
 
 
 @shared_task(name=protocol.REPORT_FAILED_TASK)
-def report_failed(job_id: str, attempt: int, error: dict[str, Any]) -> bool:
-    return reports.job_failed(job_id, attempt, error)
+def report_failed(job_id: str, attempt: int, error: dict[str, Any], runtime_ms: int | None = None) -> bool:
+    return reports.job_failed(job_id, attempt, error, runtime_ms=runtime_ms)
 
 
 @shared_task(name=protocol.REPORT_CANCELLED_TASK)
-def report_cancelled(job_id: str, attempt: int) -> bool:
-    return reports.job_cancelled(job_id, attempt)
+def report_cancelled(job_id: str, attempt: int, runtime_ms: int | None = None) -> bool:
+    return reports.job_cancelled(job_id, attempt, runtime_ms)
 
 
 @shared_task(name="jobqueue.release_scheduled_jobs")

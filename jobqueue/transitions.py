@@ -1,18 +1,21 @@
 """The job state machine, applied as compare-and-set updates.
 
-Every change of `Job.status` goes through `transition()`: one `UPDATE ... WHERE status IN (...) AND
-attempt = ... RETURNING *` that changes nothing when a duplicate or late report arrives, so terminal
-states are never left and a stale attempt never writes.
+Every change of `Job.status` goes through `transition()` (assignment, its batch form, through
+`dispatch.fill_worker`): one `UPDATE ... WHERE status IN (...) AND attempt = ... RETURNING *` that
+changes nothing when a duplicate or late report arrives, so terminal states are never left and a
+stale attempt never writes. Its event row and execution row are written by the same statement.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
 from django.db.models.functions import Now
+from psycopg.types.json import Jsonb
 
-from jobqueue.models import Job, JobStatus
+from jobqueue.models import ExecutionOutcome, Job, JobStatus
 
 S = JobStatus
 ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
@@ -39,25 +42,78 @@ def sources_for(target: JobStatus, candidates: set[JobStatus] | frozenset[JobSta
     return sources
 
 
+@dataclass(frozen=True)
+class StartedBefore:
+    """Set a start time `runtime_ms` before now. Workers measure runtimes on their own monotonic
+    clock, so their clock skew does not matter, and with a final report `completed_at - started_at`
+    is exactly the runtime the worker measured, however long the report waited in the queue."""
+
+    runtime_ms: int
+
+
+@dataclass(frozen=True)
+class ExecutionChange:
+    """What a transition does to the attempt's `JobExecution` row, in the same statement."""
+
+    outcome: ExecutionOutcome
+    error: dict[str, Any] | None = None
+    finished: bool = True
+
+    @classmethod
+    def started(cls) -> ExecutionChange:
+        return cls(ExecutionOutcome.RUNNING, finished=False)
+
+
+_EXECUTION_STARTED = """
+    UPDATE jobqueue_jobexecution e SET outcome = %s, started_at = j.started_at
+    FROM j WHERE e.job_id = j.id AND e.attempt = j.attempt AND e.outcome = 'assigned'
+"""
+_EXECUTION_FINISHED = """
+    UPDATE jobqueue_jobexecution e
+    SET outcome = %s, error = %s, finished_at = clock_timestamp(),
+        started_at = coalesce(j.started_at, e.started_at),
+        duration_ms = greatest(0, (extract(epoch FROM clock_timestamp()
+                                           - coalesce(j.started_at, e.started_at, e.assigned_at)) * 1000)::bigint)
+    FROM j WHERE e.job_id = j.id AND e.attempt = j.attempt
+"""
+_EVENT = """
+    INSERT INTO jobqueue_event
+        (type, version, created_at, job_id, workflow_id, machine_id, worker_id, correlation_id, payload)
+    SELECT %s, 1, clock_timestamp(), j.id, j.workflow_id, j.machine_id, j.worker_id, j.correlation_id,
+           jsonb_build_object('status', j.status, 'attempt', j.attempt) || %s::jsonb
+    FROM j
+"""
+
+
 def transition(
     job_id: Any,
     *,
     from_statuses: set[JobStatus] | frozenset[JobStatus],
     to: JobStatus,
     on_attempt: int | None = None,
+    event: str | None = None,
+    event_payload: dict[str, Any] | None = None,
+    execution: ExecutionChange | None = None,
     **changes: Any,
 ) -> Job | None:
     """Move a job to `to` if it is still in one of `from_statuses` (and on attempt `on_attempt`).
 
-    `changes` are other fields to set: plain values, or `Now()` for the statement's time.
-    Returns the updated job, or None when the guard did not match (the report was late or a duplicate).
+    `changes` are other fields to set: plain values, or `Now()` for the current time. (Times are
+    `clock_timestamp()`, taken after any row lock was waited for, so a job that a concurrent report
+    just started is never completed "before" it started.) When the
+    guard matches, the same statement also writes `event` (payload: status, attempt and
+    `event_payload`) and applies `execution` to the attempt's execution row: one round trip.
+    Returns the updated job, or None when the guard did not match (a late or duplicate report).
     """
-    assignments = ["status = %s", "updated_at = statement_timestamp()"]
+    assignments = ["status = %s", "updated_at = clock_timestamp()"]
     params: list[Any] = [to]
     for name, value in changes.items():
         field = Job._meta.get_field(name)
         if isinstance(value, Now):
-            assignments.append(f'"{field.column}" = statement_timestamp()')
+            assignments.append(f'"{field.column}" = clock_timestamp()')
+        elif isinstance(value, StartedBefore):
+            assignments.append(f'"{field.column}" = clock_timestamp() - make_interval(secs => %s)')
+            params.append(max(0, value.runtime_ms) / 1000)
         else:
             assignments.append(f'"{field.column}" = %s')
             params.append(field.get_db_prep_save(value, connection))
@@ -66,6 +122,17 @@ def transition(
     if on_attempt is not None:
         guard += " AND attempt = %s"
         params.append(on_attempt)
-    sql = f"UPDATE jobqueue_job SET {', '.join(assignments)} WHERE {guard} RETURNING *"
+    statements = [f"j AS (UPDATE jobqueue_job SET {', '.join(assignments)} WHERE {guard} RETURNING *)"]
+    if execution is not None:
+        if execution.finished:
+            statements.append(f"x AS ({_EXECUTION_FINISHED})")
+            params += [execution.outcome, Jsonb(execution.error) if execution.error is not None else None]
+        else:
+            statements.append(f"x AS ({_EXECUTION_STARTED})")
+            params.append(execution.outcome)
+    if event is not None:
+        statements.append(f"ev AS ({_EVENT})")
+        params += [event, Jsonb(event_payload or {})]
+    sql = f"WITH {', '.join(statements)} SELECT * FROM j"
     updated = list(Job.objects.raw(sql, params))
     return updated[0] if updated else None

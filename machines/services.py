@@ -59,8 +59,10 @@ def register_worker(info: dict[str, Any]) -> Worker:
             worker.machine_id,
             {"pool": worker.pool, "job_types": worker.job_types, "restarted": not created},
         )
-        if previous is not None and previous.instance_id != info["instance_id"]:
-            _fail_lost_attempts(worker_id)
+    # Outside that transaction: failing a job locks its row and then the worker's, and holding the
+    # worker's lock first could deadlock with a report doing the same in the documented order.
+    if previous is not None and previous.instance_id != info["instance_id"]:
+        _fail_lost_attempts(worker_id)
     fill_worker(worker_id)
     return worker
 

@@ -171,3 +171,39 @@ def test_concurrent_dispatchers_never_assign_a_job_twice_or_overfill_a_worker():
     # and the 30 taken are the 30 best
     best = sorted(jobs, key=lambda j: (-j.priority, j.submit_seq))[:30]
     assert set(assigned.values_list("id", flat=True)) == {j.id for j in best}
+
+
+def test_concurrent_submissions_and_completions_never_deadlock():
+    workers = [make_worker(slots=4) for _ in range(2)]
+    errors = []
+
+    def submitter():
+        try:
+            for _ in range(20):
+                make_job()
+        except Exception as exc:  # noqa: BLE001  (surfaced by the assertion below)
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def completer():
+        try:
+            for _ in range(80):
+                for job in Job.objects.filter(status=JobStatus.ASSIGNED).order_by("?")[:2]:
+                    job_succeeded(job.id, job.attempt, {"ok": True})
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=submitter) for _ in range(5)]
+    threads += [threading.Thread(target=completer) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    for worker in workers:
+        assert Job.objects.filter(worker_id=worker.id, status=JobStatus.ASSIGNED).count() <= 4
+    assert Job.objects.count() == 100

@@ -76,6 +76,9 @@ def test_a_busy_worker_takes_waiting_jobs_in_priority_order(submit, gpu_worker, 
     assert list(by_start) == [90, 90, 50, 10, 0]
     first_90, second_90 = queued[1], queued[3]
     assert Job.objects.get(pk=first_90).assigned_at < Job.objects.get(pk=second_90).assigned_at
+    for job in Job.objects.filter(pk__in=queued):
+        # started and succeeded reports race on the control worker; times must still be in order
+        assert job.created_at <= job.assigned_at <= job.started_at <= job.completed_at
 
 
 def test_transient_failures_are_retried_until_the_job_succeeds(submit, gpu_worker, wait_for_status):

@@ -108,9 +108,9 @@ class NeverCancelled:
         return lambda: False
 
 
-def _run(connector: Connector, payload=None):
+def _run(connector: Connector, payload=None, started_report_delay_s=0.2):
     reporter = RecordingReporter()
-    runner = JobRunner({"simulation": connector}, reporter, NeverCancelled())
+    runner = JobRunner({"simulation": connector}, reporter, NeverCancelled(), started_report_delay_s)
     outcome = runner.run({"job_id": "j1", "attempt": 1, "type": "simulation", "payload": payload or {}})
     return outcome, reporter.calls[-1]
 
@@ -149,3 +149,21 @@ def test_simulation_reports_progress_and_returns_its_result():
     outcome, last = _run(simulation, {"duration": 0.05, "steps": 5, "result": {"x": 1}})
     assert outcome == "completed"
     assert last[0] == "succeeded" and last[3]["output"] == {"x": 1}
+
+
+def test_a_short_job_reports_its_start_with_its_outcome_and_a_long_one_separately():
+    simulation = build_connectors(["simulation"])["simulation"]
+
+    reporter = RecordingReporter()
+    JobRunner({"simulation": simulation}, reporter, NeverCancelled(), 0.2).run(
+        {"job_id": "fast", "attempt": 1, "type": "simulation", "payload": {}}
+    )
+    assert [call[0] for call in reporter.calls] == ["succeeded"]
+    assert reporter.calls[0][4] >= 0  # runtime_ms, so the control plane can date the start
+
+    reporter = RecordingReporter()
+    JobRunner({"simulation": simulation}, reporter, NeverCancelled(), 0.05).run(
+        {"job_id": "slow", "attempt": 1, "type": "simulation", "payload": {"duration": 0.3}}
+    )
+    assert [call[0] for call in reporter.calls if call[0] != "progress"] == ["started", "succeeded"]
+    assert reporter.calls[-1][4] >= 300

@@ -113,3 +113,17 @@ def test_every_transition_writes_an_event(running_job):
 
     types = list(Event.objects.filter(job_id=running_job.id).order_by("id").values_list("type", flat=True))
     assert types == ["job_submitted", "job_assigned", "job_started", "job_progress", "job_completed"]
+
+
+def test_a_job_that_finished_before_reporting_its_start_is_dated_from_its_runtime():
+    job = make_job()
+    worker = make_worker()
+    fill_worker(worker.id)
+
+    assert job_succeeded(str(job.id), 1, {"ok": True}, runtime_ms=1500)
+
+    job.refresh_from_db()
+    execution = job.executions.get()
+    assert 1.4 < (job.completed_at - job.started_at).total_seconds() < 1.7
+    assert execution.started_at == job.started_at
+    assert 1400 <= execution.duration_ms <= 1700
