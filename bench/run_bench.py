@@ -416,8 +416,12 @@ def _print_table(result: dict) -> None:
     print(f"\nours / bare Celery: {result['ratio_ours_to_bare']}")
     print(
         f"ours submit->completed latency p50 {e2e['submit_to_completed_p50_ms']} ms, "
-        f"p99 {e2e['submit_to_completed_p99_ms']} ms"
+        f"p99 {e2e['submit_to_completed_p99_ms']} ms (includes the backlog: submission outruns the workers)"
     )
+    print("\nCPU per completed job, by process (ms; the benchmark's own HTTP clients not included)")
+    for name, ms in sorted(e2e["cpu_ms_per_job"].items(), key=lambda kv: -kv[1]):
+        print(f"  {name:<10} {ms:>7}")
+    print(f"  {'total':<10} {round(sum(e2e['cpu_ms_per_job'].values()), 2):>7}")
 
 
 if __name__ == "__main__":

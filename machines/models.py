@@ -32,6 +32,7 @@ class Worker(models.Model):
     registered_at = models.DateTimeField(db_default=Now())
     last_seen_at = models.DateTimeField(db_default=Now())
     last_assigned_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True, help_text="When this instance deregistered.")
     info = models.JSONField(default=dict, blank=True, help_text="Everything else the worker reported.")
 
     class Meta:

@@ -50,6 +50,7 @@ def register_worker(info: dict[str, Any]) -> Worker:
                 "queue": protocol.worker_queue(worker_id),
                 "status": WorkerStatus.IDLE,
                 "last_seen_at": Now(),
+                "stopped_at": None,
                 "info": extra,
             },
         )
@@ -85,10 +86,11 @@ def _fail_lost_attempts(worker_id: str) -> None:
 def heartbeat(worker_id: str, instance_id: str, info: dict[str, Any] | None = None) -> bool:
     """Refresh liveness. A heartbeat from an unknown instance (its registration was lost, or the
     registry was reset) re-registers the worker from the self-description it carries."""
-    updated = Worker.objects.filter(pk=worker_id, instance_id=instance_id).update(last_seen_at=Now())
-    if not updated:
-        if info:
+    this_instance = Worker.objects.filter(pk=worker_id, instance_id=instance_id)
+    if not this_instance.filter(stopped_at__isnull=True).update(last_seen_at=Now()):
+        if info and not this_instance.exists():
             register_worker(info)
+        # A heartbeat that raced the instance's own deregistration must not bring it back.
         return False
     with transaction.atomic():
         worker = Worker.objects.select_for_update().get(pk=worker_id)
@@ -103,6 +105,7 @@ def deregister_worker(worker_id: str, instance_id: str) -> None:
     with transaction.atomic():
         worker = Worker.objects.select_for_update().filter(pk=worker_id, instance_id=instance_id).first()
         if worker is not None:
+            Worker.objects.filter(pk=worker_id).update(stopped_at=Now())
             _set_status(worker, WorkerStatus.OFFLINE)
 
 

@@ -167,45 +167,37 @@ def gpu_worker(
         models: tuple[str, ...] = (),
         gpu_memory_gb: float = 24,
         slots: int = 1,
+        worker_id: str | None = None,
     ) -> RunningGpuWorker:
-        worker_id = f"test-{uuid.uuid4().hex[:8]}"
-        argv = [
-            sys.executable,
-            "-m",
-            "gpu_worker",
-            "--broker-url",
-            services.redis_url,
-            "--worker-id",
-            worker_id,
-            "--machine-id",
-            "test-machine",
-            "--pool",
-            pool,
-            "--capabilities",
-            ",".join(capabilities),
-            "--models",
-            ",".join(models),
-            "--gpu-memory-gb",
-            str(gpu_memory_gb),
-            "--slots",
-            str(slots),
-            "--heartbeat-seconds",
-            "1",
-            "--log-level",
-            "WARNING",
-        ]
-        log = open(TEST_DATA_DIR / f"{worker_id}.log", "wb")  # noqa: SIM115  (lives with the process)
+        worker_id = worker_id or f"test-{uuid.uuid4().hex[:8]}"
+        flags = {
+            "--broker-url": services.redis_url,
+            "--worker-id": worker_id,
+            "--machine-id": "test-machine",
+            "--pool": pool,
+            "--capabilities": ",".join(capabilities),
+            "--models": ",".join(models),
+            "--gpu-memory-gb": str(gpu_memory_gb),
+            "--slots": str(slots),
+            "--heartbeat-seconds": "1",
+            "--log-level": "WARNING",
+        }
+        argv = [sys.executable, "-m", "gpu_worker", *(part for flag in flags.items() for part in flag)]
+        log_path = TEST_DATA_DIR / f"{worker_id}.log"
+        log = open(log_path, "ab")  # noqa: SIM115  (lives with the process)
+        previous_instances = list(Worker.objects.filter(pk=worker_id).values_list("instance_id", flat=True))
         process = subprocess.Popen(
             argv, env=_child_env(services), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
         )
         running = RunningGpuWorker(worker_id, process)
         started.append(running)
+        registered = Worker.objects.filter(pk=worker_id).exclude(instance_id__in=previous_instances)
         wait_for(
-            lambda: process.poll() is not None or Worker.objects.filter(pk=worker_id).exists(),
+            lambda: process.poll() is not None or registered.exists(),
             timeout=PROCESS_START_TIMEOUT_S,
             what=f"worker {worker_id} to register",
         )
-        assert process.poll() is None, (TEST_DATA_DIR / f"{worker_id}.log").read_text()[-3000:]
+        assert process.poll() is None, log_path.read_text()[-3000:]
         return running
 
     yield start

@@ -207,3 +207,16 @@ def test_concurrent_submissions_and_completions_never_deadlock():
     for worker in workers:
         assert Job.objects.filter(worker_id=worker.id, status=JobStatus.ASSIGNED).count() <= 4
     assert Job.objects.count() == 100
+
+
+def test_a_heartbeat_that_races_deregistration_does_not_revive_the_worker():
+    from machines.services import deregister_worker, heartbeat
+
+    worker = make_worker()
+    deregister_worker(worker.id, worker.instance_id)
+
+    assert heartbeat(worker.id, worker.instance_id, {"worker_id": worker.id}) is False
+    worker.refresh_from_db()
+    assert worker.status == "offline"
+    make_job()
+    assert fill_worker(worker.id) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -164,3 +165,37 @@ def _uuid(value: str):
     import uuid
 
     return uuid.UUID(value)
+
+
+def test_a_worker_killed_mid_job_and_restarted_loses_only_that_attempt(submit, gpu_worker, wait_for_status):
+    first = gpu_worker(worker_id="restarting-gpu0")
+    job_id = submit(payload={"duration": 1.5, "steps": 3})
+    wait_for_status(job_id, "running")
+
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait(10)
+    gpu_worker(worker_id="restarting-gpu0")  # same id, new instance: its predecessor's attempt is lost
+
+    wait_for_status(job_id, "completed", timeout=30)
+    job = Job.objects.get(pk=job_id)
+    assert list(job.executions.order_by("attempt").values_list("outcome", flat=True)) == ["lost", "completed"]
+    assert job.executions.get(attempt=1).error["code"] == "WORKER_LOST"
+
+
+def test_sigterm_lets_the_running_job_finish_then_the_worker_goes_offline(
+    submit, gpu_worker, wait_for_status
+):
+    running = gpu_worker()
+    job_id = submit(payload={"duration": 1.0, "steps": 2})
+    wait_for_status(job_id, "running")
+
+    running.process.send_signal(signal.SIGTERM)
+
+    wait_for_status(job_id, "completed")
+    assert running.process.wait(20) == 0
+    wait_for(
+        lambda: Worker.objects.get(pk=running.worker_id).status == "offline", what="the worker to go offline"
+    )
+    waiting = submit()
+    time.sleep(1)
+    assert Job.objects.get(pk=waiting).status == JobStatus.PENDING  # nothing goes to a stopped worker
