@@ -136,13 +136,14 @@ SPECTACULAR_SETTINGS = {
 }
 API_PAGE_SIZE_DEFAULT = env_int("API_PAGE_SIZE_DEFAULT", 50)
 API_PAGE_SIZE_MAX = env_int("API_PAGE_SIZE_MAX", 500)
+# Largest request body (a job's payload with inline images can be big); larger is a 400.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("API_MAX_BODY_BYTES", 10 * 1024 * 1024)
 
 # --- Jobs and dispatch ------------------------------------------------------------------------------
 JOB_DEFAULT_PRIORITY = 50
 JOB_DEFAULT_MAX_RETRIES = env_int("JOB_DEFAULT_MAX_RETRIES", 3)
 JOB_DEFAULT_TIMEOUT_SECONDS = env_int("JOB_DEFAULT_TIMEOUT_SECONDS", 1800)
 JOB_MAX_TIMEOUT_SECONDS = env_int("JOB_MAX_TIMEOUT_SECONDS", 24 * 3600)
-JOB_PAYLOAD_MAX_BYTES = env_int("JOB_PAYLOAD_MAX_BYTES", 10 * 1024 * 1024)
 # A worker counts as live for dispatch while its last heartbeat is this recent.
 WORKER_OFFLINE_AFTER_SECONDS = env_float("WORKER_OFFLINE_AFTER_SECONDS", 30.0)
 # Safety-net sweeps run by Celery beat (each is also triggered by the events that need it).

@@ -112,6 +112,7 @@ INVALID_BODIES = [
     ({"type": "simulation", "scheduled_at": "tomorrow"}, "scheduled_at"),
     ({"type": "simulation", "payload": [1, 2]}, "payload"),
     ({"type": "simulation", "webhook_url": "not a url"}, "webhook_url"),
+    ({"type": "simulation", "webhook_url": "ftp://example.com/hook"}, "webhook_url"),
     ({"type": "simulation", "max_retries": -1}, "max_retries"),
     ({"type": "simulation", "timeout_seconds": 0}, "timeout_seconds"),
     ({"type": "simulation", "current_step": 3, "total_steps": 2}, "current_step"),
@@ -248,3 +249,24 @@ def test_correlation_id_is_taken_from_the_request_and_stored(api):
     assert response["x-correlation-id"] == "trace-abc"
     job_id = response.json()["job_id"]
     assert Event.objects.get(job_id=job_id, type="job_submitted").correlation_id == "trace-abc"
+
+
+def test_a_body_over_the_size_limit_is_a_400_in_the_envelope(api, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+
+    response = api.post("/api/jobs", {"type": "simulation", "payload": {"blob": "x" * 2000}}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["success"] is False
+    assert Job.objects.count() == 0
+
+
+def test_admin_lists_jobs_and_cancels_them(admin_client, submit):
+    job_id = submit(requirements={"capabilities": ["nobody-has-this"]})
+
+    listing = admin_client.get("/admin/jobqueue/job/", {"status__exact": "pending"})
+    assert listing.status_code == 200
+    assert job_id in listing.content.decode()
+
+    admin_client.post("/admin/jobqueue/job/", {"action": "cancel_jobs", "_selected_action": [job_id]})
+    assert Job.objects.get(pk=job_id).status == JobStatus.CANCELLED

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
+from django.core.validators import URLValidator
 from rest_framework import serializers
 
 from jobqueue.models import Job, JobExecution
@@ -86,7 +87,9 @@ class JobSubmitSerializer(StrictSerializer):
     parameters = serializers.DictField(required=False)
     priority = serializers.IntegerField(min_value=0, max_value=100, required=False)
     requirements = RequirementsSerializer(required=False)
-    webhook_url = serializers.URLField(required=False, allow_null=True, max_length=2000)
+    webhook_url = serializers.URLField(
+        required=False, allow_null=True, max_length=2000, validators=[URLValidator(schemes=["http", "https"])]
+    )
     max_retries = serializers.IntegerField(min_value=0, max_value=100, required=False)
     timeout_seconds = serializers.IntegerField(
         min_value=1, max_value=settings.JOB_MAX_TIMEOUT_SECONDS, required=False

@@ -34,7 +34,7 @@ class JobCollectionView(APIView):
     def post(self, request: Request) -> Response:
         submission = JobSubmitSerializer(data=request.data)
         submission.is_valid(raise_exception=True)
-        job, created = submit_job(submission.to_job_request(), request.auth, request._request.correlation_id)
+        job, created = submit_job(submission.to_job_request(), request.auth, request.correlation_id)
         return Response(
             {
                 "success": True,
