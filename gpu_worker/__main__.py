@@ -61,13 +61,17 @@ def main(argv: list[str] | None = None) -> None:
         )
 
     @signals.worker_shutting_down.connect(weak=False)
-    def on_shutdown(**_kwargs) -> None:
-        # Warm shutdown: stop taking jobs at once; Celery lets the current one finish.
-        heartbeat.stopped.set()
+    def on_shutting_down(**_kwargs) -> None:
+        # Warm shutdown: stop taking jobs at once; Celery lets the current one finish, and the
+        # heartbeat goes on until then so that job's lease holds.
         try:
             reporter.deregister(instance_id)
         except Exception:
             logger.exception("could not deregister")
+
+    @signals.worker_shutdown.connect(weak=False)
+    def on_shutdown(**_kwargs) -> None:
+        heartbeat.stopped.set()
 
     app.worker_main(_celery_args(config))
 

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models.functions import Now
+from django.utils import timezone
 
 from jobqueue import broker
 from jobqueue.dispatch import dispatch_all, dispatch_on_commit
 from jobqueue.events import EventType
-from jobqueue.models import ACTIVE_STATUSES, Job, JobStatus
+from jobqueue.models import ACTIVE_STATUSES, ExecutionOutcome, Job, JobStatus
+from jobqueue.reports import job_failed
 from jobqueue.transitions import transition
+from machines.models import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -54,3 +59,24 @@ def dispatch_sweep() -> int:
             logger.exception("could not mirror the cancellation of job %s", job_id)
             break
     return assigned
+
+
+def recover_lost_jobs() -> int:
+    """The lease: an attempt whose worker stopped heartbeating is lost, and is retried (or
+    dead-lettered) by the usual rules. A late report from that worker names the old attempt and is
+    ignored. Safe to run concurrently: `job_failed` locks the job and re-checks its attempt."""
+    from machines.services import mark_silent_workers_offline
+
+    mark_silent_workers_offline()
+    silent_since = timezone.now() - timedelta(seconds=settings.WORKER_OFFLINE_AFTER_SECONDS)
+    silent_workers = Worker.objects.filter(last_seen_at__lt=silent_since).values("id")
+    lost = Job.objects.filter(status__in=ACTIVE_STATUSES, worker_id__in=silent_workers)
+    recovered = 0
+    for job_id, attempt, worker_id in lost.values_list("pk", "attempt", "worker_id")[:RELEASE_BATCH]:
+        error = {
+            "code": "WORKER_LOST",
+            "message": f"worker {worker_id} stopped heartbeating",
+            "class": "transient",
+        }
+        recovered += job_failed(job_id, attempt, error, outcome=ExecutionOutcome.LOST)
+    return recovered

@@ -46,3 +46,8 @@ def release_scheduled_jobs() -> int:
 @shared_task(name="jobqueue.dispatch_sweep")
 def dispatch_sweep() -> int:
     return sweeps.dispatch_sweep()
+
+
+@shared_task(name="jobqueue.recover_lost_jobs")
+def recover_lost_jobs() -> int:
+    return sweeps.recover_lost_jobs()

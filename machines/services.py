@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models.functions import Now
+from django.utils import timezone
 
 from gpu_worker import protocol
 from jobqueue.dispatch import fill_worker
@@ -85,12 +88,17 @@ def _fail_lost_attempts(worker_id: str) -> None:
 
 def heartbeat(worker_id: str, instance_id: str, info: dict[str, Any] | None = None) -> bool:
     """Refresh liveness. A heartbeat from an unknown instance (its registration was lost, or the
-    registry was reset) re-registers the worker from the self-description it carries."""
+    registry was reset) re-registers the worker from the self-description it carries.
+
+    A stopping instance keeps heartbeating while it finishes its last job (so that job's lease holds),
+    but is never brought back to taking work.
+    """
     this_instance = Worker.objects.filter(pk=worker_id, instance_id=instance_id)
-    if not this_instance.filter(stopped_at__isnull=True).update(last_seen_at=Now()):
-        if info and not this_instance.exists():
+    if not this_instance.update(last_seen_at=Now()):
+        if info:
             register_worker(info)
-        # A heartbeat that raced the instance's own deregistration must not bring it back.
+        return False
+    if this_instance.filter(stopped_at__isnull=False).exists():
         return False
     with transaction.atomic():
         worker = Worker.objects.select_for_update().get(pk=worker_id)
@@ -107,6 +115,18 @@ def deregister_worker(worker_id: str, instance_id: str) -> None:
         if worker is not None:
             Worker.objects.filter(pk=worker_id).update(stopped_at=Now())
             _set_status(worker, WorkerStatus.OFFLINE)
+
+
+def mark_silent_workers_offline() -> int:
+    """Workers whose heartbeats stopped are offline (they get no work; their jobs are recovered)."""
+    silent_since = timezone.now() - timedelta(seconds=settings.WORKER_OFFLINE_AFTER_SECONDS)
+    marked = 0
+    with transaction.atomic():
+        silent = Worker.objects.select_for_update(skip_locked=True).filter(last_seen_at__lt=silent_since)
+        for worker in silent.exclude(status=WorkerStatus.OFFLINE):
+            _set_status(worker, WorkerStatus.OFFLINE)
+            marked += 1
+    return marked
 
 
 def _set_status(worker: Worker, status: WorkerStatus) -> None:

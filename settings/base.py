@@ -199,6 +199,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": SCHEDULED_RELEASE_SECONDS,
         "options": {"expires": SCHEDULED_RELEASE_SECONDS * 5},
     },
+    "recover-lost-jobs": {
+        "task": "jobqueue.recover_lost_jobs",
+        "schedule": DISPATCH_SWEEP_SECONDS,
+        "options": {"expires": DISPATCH_SWEEP_SECONDS * 5},
+    },
     "dispatch-sweep": {
         "task": "jobqueue.dispatch_sweep",
         "schedule": DISPATCH_SWEEP_SECONDS,

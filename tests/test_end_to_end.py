@@ -199,3 +199,24 @@ def test_sigterm_lets_the_running_job_finish_then_the_worker_goes_offline(
     waiting = submit()
     time.sleep(1)
     assert Job.objects.get(pk=waiting).status == JobStatus.PENDING  # nothing goes to a stopped worker
+
+
+def test_jobs_of_a_worker_killed_for_good_are_finished_by_another(
+    submit, gpu_worker, wait_for_status, settings
+):
+    from jobqueue.sweeps import recover_lost_jobs
+
+    settings.WORKER_OFFLINE_AFTER_SECONDS = 2
+    doomed = gpu_worker(pool="doomed")
+    job_id = submit(payload={"duration": 2, "steps": 4})
+    wait_for_status(job_id, "running")
+    gpu_worker()  # a second worker, in another pool: the job is not routed by pool
+
+    doomed.process.send_signal(signal.SIGKILL)
+    doomed.process.wait(10)
+    wait_for(lambda: recover_lost_jobs() > 0, timeout=15, interval=0.5, what="the lease to expire")
+
+    wait_for_status(job_id, "completed", timeout=30)
+    job = Job.objects.get(pk=job_id)
+    assert list(job.executions.order_by("attempt").values_list("outcome", flat=True)) == ["lost", "completed"]
+    assert job.worker_id != doomed.worker_id

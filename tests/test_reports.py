@@ -127,3 +127,30 @@ def test_a_job_that_finished_before_reporting_its_start_is_dated_from_its_runtim
     assert 1.4 < (job.completed_at - job.started_at).total_seconds() < 1.7
     assert execution.started_at == job.started_at
     assert 1400 <= execution.duration_ms <= 1700
+
+
+def test_an_attempt_on_a_silent_worker_is_lost_and_retried_elsewhere(settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobqueue.sweeps import recover_lost_jobs
+    from machines.models import Worker
+
+    settings.WORKER_OFFLINE_AFTER_SECONDS = 30
+    job = make_job()
+    silent = make_worker()
+    fill_worker(silent.id)
+    job_started(str(job.id), 1, silent.id)
+    Worker.objects.filter(pk=silent.pk).update(last_seen_at=timezone.now() - timedelta(minutes=5))
+    healthy = make_worker()
+
+    assert recover_lost_jobs() == 1
+    assert recover_lost_jobs() == 0  # nothing twice
+
+    job.refresh_from_db()
+    assert (job.status, job.attempt, job.worker_id) == (JobStatus.ASSIGNED, 2, healthy.id)
+    lost = job.executions.get(attempt=1)
+    assert (lost.outcome, lost.error["code"]) == (ExecutionOutcome.LOST, "WORKER_LOST")
+    assert Worker.objects.get(pk=silent.pk).status == "offline"
+    assert not job_succeeded(str(job.id), 1, {"late": True})  # the lost worker's late report

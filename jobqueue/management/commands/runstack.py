@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from jobqueue.models import ApiKey
-from settings.embedded import EmbeddedPostgres, EmbeddedRedis
+from settings.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServiceError
 
 SHUTDOWN_GRACE_S = 20
 DEV_KEY_FILE = "dev-api-key"
@@ -51,7 +51,10 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, request_stop)
 
         settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
-        servers = self._start_servers()
+        try:
+            servers = self._start_servers()
+        except EmbeddedServiceError as exc:
+            raise CommandError(str(exc)) from exc
         children: list[Child] = []
         try:
             self._say("migrating the database")
