@@ -7,7 +7,7 @@ from django.contrib import admin, messages
 from jobqueue.cancellation import cancel_job
 from jobqueue.errors import JobError
 from jobqueue.models import ApiKey, DeadLetterJob, Event, Job, JobExecution
-from jobqueue.retry import resubmit_copy
+from jobqueue.resubmit import resubmit_copy
 
 
 class JobExecutionInline(admin.TabularInline):

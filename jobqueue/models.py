@@ -199,6 +199,8 @@ class JobExecution(models.Model):
 class DeadLetterReason(models.TextChoices):
     RETRIES_EXHAUSTED = "retries_exhausted"
     PERMANENT_FAILURE = "permanent_failure"
+    #: Its attempts kept killing their worker.
+    POISON = "poison"
 
 
 class DeadLetterJob(models.Model):

@@ -8,11 +8,15 @@ A report that frees a worker slot offers that slot the next job in the same tran
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models.functions import Now
+from django.utils import timezone
 
+from jobqueue.backoff import retry_delay_seconds
 from jobqueue.dispatch import dispatch_on_commit, fill_worker
 from jobqueue.events import EventType, record_job_event
 from jobqueue.models import ACTIVE_STATUSES, DeadLetterJob, DeadLetterReason, ExecutionOutcome, Job, JobStatus
@@ -20,6 +24,8 @@ from jobqueue.transitions import ExecutionChange, StartedBefore, transition
 from machines.models import Worker, WorkerStatus
 
 logger = logging.getLogger(__name__)
+
+IMMEDIATE_RETRY_SECONDS = 0.05  # shorter backoffs go straight back to pending
 
 
 def job_started(job_id: str, attempt: int, worker_id: str, running_for_ms: int = 0) -> bool:
@@ -94,6 +100,8 @@ def job_failed(
         started = _started(runtime_ms)
         if job.cancel_requested_at is not None:
             _cancel(job, execution, started)  # asked to stop: a failure on the way out is not worth a retry
+        elif outcome == ExecutionOutcome.LOST and _lost_attempts(job) + 1 >= settings.POISON_LOST_ATTEMPTS:
+            _fail_for_good(job, error, execution, started, DeadLetterReason.POISON)
         elif error["class"] == "transient" and job.retry_count < job.max_retries:
             _retry(job, error, execution, started)
         else:
@@ -132,27 +140,49 @@ def _cancel(job: Job, execution: ExecutionChange, started: dict | None = None) -
     )
 
 
+def _lost_attempts(job: Job) -> int:
+    return job.executions.filter(outcome=ExecutionOutcome.LOST).count()
+
+
 def _retry(job: Job, error: dict[str, Any], execution: ExecutionChange, started: dict) -> None:
-    # Back to pending with the same priority and place in line; the next assignment is a new attempt.
+    """Back to the queue after a backoff, with the same priority and place in line; the next
+    assignment is a new attempt. The wait is visible as `scheduled` with its `scheduled_at`."""
+    retry_number = job.retry_count + 1  # the row is locked by job_failed
+    delay = retry_delay_seconds(retry_number)
+    run_at = timezone.now() + timedelta(seconds=delay)
+    immediate = delay < IMMEDIATE_RETRY_SECONDS
     transition(
         job.pk,
         from_statuses=ACTIVE_STATUSES,
-        to=JobStatus.PENDING,
+        to=JobStatus.PENDING if immediate else JobStatus.SCHEDULED,
         on_attempt=job.attempt,
         **started,
-        retry_count=job.retry_count + 1,  # the row is locked by job_failed
+        retry_count=retry_number,
         error=error,
         worker_id=None,
         machine_id=None,
-        queued_at=Now(),
+        scheduled_at=None if immediate else run_at,
+        queued_at=Now() if immediate else None,
         event=EventType.JOB_RETRY_SCHEDULED,
-        event_payload={"error": error, "retry_count": job.retry_count + 1, "max_retries": job.max_retries},
+        event_payload={
+            "error": error,
+            "retry_count": retry_number,
+            "max_retries": job.max_retries,
+            "next_run_at": run_at.isoformat(),
+        },
         execution=execution,
     )
-    dispatch_on_commit([job.pk])
+    if immediate:
+        dispatch_on_commit([job.pk])
 
 
-def _fail_for_good(job: Job, error: dict[str, Any], execution: ExecutionChange, started: dict) -> None:
+def _fail_for_good(
+    job: Job,
+    error: dict[str, Any],
+    execution: ExecutionChange,
+    started: dict,
+    reason: DeadLetterReason | None = None,
+) -> None:
     failed = transition(
         job.pk,
         from_statuses=ACTIVE_STATUSES,
@@ -165,11 +195,9 @@ def _fail_for_good(job: Job, error: dict[str, Any], execution: ExecutionChange, 
         event_payload={"error": error},
         execution=execution,
     )
-    reason = (
-        DeadLetterReason.PERMANENT_FAILURE
-        if error["class"] == "permanent"
-        else DeadLetterReason.RETRIES_EXHAUSTED
-    )
+    if reason is None:
+        permanent = error["class"] == "permanent"
+        reason = DeadLetterReason.PERMANENT_FAILURE if permanent else DeadLetterReason.RETRIES_EXHAUSTED
     DeadLetterJob.objects.update_or_create(
         job=failed, defaults={"reason": reason, "last_error": error, "attempts": failed.attempt}
     )

@@ -6,7 +6,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -80,3 +80,30 @@ def recover_lost_jobs() -> int:
         }
         recovered += job_failed(job_id, attempt, error, outcome=ExecutionOutcome.LOST)
     return recovered
+
+
+_OVERDUE = """
+    SELECT id, attempt FROM jobqueue_job
+    WHERE status IN ('assigned', 'running')
+      AND coalesce(started_at, assigned_at)
+          + make_interval(secs => timeout_seconds + %s) < clock_timestamp()
+    LIMIT %s
+"""
+
+
+def fail_timed_out_jobs() -> int:
+    """The control plane's own deadline: an attempt that ran past its timeout (plus a grace period for
+    the worker to report its own TIMEOUT) fails with TIMEOUT, a transient error, and is retried by the
+    usual rules. Any later report from that attempt is ignored."""
+    with connection.cursor() as cursor:
+        cursor.execute(_OVERDUE, [settings.JOB_TIMEOUT_GRACE_SECONDS, RELEASE_BATCH])
+        overdue = cursor.fetchall()
+    failed = 0
+    for job_id, attempt in overdue:
+        error = {
+            "code": "TIMEOUT",
+            "message": "no outcome reported within the job's timeout",
+            "class": "transient",
+        }
+        failed += job_failed(job_id, attempt, error)
+    return failed

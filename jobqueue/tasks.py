@@ -51,3 +51,8 @@ def dispatch_sweep() -> int:
 @shared_task(name="jobqueue.recover_lost_jobs")
 def recover_lost_jobs() -> int:
     return sweeps.recover_lost_jobs()
+
+
+@shared_task(name="jobqueue.fail_timed_out_jobs")
+def fail_timed_out_jobs() -> int:
+    return sweeps.fail_timed_out_jobs()

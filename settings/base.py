@@ -144,6 +144,15 @@ JOB_DEFAULT_PRIORITY = 50
 JOB_DEFAULT_MAX_RETRIES = env_int("JOB_DEFAULT_MAX_RETRIES", 3)
 JOB_DEFAULT_TIMEOUT_SECONDS = env_int("JOB_DEFAULT_TIMEOUT_SECONDS", 1800)
 JOB_MAX_TIMEOUT_SECONDS = env_int("JOB_MAX_TIMEOUT_SECONDS", 24 * 3600)
+# Retries: exponential backoff with full jitter (see jobqueue/backoff.py).
+RETRY_BACKOFF_BASE_SECONDS = env_float("RETRY_BACKOFF_BASE_SECONDS", 1.0)
+RETRY_BACKOFF_FACTOR = env_float("RETRY_BACKOFF_FACTOR", 2.0)
+RETRY_BACKOFF_CAP_SECONDS = env_float("RETRY_BACKOFF_CAP_SECONDS", 300.0)
+# A job whose attempts keep killing their worker (out of GPU memory, segfault) is dead-lettered
+# after this many lost attempts instead of taking down the fleet.
+POISON_LOST_ATTEMPTS = env_int("POISON_LOST_ATTEMPTS", 3)
+# The control plane fails an attempt this long past its timeout with no outcome reported.
+JOB_TIMEOUT_GRACE_SECONDS = env_float("JOB_TIMEOUT_GRACE_SECONDS", 30.0)
 # A worker counts as live for dispatch while its last heartbeat is this recent.
 WORKER_OFFLINE_AFTER_SECONDS = env_float("WORKER_OFFLINE_AFTER_SECONDS", 30.0)
 # Safety-net sweeps run by Celery beat (each is also triggered by the events that need it).
@@ -201,6 +210,11 @@ CELERY_BEAT_SCHEDULE = {
     },
     "recover-lost-jobs": {
         "task": "jobqueue.recover_lost_jobs",
+        "schedule": DISPATCH_SWEEP_SECONDS,
+        "options": {"expires": DISPATCH_SWEEP_SECONDS * 5},
+    },
+    "fail-timed-out-jobs": {
+        "task": "jobqueue.fail_timed_out_jobs",
         "schedule": DISPATCH_SWEEP_SECONDS,
         "options": {"expires": DISPATCH_SWEEP_SECONDS * 5},
     },

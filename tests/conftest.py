@@ -96,6 +96,7 @@ def _child_env(services: Services) -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "settings.base",
         "PYTHONUNBUFFERED": "1",
         "LOG_LEVEL": "WARNING",
+        "RETRY_BACKOFF_BASE_SECONDS": "0",  # no beat runs in tests to release backed-off retries
     }
 
 
@@ -203,6 +204,12 @@ def gpu_worker(
     yield start
     for running in started:
         running.stop()
+
+
+@pytest.fixture(autouse=True)
+def immediate_retries(settings) -> None:
+    """Retries go straight back to pending unless a test asks for backoff (no beat runs in tests)."""
+    settings.RETRY_BACKOFF_BASE_SECONDS = 0
 
 
 @pytest.fixture

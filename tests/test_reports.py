@@ -154,3 +154,75 @@ def test_an_attempt_on_a_silent_worker_is_lost_and_retried_elsewhere(settings):
     assert (lost.outcome, lost.error["code"]) == (ExecutionOutcome.LOST, "WORKER_LOST")
     assert Worker.objects.get(pk=silent.pk).status == "offline"
     assert not job_succeeded(str(job.id), 1, {"late": True})  # the lost worker's late report
+
+
+def test_a_retry_waits_out_a_jittered_exponential_backoff_as_scheduled(settings, running_job):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobqueue.sweeps import release_scheduled_jobs
+
+    settings.RETRY_BACKOFF_BASE_SECONDS = 10
+    settings.RETRY_BACKOFF_FACTOR = 2
+    before = timezone.now()
+    job_failed(str(running_job.id), 1, TRANSIENT)
+
+    job = Job.objects.get(pk=running_job.pk)
+    assert job.status == JobStatus.SCHEDULED
+    assert before <= job.scheduled_at <= before + timedelta(seconds=10.5)
+    event = Event.objects.get(job_id=job.id, type="job_retry_scheduled")
+    assert event.payload["next_run_at"] == job.scheduled_at.isoformat()
+
+    Job.objects.filter(pk=job.pk).update(scheduled_at=timezone.now() - timedelta(seconds=1))
+    assert release_scheduled_jobs() == 1
+    job.refresh_from_db()
+    assert (job.status, job.attempt) == (JobStatus.ASSIGNED, 2)  # the worker is free again
+
+
+def test_backoff_ceiling_grows_exponentially_and_is_capped(settings):
+    from jobqueue.backoff import retry_delay_seconds
+
+    settings.RETRY_BACKOFF_BASE_SECONDS, settings.RETRY_BACKOFF_FACTOR = 1, 2
+    settings.RETRY_BACKOFF_CAP_SECONDS = 5
+    samples = {n: [retry_delay_seconds(n) for _ in range(300)] for n in (1, 2, 3, 10)}
+    assert all(0 <= d <= 1 for d in samples[1]) and max(samples[1]) > 0.5
+    assert all(0 <= d <= 2 for d in samples[2]) and max(samples[2]) > 1
+    assert all(0 <= d <= 4 for d in samples[3]) and max(samples[3]) > 2
+    assert all(0 <= d <= 5 for d in samples[10]) and max(samples[10]) > 4
+
+
+def test_a_job_that_keeps_killing_its_worker_is_dead_lettered_as_poison(settings):
+    settings.POISON_LOST_ATTEMPTS = 2
+    job = make_job(max_retries=10)
+    worker = make_worker()
+    lost = {"code": "WORKER_LOST", "message": "gone", "class": "transient"}
+    for attempt in (1, 2):
+        fill_worker(worker.id)
+        assert job_failed(str(job.id), attempt, lost, outcome=ExecutionOutcome.LOST)
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert DeadLetterJob.objects.get(job_id=job.id).reason == "poison"
+
+
+def test_the_control_plane_fails_an_attempt_past_its_timeout(settings):
+    from datetime import timedelta
+
+    from jobqueue.sweeps import fail_timed_out_jobs
+
+    settings.JOB_TIMEOUT_GRACE_SECONDS = 5
+    job = make_job(max_retries=0)
+    worker = make_worker()
+    fill_worker(worker.id)
+    job_started(str(job.id), 1, worker.id)
+    assert fail_timed_out_jobs() == 0
+
+    Job.objects.filter(pk=job.pk).update(
+        started_at=job.created_at - timedelta(seconds=job.timeout_seconds + 6)
+    )
+    assert fail_timed_out_jobs() == 1
+
+    job.refresh_from_db()
+    assert (job.status, job.error["code"]) == (JobStatus.FAILED, "TIMEOUT")
+    assert not job_succeeded(str(job.id), 1, {"too": "late"})
