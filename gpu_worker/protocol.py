@@ -22,8 +22,9 @@ REGISTER_WORKER_TASK = "machines.register_worker"
 HEARTBEAT_TASK = "machines.worker_heartbeat"
 DEREGISTER_WORKER_TASK = "machines.deregister_worker"
 
-# The control plane mirrors a stored cancellation request here (on the broker's Redis) so a worker
-# can see it without database access. Value: the attempt number being cancelled.
+# The control plane tells workers which attempts must stop here (on the broker's Redis), so a worker
+# sees it without database access. Value: the highest attempt number that must stop, because its
+# job was cancelled or the control plane declared the attempt lost or timed out. Only ever raised.
 CANCEL_FLAG_KEY = "jobqueue:cancel:{job_id}"
 
 

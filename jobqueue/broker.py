@@ -1,4 +1,4 @@
-"""The control plane's direct Redis access (besides Celery): mirroring cancellation flags."""
+"""The control plane's direct Redis access (besides Celery): telling workers which attempts to stop."""
 
 from __future__ import annotations
 
@@ -15,9 +15,18 @@ def redis_client() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
 
 
-def publish_cancel_flag(job_id: str, attempt: int) -> None:
-    redis_client().set(protocol.cancel_flag_key(job_id), attempt, ex=settings.CANCEL_FLAG_TTL_SECONDS)
+# Raise the flag to ARGV[1] unless it is already higher (a later attempt's cancel must not be undone).
+_RAISE_FLAG = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+end
+return current
+"""
 
 
-def clear_cancel_flag(job_id: str) -> None:
-    redis_client().delete(protocol.cancel_flag_key(job_id))
+def stop_attempt(job_id: str, attempt: int) -> None:
+    """Ask whichever worker runs `attempt` of the job (or an earlier one) to stop it."""
+    redis_client().eval(
+        _RAISE_FLAG, 1, protocol.cancel_flag_key(job_id), attempt, settings.CANCEL_FLAG_TTL_SECONDS
+    )

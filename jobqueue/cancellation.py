@@ -58,7 +58,7 @@ def cancel_job(job_id, reason: str = "") -> Job:
 
 def _mirror_cancel_flag(job_id: str, attempt: int) -> None:
     try:
-        broker.publish_cancel_flag(job_id, attempt)
+        broker.stop_attempt(job_id, attempt)
     except Exception:
         # The request is stored in Postgres; the sweep mirrors pending requests again.
         logger.exception("could not mirror the cancellation of job %s to Redis", job_id)

@@ -54,7 +54,7 @@ def dispatch_sweep() -> int:
     requested = Job.objects.filter(status__in=ACTIVE_STATUSES, cancel_requested_at__isnull=False)
     for job_id, attempt in requested.values_list("pk", "attempt"):
         try:
-            broker.publish_cancel_flag(str(job_id), attempt)
+            broker.stop_attempt(str(job_id), attempt)
         except Exception:
             logger.exception("could not mirror the cancellation of job %s", job_id)
             break
@@ -78,7 +78,9 @@ def recover_lost_jobs() -> int:
             "message": f"worker {worker_id} stopped heartbeating",
             "class": "transient",
         }
-        recovered += job_failed(job_id, attempt, error, outcome=ExecutionOutcome.LOST)
+        if job_failed(job_id, attempt, error, outcome=ExecutionOutcome.LOST):
+            recovered += 1
+            _stop_zombie(job_id, attempt)  # in case the worker was only cut off, not dead
     return recovered
 
 
@@ -105,5 +107,15 @@ def fail_timed_out_jobs() -> int:
             "message": "no outcome reported within the job's timeout",
             "class": "transient",
         }
-        failed += job_failed(job_id, attempt, error)
+        if job_failed(job_id, attempt, error):
+            failed += 1
+            _stop_zombie(job_id, attempt)
     return failed
+
+
+def _stop_zombie(job_id, attempt: int) -> None:
+    try:
+        broker.stop_attempt(str(job_id), attempt)
+    except Exception:
+        # Its reports are ignored anyway (stale attempt); stopping it only saves the GPU time.
+        logger.exception("could not ask the worker to stop job %s attempt %s", job_id, attempt)

@@ -154,6 +154,7 @@ def test_an_attempt_on_a_silent_worker_is_lost_and_retried_elsewhere(settings):
     assert (lost.outcome, lost.error["code"]) == (ExecutionOutcome.LOST, "WORKER_LOST")
     assert Worker.objects.get(pk=silent.pk).status == "offline"
     assert not job_succeeded(str(job.id), 1, {"late": True})  # the lost worker's late report
+    assert _stop_flag(job.id) == 1  # were it only cut off, that worker stops attempt 1
 
 
 def test_a_retry_waits_out_a_jittered_exponential_backoff_as_scheduled(settings, running_job):
@@ -226,3 +227,21 @@ def test_the_control_plane_fails_an_attempt_past_its_timeout(settings):
     job.refresh_from_db()
     assert (job.status, job.error["code"]) == (JobStatus.FAILED, "TIMEOUT")
     assert not job_succeeded(str(job.id), 1, {"too": "late"})
+    assert _stop_flag(job.id) == 1
+
+
+def _stop_flag(job_id) -> int | None:
+    from gpu_worker.protocol import cancel_flag_key
+    from jobqueue.broker import redis_client
+
+    value = redis_client().get(cancel_flag_key(str(job_id)))
+    return int(value) if value is not None else None
+
+
+def test_a_stop_flag_is_only_ever_raised():
+    from jobqueue.broker import stop_attempt
+
+    job = make_job()
+    stop_attempt(str(job.id), 3)
+    stop_attempt(str(job.id), 1)
+    assert _stop_flag(job.id) == 3
