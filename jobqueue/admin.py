@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.utils import timezone
 
 from jobqueue.cancellation import cancel_job
 from jobqueue.errors import JobError
-from jobqueue.models import ApiKey, DeadLetterJob, Event, Job, JobExecution
+from jobqueue.models import ApiKey, DeadLetterJob, Event, Job, JobExecution, JobSchedule
 from jobqueue.resubmit import resubmit_copy
 
 
@@ -111,3 +112,31 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # created with `manage.py create_api_key`, which shows the key once
+
+
+@admin.register(JobSchedule)
+class JobScheduleAdmin(admin.ModelAdmin):
+    list_display = ["name", "cron", "interval_seconds", "enabled", "next_run_at", "last_run_at"]
+    list_filter = ["enabled"]
+    search_fields = ["name"]
+    readonly_fields = ["next_run_at", "last_run_at", "last_job", "created_at", "updated_at"]
+    actions = ["enable", "disable"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        from jobqueue.schedules import next_run_after
+
+        obj.next_run_at = next_run_after(obj, timezone.now()) if obj.enabled else None
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Enable selected schedules")
+    def enable(self, request, queryset):
+        from jobqueue.schedules import next_run_after
+
+        for schedule in queryset.filter(enabled=False):
+            schedule.enabled = True
+            schedule.next_run_at = next_run_after(schedule, timezone.now())
+            schedule.save(update_fields=["enabled", "next_run_at", "updated_at"])
+
+    @admin.action(description="Disable selected schedules")
+    def disable(self, request, queryset):
+        queryset.update(enabled=False, next_run_at=None)

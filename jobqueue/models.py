@@ -243,3 +243,35 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.id} {self.type}"
+
+
+class JobSchedule(models.Model):
+    """A recurring job: a submission template run on a cron expression or a fixed interval."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200, unique=True)
+    cron = models.CharField(max_length=200, blank=True, default="", help_text="Five-field cron, in UTC.")
+    interval_seconds = models.PositiveIntegerField(null=True, blank=True)
+    job_template = models.JSONField(help_text="A POST /api/jobs body.")
+    enabled = models.BooleanField(default=True)
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="schedules"
+    )
+    created_at = models.DateTimeField(db_default=Now())
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(cron="") & Q(interval_seconds__isnull=False))
+                | (~Q(cron="") & Q(interval_seconds__isnull=True)),
+                name="schedule_cron_xor_interval",
+            )
+        ]
+        indexes = [models.Index(fields=["next_run_at"], name="schedule_due", condition=Q(enabled=True))]
+
+    def __str__(self) -> str:
+        return self.name

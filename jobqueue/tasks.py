@@ -10,7 +10,7 @@ from typing import Any
 from celery import shared_task
 
 from gpu_worker import protocol
-from jobqueue import reports, sweeps
+from jobqueue import reports, schedules, sweeps
 
 
 @shared_task(name=protocol.REPORT_STARTED_TASK)
@@ -56,3 +56,8 @@ def recover_lost_jobs() -> int:
 @shared_task(name="jobqueue.fail_timed_out_jobs")
 def fail_timed_out_jobs() -> int:
     return sweeps.fail_timed_out_jobs()
+
+
+@shared_task(name="jobqueue.run_due_schedules")
+def run_due_schedules() -> int:
+    return schedules.run_due_schedules()

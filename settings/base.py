@@ -208,6 +208,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": SCHEDULED_RELEASE_SECONDS,
         "options": {"expires": SCHEDULED_RELEASE_SECONDS * 5},
     },
+    "run-due-schedules": {
+        "task": "jobqueue.run_due_schedules",
+        "schedule": SCHEDULED_RELEASE_SECONDS,
+        "options": {"expires": SCHEDULED_RELEASE_SECONDS * 5},
+    },
     "recover-lost-jobs": {
         "task": "jobqueue.recover_lost_jobs",
         "schedule": DISPATCH_SWEEP_SECONDS,

@@ -1,0 +1,132 @@
+"""Recurring job schedules API: /api/schedules."""
+
+from __future__ import annotations
+
+from croniter import croniter
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from jobqueue.api.serializers import JobSubmitSerializer, StrictSerializer
+from jobqueue.api.views import PageSerializer
+from jobqueue.models import JobSchedule
+from jobqueue.schedules import next_run_after
+
+MAX_INTERVAL_SECONDS = 366 * 24 * 3600
+TEMPLATE_FORBIDDEN = ("idempotency_key", "scheduled_at")  # each run gets its own
+
+
+class ScheduleSerializer(StrictSerializer, serializers.ModelSerializer):
+    job = serializers.DictField(source="job_template", help_text="A POST /api/jobs body.")
+    interval_seconds = serializers.IntegerField(
+        min_value=1, max_value=MAX_INTERVAL_SECONDS, required=False, allow_null=True
+    )
+    last_job_id = serializers.UUIDField(read_only=True)
+
+    class Meta:
+        model = JobSchedule
+        fields = [
+            "id",
+            "name",
+            "cron",
+            "interval_seconds",
+            "job",
+            "enabled",
+            "next_run_at",
+            "last_run_at",
+            "last_job_id",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "next_run_at", "last_run_at", "last_job_id", "created_at", "updated_at"]
+
+    def validate_cron(self, value: str) -> str:
+        value = " ".join(value.split())
+        if value and (len(value.split()) != 5 or not croniter.is_valid(value)):
+            raise serializers.ValidationError("not a valid five-field cron expression", code="invalid_cron")
+        return value
+
+    def validate_job(self, template: dict) -> dict:
+        errors = {
+            key: ["set per run; not allowed in a template"] for key in TEMPLATE_FORBIDDEN if key in template
+        }
+        submission = JobSubmitSerializer(data=template)
+        if not submission.is_valid():
+            errors.update(submission.errors)
+        if errors:
+            raise serializers.ValidationError(errors)
+        return template
+
+    def validate(self, attrs: dict) -> dict:
+        cron = attrs.get("cron", self.instance.cron if self.instance else "")
+        interval = attrs.get("interval_seconds", self.instance.interval_seconds if self.instance else None)
+        if bool(cron) == (interval is not None):
+            raise serializers.ValidationError({"cron": ["give exactly one of cron and interval_seconds"]})
+        return attrs
+
+    def save(self, **kwargs) -> JobSchedule:
+        timing_changed = self.instance is None or any(
+            name in self.validated_data for name in ("cron", "interval_seconds", "enabled")
+        )
+        schedule = super().save(**kwargs)
+        if timing_changed:
+            schedule.next_run_at = next_run_after(schedule, timezone.now()) if schedule.enabled else None
+            schedule.save(update_fields=["next_run_at"])
+        return schedule
+
+
+class ScheduleCollectionView(APIView):
+    @extend_schema(request=ScheduleSerializer, responses={201: ScheduleSerializer})
+    def post(self, request: Request) -> Response:
+        body = ScheduleSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        schedule = body.save(api_key=request.auth)
+        return Response(
+            {"success": True, "schedule": ScheduleSerializer(schedule).data}, status=status.HTTP_201_CREATED
+        )
+
+    @extend_schema(
+        parameters=[OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
+        responses=ScheduleSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        page = PageSerializer(data=request.query_params)
+        page.is_valid(raise_exception=True)
+        limit, offset = page.validated_data["limit"], page.validated_data["offset"]
+        schedules = JobSchedule.objects.order_by("name")
+        total = schedules.count()
+        return Response(
+            {
+                "success": True,
+                "schedules": ScheduleSerializer(schedules[offset : offset + limit], many=True).data,
+                "pagination": {
+                    "limit": limit,
+                    "offset": offset,
+                    "total": total,
+                    "has_more": offset + limit < total,
+                },
+            }
+        )
+
+
+class ScheduleDetailView(APIView):
+    @extend_schema(responses=ScheduleSerializer)
+    def get(self, request: Request, schedule_id) -> Response:
+        schedule = get_object_or_404(JobSchedule, pk=schedule_id)
+        return Response({"success": True, "schedule": ScheduleSerializer(schedule).data})
+
+    @extend_schema(request=ScheduleSerializer, responses=ScheduleSerializer)
+    def patch(self, request: Request, schedule_id) -> Response:
+        schedule = get_object_or_404(JobSchedule, pk=schedule_id)
+        body = ScheduleSerializer(schedule, data=request.data, partial=True)
+        body.is_valid(raise_exception=True)
+        return Response({"success": True, "schedule": ScheduleSerializer(body.save()).data})
+
+    @extend_schema(responses={200: None})
+    def delete(self, request: Request, schedule_id) -> Response:
+        get_object_or_404(JobSchedule, pk=schedule_id).delete()
+        return Response({"success": True, "deleted": str(schedule_id)})
