@@ -27,15 +27,10 @@ class EventType(models.TextChoices):
 
 
 def record_job_event(event_type: EventType, job: Job, payload: dict[str, Any] | None = None) -> Event:
-    """Append an event about `job`; ids and correlation id come from the job itself."""
-    event = job_event(event_type, job, payload)
-    event.save(force_insert=True)
-    return event
+    """Append an event about `job`; ids and correlation id come from the job itself.
 
-
-def job_event(event_type: EventType, job: Job, payload: dict[str, Any] | None = None) -> Event:
-    """An unsaved event about `job`, for writing several at once with `bulk_create`."""
-    return Event(
+    Transitions write their events in the same SQL statement instead (`transitions.transition`)."""
+    return Event.objects.create(
         type=event_type,
         job_id=job.id,
         workflow_id=job.workflow_id,
