@@ -11,6 +11,9 @@ from celery import Celery
 from gpu_worker import protocol
 
 PROGRESS_MIN_INTERVAL_S = 0.5  # at most two progress reports per second per job
+# A report is the only record of what the GPU did: while the broker is away, keep trying (a worker
+# without a broker can do nothing else useful anyway).
+REPORT_RETRY_POLICY = {"max_retries": None, "interval_start": 0.5, "interval_step": 0.5, "interval_max": 5}
 
 
 class Reporter:
@@ -21,7 +24,9 @@ class Reporter:
         self._lock = threading.Lock()
 
     def _send(self, task: str, *args: Any) -> None:
-        self.app.send_task(task, args=args, queue=protocol.CONTROL_QUEUE)
+        self.app.send_task(
+            task, args=args, queue=protocol.CONTROL_QUEUE, retry=True, retry_policy=REPORT_RETRY_POLICY
+        )
 
     def started(self, job_id: str, attempt: int, running_for_ms: int = 0) -> None:
         self._send(protocol.REPORT_STARTED_TASK, job_id, attempt, self.worker_id, running_for_ms)

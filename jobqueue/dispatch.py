@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from gpu_worker import protocol
@@ -213,7 +214,30 @@ def publish_assignments(assignments: list[Assignment]) -> None:
     for assignment in assignments:
         try:
             app.send_task(protocol.RUN_JOB_TASK, kwargs={"spec": assignment.spec}, queue=assignment.queue)
-        except Exception:
-            # The job stays assigned in Postgres; recovering an assignment whose message never
-            # arrived is the reconciler's job (lease expiry), not this publisher's.
+        except Exception as exc:
             logger.exception("publishing job %s to %s failed", assignment.job_id, assignment.queue)
+            unassign_unpublished(assignment, f"{type(exc).__name__}: {exc}")
+
+
+def unassign_unpublished(assignment: Assignment, reason: str) -> bool:
+    """An assignment whose message could not be published (or died with the broker) never reached
+    its worker: the job goes back to pending in its place, without using a retry, and is offered
+    again once the broker answers. The attempt is recorded as lost."""
+    from jobqueue.events import EventType
+    from jobqueue.models import ExecutionOutcome
+    from jobqueue.transitions import ExecutionChange, transition
+
+    error = {"code": "NOT_DELIVERED", "message": reason[:500], "class": "transient"}
+    job = transition(
+        assignment.job_id,
+        from_statuses={JobStatus.ASSIGNED},
+        to=JobStatus.PENDING,
+        on_attempt=assignment.attempt,
+        worker_id=None,
+        machine_id=None,
+        queued_at=Now(),
+        event=EventType.JOB_QUEUED,
+        event_payload={"reason": "not_delivered", "error": error},
+        execution=ExecutionChange(ExecutionOutcome.LOST, error),
+    )
+    return job is not None

@@ -141,7 +141,8 @@ def _cancel(job: Job, execution: ExecutionChange, started: dict | None = None) -
 
 
 def _lost_attempts(job: Job) -> int:
-    return job.executions.filter(outcome=ExecutionOutcome.LOST).count()
+    """Attempts that died with their worker (not those that never reached one)."""
+    return job.executions.filter(outcome=ExecutionOutcome.LOST, error__code="WORKER_LOST").count()
 
 
 def _retry(job: Job, error: dict[str, Any], execution: ExecutionChange, started: dict) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+import redis
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from jobqueue import broker
-from jobqueue.dispatch import dispatch_all, dispatch_on_commit
+from jobqueue.dispatch import dispatch_all, dispatch_jobs, dispatch_on_commit
 from jobqueue.events import EventType
 from jobqueue.models import ACTIVE_STATUSES, ExecutionOutcome, Job, JobStatus
 from jobqueue.reports import job_failed
@@ -21,6 +22,7 @@ from machines.models import Worker
 logger = logging.getLogger(__name__)
 
 RELEASE_BATCH = 500
+BROKER_CLOCK_MARGIN_S = 2  # uptime is whole seconds; don't catch jobs assigned just after the start
 
 
 def release_scheduled_jobs() -> int:
@@ -50,6 +52,12 @@ def release_scheduled_jobs() -> int:
 def dispatch_sweep() -> int:
     """Offer free workers their best jobs (covers races between concurrent dispatchers) and
     re-mirror stored cancellation requests of active jobs, in case Redis lost them."""
+    try:
+        broker.redis_client().ping()
+    except redis.RedisError:
+        # Assignments could not be published; they would only bounce back to pending.
+        logger.warning("broker unreachable; dispatch sweep skipped")
+        return 0
     assigned = len(dispatch_all())
     requested = Job.objects.filter(status__in=ACTIVE_STATUSES, cancel_requested_at__isnull=False)
     for job_id, attempt in requested.values_list("pk", "attempt"):
@@ -68,6 +76,10 @@ def recover_lost_jobs() -> int:
     from machines.services import mark_silent_workers_offline
 
     mark_silent_workers_offline()
+    try:
+        recover_after_broker_restart()
+    except redis.RedisError:
+        logger.warning("broker unreachable; assignments made before a restart are checked later")
     silent_since = timezone.now() - timedelta(seconds=settings.WORKER_OFFLINE_AFTER_SECONDS)
     silent_workers = Worker.objects.filter(last_seen_at__lt=silent_since).values("id")
     lost = Job.objects.filter(status__in=ACTIVE_STATUSES, worker_id__in=silent_workers)
@@ -119,3 +131,24 @@ def _stop_zombie(job_id, attempt: int) -> None:
     except Exception:
         # Its reports are ignored anyway (stale attempt); stopping it only saves the GPU time.
         logger.exception("could not ask the worker to stop job %s attempt %s", job_id, attempt)
+
+
+def recover_after_broker_restart() -> int:
+    """Assignments published before the broker last started may have died with it (a Redis without
+    persistence restarts empty). Each such job that has not reported a start goes back to pending
+    without using a retry, and its old attempt is told to stop, so a message that did survive is
+    skipped by its worker. Running jobs are left alone: their workers keep reporting."""
+    from jobqueue.dispatch import Assignment, unassign_unpublished
+
+    uptime = broker.redis_client().info("server")["uptime_in_seconds"]
+    broker_started_at = timezone.now() - timedelta(seconds=uptime + BROKER_CLOCK_MARGIN_S)
+    stale = Job.objects.filter(status=JobStatus.ASSIGNED, assigned_at__lt=broker_started_at)
+    requeued = []
+    for job_id, attempt, worker_id in stale.values_list("pk", "attempt", "worker_id")[:RELEASE_BATCH]:
+        assignment = Assignment(str(job_id), attempt, worker_id, "", {})
+        if unassign_unpublished(assignment, "the broker restarted after this job was assigned"):
+            _stop_zombie(job_id, attempt)
+            requeued.append(job_id)
+    if requeued:
+        dispatch_jobs(requeued)
+    return len(requeued)

@@ -220,3 +220,47 @@ def test_a_heartbeat_that_races_deregistration_does_not_revive_the_worker():
     assert worker.status == "offline"
     make_job()
     assert fill_worker(worker.id) == []
+
+
+def test_an_assignment_that_cannot_be_published_goes_back_to_pending_without_using_a_retry(monkeypatch):
+    from settings.celery import app
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(app, "send_task", broker_down)
+    job = make_job()
+    worker = make_worker()
+
+    fill_worker(worker.id)  # published after commit, which fails
+
+    job.refresh_from_db()
+    assert (job.status, job.retry_count, job.worker_id) == (JobStatus.PENDING, 0, None)
+    attempt = job.executions.get()
+    assert (attempt.outcome, attempt.error["code"]) == ("lost", "NOT_DELIVERED")
+    monkeypatch.undo()
+    fill_worker(worker.id)
+    job.refresh_from_db()
+    assert (job.status, job.attempt) == (JobStatus.ASSIGNED, 2)
+
+
+def test_assignments_made_before_the_broker_restarted_are_offered_again():
+    from datetime import timedelta
+
+    from jobqueue.sweeps import recover_after_broker_restart
+
+    worker = make_worker()
+    before_restart = make_job()
+    fill_worker(worker.id)
+    Job.objects.filter(pk=before_restart.pk).update(assigned_at=timezone.now() - timedelta(days=30))
+
+    assert recover_after_broker_restart() == 1
+    assert recover_after_broker_restart() == 0
+
+    before_restart.refresh_from_db()
+    assert (before_restart.status, before_restart.attempt, before_restart.retry_count) == (
+        JobStatus.ASSIGNED,
+        2,
+        0,
+    )
+    assert before_restart.executions.get(attempt=1).error["code"] == "NOT_DELIVERED"
