@@ -169,10 +169,11 @@ def gpu_worker(
         gpu_memory_gb: float = 24,
         slots: int = 1,
         worker_id: str | None = None,
+        broker_url: str | None = None,
     ) -> RunningGpuWorker:
         worker_id = worker_id or f"test-{uuid.uuid4().hex[:8]}"
         flags = {
-            "--broker-url": services.redis_url,
+            "--broker-url": broker_url or services.redis_url,
             "--worker-id": worker_id,
             "--machine-id": "test-machine",
             "--pool": pool,
@@ -257,3 +258,64 @@ def wait_for_status(job_status) -> Callable[..., None]:
         wait_for(lambda: job_status(job_id) in wanted, timeout=timeout, what=f"job {job_id} to be {wanted}")
 
     return _wait
+
+
+@dataclass
+class PrivateBroker:
+    """A Redis of one test's own, which the test may stop and restart; in-process clients use it."""
+
+    server: EmbeddedRedis
+    url: str
+
+    def restart_empty(self) -> None:
+        self.server.start()
+
+
+def _point_clients_at(url: str) -> None:
+    from jobqueue.broker import redis_client
+    from settings.celery import app
+
+    settings.REDIS_URL = settings.CELERY_BROKER_URL = url
+    app.conf.broker_url = url
+    app._pool = None  # Celery caches its broker connection pool and producer pool
+    app.amqp._producer_pool = None
+    redis_client.cache_clear()
+
+
+@pytest.fixture
+def private_broker(services: Services, tmp_path) -> Iterator[PrivateBroker]:
+    server = EmbeddedRedis(tmp_path, free_port(), appendonly=False)
+    url = server.start()
+    _point_clients_at(url)
+    yield PrivateBroker(server, url)
+    server.stop()
+    _point_clients_at(services.redis_url)
+
+
+@pytest.fixture
+def private_control_worker(services: Services, private_broker: PrivateBroker, transactional_db):
+    """A control worker on the private broker (the session's one keeps serving the shared broker)."""
+    env = {**_child_env(services), "REDIS_URL": private_broker.url}
+    log = open(TEST_DATA_DIR / "private-control-worker.log", "ab")  # noqa: SIM115  (closed at teardown)
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "settings.celery",
+        "worker",
+        "-Q",
+        "control",
+        "-c",
+        "2",
+        "-n",
+        f"private-{uuid.uuid4().hex[:6]}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "-l",
+        "WARNING",
+    ]
+    process = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    yield process
+    _stop(process)
+    log.close()
