@@ -270,3 +270,25 @@ def test_admin_lists_jobs_and_cancels_them(admin_client, submit):
 
     admin_client.post("/admin/jobqueue/job/", {"action": "cancel_jobs", "_selected_action": [job_id]})
     assert Job.objects.get(pk=job_id).status == JobStatus.CANCELLED
+
+
+def test_while_the_database_is_unreachable_the_api_answers_503_not_a_traceback(api):
+    from django.db import connection
+
+    from settings.embedded import free_port
+
+    real_port = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = str(free_port())  # nothing listens there
+    try:
+        response = api.post("/api/jobs", {"type": "simulation"}, format="json")
+        health = APIClient().get("/health")
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = real_port
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "database_unavailable"
+    assert response["Retry-After"] == "5"
+    assert health.status_code == 503
+    assert health.json()["checks"]["database"]["ok"] is False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.db import DatabaseError, DataError, IntegrityError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -28,6 +29,12 @@ def error_response(
 
 
 def envelope_exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, DatabaseError) and not isinstance(exc, IntegrityError | DataError):
+        # Postgres is down or restarting: say so, and let clients retry.
+        logger.warning("database unavailable: %s", exc)
+        response = error_response(503, "database_unavailable", "the database is unavailable; retry shortly")
+        response["Retry-After"] = "5"
+        return response
     if isinstance(exc, JobError):
         http_status = next((s for cls, s in _DOMAIN_STATUS.items() if isinstance(exc, cls)), 400)
         return error_response(http_status, exc.code, exc.message, details=exc.details)
