@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -46,3 +48,33 @@ def test_jobs_accepted_while_the_broker_is_down_complete_after_it_restarts_empty
     assert completed_runs == len(all_ids)  # each job ran to completion exactly once
     undelivered = JobExecution.objects.filter(job_id__in=during, outcome="lost", error__code="NOT_DELIVERED")
     assert undelivered.exists()  # the outage really hit an assignment, which went back to the queue
+
+
+def test_a_worker_killed_under_load_loses_nothing_and_runs_nothing_twice(
+    api: APIClient, gpu_worker, settings
+):
+    settings.WORKER_OFFLINE_AFTER_SECONDS = 2  # the lease, for this test's in-process sweeps
+    victim = gpu_worker(slots=2)
+    gpu_worker(slots=2)
+    body = {"type": "simulation", "payload": {"duration": 0.1, "steps": 2}}
+    job_ids = [api.post("/api/jobs", body, format="json").json()["job_id"] for _ in range(200)]
+    wait_for(
+        lambda: Job.objects.filter(pk__in=job_ids, status="completed").count() >= 40,
+        timeout=60,
+        what="the run to be under way",
+    )
+
+    victim.process.send_signal(signal.SIGKILL)
+    victim.process.wait(10)
+
+    def settled() -> bool:
+        recover_lost_jobs()
+        dispatch_sweep()
+        return _all_completed(job_ids)
+
+    wait_for(settled, timeout=120, interval=1, what="every job to complete")
+    completed_runs = JobExecution.objects.filter(job_id__in=job_ids, outcome="completed").count()
+    assert completed_runs == len(job_ids)
+    assert JobExecution.objects.filter(
+        job_id__in=job_ids, outcome="lost"
+    ).exists()  # the kill hit running jobs
