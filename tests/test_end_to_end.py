@@ -207,13 +207,13 @@ def test_jobs_of_a_worker_killed_for_good_are_finished_by_another(
     from jobqueue.sweeps import recover_lost_jobs
 
     settings.WORKER_OFFLINE_AFTER_SECONDS = 2
-    doomed = gpu_worker(pool="doomed")
+    doomed = gpu_worker()
     job_id = submit(payload={"duration": 2, "steps": 4})
     wait_for_status(job_id, "running")
-    gpu_worker()  # a second worker, in another pool: the job is not routed by pool
 
     doomed.process.send_signal(signal.SIGKILL)
     doomed.process.wait(10)
+    gpu_worker()  # registers while the dead worker's lease runs out
     wait_for(lambda: recover_lost_jobs() > 0, timeout=15, interval=0.5, what="the lease to expire")
 
     wait_for_status(job_id, "completed", timeout=30)
