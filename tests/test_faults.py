@@ -60,7 +60,7 @@ def test_a_worker_killed_under_load_loses_nothing_and_runs_nothing_twice(
     job_ids = [api.post("/api/jobs", body, format="json").json()["job_id"] for _ in range(200)]
     wait_for(
         lambda: Job.objects.filter(pk__in=job_ids, status="completed").count() >= 40,
-        timeout=60,
+        timeout=180,
         what="the run to be under way",
     )
 
