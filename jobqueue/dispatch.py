@@ -12,16 +12,15 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models.functions import Now
-from django.utils import timezone
 
 from gpu_worker import protocol
-from jobqueue.models import Job, JobStatus
-from machines.models import Worker, WorkerStatus
+from jobqueue.events import EventType
+from jobqueue.models import ExecutionOutcome, Job, JobStatus
+from jobqueue.transitions import ExecutionChange, transition
+from machines.models import Worker, heard_since
 
 logger = logging.getLogger(__name__)
 
@@ -69,12 +68,17 @@ _ASSIGN_BEST_JOBS = f"""
     SELECT * FROM assigned ORDER BY effective_priority DESC, order_time, submit_seq
 """
 
-# Live workers with a free slot that could run at least one of the given pending jobs.
-_FREE_WORKERS_FOR_JOBS = """
+# Live workers (heard from since `heard_since`) with a free slot.
+_LIVE_WORKERS_WITH_A_FREE_SLOT = """
     SELECT w.id FROM machines_worker w
-    WHERE w.status <> 'offline' AND w.last_seen_at > now() - %(offline_after)s
+    WHERE w.status <> 'offline' AND w.last_seen_at >= %(heard_since)s
       AND (SELECT count(*) FROM jobqueue_job a
            WHERE a.worker_id = w.id AND a.status IN ('assigned', 'running')) < w.slots
+"""
+
+# ... that could run at least one of the given pending jobs.
+_FREE_WORKERS_FOR_JOBS = f"""
+    {_LIVE_WORKERS_WITH_A_FREE_SLOT}
       AND EXISTS (
         SELECT 1 FROM jobqueue_job j
         WHERE j.id = ANY(%(job_ids)s) AND j.status = 'pending'
@@ -86,11 +90,8 @@ _FREE_WORKERS_FOR_JOBS = """
     ORDER BY w.last_assigned_at NULLS FIRST
 """
 
-_FREE_WORKERS = """
-    SELECT w.id FROM machines_worker w
-    WHERE w.status <> 'offline' AND w.last_seen_at > now() - %(offline_after)s
-      AND (SELECT count(*) FROM jobqueue_job a
-           WHERE a.worker_id = w.id AND a.status IN ('assigned', 'running')) < w.slots
+_FREE_WORKERS = f"""
+    {_LIVE_WORKERS_WITH_A_FREE_SLOT}
     ORDER BY w.last_assigned_at NULLS FIRST
 """
 
@@ -104,14 +105,6 @@ class Assignment:
     spec: dict
 
 
-def _offline_after() -> timedelta:
-    return timedelta(seconds=settings.WORKER_OFFLINE_AFTER_SECONDS)
-
-
-def _worker_is_live(worker: Worker) -> bool:
-    return worker.status != WorkerStatus.OFFLINE and worker.last_seen_at > timezone.now() - _offline_after()
-
-
 def fill_worker(worker_id: str) -> list[Assignment]:
     """Give the worker its best eligible pending jobs, up to its free slots.
 
@@ -122,7 +115,7 @@ def fill_worker(worker_id: str) -> list[Assignment]:
     with transaction.atomic(savepoint=False):
         # Waits for a concurrent dispatcher of this worker to commit, so slots are never overfilled.
         worker = Worker.objects.select_for_update().filter(pk=worker_id).first()
-        if worker is None or not _worker_is_live(worker):
+        if worker is None or not worker.is_live:
             return []
         assigned = list(Job.objects.raw(_ASSIGN_BEST_JOBS, _match_params(worker)))
         if not assigned:
@@ -141,22 +134,22 @@ def dispatch_jobs(job_ids: Iterable) -> list[Assignment]:
     if not ids:
         return []
     with connection.cursor() as cursor:
-        cursor.execute(_FREE_WORKERS_FOR_JOBS, {"job_ids": ids, "offline_after": _offline_after()})
+        cursor.execute(_FREE_WORKERS_FOR_JOBS, {"job_ids": ids, "heard_since": heard_since()})
         worker_ids = [row[0] for row in cursor.fetchall()]
     assignments: list[Assignment] = []
-    for index, worker_id in enumerate(worker_ids):
+    for worker_id in worker_ids:
         assignments.extend(fill_worker(worker_id))
-        if {a.job_id for a in assignments} >= set(ids) or index == len(worker_ids) - 1:
+        if {a.job_id for a in assignments} >= set(ids):
             break
         if not Job.objects.filter(pk__in=ids, status=JobStatus.PENDING).exists():
-            break
+            break  # taken by another dispatcher meanwhile
     return assignments
 
 
 def dispatch_all() -> list[Assignment]:
     """Offer every live worker with a free slot its best jobs (beat's safety net)."""
     with connection.cursor() as cursor:
-        cursor.execute(_FREE_WORKERS, {"offline_after": _offline_after()})
+        cursor.execute(_FREE_WORKERS, {"heard_since": heard_since()})
         worker_ids = [row[0] for row in cursor.fetchall()]
     assignments: list[Assignment] = []
     for worker_id in worker_ids:
@@ -216,23 +209,19 @@ def publish_assignments(assignments: list[Assignment]) -> None:
             app.send_task(protocol.RUN_JOB_TASK, kwargs={"spec": assignment.spec}, queue=assignment.queue)
         except Exception as exc:
             logger.exception("publishing job %s to %s failed", assignment.job_id, assignment.queue)
-            unassign_unpublished(assignment, f"{type(exc).__name__}: {exc}")
+            unassign_unpublished(assignment.job_id, assignment.attempt, f"{type(exc).__name__}: {exc}")
 
 
-def unassign_unpublished(assignment: Assignment, reason: str) -> bool:
+def unassign_unpublished(job_id, attempt: int, reason: str) -> bool:
     """An assignment whose message could not be published (or died with the broker) never reached
     its worker: the job goes back to pending in its place, without using a retry, and is offered
     again once the broker answers. The attempt is recorded as lost."""
-    from jobqueue.events import EventType
-    from jobqueue.models import ExecutionOutcome
-    from jobqueue.transitions import ExecutionChange, transition
-
     error = {"code": "NOT_DELIVERED", "message": reason[:500], "class": "transient"}
     job = transition(
-        assignment.job_id,
+        job_id,
         from_statuses={JobStatus.ASSIGNED},
         to=JobStatus.PENDING,
-        on_attempt=assignment.attempt,
+        on_attempt=attempt,
         worker_id=None,
         machine_id=None,
         queued_at=Now(),

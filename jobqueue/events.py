@@ -11,7 +11,6 @@ from jobqueue.models import Event, Job
 
 class EventType(models.TextChoices):
     JOB_SUBMITTED = "job_submitted"
-    JOB_SCHEDULED = "job_scheduled"
     JOB_QUEUED = "job_queued"
     JOB_ASSIGNED = "job_assigned"
     JOB_STARTED = "job_started"

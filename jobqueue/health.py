@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import connection
-from django.utils import timezone
 
 from jobqueue.broker import redis_client
-from machines.models import Worker, WorkerStatus
+from machines.models import Worker
 
 
 def _timed(check) -> dict[str, Any]:
@@ -33,9 +30,7 @@ def _broker() -> None:
 
 
 def _workers() -> dict[str, int]:
-    live_since = timezone.now() - timedelta(seconds=settings.WORKER_OFFLINE_AFTER_SECONDS)
-    live = Worker.objects.filter(last_seen_at__gte=live_since).exclude(status=WorkerStatus.OFFLINE)
-    return {"seen": Worker.objects.count(), "live": live.count()}
+    return {"seen": Worker.objects.count(), "live": Worker.objects.live().count()}
 
 
 def system_health() -> dict[str, Any]:

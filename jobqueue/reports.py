@@ -110,6 +110,12 @@ def job_failed(
         return True
 
 
+def worker_lost(job_id, attempt: int, message: str) -> bool:
+    """The control plane declares an attempt dead with its worker (a transient failure)."""
+    error = {"code": "WORKER_LOST", "message": message, "class": "transient"}
+    return job_failed(job_id, attempt, error, outcome=ExecutionOutcome.LOST)
+
+
 def job_cancelled(job_id: str, attempt: int, runtime_ms: int | None = None) -> bool:
     """The worker stopped the job because its cancellation was requested."""
     with transaction.atomic():

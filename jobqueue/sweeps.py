@@ -14,8 +14,8 @@ from django.utils import timezone
 from jobqueue import broker
 from jobqueue.dispatch import dispatch_all, dispatch_jobs, dispatch_on_commit
 from jobqueue.events import EventType
-from jobqueue.models import ACTIVE_STATUSES, ExecutionOutcome, Job, JobStatus
-from jobqueue.reports import job_failed
+from jobqueue.models import ACTIVE_STATUSES, Job, JobStatus
+from jobqueue.reports import job_failed, worker_lost
 from jobqueue.transitions import transition
 from machines.models import Worker
 
@@ -80,17 +80,10 @@ def recover_lost_jobs() -> int:
         recover_after_broker_restart()
     except redis.RedisError:
         logger.warning("broker unreachable; assignments made before a restart are checked later")
-    silent_since = timezone.now() - timedelta(seconds=settings.WORKER_OFFLINE_AFTER_SECONDS)
-    silent_workers = Worker.objects.filter(last_seen_at__lt=silent_since).values("id")
-    lost = Job.objects.filter(status__in=ACTIVE_STATUSES, worker_id__in=silent_workers)
+    lost = Job.objects.filter(status__in=ACTIVE_STATUSES, worker_id__in=Worker.objects.silent().values("id"))
     recovered = 0
     for job_id, attempt, worker_id in lost.values_list("pk", "attempt", "worker_id")[:RELEASE_BATCH]:
-        error = {
-            "code": "WORKER_LOST",
-            "message": f"worker {worker_id} stopped heartbeating",
-            "class": "transient",
-        }
-        if job_failed(job_id, attempt, error, outcome=ExecutionOutcome.LOST):
+        if worker_lost(job_id, attempt, f"worker {worker_id} stopped heartbeating"):
             recovered += 1
             _stop_zombie(job_id, attempt)  # in case the worker was only cut off, not dead
     return recovered
@@ -138,15 +131,14 @@ def recover_after_broker_restart() -> int:
     persistence restarts empty). Each such job that has not reported a start goes back to pending
     without using a retry, and its old attempt is told to stop, so a message that did survive is
     skipped by its worker. Running jobs are left alone: their workers keep reporting."""
-    from jobqueue.dispatch import Assignment, unassign_unpublished
+    from jobqueue.dispatch import unassign_unpublished
 
     uptime = broker.redis_client().info("server")["uptime_in_seconds"]
     broker_started_at = timezone.now() - timedelta(seconds=uptime + BROKER_CLOCK_MARGIN_S)
     stale = Job.objects.filter(status=JobStatus.ASSIGNED, assigned_at__lt=broker_started_at)
     requeued = []
-    for job_id, attempt, worker_id in stale.values_list("pk", "attempt", "worker_id")[:RELEASE_BATCH]:
-        assignment = Assignment(str(job_id), attempt, worker_id, "", {})
-        if unassign_unpublished(assignment, "the broker restarted after this job was assigned"):
+    for job_id, attempt in stale.values_list("pk", "attempt")[:RELEASE_BATCH]:
+        if unassign_unpublished(job_id, attempt, "the broker restarted after this job was assigned"):
             _stop_zombie(job_id, attempt)
             requeued.append(job_id)
     if requeued:

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from django.db import models
 from django.db.models.functions import Now
+from django.utils import timezone
 
 
 class WorkerStatus(models.TextChoices):
     IDLE = "idle"
     BUSY = "busy"
     OFFLINE = "offline"
+
+
+def heard_since() -> datetime:
+    """A worker not heard from since then is silent: it gets no work and its jobs are recovered."""
+    return timezone.now() - timedelta(seconds=settings.WORKER_OFFLINE_AFTER_SECONDS)
+
+
+class WorkerQuerySet(models.QuerySet):
+    def live(self) -> WorkerQuerySet:
+        return self.filter(last_seen_at__gte=heard_since()).exclude(status=WorkerStatus.OFFLINE)
+
+    def silent(self) -> WorkerQuerySet:
+        return self.filter(last_seen_at__lt=heard_since())
 
 
 class Worker(models.Model):
@@ -35,8 +52,14 @@ class Worker(models.Model):
     stopped_at = models.DateTimeField(null=True, blank=True, help_text="When this instance deregistered.")
     info = models.JSONField(default=dict, blank=True, help_text="Everything else the worker reported.")
 
+    objects = WorkerQuerySet.as_manager()
+
     class Meta:
         indexes = [models.Index(fields=["status", "last_seen_at"], name="worker_liveness")]
 
     def __str__(self) -> str:
         return f"{self.id} ({self.pool}, {self.status})"
+
+    @property
+    def is_live(self) -> bool:
+        return self.status != WorkerStatus.OFFLINE and self.last_seen_at >= heard_since()

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models.functions import Now
-from django.utils import timezone
 
 from gpu_worker import protocol
 from jobqueue.dispatch import fill_worker
 from jobqueue.events import EventType, record_worker_event
-from jobqueue.models import ExecutionOutcome, Job, JobStatus
-from jobqueue.reports import job_failed
+from jobqueue.models import Job, JobStatus
+from jobqueue.reports import worker_lost
 from machines.models import Worker, WorkerStatus
 
 _REGISTERED_FIELDS = (
@@ -74,16 +71,7 @@ def register_worker(info: dict[str, Any]) -> Worker:
 def _fail_lost_attempts(worker_id: str) -> None:
     running = Job.objects.filter(worker_id=worker_id, status=JobStatus.RUNNING).values_list("pk", "attempt")
     for job_id, attempt in running:
-        job_failed(
-            job_id,
-            attempt,
-            {
-                "code": "WORKER_LOST",
-                "message": "the worker restarted while running this job",
-                "class": "transient",
-            },
-            outcome=ExecutionOutcome.LOST,
-        )
+        worker_lost(job_id, attempt, "the worker restarted while running this job")
 
 
 def heartbeat(worker_id: str, instance_id: str, info: dict[str, Any] | None = None) -> bool:
@@ -119,10 +107,9 @@ def deregister_worker(worker_id: str, instance_id: str) -> None:
 
 def mark_silent_workers_offline() -> int:
     """Workers whose heartbeats stopped are offline (they get no work; their jobs are recovered)."""
-    silent_since = timezone.now() - timedelta(seconds=settings.WORKER_OFFLINE_AFTER_SECONDS)
     marked = 0
     with transaction.atomic():
-        silent = Worker.objects.select_for_update(skip_locked=True).filter(last_seen_at__lt=silent_since)
+        silent = Worker.objects.silent().select_for_update(skip_locked=True)
         for worker in silent.exclude(status=WorkerStatus.OFFLINE):
             _set_status(worker, WorkerStatus.OFFLINE)
             marked += 1

@@ -202,30 +202,16 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
+
+def _every(seconds: float, task: str) -> dict:
+    # A sweep message that waited five periods is stale: a newer one is already on its way.
+    return {"task": task, "schedule": seconds, "options": {"expires": seconds * 5}}
+
+
 CELERY_BEAT_SCHEDULE = {
-    "release-scheduled-jobs": {
-        "task": "jobqueue.release_scheduled_jobs",
-        "schedule": SCHEDULED_RELEASE_SECONDS,
-        "options": {"expires": SCHEDULED_RELEASE_SECONDS * 5},
-    },
-    "run-due-schedules": {
-        "task": "jobqueue.run_due_schedules",
-        "schedule": SCHEDULED_RELEASE_SECONDS,
-        "options": {"expires": SCHEDULED_RELEASE_SECONDS * 5},
-    },
-    "recover-lost-jobs": {
-        "task": "jobqueue.recover_lost_jobs",
-        "schedule": DISPATCH_SWEEP_SECONDS,
-        "options": {"expires": DISPATCH_SWEEP_SECONDS * 5},
-    },
-    "fail-timed-out-jobs": {
-        "task": "jobqueue.fail_timed_out_jobs",
-        "schedule": DISPATCH_SWEEP_SECONDS,
-        "options": {"expires": DISPATCH_SWEEP_SECONDS * 5},
-    },
-    "dispatch-sweep": {
-        "task": "jobqueue.dispatch_sweep",
-        "schedule": DISPATCH_SWEEP_SECONDS,
-        "options": {"expires": DISPATCH_SWEEP_SECONDS * 5},
-    },
+    "release-scheduled-jobs": _every(SCHEDULED_RELEASE_SECONDS, "jobqueue.release_scheduled_jobs"),
+    "run-due-schedules": _every(SCHEDULED_RELEASE_SECONDS, "jobqueue.run_due_schedules"),
+    "recover-lost-jobs": _every(DISPATCH_SWEEP_SECONDS, "jobqueue.recover_lost_jobs"),
+    "fail-timed-out-jobs": _every(DISPATCH_SWEEP_SECONDS, "jobqueue.fail_timed_out_jobs"),
+    "dispatch-sweep": _every(DISPATCH_SWEEP_SECONDS, "jobqueue.dispatch_sweep"),
 }

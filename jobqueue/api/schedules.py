@@ -11,8 +11,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from jobqueue.api.pagination import page_response, read_page
 from jobqueue.api.serializers import JobSubmitSerializer, StrictSerializer
-from jobqueue.api.views import PageSerializer
 from jobqueue.models import JobSchedule
 from jobqueue.schedules import next_run_after
 
@@ -94,22 +94,8 @@ class ScheduleCollectionView(APIView):
         responses=ScheduleSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
-        page = PageSerializer(data=request.query_params)
-        page.is_valid(raise_exception=True)
-        limit, offset = page.validated_data["limit"], page.validated_data["offset"]
-        schedules = JobSchedule.objects.order_by("name")
-        total = schedules.count()
-        return Response(
-            {
-                "success": True,
-                "schedules": ScheduleSerializer(schedules[offset : offset + limit], many=True).data,
-                "pagination": {
-                    "limit": limit,
-                    "offset": offset,
-                    "total": total,
-                    "has_more": offset + limit < total,
-                },
-            }
+        return page_response(
+            "schedules", JobSchedule.objects.order_by("name"), ScheduleSerializer, read_page(request)
         )
 
 

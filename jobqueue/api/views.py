@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -11,18 +10,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobqueue.api.filters import JobFilter
+from jobqueue.api.pagination import page_response, read_page
 from jobqueue.api.serializers import CancelSerializer, JobDetailSerializer, JobSerializer, JobSubmitSerializer
 from jobqueue.cancellation import cancel_job
 from jobqueue.models import Job
 from jobqueue.stats import TIMEFRAMES, job_stats
 from jobqueue.submission import submit_job
-
-
-class PageSerializer(serializers.Serializer):
-    limit = serializers.IntegerField(
-        min_value=1, max_value=settings.API_PAGE_SIZE_MAX, default=settings.API_PAGE_SIZE_DEFAULT
-    )
-    offset = serializers.IntegerField(min_value=0, default=0)
 
 
 class StatsQuerySerializer(serializers.Serializer):
@@ -52,26 +45,11 @@ class JobCollectionView(APIView):
         responses=JobSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
-        page = PageSerializer(data=request.query_params)
-        page.is_valid(raise_exception=True)
-        limit, offset = page.validated_data["limit"], page.validated_data["offset"]
+        page = read_page(request)
         filtered = JobFilter(request.query_params, queryset=Job.objects.order_by("-created_at"))
         if not filtered.is_valid():
             raise serializers.ValidationError(filtered.errors)
-        total = filtered.qs.count()
-        jobs = filtered.qs[offset : offset + limit]
-        return Response(
-            {
-                "success": True,
-                "jobs": JobSerializer(jobs, many=True).data,
-                "pagination": {
-                    "limit": limit,
-                    "offset": offset,
-                    "total": total,
-                    "has_more": offset + limit < total,
-                },
-            }
-        )
+        return page_response("jobs", filtered.qs, JobSerializer, page)
 
 
 class JobDetailView(APIView):
