@@ -6,10 +6,12 @@ free loopback ports for this test session (never the development stack's).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -38,6 +40,31 @@ def wait_for(
             return value
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout}s waiting for {what or condition}")
+
+
+def run_in_threads(*targets: Callable[[], object]) -> tuple[list[object], list[Exception]]:
+    """Run each target at once in its own thread (each with its own database connection).
+
+    Returns what the targets returned and what they raised, for the test to assert on."""
+    from django.db import connection
+
+    results: list[object] = []
+    errors: list[Exception] = []
+
+    def run(target: Callable[[], object]) -> None:
+        try:
+            results.append(target())
+        except Exception as exc:  # noqa: BLE001  (handed to the test)
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(target,)) for target in targets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results, errors
 
 
 @dataclass
@@ -110,37 +137,31 @@ def _stop(process: subprocess.Popen, timeout: float = 15.0) -> None:
             process.wait()
 
 
+@contextlib.contextmanager
+def _running_control_worker(env: dict[str, str], name: str) -> Iterator[subprocess.Popen]:
+    """A real control worker (`celery worker -Q control`) with its output in `.pytest-data/<name>.log`."""
+    argv = [sys.executable, "-m", "celery", "-A", "settings.celery", "worker", "-Q", "control", "-c", "2"]
+    argv += [
+        "-n",
+        f"{name}-{uuid.uuid4().hex[:6]}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "-l",
+        "WARNING",
+    ]
+    with open(TEST_DATA_DIR / f"{name}.log", "ab") as log:
+        process = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            yield process
+        finally:
+            _stop(process)
+
+
 @pytest.fixture(scope="session")
 def control_worker(services: Services, django_db_setup, django_db_blocker) -> Iterator[subprocess.Popen]:
     """The trusted Celery worker that applies GPU workers' reports to Postgres."""
-    log = open(TEST_DATA_DIR / "control-worker.log", "ab")  # noqa: SIM115  (closed at teardown)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "settings.celery",
-            "worker",
-            "-Q",
-            "control",
-            "-n",
-            f"control-{uuid.uuid4().hex[:6]}@%h",
-            "-c",
-            "2",
-            "--without-gossip",
-            "--without-mingle",
-            "-l",
-            "WARNING",
-        ],
-        env=_child_env(services),
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    yield process
-    _stop(process)
-    log.close()
+    with _running_control_worker(_child_env(services), "control-worker") as process:
+        yield process
 
 
 @dataclass
@@ -296,26 +317,5 @@ def private_broker(services: Services, tmp_path) -> Iterator[PrivateBroker]:
 def private_control_worker(services: Services, private_broker: PrivateBroker, transactional_db):
     """A control worker on the private broker (the session's one keeps serving the shared broker)."""
     env = {**_child_env(services), "REDIS_URL": private_broker.url}
-    log = open(TEST_DATA_DIR / "private-control-worker.log", "ab")  # noqa: SIM115  (closed at teardown)
-    argv = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "settings.celery",
-        "worker",
-        "-Q",
-        "control",
-        "-c",
-        "2",
-        "-n",
-        f"private-{uuid.uuid4().hex[:6]}@%h",
-        "--without-gossip",
-        "--without-mingle",
-        "-l",
-        "WARNING",
-    ]
-    process = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    yield process
-    _stop(process)
-    log.close()
+    with _running_control_worker(env, "private-control-worker") as process:
+        yield process

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from jobqueue.dispatch import dispatch_all, dispatch_jobs, fill_worker
 from jobqueue.models import Job, JobExecution, JobStatus
 from jobqueue.reports import job_succeeded
+from tests.conftest import run_in_threads
 from tests.factories import make_job, make_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -145,22 +144,12 @@ def test_offline_or_silent_workers_get_nothing():
 def test_concurrent_dispatchers_never_assign_a_job_twice_or_overfill_a_worker():
     jobs = [make_job(priority=i % 100) for i in range(120)]
     workers = [make_worker(slots=3) for _ in range(10)]
-    errors = []
 
     def dispatcher():
-        try:
-            for _ in range(5):
-                dispatch_all()
-        except Exception as exc:  # noqa: BLE001  (surfaced by the assertion below)
-            errors.append(exc)
-        finally:
-            connection.close()
+        for _ in range(5):
+            dispatch_all()
 
-    threads = [threading.Thread(target=dispatcher) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _, errors = run_in_threads(*[dispatcher] * 4)
 
     assert errors == []
     assigned = Job.objects.filter(status=JobStatus.ASSIGNED)
@@ -175,33 +164,17 @@ def test_concurrent_dispatchers_never_assign_a_job_twice_or_overfill_a_worker():
 
 def test_concurrent_submissions_and_completions_never_deadlock():
     workers = [make_worker(slots=4) for _ in range(2)]
-    errors = []
 
     def submitter():
-        try:
-            for _ in range(20):
-                make_job()
-        except Exception as exc:  # noqa: BLE001  (surfaced by the assertion below)
-            errors.append(exc)
-        finally:
-            connection.close()
+        for _ in range(20):
+            make_job()
 
     def completer():
-        try:
-            for _ in range(80):
-                for job in Job.objects.filter(status=JobStatus.ASSIGNED).order_by("?")[:2]:
-                    job_succeeded(job.id, job.attempt, {"ok": True})
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
-        finally:
-            connection.close()
+        for _ in range(80):
+            for job in Job.objects.filter(status=JobStatus.ASSIGNED).order_by("?")[:2]:
+                job_succeeded(job.id, job.attempt, {"ok": True})
 
-    threads = [threading.Thread(target=submitter) for _ in range(5)]
-    threads += [threading.Thread(target=completer) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _, errors = run_in_threads(*[submitter] * 5, *[completer] * 3)
 
     assert errors == []
     for worker in workers:

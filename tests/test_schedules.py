@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from jobqueue.models import Job, JobSchedule
 from jobqueue.schedules import run_due_schedules
+from tests.conftest import run_in_threads
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -72,21 +71,8 @@ def test_a_due_schedule_submits_one_job_and_moves_to_its_next_run(api):
 def test_two_beats_running_the_same_due_schedule_create_one_job(api):
     schedule_id = _create(api, interval_seconds=60).json()["schedule"]["id"]
     JobSchedule.objects.filter(pk=schedule_id).update(next_run_at=timezone.now() - timedelta(seconds=1))
-    counts, errors = [], []
 
-    def beat():
-        try:
-            counts.append(run_due_schedules())
-        except Exception as exc:  # noqa: BLE001  (surfaced by the assertion below)
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=beat) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    counts, errors = run_in_threads(*[run_due_schedules] * 4)
 
     assert errors == []
     assert sorted(counts) == [0, 0, 0, 1]
