@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.utils import timezone
 
+from jobqueue import dead_letters
 from jobqueue.cancellation import cancel_job
 from jobqueue.errors import JobError
 from jobqueue.models import ApiKey, DeadLetterJob, Event, Job, JobExecution, JobSchedule
@@ -82,18 +83,49 @@ class JobExecutionAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in JobExecution._meta.fields]
 
 
+class DeadLetterStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("open", "open"), ("requeued", "requeued")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "open":
+            return queryset.filter(requeued_at__isnull=True)
+        if self.value() == "requeued":
+            return queryset.filter(requeued_at__isnull=False)
+        return queryset
+
+
 @admin.register(DeadLetterJob)
 class DeadLetterJobAdmin(admin.ModelAdmin):
-    list_display = ["job", "reason", "attempts", "created_at"]
-    list_filter = ["reason", "job__type"]
+    list_display = ["job", "reason", "attempts", "created_at", "requeued_at"]
+    list_filter = [DeadLetterStateFilter, "reason", "job__type", "created_at"]
     search_fields = ["job__id", "job__type"]
     readonly_fields = [f.name for f in DeadLetterJob._meta.fields]
-    actions = ["retry_dead_jobs"]
+    actions = ["requeue_selected", "discard_selected"]
 
-    @admin.action(description="Retry selected dead letters (submit fresh copies)")
-    def retry_dead_jobs(self, request, queryset):
-        copies = [resubmit_copy(dead.job) for dead in queryset.select_related("job")]
-        messages.info(request, f"submitted {len(copies)} fresh copies")
+    def has_add_permission(self, request) -> bool:
+        return False  # dead letters are written by the control plane
+
+    @admin.action(description="Requeue selected dead letters (same job, fresh retry budget)")
+    def requeue_selected(self, request, queryset):
+        outcome = dead_letters.requeue_many(
+            queryset, limit=queryset.count(), requeued_by=f"admin:{request.user}"
+        )
+        skipped = queryset.count() - outcome.requeued
+        messages.info(request, f"requeued {outcome.requeued} job(s); {skipped} already requeued or busy")
+
+    @admin.action(description="Discard selected dead letters (the jobs stay failed)")
+    def discard_selected(self, request, queryset):
+        ids = list(queryset.values_list("pk", flat=True))
+        for dead_letter_id in ids:
+            dead_letters.discard(dead_letter_id, discarded_by=f"admin:{request.user}")
+        messages.info(request, f"discarded {len(ids)} dead letter(s)")
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # "discard" records an event; a bare delete would not
 
 
 @admin.register(Event)

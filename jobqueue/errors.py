@@ -24,3 +24,15 @@ class JobAlreadyFinished(JobError):
     """The job already reached a terminal state and cannot change."""
 
     code = "job_already_finished"
+
+
+class DeadLetterNotFound(JobError):
+    """No such dead letter."""
+
+    code = "not_found"
+
+
+class DeadLetterAlreadyRequeued(JobError):
+    """This dead letter was already requeued."""
+
+    code = "dead_letter_already_requeued"

@@ -21,6 +21,8 @@ class EventType(models.TextChoices):
     JOB_CANCELLED = "job_cancelled"
     JOB_RETRY_SCHEDULED = "job_retry_scheduled"
     JOB_DEAD_LETTERED = "job_dead_lettered"
+    JOB_REQUEUED = "job_requeued"
+    DEAD_LETTER_DISCARDED = "dead_letter_discarded"
     WORKER_REGISTERED = "worker_registered"
     WORKER_STATUS_CHANGED = "worker_status_changed"
 

@@ -82,7 +82,13 @@ class Job(models.Model):
     error = models.JSONField(null=True, blank=True, help_text="{code, message, class}")
 
     attempt = models.PositiveIntegerField(default=0, help_text="Current (or last) attempt number, from 1.")
-    retry_count = models.PositiveIntegerField(default=0)
+    retry_count = models.PositiveIntegerField(default=0, help_text="Retries used of the current budget.")
+    redrive_count = models.PositiveIntegerField(
+        default=0, help_text="Times an operator requeued it from the dead-letter queue."
+    )
+    budget_start_attempt = models.PositiveIntegerField(
+        default=0, help_text="Attempts up to this one belong to budgets spent before a requeue."
+    )
     max_retries = models.PositiveSmallIntegerField(default=3)
     timeout_seconds = models.PositiveIntegerField()
     scheduled_at = models.DateTimeField(null=True, blank=True)
@@ -204,19 +210,32 @@ class DeadLetterReason(models.TextChoices):
 
 
 class DeadLetterJob(models.Model):
-    """A job that failed for good: retries exhausted or a permanent error."""
+    """A job that failed for good: retries exhausted, a permanent error, or poison.
 
-    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="dead_letter")
+    Requeueing keeps the row (with `requeued_at`) as history; a job has at most one open dead letter."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="dead_letters")
     reason = models.CharField(max_length=32, choices=DeadLetterReason.choices)
     last_error = models.JSONField(null=True, blank=True)
-    attempts = models.PositiveIntegerField()
+    attempts = models.PositiveIntegerField(help_text="The job's attempt number when it was dead-lettered.")
     created_at = models.DateTimeField(db_default=Now())
+    requeued_at = models.DateTimeField(null=True, blank=True)
+    requeued_by = models.CharField(max_length=100, blank=True, default="")
 
     class Meta:
         indexes = [models.Index(fields=["-created_at"], name="deadletter_created")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job"], condition=Q(requeued_at__isnull=True), name="one_open_dead_letter_per_job"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.job_id}: {self.reason}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.requeued_at is None
 
 
 class Event(models.Model):

@@ -147,8 +147,10 @@ def _cancel(job: Job, execution: ExecutionChange, started: dict | None = None) -
 
 
 def _lost_attempts(job: Job) -> int:
-    """Attempts that died with their worker (not those that never reached one)."""
-    return job.executions.filter(outcome=ExecutionOutcome.LOST, error__code="WORKER_LOST").count()
+    """Attempts of the current budget that died with their worker (not those that never reached one)."""
+    return job.executions.filter(
+        attempt__gt=job.budget_start_attempt, outcome=ExecutionOutcome.LOST, error__code="WORKER_LOST"
+    ).count()
 
 
 def _retry(job: Job, error: dict[str, Any], execution: ExecutionChange, started: dict) -> None:
@@ -205,9 +207,7 @@ def _fail_for_good(
     if reason is None:
         permanent = error["class"] == "permanent"
         reason = DeadLetterReason.PERMANENT_FAILURE if permanent else DeadLetterReason.RETRIES_EXHAUSTED
-    DeadLetterJob.objects.update_or_create(
-        job=failed, defaults={"reason": reason, "last_error": error, "attempts": failed.attempt}
-    )
+    DeadLetterJob.objects.create(job=failed, reason=reason, last_error=error, attempts=failed.attempt)
     record_job_event(EventType.JOB_DEAD_LETTERED, failed, {"reason": reason, "error": error})
 
 

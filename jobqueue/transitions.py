@@ -25,7 +25,9 @@ ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     S.ASSIGNED: frozenset({S.RUNNING, S.COMPLETED, S.FAILED, S.CANCELLED, S.PENDING, S.SCHEDULED}),
     S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.CANCELLED, S.PENDING, S.SCHEDULED}),
     S.COMPLETED: frozenset(),
-    S.FAILED: frozenset(),
+    # The one way out of a terminal state: an operator requeues the job's dead letter
+    # (`dead_letters.requeue`), which opens a fresh attempt budget under the same job id.
+    S.FAILED: frozenset({S.PENDING}),
     S.CANCELLED: frozenset(),
 }
 

@@ -11,11 +11,22 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from jobqueue.errors import JobAlreadyFinished, JobError, JobNotFound
+from jobqueue.errors import (
+    DeadLetterAlreadyRequeued,
+    DeadLetterNotFound,
+    JobAlreadyFinished,
+    JobError,
+    JobNotFound,
+)
 
 logger = logging.getLogger(__name__)
 
-_DOMAIN_STATUS = {JobNotFound: status.HTTP_404_NOT_FOUND, JobAlreadyFinished: status.HTTP_409_CONFLICT}
+_DOMAIN_STATUS = {
+    JobNotFound: status.HTTP_404_NOT_FOUND,
+    DeadLetterNotFound: status.HTTP_404_NOT_FOUND,
+    JobAlreadyFinished: status.HTTP_409_CONFLICT,
+    DeadLetterAlreadyRequeued: status.HTTP_409_CONFLICT,
+}
 
 
 def error_response(

@@ -215,6 +215,7 @@ class JobSerializer(serializers.ModelSerializer):
             "attempt",
             "retry_count",
             "max_retries",
+            "redrive_count",
             "timeout_seconds",
             "scheduled_at",
             "webhook_url",

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from jobqueue.api import schedules, views
+from jobqueue.api import dead_letters, schedules, views
 
 urlpatterns = [
     path("jobs", views.JobCollectionView.as_view(), name="jobs"),
@@ -11,6 +11,18 @@ urlpatterns = [
         "jobs/<uuid:job_id>/status", views.JobDetailView.as_view(http_method_names=["get"]), name="job-status"
     ),
     path("jobs/<uuid:job_id>/cancel", views.JobCancelView.as_view(), name="job-cancel"),
+    path("dead-letters", dead_letters.DeadLetterCollectionView.as_view(), name="dead-letters"),
+    path(
+        "dead-letters/requeue", dead_letters.DeadLetterBulkRequeueView.as_view(), name="dead-letters-requeue"
+    ),
+    path(
+        "dead-letters/<int:dead_letter_id>", dead_letters.DeadLetterDetailView.as_view(), name="dead-letter"
+    ),
+    path(
+        "dead-letters/<int:dead_letter_id>/requeue",
+        dead_letters.DeadLetterRequeueView.as_view(),
+        name="dead-letter-requeue",
+    ),
     path("schedules", schedules.ScheduleCollectionView.as_view(), name="schedules"),
     path("schedules/<uuid:schedule_id>", schedules.ScheduleDetailView.as_view(), name="schedule-detail"),
 ]

@@ -1,0 +1,154 @@
+"""Dead-letter queue API: /api/dead-letters (list, detail, requeue one or many, discard)."""
+
+from __future__ import annotations
+
+import django_filters
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from jobqueue import dead_letters
+from jobqueue.api.pagination import page_response, read_page
+from jobqueue.api.serializers import JobDetailSerializer, JobSerializer, StrictSerializer
+from jobqueue.models import DeadLetterJob, DeadLetterReason
+
+STATES = ("open", "requeued", "all")
+
+
+class DeadLetterFilter(django_filters.FilterSet):
+    type = django_filters.CharFilter(field_name="job__type")
+    reason = django_filters.ChoiceFilter(choices=DeadLetterReason.choices)
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    job_id = django_filters.UUIDFilter()
+    workflow_id = django_filters.CharFilter(field_name="job__workflow_id")
+    state = django_filters.ChoiceFilter(
+        choices=[(s, s) for s in STATES], method="filter_state", help_text="open (default), requeued or all"
+    )
+
+    class Meta:
+        model = DeadLetterJob
+        fields = ["type", "reason", "created_after", "created_before", "job_id", "workflow_id", "state"]
+
+    def filter_queryset(self, queryset):
+        if not self.form.cleaned_data.get("state"):
+            queryset = queryset.filter(requeued_at__isnull=True)
+        return super().filter_queryset(queryset)
+
+    def filter_state(self, queryset, _name, value):
+        if value == "open":
+            return queryset.filter(requeued_at__isnull=True)
+        if value == "requeued":
+            return queryset.filter(requeued_at__isnull=False)
+        return queryset
+
+
+def filtered_dead_letters(params) -> DeadLetterFilter:
+    queryset = DeadLetterJob.objects.select_related("job").order_by("-created_at", "-id")
+    filtered = DeadLetterFilter(params, queryset=queryset)
+    if not filtered.is_valid():
+        raise serializers.ValidationError(filtered.errors)
+    return filtered
+
+
+class DeadLetterSerializer(serializers.ModelSerializer):
+    job_id = serializers.UUIDField(read_only=True)
+    type = serializers.CharField(source="job.type", read_only=True)
+    status = serializers.CharField(source="job.status", read_only=True)
+
+    class Meta:
+        model = DeadLetterJob
+        fields = [
+            "id",
+            "job_id",
+            "type",
+            "status",
+            "reason",
+            "last_error",
+            "attempts",
+            "created_at",
+            "requeued_at",
+            "requeued_by",
+        ]
+
+
+class DeadLetterDetailSerializer(DeadLetterSerializer):
+    job = JobDetailSerializer(read_only=True)
+
+    class Meta(DeadLetterSerializer.Meta):
+        fields = [*DeadLetterSerializer.Meta.fields, "job"]
+
+
+class BulkFilterSerializer(StrictSerializer):
+    type = serializers.CharField(required=False, max_length=100)
+    reason = serializers.ChoiceField(choices=DeadLetterReason.choices, required=False)
+    created_after = serializers.DateTimeField(required=False)
+    created_before = serializers.DateTimeField(required=False)
+    workflow_id = serializers.CharField(required=False, max_length=100)
+
+
+class BulkRequeueSerializer(StrictSerializer):
+    filter = BulkFilterSerializer(help_text="Which open dead letters; {} means all of them.")
+    limit = serializers.IntegerField(
+        min_value=1, max_value=settings.DEAD_LETTER_REQUEUE_MAX, default=settings.DEAD_LETTER_REQUEUE_MAX
+    )
+
+
+def _actor(request: Request) -> str:
+    return f"api:{request.auth.name}" if request.auth is not None else "api"
+
+
+class DeadLetterCollectionView(APIView):
+    @extend_schema(
+        parameters=[DeadLetterFilter, OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
+        responses=DeadLetterSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        page = read_page(request)
+        return page_response(
+            "dead_letters", filtered_dead_letters(request.query_params).qs, DeadLetterSerializer, page
+        )
+
+
+class DeadLetterDetailView(APIView):
+    @extend_schema(responses=DeadLetterDetailSerializer)
+    def get(self, request: Request, dead_letter_id: int) -> Response:
+        dead_letter = get_object_or_404(
+            DeadLetterJob.objects.select_related("job").prefetch_related("job__executions"), pk=dead_letter_id
+        )
+        return Response({"success": True, "dead_letter": DeadLetterDetailSerializer(dead_letter).data})
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, dead_letter_id: int) -> Response:
+        dead_letters.discard(dead_letter_id, discarded_by=_actor(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DeadLetterRequeueView(APIView):
+    @extend_schema(request=None, responses=JobSerializer)
+    def post(self, request: Request, dead_letter_id: int) -> Response:
+        job = dead_letters.requeue(dead_letter_id, requeued_by=_actor(request))
+        return Response({"success": True, "job_id": str(job.pk), "job": JobSerializer(job).data})
+
+
+class DeadLetterBulkRequeueView(APIView):
+    @extend_schema(request=BulkRequeueSerializer)
+    def post(self, request: Request) -> Response:
+        body = BulkRequeueSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        matching = filtered_dead_letters(body.validated_data["filter"]).qs
+        outcome = dead_letters.requeue_many(
+            matching, body.validated_data["limit"], requeued_by=_actor(request)
+        )
+        return Response(
+            {
+                "success": True,
+                "matched": outcome.matched,
+                "requeued": outcome.requeued,
+                "remaining": outcome.remaining,
+            }
+        )
