@@ -1,6 +1,8 @@
 """Control-plane Celery tasks: thin wrappers that apply worker reports and run beat sweeps.
 
 Report tasks are idempotent (compare-and-set on job id + attempt), so a redelivered message is safe.
+While Postgres is unreachable they retry with backoff instead of failing: a failed task's message is
+acknowledged and gone, and a report must never be lost (the worker that sent it has moved on).
 """
 
 from __future__ import annotations
@@ -8,32 +10,48 @@ from __future__ import annotations
 from typing import Any
 
 from celery import shared_task
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+
+DATABASE_UNREACHABLE = (OperationalError, InterfaceError)
 
 from gpu_worker import protocol
 from jobqueue import reports, schedules, sweeps
 
 
-@shared_task(name=protocol.REPORT_STARTED_TASK)
+def durable_task(name: str):
+    """A task applying a worker's message; retried for as long as the database is unreachable."""
+    return shared_task(
+        name=name,
+        autoretry_for=DATABASE_UNREACHABLE,
+        max_retries=None,
+        retry_backoff=1,
+        retry_backoff_max=settings.REPORT_RETRY_BACKOFF_MAX_SECONDS,
+        retry_jitter=True,
+    )
+
+
+@durable_task(name=protocol.REPORT_STARTED_TASK)
 def report_started(job_id: str, attempt: int, worker_id: str, running_for_ms: int = 0) -> bool:
     return reports.job_started(job_id, attempt, worker_id, running_for_ms)
 
 
-@shared_task(name=protocol.REPORT_PROGRESS_TASK)
+@durable_task(name=protocol.REPORT_PROGRESS_TASK)
 def report_progress(job_id: str, attempt: int, progress: int, stage: str = "") -> bool:
     return reports.job_progress(job_id, attempt, progress, stage)
 
 
-@shared_task(name=protocol.REPORT_SUCCEEDED_TASK)
+@durable_task(name=protocol.REPORT_SUCCEEDED_TASK)
 def report_succeeded(job_id: str, attempt: int, result: Any, runtime_ms: int | None = None) -> bool:
     return reports.job_succeeded(job_id, attempt, result, runtime_ms)
 
 
-@shared_task(name=protocol.REPORT_FAILED_TASK)
+@durable_task(name=protocol.REPORT_FAILED_TASK)
 def report_failed(job_id: str, attempt: int, error: dict[str, Any], runtime_ms: int | None = None) -> bool:
     return reports.job_failed(job_id, attempt, error, runtime_ms=runtime_ms)
 
 
-@shared_task(name=protocol.REPORT_CANCELLED_TASK)
+@durable_task(name=protocol.REPORT_CANCELLED_TASK)
 def report_cancelled(job_id: str, attempt: int, runtime_ms: int | None = None) -> bool:
     return reports.job_cancelled(job_id, attempt, runtime_ms)
 

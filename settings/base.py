@@ -90,6 +90,8 @@ USES_EMBEDDED_REDIS = not env_str("REDIS_URL")
 # Celery's prefork children keep plain persistent connections (a pool's threads do not survive fork).
 DATABASE_POOL = env_bool("DATABASE_POOL", False)
 DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 20)
+# How long a request waits for a pooled connection before answering 503 (Postgres down or saturated).
+DATABASE_POOL_TIMEOUT_SECONDS = env_float("DATABASE_POOL_TIMEOUT_SECONDS", 5.0)
 
 
 def _database_from_url(url: str) -> dict:
@@ -106,8 +108,18 @@ def _database_from_url(url: str) -> dict:
         "HOST": parts.hostname or "",
         "PORT": str(parts.port or ""),
         "CONN_MAX_AGE": 0 if DATABASE_POOL else env_int("DATABASE_CONN_MAX_AGE", 60),
-        "CONN_HEALTH_CHECKS": not DATABASE_POOL,
-        "OPTIONS": {"pool": {"min_size": 2, "max_size": DATABASE_POOL_MAX_SIZE}} if DATABASE_POOL else {},
+        # Checked before use (for a pool, by psycopg_pool), so no request fails on a connection that
+        # a Postgres restart broke.
+        "CONN_HEALTH_CHECKS": True,
+        "OPTIONS": {
+            "pool": {
+                "min_size": 2,
+                "max_size": DATABASE_POOL_MAX_SIZE,
+                "timeout": DATABASE_POOL_TIMEOUT_SECONDS,
+            }
+        }
+        if DATABASE_POOL
+        else {},
         "TEST": {"NAME": env_str("DATABASE_TEST_NAME") or None},
     }
 
@@ -183,6 +195,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_TASK_SEND_SENT_EVENT = False  # costs a publish per task; workers report events when Flower asks
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+# Worker reports that meet an unreachable database retry with backoff up to this interval, forever.
+REPORT_RETRY_BACKOFF_MAX_SECONDS = env_int("REPORT_RETRY_BACKOFF_MAX_SECONDS", 10)
 CONTROL_WORKER_CONCURRENCY = env_int("CONTROL_WORKER_CONCURRENCY", 2)
 
 # --- Channels ---------------------------------------------------------------------------------------

@@ -127,7 +127,7 @@ def _child_env(services: Services) -> dict[str, str]:
     }
 
 
-def _stop(process: subprocess.Popen, timeout: float = 15.0) -> None:
+def stop_process(process: subprocess.Popen, timeout: float = 15.0) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -154,7 +154,7 @@ def _running_control_worker(env: dict[str, str], name: str) -> Iterator[subproce
         try:
             yield process
         finally:
-            _stop(process)
+            stop_process(process)
 
 
 @pytest.fixture(scope="session")
@@ -170,7 +170,43 @@ class RunningGpuWorker:
     process: subprocess.Popen
 
     def stop(self) -> None:
-        _stop(self.process)
+        stop_process(self.process)
+
+
+def spawn_gpu_worker(
+    env: dict[str, str],
+    broker_url: str,
+    *,
+    worker_id: str,
+    pool: str = "standard",
+    capabilities: tuple[str, ...] = (),
+    models: tuple[str, ...] = (),
+    gpu_memory_gb: float = 24,
+    slots: int = 1,
+    extra_flags: tuple[str, ...] = (),
+) -> subprocess.Popen:
+    """Start `python -m gpu_worker`, with its output in `.pytest-data/<worker_id>.log`."""
+    flags = {
+        "--broker-url": broker_url,
+        "--worker-id": worker_id,
+        "--machine-id": "test-machine",
+        "--pool": pool,
+        "--capabilities": ",".join(capabilities),
+        "--models": ",".join(models),
+        "--gpu-memory-gb": str(gpu_memory_gb),
+        "--slots": str(slots),
+        "--heartbeat-seconds": "1",
+        "--log-level": "WARNING",
+    }
+    argv = [
+        sys.executable,
+        "-m",
+        "gpu_worker",
+        *(part for flag in flags.items() for part in flag),
+        *extra_flags,
+    ]
+    with open(TEST_DATA_DIR / f"{worker_id}.log", "ab") as log:
+        return subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
 
 @pytest.fixture
@@ -182,35 +218,11 @@ def gpu_worker(
 
     started: list[RunningGpuWorker] = []
 
-    def start(
-        *,
-        pool: str = "standard",
-        capabilities: tuple[str, ...] = (),
-        models: tuple[str, ...] = (),
-        gpu_memory_gb: float = 24,
-        slots: int = 1,
-        worker_id: str | None = None,
-        broker_url: str | None = None,
-    ) -> RunningGpuWorker:
+    def start(*, worker_id: str | None = None, broker_url: str | None = None, **options) -> RunningGpuWorker:
         worker_id = worker_id or f"test-{uuid.uuid4().hex[:8]}"
-        flags = {
-            "--broker-url": broker_url or services.redis_url,
-            "--worker-id": worker_id,
-            "--machine-id": "test-machine",
-            "--pool": pool,
-            "--capabilities": ",".join(capabilities),
-            "--models": ",".join(models),
-            "--gpu-memory-gb": str(gpu_memory_gb),
-            "--slots": str(slots),
-            "--heartbeat-seconds": "1",
-            "--log-level": "WARNING",
-        }
-        argv = [sys.executable, "-m", "gpu_worker", *(part for flag in flags.items() for part in flag)]
-        log_path = TEST_DATA_DIR / f"{worker_id}.log"
-        log = open(log_path, "ab")  # noqa: SIM115  (lives with the process)
         previous_instances = list(Worker.objects.filter(pk=worker_id).values_list("instance_id", flat=True))
-        process = subprocess.Popen(
-            argv, env=_child_env(services), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+        process = spawn_gpu_worker(
+            _child_env(services), broker_url or services.redis_url, worker_id=worker_id, **options
         )
         running = RunningGpuWorker(worker_id, process)
         started.append(running)
@@ -220,7 +232,7 @@ def gpu_worker(
             timeout=PROCESS_START_TIMEOUT_S,
             what=f"worker {worker_id} to register",
         )
-        assert process.poll() is None, log_path.read_text()[-3000:]
+        assert process.poll() is None, (TEST_DATA_DIR / f"{worker_id}.log").read_text()[-3000:]
         return running
 
     yield start
@@ -319,3 +331,79 @@ def private_control_worker(services: Services, private_broker: PrivateBroker, tr
     env = {**_child_env(services), "REDIS_URL": private_broker.url}
     with _running_control_worker(env, "private-control-worker") as process:
         yield process
+
+
+@dataclass
+class PrivateDatabase:
+    """A Postgres server of one test's own, migrated, which the test may stop and start again."""
+
+    server: EmbeddedPostgres
+    url: str
+
+    def scalar(self, query: str, params: tuple = ()) -> object:
+        import psycopg
+
+        with psycopg.connect(self.url, connect_timeout=5) as conn:
+            return conn.execute(query, params).fetchone()[0]
+
+
+@pytest.fixture
+def private_postgres(tmp_path) -> Iterator[PrivateDatabase]:
+    server = EmbeddedPostgres(tmp_path / "private-postgres", free_port())
+    url = server.start()
+    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "settings.base"}
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], env=env, cwd=ROOT, check=True)
+    yield PrivateDatabase(server, url)
+    server.stop()
+
+
+@contextlib.contextmanager
+def _running_api_server(env: dict[str, str]) -> Iterator[str]:
+    """The ASGI server (uvicorn), as `runstack` starts it; yields its base URL."""
+    from settings.embedded import port_is_open
+
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "settings.asgi:application", "--host", "127.0.0.1"]
+    argv += ["--port", str(port), "--no-access-log", "--lifespan", "off"]
+    with open(TEST_DATA_DIR / "api-server.log", "ab") as log:
+        process = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(
+                lambda: process.poll() is not None or port_is_open(port),
+                timeout=PROCESS_START_TIMEOUT_S,
+                what="the API server to listen",
+            )
+            assert process.poll() is None, "the API server exited; see .pytest-data/api-server.log"
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            stop_process(process)
+
+
+@dataclass
+class PrivateStack:
+    """A control plane of one test's own: its Postgres, broker, control worker and API server."""
+
+    database: PrivateDatabase
+    broker: PrivateBroker
+    env: dict[str, str]
+    api_url: str
+    api_key: str
+
+
+@pytest.fixture
+def private_stack(services: Services, private_postgres, private_broker) -> Iterator[PrivateStack]:
+    env = {**_child_env(services), "DATABASE_URL": private_postgres.url, "REDIS_URL": private_broker.url}
+    api_key = subprocess.run(
+        [sys.executable, "manage.py", "create_api_key", "private-stack"],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    with (
+        _running_control_worker(env, "private-stack-control-worker"),
+        _running_api_server(env) as api_url,
+    ):
+        yield PrivateStack(private_postgres, private_broker, env, api_url, api_key)

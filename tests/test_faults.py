@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import signal
+import time
+import uuid
 
 import pytest
+import requests
 from rest_framework.test import APIClient
 
 from jobqueue.models import Job, JobExecution
 from jobqueue.sweeps import dispatch_sweep, recover_lost_jobs
-from tests.conftest import wait_for
+from tests.conftest import PrivateStack, spawn_gpu_worker, stop_process, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -78,3 +81,59 @@ def test_a_worker_killed_under_load_loses_nothing_and_runs_nothing_twice(
     assert JobExecution.objects.filter(
         job_id__in=job_ids, outcome="lost"
     ).exists()  # the kill hit running jobs
+
+
+POSTGRES_OUTAGE_S = 4.0  # far longer than a job, so every job running at the stop reports into the outage
+
+
+def test_a_postgres_restart_while_workers_report_loses_no_report(private_stack: PrivateStack):
+    database, headers = private_stack.database, {"x-api-key": private_stack.api_key}
+    worker_ids = [f"pg-fault-{uuid.uuid4().hex[:6]}" for _ in range(2)]
+    workers = [
+        spawn_gpu_worker(private_stack.env, private_stack.broker.url, worker_id=worker_id, slots=2)
+        for worker_id in worker_ids
+    ]
+    try:
+        registered = "SELECT count(*) FROM machines_worker WHERE id = ANY(%s)"
+        wait_for(lambda: database.scalar(registered, (worker_ids,)) == 2, timeout=60, what="workers")
+        body = {"type": "simulation", "payload": {"duration": 0.1, "steps": 2}}
+        job_ids = []
+        for _ in range(200):
+            response = requests.post(
+                f"{private_stack.api_url}/api/jobs", json=body, headers=headers, timeout=30
+            )
+            assert response.status_code == 201, response.text
+            job_ids.append(response.json()["job_id"])
+        completed = "SELECT count(*) FROM jobqueue_job WHERE status = 'completed'"
+        wait_for(lambda: database.scalar(completed) >= 30, timeout=180, what="the run to be under way")
+
+        active = database.scalar("SELECT count(*) FROM jobqueue_job WHERE status IN ('assigned', 'running')")
+        database.server.stop()
+        outage_ends = time.monotonic() + POSTGRES_OUTAGE_S
+        for method, path in (
+            ("get", "/api/jobs"),
+            ("post", "/api/jobs"),
+            ("get", f"/api/jobs/{job_ids[-1]}"),
+        ):
+            response = requests.request(
+                method, f"{private_stack.api_url}{path}", json=body, headers=headers, timeout=30
+            )
+            assert response.status_code == 503, response.text
+            assert response.json()["error"]["code"] == "database_unavailable"
+            assert response.headers["Retry-After"]
+            assert "Traceback" not in response.text
+        time.sleep(max(0.0, outage_ends - time.monotonic()))
+        database.server.start()
+
+        wait_for(
+            lambda: database.scalar(completed) == len(job_ids), timeout=240, interval=1, what="every job"
+        )
+        assert active > 0  # workers were running jobs, whose reports met the outage and were retried
+        executions = "SELECT count(*) FROM jobqueue_jobexecution WHERE outcome = %s"
+        assert database.scalar(executions, ("completed",)) == len(job_ids)  # none ran to completion twice
+        assert database.scalar(executions, ("lost",)) == 0  # and no attempt was given up on
+        listing = requests.get(f"{private_stack.api_url}/api/jobs", headers=headers, timeout=30)
+        assert listing.status_code == 200  # the API reconnected
+    finally:
+        for worker in workers:
+            stop_process(worker)
