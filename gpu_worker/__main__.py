@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import uuid
 
 import redis
 from celery import signals
+from celery.worker import state as celery_worker_state
 
 from gpu_worker import protocol
 from gpu_worker.app import app, install_runner
@@ -17,6 +19,9 @@ from gpu_worker.reporter import Reporter
 from gpu_worker.runner import CancelWatch, JobRunner
 
 logger = logging.getLogger("gpu_worker")
+
+EXIT_STUCK_JOB = 75  # EX_TEMPFAIL: restart me
+_exit_code = 0
 
 
 class Heartbeat(threading.Thread):
@@ -41,7 +46,15 @@ def main(argv: list[str] | None = None) -> None:
     instance_id = uuid.uuid4().hex
     reporter = Reporter(app, config.worker_id)
     cancel_watch = CancelWatch(redis.Redis.from_url(config.broker_url, socket_timeout=5))
-    install_runner(JobRunner(connectors, reporter, cancel_watch))
+    install_runner(
+        JobRunner(
+            connectors,
+            reporter,
+            cancel_watch,
+            hard_timeout_grace_s=config.hard_timeout_grace_seconds,
+            on_stuck_job=_restart_after_stuck_job,
+        )
+    )
 
     info = config.registration(instance_id, list(connectors))
     heartbeat = Heartbeat(reporter, instance_id, info, config.heartbeat_seconds)
@@ -74,6 +87,16 @@ def main(argv: list[str] | None = None) -> None:
         heartbeat.stopped.set()
 
     app.worker_main(_celery_args(config))
+    sys.exit(_exit_code)  # Celery's worker_main() does not return the worker's exit code
+
+
+def _restart_after_stuck_job(job_id: str) -> None:
+    """A connector thread that ignores its time limit cannot be killed: stop taking jobs, let the
+    other slots finish (warm shutdown), and exit with EXIT_STUCK_JOB for the supervisor to restart us."""
+    logger.error("job %s is stuck in its connector; shutting down for a restart", job_id)
+    global _exit_code
+    _exit_code = EXIT_STUCK_JOB
+    celery_worker_state.should_stop = EXIT_STUCK_JOB
 
 
 def _celery_args(config: WorkerConfig) -> list[str]:

@@ -24,6 +24,7 @@ class WorkerConfig:
     gpu_name: str
     slots: int
     heartbeat_seconds: float
+    hard_timeout_grace_seconds: float
     log_level: str
     gpus: list[GpuInfo] = field(default_factory=list)
 
@@ -72,6 +73,12 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
     parser.add_argument(
         "--heartbeat-seconds", type=float, default=float(env("WORKER_HEARTBEAT_SECONDS", "5"))
     )
+    parser.add_argument(
+        "--hard-timeout-grace-seconds",
+        type=float,
+        default=float(env("WORKER_HARD_TIMEOUT_GRACE_SECONDS", "30")),
+        help="how long a job past its timeout may take to stop before the worker gives it up and restarts",
+    )
     parser.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     if args.slots < 1:
@@ -95,6 +102,7 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
         gpu_name=gpu.name if gpu else "",
         slots=args.slots,
         heartbeat_seconds=args.heartbeat_seconds,
+        hard_timeout_grace_seconds=args.hard_timeout_grace_seconds,
         log_level=args.log_level,
         gpus=gpus,
     )

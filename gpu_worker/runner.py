@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,8 @@ logger = logging.getLogger(__name__)
 
 CANCEL_CHECK_INTERVAL_S = 0.5
 STARTED_REPORT_DELAY_S = 0.2
+HARD_TIMEOUT_GRACE_S = 30.0
+ABANDONED = "abandoned"  # the hard limit gave up on a job whose connector would not stop
 
 
 class CancelWatch:
@@ -58,6 +61,12 @@ class JobRunner:
     # Jobs that finish sooner report start and outcome in one message (with their runtime), which
     # saves the control plane a message and a transaction per short job.
     started_report_delay_s: float = STARTED_REPORT_DELAY_S
+    # Past its timeout a job gets this long to stop on its own (the soft limit) before the hard limit
+    # gives up on it: the attempt is reported as timed out and `on_stuck_job` runs. A thread cannot be
+    # killed, so the worker process must go (and be restarted by its supervisor), as Celery's
+    # prefork pool does with a hard time limit.
+    hard_timeout_grace_s: float = HARD_TIMEOUT_GRACE_S
+    on_stuck_job: Callable[[str], None] | None = None
 
     def run(self, spec: dict[str, Any]) -> str:
         """Run one attempt; returns the outcome reported."""
@@ -86,7 +95,7 @@ class JobRunner:
         began = time.monotonic()
         started_report.start()
         try:
-            outcome, detail = _execute(connector, context)
+            outcome, detail = self._execute_within_limits(connector, context)
         finally:
             started_report.cancel()
         runtime_ms = int((time.monotonic() - began) * 1000)
@@ -96,7 +105,33 @@ class JobRunner:
             self.reporter.cancelled(job_id, attempt, runtime_ms)
         else:
             self.reporter.failed(job_id, attempt, detail, runtime_ms)
+        if outcome == ABANDONED and self.on_stuck_job is not None:
+            self.on_stuck_job(job_id)  # after the report, so the control plane knows first
         return outcome
+
+    def _execute_within_limits(self, connector: Connector, context: JobContext) -> tuple[str, Any]:
+        """Run the connector in a thread of its own, so a job deaf to its time limit cannot hold the
+        slot (and its report) forever."""
+        job_id = context.spec["job_id"]
+        done: list[tuple[str, Any]] = []
+        thread = threading.Thread(
+            target=lambda: done.append(_execute(connector, context)), name=f"job-{job_id}", daemon=True
+        )
+        thread.start()
+        thread.join(context.time_left() if context.deadline != float("inf") else None)
+        if thread.is_alive():
+            context.interrupted.set()  # soft limit: `checkpoint` and `sleep` raise JobTimedOut now
+            thread.join(self.hard_timeout_grace_s)
+        if done:
+            return done[0]
+        logger.error(
+            "job %s ignored its timeout for %.0fs more; giving it up", job_id, self.hard_timeout_grace_s
+        )
+        message = (
+            f"job exceeded its timeout of {context.spec.get('timeout_seconds')}s and did not stop "
+            f"within {self.hard_timeout_grace_s:.0f}s more (hard limit)"
+        )
+        return ABANDONED, _error("TIMEOUT", message)
 
 
 def _execute(connector: Connector, context: JobContext) -> tuple[str, Any]:

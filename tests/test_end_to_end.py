@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from gpu_worker.__main__ import EXIT_STUCK_JOB
 from jobqueue.models import DeadLetterJob, Event, Job, JobExecution, JobStatus
 from machines.models import Worker
 from tests.conftest import wait_for
@@ -119,6 +120,21 @@ def test_a_job_past_its_timeout_fails_with_code_timeout(submit, gpu_worker, wait
     job = Job.objects.get(pk=job_id)
     assert job.error["code"] == "TIMEOUT"
     assert job.error["class"] == "transient"
+
+
+def test_a_job_that_ignores_its_timeout_is_failed_at_the_hard_limit_and_its_worker_exits_for_a_restart(
+    submit, gpu_worker, wait_for_status
+):
+    worker = gpu_worker(extra_flags=("--hard-timeout-grace-seconds", "0.5"))
+    job_id = submit(payload={"stuck_seconds": 60}, timeout_seconds=1, max_retries=0)
+
+    wait_for_status(job_id, "failed")
+    worker.process.wait(timeout=30)
+
+    job = Job.objects.get(pk=job_id)
+    assert (job.error["code"], job.error["class"]) == ("TIMEOUT", "transient")
+    assert "hard limit" in job.error["message"]
+    assert worker.process.returncode == EXIT_STUCK_JOB
 
 
 def test_cancelling_a_running_job_stops_it_and_frees_the_worker(api, submit, gpu_worker, wait_for_status):

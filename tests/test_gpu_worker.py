@@ -167,3 +167,37 @@ def test_a_short_job_reports_its_start_with_its_outcome_and_a_long_one_separatel
     )
     assert [call[0] for call in reporter.calls if call[0] != "progress"] == ["started", "succeeded"]
     assert reporter.calls[-1][4] >= 300
+
+
+def _run_with_timeout(payload: dict, hard_timeout_grace_s: float):
+    simulation = build_connectors(["simulation"])["simulation"]
+    reporter, stuck = RecordingReporter(), []
+    runner = JobRunner(
+        {"simulation": simulation},
+        reporter,
+        NeverCancelled(),
+        hard_timeout_grace_s=hard_timeout_grace_s,
+        on_stuck_job=stuck.append,
+    )
+    spec = {"job_id": "j1", "attempt": 1, "type": "simulation", "timeout_seconds": 0.3, "payload": payload}
+    return runner.run(spec), reporter.calls[-1], stuck
+
+
+def test_a_job_that_stops_at_its_soft_time_limit_fails_with_timeout_and_the_worker_goes_on():
+    outcome, last, stuck = _run_with_timeout({"duration": 60}, hard_timeout_grace_s=5)
+
+    assert (outcome, last[0], last[3]["code"], last[3]["class"]) == (
+        "failed",
+        "failed",
+        "TIMEOUT",
+        "transient",
+    )
+    assert stuck == []
+
+
+def test_a_job_deaf_to_its_time_limit_is_given_up_at_the_hard_limit_and_the_worker_restarts():
+    outcome, last, stuck = _run_with_timeout({"stuck_seconds": 3}, hard_timeout_grace_s=0.2)
+
+    assert (outcome, last[0], last[3]["code"]) == ("abandoned", "failed", "TIMEOUT")
+    assert "hard limit" in last[3]["message"]
+    assert stuck == ["j1"]

@@ -26,6 +26,7 @@ def _start_stack(data_dir, ports) -> subprocess.Popen:
         PORT=str(ports["api"]),
         FLOWER_PORT=str(ports["flower"]),
         WORKER_ID="stack-test-gpu0",
+        WORKER_HARD_TIMEOUT_GRACE_SECONDS="0.5",
     )
     return subprocess.Popen(
         [sys.executable, "manage.py", "runstack"],
@@ -42,6 +43,10 @@ def _healthy(base: str) -> bool:
     except (requests.RequestException, ValueError):
         return False
     return body.get("ready") and body["workers"].get("live") == 1
+
+
+def _status(job_url: str, headers: dict) -> str:
+    return requests.get(job_url, headers=headers, timeout=5).json()["job"]["status"]
 
 
 def _stop(stack: subprocess.Popen) -> int:
@@ -68,9 +73,21 @@ def test_the_run_command_serves_the_api_runs_jobs_and_stops_cleanly(tmp_path):
         )
         assert submitted.status_code == 201
         job_url = f"{base}/api/jobs/{submitted.json()['job_id']}"
-        wait_for(
-            lambda: requests.get(job_url, headers=headers, timeout=5).json()["job"]["status"] == "completed"
-        )
+        wait_for(lambda: _status(job_url, headers) == "completed")
+
+        # A job deaf to its timeout costs its worker a restart, and the stack restarts it.
+        stuck = {
+            "type": "simulation",
+            "payload": {"stuck_seconds": 30},
+            "timeout_seconds": 1,
+            "max_retries": 0,
+        }
+        stuck_id = requests.post(f"{base}/api/jobs", json=stuck, headers=headers, timeout=5).json()["job_id"]
+        wait_for(lambda: _status(f"{base}/api/jobs/{stuck_id}", headers) == "failed", timeout=30)
+        after = requests.post(f"{base}/api/jobs", json={"type": "simulation"}, headers=headers, timeout=5)
+        after_url = f"{base}/api/jobs/{after.json()['job_id']}"
+        wait_for(lambda: _status(after_url, headers) == "completed", timeout=60, what="the restarted worker")
+        assert "gpu-worker exited with code 75; restarting it" in (tmp_path / "stack.log").read_text()
         assert requests.get(f"http://127.0.0.1:{ports['flower']}/", timeout=5).status_code in {200, 302}
     finally:
         code = _stop(stack)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+SLEEP_SLICE_S = 0.1  # how often `JobContext.sleep` looks at cancellation and the deadline
 
 
 class ConnectorError(Exception):
@@ -59,6 +62,8 @@ class JobContext:
     report_progress: Callable[[int, str], None]
     is_cancelled: Callable[[], bool]
     deadline: float  # time.monotonic() value
+    # Set by the runner at the soft time limit, to wake a connector waiting in `sleep`.
+    interrupted: threading.Event = field(default_factory=threading.Event)
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -72,8 +77,19 @@ class JobContext:
         """Raise if the job was cancelled or ran out of time; call it between units of work."""
         if self.is_cancelled():
             raise JobCancelled()
-        if time.monotonic() > self.deadline:
+        if time.monotonic() > self.deadline or self.interrupted.is_set():
             raise JobTimedOut(f"job exceeded its timeout of {self.spec.get('timeout_seconds')}s")
+
+    def sleep(self, seconds: float) -> None:
+        """Wait like `time.sleep`, but raise as soon as the job is cancelled or runs out of time."""
+        until = time.monotonic() + seconds
+        while (left := until - time.monotonic()) > 0:
+            self.interrupted.wait(min(left, SLEEP_SLICE_S))
+            self.checkpoint()
+
+    def time_left(self) -> float:
+        """Seconds until the soft time limit: a bound for the connector's own I/O timeouts."""
+        return max(0.0, self.deadline - time.monotonic())
 
 
 class Connector:

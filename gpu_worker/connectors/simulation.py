@@ -2,7 +2,8 @@
 
 Payload: `duration` (seconds, default 0), `steps` (progress reports, default 10 when duration > 0),
 `fail_times` (the first N attempts fail transiently), `fail_permanently`, `hang` (runs until cancelled
-or timed out), `result` (echoed back).
+or timed out), `hang_times` (the first N attempts hang), `stuck_seconds` (an engine that ignores
+cancellation and timeouts for that long, to exercise the hard time limit), `result` (echoed back).
 """
 
 from __future__ import annotations
@@ -28,17 +29,17 @@ class SimulationConnector(Connector):
             raise TransientError(
                 f"simulated transient failure on attempt {job.attempt}", code="SIMULATED_TRANSIENT"
             )
-        if options["hang"]:
+        if options["stuck_seconds"]:
+            time.sleep(options["stuck_seconds"])  # deaf to cancellation and timeouts, like a wedged engine
+        if options["hang"] or job.attempt <= options["hang_times"]:
             while True:
-                job.checkpoint()
-                time.sleep(HANG_POLL_SECONDS)
+                job.sleep(HANG_POLL_SECONDS)  # until cancelled or timed out
         duration, steps = options["duration"], options["steps"]
         for step in range(1, steps + 1):
-            time.sleep(duration / steps)
-            job.checkpoint()
+            job.sleep(duration / steps)
             job.report_progress(int(step * 100 / steps), f"step {step}/{steps}")
         if steps == 0 and duration > 0:
-            time.sleep(duration)
+            job.sleep(duration)
         return {"simulated": True, "duration": duration, "attempt": job.attempt, "output": options["result"]}
 
 
@@ -56,5 +57,7 @@ def _options(payload: dict[str, Any]) -> dict[str, Any]:
         "fail_times": int(number("fail_times", 0)),
         "fail_permanently": bool(payload.get("fail_permanently", False)),
         "hang": bool(payload.get("hang", False)),
+        "hang_times": int(number("hang_times", 0)),
+        "stuck_seconds": float(number("stuck_seconds", 0)),
         "result": payload.get("result"),
     }

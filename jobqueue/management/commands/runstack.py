@@ -22,6 +22,7 @@ from settings.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServiceEr
 
 SHUTDOWN_GRACE_S = 20
 DEV_KEY_FILE = "dev-api-key"
+RESTART_DELAY_S = 1.0
 
 
 @dataclass
@@ -29,6 +30,8 @@ class Child:
     name: str
     argv: list[str]
     process: subprocess.Popen | None = None
+    # Restarted when it exits (a GPU worker exits to shed a job stuck past its hard time limit).
+    restart: bool = False
 
 
 class Command(BaseCommand):
@@ -74,7 +77,11 @@ class Command(BaseCommand):
             self._banner(host, port, flower_port, api_key)
             while not stopping:
                 dead = next((c for c in children if c.process.poll() is not None), None)
-                if dead is not None:
+                if dead is not None and dead.restart:
+                    self._say(f"{dead.name} exited with code {dead.process.returncode}; restarting it")
+                    time.sleep(RESTART_DELAY_S)
+                    dead.process = subprocess.Popen(dead.argv, env=env, start_new_session=True)
+                elif dead is not None:
                     self.stderr.write(
                         f"{dead.name} exited with code {dead.process.returncode}; stopping everything"
                     )
@@ -175,6 +182,7 @@ class Command(BaseCommand):
                         "--gpu-memory-gb",
                         os.environ.get("WORKER_GPU_MEMORY_GB", "24"),
                     ],
+                    restart=True,
                 )
             )
         return children
