@@ -346,6 +346,12 @@ class PrivateDatabase:
         with psycopg.connect(self.url, connect_timeout=5) as conn:
             return conn.execute(query, params).fetchone()[0]
 
+    def rows(self, query: str, params: tuple = ()) -> list[tuple]:
+        import psycopg
+
+        with psycopg.connect(self.url, connect_timeout=5) as conn:
+            return conn.execute(query, params).fetchall()
+
 
 @pytest.fixture
 def private_postgres(tmp_path) -> Iterator[PrivateDatabase]:
@@ -407,3 +413,63 @@ def private_stack(services: Services, private_postgres, private_broker) -> Itera
         _running_api_server(env) as api_url,
     ):
         yield PrivateStack(private_postgres, private_broker, env, api_url, api_key)
+
+
+@pytest.fixture
+def journal(tmp_path, monkeypatch) -> Path:
+    """A file where every simulated job run that completes appends a line (GPU workers started after
+    this fixture inherit it): the ground truth for "nothing ran to completion twice"."""
+    path = tmp_path / "simulation-journal.txt"
+    monkeypatch.setenv("SIMULATION_JOURNAL", str(path))
+    return path
+
+
+@dataclass(frozen=True)
+class FaultTally:
+    """What a fault scenario did to its jobs; `duplicated` and `lost` must be 0."""
+
+    scenario: str
+    submitted: int
+    completed: int
+    dead_lettered: int
+    duplicated: int  # jobs whose work ran to completion more than once, by the journal
+    lost: int  # jobs accepted but neither finished, failed nor cancelled
+    # Work a killed worker finished but never reported, so its attempt was lost and run again:
+    # at-least-once execution, which no job system can avoid without the engine's help.
+    rerun_after_crash: int = 0
+
+    def record(self) -> FaultTally:
+        """Print the tally and append it to `.pytest-data/fault-tallies.jsonl` for the record."""
+        import json
+
+        line = json.dumps(self.__dict__)
+        print(f"fault tally: {line}")
+        with open(TEST_DATA_DIR / "fault-tallies.jsonl", "a") as tallies:
+            tallies.write(line + "\n")
+        return self
+
+
+def tally_faults(
+    scenario: str,
+    statuses: dict[str, str],
+    dead_lettered: int,
+    journal_path: Path,
+    lost_attempts: set[tuple[str, int]] = frozenset(),
+) -> FaultTally:
+    """Count a scenario's outcomes. `lost_attempts` are the (job id, attempt) pairs the control plane
+    declared lost with their worker; a journal line for one of them is a rerun, not a duplicate."""
+    from collections import Counter
+
+    lines = journal_path.read_text().splitlines() if journal_path.exists() else []
+    runs = [(job_id, int(attempt)) for job_id, attempt in (line.split() for line in lines)]
+    reruns = {job_id for job_id, attempt in runs if (job_id, attempt) in lost_attempts}
+    reported = Counter(job_id for job_id, attempt in runs if (job_id, attempt) not in lost_attempts)
+    return FaultTally(
+        scenario=scenario,
+        submitted=len(statuses),
+        completed=sum(status == "completed" for status in statuses.values()),
+        dead_lettered=dead_lettered,
+        duplicated=sum(count > 1 for job_id, count in reported.items() if job_id in statuses),
+        lost=sum(status not in {"completed", "failed", "cancelled"} for status in statuses.values()),
+        rerun_after_crash=len(reruns & set(statuses)),
+    ).record()

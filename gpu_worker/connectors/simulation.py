@@ -4,10 +4,14 @@ Payload: `duration` (seconds, default 0), `steps` (progress reports, default 10 
 `fail_times` (the first N attempts fail transiently), `fail_permanently`, `hang` (runs until cancelled
 or timed out), `hang_times` (the first N attempts hang), `stuck_seconds` (an engine that ignores
 cancellation and timeouts for that long, to exercise the hard time limit), `result` (echoed back).
+
+With `SIMULATION_JOURNAL` set to a file path, every completed run appends `<job id> <attempt>` to it:
+the ground truth of what ran, against which fault tests count duplicates.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -40,6 +44,7 @@ class SimulationConnector(Connector):
             job.report_progress(int(step * 100 / steps), f"step {step}/{steps}")
         if steps == 0 and duration > 0:
             job.sleep(duration)
+        _journal(job)
         return {"simulated": True, "duration": duration, "attempt": job.attempt, "output": options["result"]}
 
 
@@ -61,3 +66,10 @@ def _options(payload: dict[str, Any]) -> dict[str, Any]:
         "stuck_seconds": float(number("stuck_seconds", 0)),
         "result": payload.get("result"),
     }
+
+
+def _journal(job: JobContext) -> None:
+    path = os.environ.get("SIMULATION_JOURNAL")
+    if path:
+        with open(path, "a") as journal:  # one short append per line: atomic with O_APPEND
+            journal.write(f"{job.spec['job_id']} {job.attempt}\n")
