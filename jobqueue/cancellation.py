@@ -13,7 +13,7 @@ import logging
 from django.db import transaction
 from django.db.models.functions import Now
 
-from jobqueue import broker
+from jobqueue import broker, lifecycle
 from jobqueue.errors import JobAlreadyFinished, JobNotFound
 from jobqueue.events import EventType, record_job_event
 from jobqueue.models import ACTIVE_STATUSES, TERMINAL_STATUSES, Job, JobStatus
@@ -44,6 +44,7 @@ def cancel_job(job_id, reason: str = "") -> Job:
                 event=EventType.JOB_CANCELLED,
                 event_payload={"reason": reason},
             )
+            lifecycle.job_finished(job)
             return job
         if job.status in ACTIVE_STATUSES and job.cancel_requested_at is None:
             Job.objects.filter(pk=job.pk).update(

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.db.models.functions import Now
 
+from jobqueue import lifecycle
 from jobqueue.dispatch import dispatch_on_commit
 from jobqueue.errors import DeadLetterAlreadyRequeued, DeadLetterNotFound
 from jobqueue.events import EventType, record_job_event
@@ -85,6 +86,7 @@ def discard(dead_letter_id: int, discarded_by: str = "") -> None:
 
 def _requeue_locked(dead_letter: DeadLetterJob, requeued_by: str) -> Job:
     job = Job.objects.select_for_update().get(pk=dead_letter.job_id)
+    lifecycle.before_requeue(job)
     requeued = transition(
         job.pk,
         from_statuses={JobStatus.FAILED},

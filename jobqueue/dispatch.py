@@ -197,6 +197,7 @@ def job_spec(job: Job) -> dict:
         "priority": job.effective_priority,
         "workflow_id": job.workflow_id,
         "metadata": job.metadata,
+        "inputs": job.inputs,
     }
 
 

@@ -23,6 +23,14 @@ class EventType(models.TextChoices):
     JOB_DEAD_LETTERED = "job_dead_lettered"
     JOB_REQUEUED = "job_requeued"
     DEAD_LETTER_DISCARDED = "dead_letter_discarded"
+    WORKFLOW_CREATED = "workflow_created"
+    WORKFLOW_STARTED = "workflow_started"
+    WORKFLOW_STEP_COMPLETED = "workflow_step_completed"
+    WORKFLOW_STEP_FAILED = "workflow_step_failed"
+    WORKFLOW_CANCEL_REQUESTED = "workflow_cancel_requested"
+    WORKFLOW_COMPLETED = "workflow_completed"
+    WORKFLOW_FAILED = "workflow_failed"
+    WORKFLOW_CANCELLED = "workflow_cancelled"
     WORKER_REGISTERED = "worker_registered"
     WORKER_STATUS_CHANGED = "worker_status_changed"
 
@@ -46,3 +54,11 @@ def record_worker_event(
     event_type: EventType, worker_id: str, machine_id: str, payload: dict[str, Any]
 ) -> Event:
     return Event.objects.create(type=event_type, worker_id=worker_id, machine_id=machine_id, payload=payload)
+
+
+def record_workflow_event(
+    event_type: EventType, workflow_id: str, correlation_id: str, payload: dict[str, Any]
+) -> Event:
+    return Event.objects.create(
+        type=event_type, workflow_id=workflow_id, correlation_id=correlation_id, payload=payload
+    )

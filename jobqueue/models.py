@@ -78,6 +78,11 @@ class Job(models.Model):
     required_gpu_memory_gb = models.FloatField(null=True, blank=True)
     required_pool = models.CharField(max_length=64, null=True, blank=True)
 
+    inputs = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Results of the workflow steps it depends on, given to its worker.",
+    )
     result = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True, help_text="{code, message, class}")
 

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from jobqueue import lifecycle
 from jobqueue.backoff import retry_delay_seconds
 from jobqueue.dispatch import dispatch_on_commit, fill_worker
 from jobqueue.events import EventType, record_job_event
@@ -31,17 +32,21 @@ IMMEDIATE_RETRY_SECONDS = 0.05  # shorter backoffs go straight back to pending
 def job_started(job_id: str, attempt: int, worker_id: str, running_for_ms: int = 0) -> bool:
     """The worker has been running the job for `running_for_ms` (it reports the start a little late,
     so that short jobs report start and outcome in one message)."""
-    job = transition(
-        job_id,
-        from_statuses={JobStatus.ASSIGNED},
-        to=JobStatus.RUNNING,
-        on_attempt=attempt,
-        started_at=StartedBefore(running_for_ms),
-        event=EventType.JOB_STARTED,
-        event_payload={"worker_id": worker_id},
-        execution=ExecutionChange.started(),
-    )
-    return job is not None
+    with transaction.atomic():
+        job = transition(
+            job_id,
+            from_statuses={JobStatus.ASSIGNED},
+            to=JobStatus.RUNNING,
+            on_attempt=attempt,
+            started_at=StartedBefore(running_for_ms),
+            event=EventType.JOB_STARTED,
+            event_payload={"worker_id": worker_id},
+            execution=ExecutionChange.started(),
+        )
+        if job is None:
+            return False
+        lifecycle.job_started(job)
+        return True
 
 
 def job_progress(job_id: str, attempt: int, progress: int, stage: str = "") -> bool:
@@ -75,6 +80,7 @@ def job_succeeded(job_id: str, attempt: int, result: Any, runtime_ms: int | None
         )
         if job is None:
             return False
+        lifecycle.job_finished(job)
         _release_slot(job.worker_id)
         return True
 
@@ -133,7 +139,7 @@ def _started(runtime_ms: int | None) -> dict[str, StartedBefore]:
 
 
 def _cancel(job: Job, execution: ExecutionChange, started: dict | None = None) -> None:
-    transition(
+    cancelled = transition(
         job.pk,
         from_statuses=ACTIVE_STATUSES,
         to=JobStatus.CANCELLED,
@@ -144,6 +150,8 @@ def _cancel(job: Job, execution: ExecutionChange, started: dict | None = None) -
         event_payload={"reason": job.cancel_reason},
         execution=execution,
     )
+    if cancelled is not None:
+        lifecycle.job_finished(cancelled)
 
 
 def _lost_attempts(job: Job) -> int:
@@ -209,6 +217,7 @@ def _fail_for_good(
         reason = DeadLetterReason.PERMANENT_FAILURE if permanent else DeadLetterReason.RETRIES_EXHAUSTED
     DeadLetterJob.objects.create(job=failed, reason=reason, last_error=error, attempts=failed.attempt)
     record_job_event(EventType.JOB_DEAD_LETTERED, failed, {"reason": reason, "error": error})
+    lifecycle.job_finished(failed)
 
 
 def _release_slot(worker_id: str | None) -> None:

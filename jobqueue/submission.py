@@ -9,6 +9,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from jobqueue import lifecycle
 from jobqueue.dispatch import dispatch_on_commit
 from jobqueue.events import EventType, record_job_event
 from jobqueue.models import ApiKey, Job, JobStatus
@@ -39,6 +40,9 @@ class JobRequest:
     workflow_datetime: datetime | None = None
     current_step: int | None = None
     total_steps: int | None = None
+    # Created by the workflow engine as a step: it starts `waiting` when it has dependencies.
+    workflow_step: bool = False
+    waiting: bool = False
 
 
 def submit_job(request: JobRequest, api_key: ApiKey | None, correlation_id: str = "") -> tuple[Job, bool]:
@@ -66,12 +70,17 @@ def _existing(api_key: ApiKey | None, idempotency_key: str) -> Job | None:
     return Job.objects.filter(api_key=api_key, idempotency_key=idempotency_key).first()
 
 
+def create_job(request: JobRequest, api_key: ApiKey | None, correlation_id: str = "") -> Job:
+    """Create one job inside the caller's transaction (no idempotency check): for the workflow engine."""
+    return _create(request, api_key, correlation_id)
+
+
 def _create(request: JobRequest, api_key: ApiKey | None, correlation_id: str) -> Job:
     now = timezone.now()
     held = request.scheduled_at is not None and request.scheduled_at > now
     job = Job.objects.create(
         type=request.type,
-        status=JobStatus.SCHEDULED if held else JobStatus.PENDING,
+        status=JobStatus.WAITING if request.waiting else JobStatus.SCHEDULED if held else JobStatus.PENDING,
         priority=request.priority,
         payload=request.payload,
         ctx=request.ctx,
@@ -103,14 +112,15 @@ def _create(request: JobRequest, api_key: ApiKey | None, correlation_id: str) ->
         order_time=request.workflow_datetime or now,
         created_at=now,
         updated_at=now,
-        queued_at=None if held else now,
+        queued_at=None if held or request.waiting else now,
     )
     record_job_event(
         EventType.JOB_SUBMITTED,
         job,
         {"type": job.type, "priority": job.priority, "scheduled_at": _iso(job.scheduled_at)},
     )
-    if not held:
+    lifecycle.job_submitted(job, request)
+    if not held and not request.waiting:
         # After commit, each candidate worker in a transaction of its own: a transaction that held
         # more than one worker's lock could deadlock with another doing the same in another order.
         dispatch_on_commit([job.pk])

@@ -163,6 +163,8 @@ RETRY_BACKOFF_CAP_SECONDS = env_float("RETRY_BACKOFF_CAP_SECONDS", 300.0)
 # A job whose attempts keep killing their worker (out of GPU memory, segfault) is dead-lettered
 # after this many lost attempts instead of taking down the fleet.
 POISON_LOST_ATTEMPTS = env_int("POISON_LOST_ATTEMPTS", 3)
+# The most steps one workflow may have (the replaced system's limit).
+WORKFLOW_MAX_STEPS = env_int("WORKFLOW_MAX_STEPS", 50)
 # Most dead letters one bulk requeue request redrives; the response says how many remain.
 DEAD_LETTER_REQUEUE_MAX = env_int("DEAD_LETTER_REQUEUE_MAX", 1000)
 # The control plane fails an attempt this long past its timeout with no outcome reported.

@@ -31,6 +31,7 @@ urlpatterns = [
     path("health", health, name="health"),
     path("health/ready", ready, name="health-ready"),
     path("api/", include("jobqueue.api.urls")),
+    path("api/", include("workflows.api.urls")),
     path(
         "api/schema",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),

@@ -7,26 +7,13 @@ from typing import Any
 
 from django.db import DatabaseError, DataError, IntegrityError
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from jobqueue.errors import (
-    DeadLetterAlreadyRequeued,
-    DeadLetterNotFound,
-    JobAlreadyFinished,
-    JobError,
-    JobNotFound,
-)
+from jobqueue.errors import JobError
 
 logger = logging.getLogger(__name__)
-
-_DOMAIN_STATUS = {
-    JobNotFound: status.HTTP_404_NOT_FOUND,
-    DeadLetterNotFound: status.HTTP_404_NOT_FOUND,
-    JobAlreadyFinished: status.HTTP_409_CONFLICT,
-    DeadLetterAlreadyRequeued: status.HTTP_409_CONFLICT,
-}
 
 
 def error_response(
@@ -47,8 +34,7 @@ def envelope_exception_handler(exc: Exception, context: dict) -> Response | None
         response["Retry-After"] = "5"
         return response
     if isinstance(exc, JobError):
-        http_status = next((s for cls, s in _DOMAIN_STATUS.items() if isinstance(exc, cls)), 400)
-        return error_response(http_status, exc.code, exc.message, details=exc.details)
+        return error_response(exc.http_status, exc.code, exc.message, field=exc.field, details=exc.details)
     if isinstance(exc, Http404):
         return error_response(404, "not_found", "not found")
     if isinstance(exc, exceptions.ValidationError):

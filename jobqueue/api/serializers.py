@@ -136,45 +136,45 @@ class JobSubmitSerializer(StrictSerializer):
         return attrs
 
     def to_job_request(self) -> JobRequest:
-        data = self.validated_data
-        payload = data.get("payload")
-        if payload is None:
-            payload = {k: data[k] for k in ("prompt", "parameters") if k in data}
-        requirements = data.get("requirements") or {}
-        models = list(requirements.get("models", []))
-        if "model" in requirements:
-            models.append(requirements["model"])
-        gpu_memory = requirements.get(
-            "gpu_memory_gb", (requirements.get("hardware") or {}).get("gpu_memory_gb")
-        )
-        timeout = data.get("timeout_seconds") or (
-            data["timeout_minutes"] * 60
-            if "timeout_minutes" in data
-            else settings.JOB_DEFAULT_TIMEOUT_SECONDS
-        )
-        return JobRequest(
-            type=data.get("type") or data.get("service_required") or data["job_type"],
-            payload=payload,
-            priority=data.get("priority", settings.JOB_DEFAULT_PRIORITY),
-            requirements=requirements,
-            required_capabilities=list(requirements.get("capabilities", [])),
-            required_models=models,
-            required_gpu_memory_gb=gpu_memory,
-            required_pool=requirements.get("pool"),
-            max_retries=data.get("max_retries", settings.JOB_DEFAULT_MAX_RETRIES),
-            timeout_seconds=timeout,
-            scheduled_at=data.get("scheduled_at"),
-            webhook_url=data.get("webhook_url"),
-            metadata=data.get("metadata") or {},
-            idempotency_key=data.get("idempotency_key"),
-            customer_id=data.get("customer_id"),
-            ctx=data.get("ctx"),
-            workflow_id=data.get("workflow_id"),
-            workflow_priority=data.get("workflow_priority"),
-            workflow_datetime=data.get("workflow_datetime"),
-            current_step=data.get("current_step"),
-            total_steps=data.get("total_steps"),
-        )
+        return job_request_from(self.validated_data)
+
+
+def job_request_from(data: dict[str, Any]) -> JobRequest:
+    """A JobRequest from a submission's validated data (of any client dialect)."""
+    payload = data.get("payload")
+    if payload is None:
+        payload = {k: data[k] for k in ("prompt", "parameters") if k in data}
+    requirements = data.get("requirements") or {}
+    models = list(requirements.get("models", []))
+    if "model" in requirements:
+        models.append(requirements["model"])
+    gpu_memory = requirements.get("gpu_memory_gb", (requirements.get("hardware") or {}).get("gpu_memory_gb"))
+    timeout = data.get("timeout_seconds") or (
+        data["timeout_minutes"] * 60 if "timeout_minutes" in data else settings.JOB_DEFAULT_TIMEOUT_SECONDS
+    )
+    return JobRequest(
+        type=data.get("type") or data.get("service_required") or data["job_type"],
+        payload=payload,
+        priority=data.get("priority", settings.JOB_DEFAULT_PRIORITY),
+        requirements=requirements,
+        required_capabilities=list(requirements.get("capabilities", [])),
+        required_models=models,
+        required_gpu_memory_gb=gpu_memory,
+        required_pool=requirements.get("pool"),
+        max_retries=data.get("max_retries", settings.JOB_DEFAULT_MAX_RETRIES),
+        timeout_seconds=timeout,
+        scheduled_at=data.get("scheduled_at"),
+        webhook_url=data.get("webhook_url"),
+        metadata=data.get("metadata") or {},
+        idempotency_key=data.get("idempotency_key"),
+        customer_id=data.get("customer_id"),
+        ctx=data.get("ctx"),
+        workflow_id=data.get("workflow_id"),
+        workflow_priority=data.get("workflow_priority"),
+        workflow_datetime=data.get("workflow_datetime"),
+        current_step=data.get("current_step"),
+        total_steps=data.get("total_steps"),
+    )
 
 
 class CancelSerializer(StrictSerializer):

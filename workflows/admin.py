@@ -1,0 +1,67 @@
+"""The operator console for workflows: each with its steps, and a cancel action."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+
+from jobqueue.errors import JobError
+from workflows.cancellation import cancel_workflow
+from workflows.models import Workflow, WorkflowStep
+
+
+class WorkflowStepInline(admin.TabularInline):
+    model = WorkflowStep
+    fields = ["index", "name", "job", "job_status", "open_dependencies"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["index"]
+
+    @admin.display(description="status")
+    def job_status(self, step: WorkflowStep) -> str:
+        return step.job.status
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.action(description="Cancel selected workflows")
+def cancel_workflows(modeladmin, request, queryset):
+    done = 0
+    for workflow in queryset:
+        try:
+            cancel_workflow(workflow.pk, reason=f"cancelled by {request.user} from the admin")
+            done += 1
+        except JobError as exc:
+            messages.warning(request, f"{workflow.pk}: {exc.message}")
+    messages.info(request, f"cancellation requested for {done} workflow(s)")
+
+
+@admin.register(Workflow)
+class WorkflowAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "name",
+        "mode",
+        "status",
+        "progress",
+        "completed_steps",
+        "failed_steps",
+        "total_steps",
+        "priority",
+        "created_at",
+    ]
+    list_filter = ["status", "mode", "failure_policy", "source", "created_at"]
+    search_fields = ["id", "name", "created_by", "correlation_id"]
+    readonly_fields = [f.name for f in Workflow._meta.fields]
+    inlines = [WorkflowStepInline]
+    actions = [cancel_workflows]
+    date_hierarchy = "created_at"
+    list_per_page = 50
+    show_full_result_count = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("steps__job")
+
+    def has_add_permission(self, request) -> bool:
+        return False  # workflows are created through the API, which validates them

@@ -1,0 +1,15 @@
+from django.urls import path
+
+from workflows.api import views
+
+urlpatterns = [
+    path("workflows", views.WorkflowCollectionView.as_view(), name="workflows"),
+    path("workflows/stats", views.WorkflowStatsView.as_view(), name="workflows-stats"),
+    path("workflows/<str:workflow_id>", views.WorkflowDetailView.as_view(), name="workflow-detail"),
+    path(
+        "workflows/<str:workflow_id>/status",
+        views.WorkflowDetailView.as_view(http_method_names=["get"]),
+        name="workflow-status",
+    ),
+    path("workflows/<str:workflow_id>/cancel", views.WorkflowCancelView.as_view(), name="workflow-cancel"),
+]

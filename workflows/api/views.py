@@ -1,0 +1,121 @@
+"""Workflows API views: parse, call one domain function, shape the response."""
+
+from __future__ import annotations
+
+import django_filters
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from jobqueue.api.pagination import page_response, read_page
+from jobqueue.api.views import StatsQuerySerializer
+from workflows.api.serializers import WorkflowCancelSerializer, WorkflowSerializer, WorkflowSubmitSerializer
+from workflows.cancellation import cancel_workflow
+from workflows.creation import create_workflow
+from workflows.models import Workflow, WorkflowDependency, WorkflowStatus
+from workflows.progress import workflow_progress
+from workflows.stats import workflow_stats
+from workflows.step_details import step_details
+
+
+class StatusInFilter(django_filters.BaseInFilter, django_filters.ChoiceFilter):
+    pass
+
+
+class WorkflowFilter(django_filters.FilterSet):
+    status = StatusInFilter(
+        choices=WorkflowStatus.choices, help_text="one status or several, comma-separated"
+    )
+    mode = django_filters.CharFilter()
+    source = django_filters.CharFilter()
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+
+    class Meta:
+        model = Workflow
+        fields = ["status", "mode", "source", "created_after"]
+
+
+class WorkflowCollectionView(APIView):
+    @extend_schema(request=WorkflowSubmitSerializer)
+    def post(self, request: Request) -> Response:
+        submission = WorkflowSubmitSerializer(data=request.data)
+        submission.is_valid(raise_exception=True)
+        workflow, created = create_workflow(
+            submission.to_workflow_request(), request.auth, request.correlation_id
+        )
+        job_ids = [
+            str(job_id) for job_id in workflow.steps.order_by("index").values_list("job_id", flat=True)
+        ]
+        return Response(
+            {
+                "success": True,
+                "workflow_id": workflow.pk,
+                "job_ids": job_ids,
+                "status": workflow.status,
+                "created": created,
+            },
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+    @extend_schema(
+        parameters=[WorkflowFilter, OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
+        responses=WorkflowSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        page = read_page(request)
+        filtered = WorkflowFilter(request.query_params, queryset=Workflow.objects.order_by("-created_at"))
+        if not filtered.is_valid():
+            raise serializers.ValidationError(filtered.errors)
+        return page_response("workflows", filtered.qs, WorkflowSerializer, page)
+
+
+class WorkflowDetailView(APIView):
+    @extend_schema(responses=WorkflowSerializer)
+    def get(self, request: Request, workflow_id: str) -> Response:
+        workflow = get_object_or_404(Workflow, pk=workflow_id)
+        steps = list(workflow.steps.select_related("job"))
+        body = WorkflowSerializer(workflow).data
+        if not workflow.is_terminal:
+            body["progress"] = workflow_progress(steps, workflow.total_steps)  # live, with running steps
+        body["steps"] = step_details(steps)
+        body["dependencies"] = _dependencies(workflow)
+        return Response({"success": True, "workflow": body})
+
+
+def _dependencies(workflow: Workflow) -> dict[str, list[int]]:
+    """{step index: [indices of the steps it depends on]}"""
+    edges = WorkflowDependency.objects.filter(step__workflow=workflow).values_list(
+        "step__index", "depends_on__index"
+    )
+    graph: dict[str, list[int]] = {}
+    for step_index, parent_index in edges.order_by("step__index", "depends_on__index"):
+        graph.setdefault(str(step_index), []).append(parent_index)
+    return graph
+
+
+class WorkflowCancelView(APIView):
+    @extend_schema(request=WorkflowCancelSerializer, responses=WorkflowSerializer)
+    def post(self, request: Request, workflow_id: str) -> Response:
+        body = WorkflowCancelSerializer(data=request.data or {})
+        body.is_valid(raise_exception=True)
+        workflow = cancel_workflow(workflow_id, body.validated_data.get("reason", ""))
+        return Response(
+            {
+                "success": True,
+                "workflow_id": workflow.pk,
+                "status": workflow.status,
+                "workflow": WorkflowSerializer(workflow).data,
+            },
+            status=status.HTTP_200_OK if workflow.is_terminal else status.HTTP_202_ACCEPTED,
+        )
+
+
+class WorkflowStatsView(APIView):
+    @extend_schema(parameters=[StatsQuerySerializer])
+    def get(self, request: Request) -> Response:
+        query = StatsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response({"success": True, **workflow_stats(query.validated_data["timeframe"])})

@@ -1,0 +1,129 @@
+"""Creating a defined workflow: the workflow, a job per step, and the dependency edges, in one
+transaction. Steps with no dependencies are dispatched on commit; the others wait."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from jobqueue.events import EventType, record_workflow_event
+from jobqueue.models import ApiKey
+from jobqueue.submission import JobRequest, create_job
+from workflows.definition import resolve_dependencies
+from workflows.models import FailurePolicy, Workflow, WorkflowDependency, WorkflowStatus, WorkflowStep
+
+
+@dataclass
+class StepRequest:
+    name: str
+    job: JobRequest
+    depends_on: list[int | str] = field(default_factory=list)
+    has_own_priority: bool = False
+
+
+@dataclass
+class WorkflowRequest:
+    steps: list[StepRequest]
+    name: str = ""
+    description: str = ""
+    priority: int = 50
+    failure_policy: FailurePolicy = FailurePolicy.FAIL_FAST
+    webhook_url: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+    idempotency_key: str | None = None
+
+
+def create_workflow(
+    request: WorkflowRequest, api_key: ApiKey | None, correlation_id: str = ""
+) -> tuple[Workflow, bool]:
+    """Create the workflow, or return the one already created with the same idempotency key.
+
+    Raises InvalidWorkflow (a 400 naming the step) before anything is written."""
+    dependencies = resolve_dependencies(
+        [s.name for s in request.steps], [s.depends_on for s in request.steps]
+    )
+    if request.idempotency_key:
+        existing = _existing(api_key, request.idempotency_key)
+        if existing is not None:
+            return existing, False
+    try:
+        with transaction.atomic():
+            return _create(request, dependencies, api_key, correlation_id), True
+    except IntegrityError:
+        existing = _existing(api_key, request.idempotency_key) if request.idempotency_key else None
+        if existing is None:
+            raise
+        return existing, False
+
+
+def _existing(api_key: ApiKey | None, idempotency_key: str) -> Workflow | None:
+    return Workflow.objects.filter(api_key=api_key, idempotency_key=idempotency_key).first()
+
+
+def _create(
+    request: WorkflowRequest, dependencies: list[tuple[int, ...]], api_key: ApiKey | None, correlation_id: str
+) -> Workflow:
+    now = timezone.now()
+    workflow = Workflow.objects.create(
+        name=request.name,
+        description=request.description,
+        status=WorkflowStatus.PENDING,
+        failure_policy=request.failure_policy,
+        priority=request.priority,
+        source=request.source,
+        webhook_url=request.webhook_url,
+        metadata=request.metadata,
+        total_steps=len(request.steps),
+        api_key=api_key,
+        created_by=api_key.name if api_key else "",
+        idempotency_key=request.idempotency_key,
+        correlation_id=correlation_id,
+        order_time=now,
+        created_at=now,
+        updated_at=now,
+    )
+    record_workflow_event(
+        EventType.WORKFLOW_CREATED,
+        workflow.pk,
+        correlation_id,
+        {
+            "total_steps": workflow.total_steps,
+            "priority": workflow.priority,
+            "failure_policy": request.failure_policy,
+        },
+    )
+    steps = []
+    for index, (step, parents) in enumerate(zip(request.steps, dependencies, strict=True)):
+        priority = step.job.priority if step.has_own_priority else request.priority
+        job = create_job(
+            replace(
+                step.job,
+                priority=priority,
+                metadata={**request.metadata, **step.job.metadata},
+                workflow_id=workflow.pk,
+                workflow_priority=priority,
+                workflow_datetime=now,  # one time for the whole workflow: older workflows finish first
+                current_step=index,
+                total_steps=len(request.steps),
+                workflow_step=True,
+                waiting=bool(parents),
+            ),
+            api_key,
+            correlation_id,
+        )
+        steps.append(
+            WorkflowStep(
+                workflow=workflow, index=index, name=step.name, job=job, open_dependencies=len(parents)
+            )
+        )
+    WorkflowStep.objects.bulk_create(steps)
+    WorkflowDependency.objects.bulk_create(
+        WorkflowDependency(step=steps[index], depends_on=steps[parent])
+        for index, parents in enumerate(dependencies)
+        for parent in parents
+    )
+    return workflow
