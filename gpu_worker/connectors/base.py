@@ -70,6 +70,11 @@ class JobContext:
         return self.spec.get("payload") or {}
 
     @property
+    def inputs(self) -> list[dict[str, Any]]:
+        """Results of the workflow steps this job depends on: [{step_index, name, job_id, result}]."""
+        return self.spec.get("inputs") or []
+
+    @property
     def attempt(self) -> int:
         return int(self.spec["attempt"])
 

@@ -45,7 +45,14 @@ class SimulationConnector(Connector):
         if steps == 0 and duration > 0:
             job.sleep(duration)
         _journal(job)
-        return {"simulated": True, "duration": duration, "attempt": job.attempt, "output": options["result"]}
+        return {
+            "simulated": True,
+            "duration": duration,
+            "attempt": job.attempt,
+            "output": options["result"],
+            # What a step got from the steps it depends on: it proves they were handed over.
+            "inputs": [{"job_id": i["job_id"], "output": _output_of(i.get("result"))} for i in job.inputs],
+        }
 
 
 def _options(payload: dict[str, Any]) -> dict[str, Any]:
@@ -66,6 +73,10 @@ def _options(payload: dict[str, Any]) -> dict[str, Any]:
         "stuck_seconds": float(number("stuck_seconds", 0)),
         "result": payload.get("result"),
     }
+
+
+def _output_of(result: Any) -> Any:
+    return result.get("output") if isinstance(result, dict) else result
 
 
 def _journal(job: JobContext) -> None:
