@@ -25,15 +25,23 @@ _exit_code = 0
 
 
 class Heartbeat(threading.Thread):
-    def __init__(self, reporter: Reporter, instance_id: str, info: dict, interval: float) -> None:
+    """Every `interval`: "alive", with this worker's self-description and the attempts it received;
+    then the final reports the control plane has not confirmed go again."""
+
+    def __init__(
+        self, reporter: Reporter, instance_id: str, info: dict, runner: JobRunner, interval: float
+    ) -> None:
         super().__init__(name="heartbeat", daemon=True)
-        self.reporter, self.instance_id, self.info, self.interval = reporter, instance_id, info, interval
+        self.reporter, self.instance_id, self.info = reporter, instance_id, info
+        self.runner, self.interval = runner, interval
         self.stopped = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
             try:
-                self.reporter.heartbeat(self.instance_id, self.info)
+                seen = self.runner.attempts.seen()
+                self.reporter.heartbeat(self.instance_id, {**self.info, "seen_attempts": seen})
+                self.runner.resend_unconfirmed_reports()
             except Exception:
                 logger.exception("heartbeat failed; retrying in %.0fs", self.interval)
 
@@ -46,18 +54,17 @@ def main(argv: list[str] | None = None) -> None:
     instance_id = uuid.uuid4().hex
     reporter = Reporter(app, config.worker_id)
     cancel_watch = CancelWatch(redis.Redis.from_url(config.broker_url, socket_timeout=5))
-    install_runner(
-        JobRunner(
-            connectors,
-            reporter,
-            cancel_watch,
-            hard_timeout_grace_s=config.hard_timeout_grace_seconds,
-            on_stuck_job=_restart_after_stuck_job,
-        )
+    runner = JobRunner(
+        connectors,
+        reporter,
+        cancel_watch,
+        hard_timeout_grace_s=config.hard_timeout_grace_seconds,
+        on_stuck_job=_restart_after_stuck_job,
     )
+    install_runner(runner)
 
     info = config.registration(instance_id, list(connectors))
-    heartbeat = Heartbeat(reporter, instance_id, info, config.heartbeat_seconds)
+    heartbeat = Heartbeat(reporter, instance_id, info, runner, config.heartbeat_seconds)
 
     @signals.worker_ready.connect(weak=False)
     def on_ready(**_kwargs) -> None:

@@ -21,6 +21,7 @@ app.conf.update(
     task_acks_late=True,
     worker_prefetch_multiplier=1,
     broker_connection_retry_on_startup=True,
+    broker_transport="gpu_worker.transport:GpuWorkerTransport",
     broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
     worker_hijack_root_logger=False,
     worker_send_task_events=False,  # Flower switches them on at runtime while it runs

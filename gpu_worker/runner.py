@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -21,6 +21,11 @@ logger = logging.getLogger(__name__)
 CANCEL_CHECK_INTERVAL_S = 0.5
 STARTED_REPORT_DELAY_S = 0.2
 HARD_TIMEOUT_GRACE_S = 30.0
+# How long a finished attempt is still listed in heartbeats as received (see `AttemptLog`).
+SEEN_MEMORY_S = 120.0
+# A final report not confirmed this long after it was sent is sent again; for at most REPORT_RESEND_FOR_S.
+REPORT_CONFIRM_AFTER_S = 10.0
+REPORT_RESEND_FOR_S = 600.0
 ABANDONED = "abandoned"  # the hard limit gave up on a job whose connector would not stop
 
 
@@ -54,6 +59,65 @@ class CancelWatch:
 
 
 @dataclass
+class _Attempt:
+    finished_at: float | None = None  # time.monotonic()
+    resend: Callable[[], None] | None = None  # its final report, until the control plane confirms it
+    next_check: float = 0.0
+
+
+class AttemptLog:
+    """The attempts this worker received: running, or finished recently, with the final report of
+    each until the control plane confirms it. Heartbeats list them, so the control plane can tell an
+    assignment whose message never arrived (lost with a restarted broker) from one whose report is
+    merely on its way; unconfirmed final reports are sent again, so none is lost with the broker."""
+
+    def __init__(self, memory_s: float = SEEN_MEMORY_S) -> None:
+        self.memory_s = memory_s
+        self._lock = threading.Lock()
+        self._attempts: dict[tuple[str, int], _Attempt] = {}
+
+    def received(self, job_id: str, attempt: int) -> None:
+        with self._lock:
+            self._attempts[(job_id, attempt)] = _Attempt()
+
+    def finished(self, job_id: str, attempt: int, resend: Callable[[], None] | None = None) -> None:
+        now = time.monotonic()
+        with self._lock:
+            entry = self._attempts.setdefault((job_id, attempt), _Attempt())
+            if entry.finished_at is None:
+                entry.finished_at = now
+                entry.next_check = now + REPORT_CONFIRM_AFTER_S
+            entry.resend = resend or entry.resend
+
+    def seen(self) -> list[list]:
+        now = time.monotonic()
+        with self._lock:
+            for key, entry in list(self._attempts.items()):
+                if entry.finished_at is None:
+                    continue
+                forget_after = REPORT_RESEND_FOR_S if entry.resend is not None else self.memory_s
+                if now - entry.finished_at > forget_after:
+                    if entry.resend is not None:
+                        logger.error("final report of job %s attempt %s never confirmed; giving up", *key)
+                    del self._attempts[key]
+            return [[job_id, attempt] for job_id, attempt in self._attempts]
+
+    def unconfirmed_due(self) -> list[tuple[str, int, Callable[[], None]]]:
+        now = time.monotonic()
+        with self._lock:
+            due = [(*key, e.resend) for key, e in self._attempts.items() if e.resend and e.next_check <= now]
+            for job_id, attempt, _ in due:
+                self._attempts[(job_id, attempt)].next_check = now + REPORT_CONFIRM_AFTER_S
+            return due
+
+    def confirmed(self, job_id: str, attempt: int) -> None:
+        with self._lock:
+            entry = self._attempts.get((job_id, attempt))
+            if entry is not None:
+                entry.resend = None
+
+
+@dataclass
 class JobRunner:
     connectors: dict[str, Connector]
     reporter: Reporter
@@ -67,18 +131,45 @@ class JobRunner:
     # prefork pool does with a hard time limit.
     hard_timeout_grace_s: float = HARD_TIMEOUT_GRACE_S
     on_stuck_job: Callable[[str], None] | None = None
+    attempts: AttemptLog = field(default_factory=AttemptLog)
 
     def run(self, spec: dict[str, Any]) -> str:
         """Run one attempt; returns the outcome reported."""
         job_id, attempt = spec["job_id"], int(spec["attempt"])
+        self.attempts.received(job_id, attempt)
+        try:
+            return self._run(spec, job_id, attempt)
+        finally:
+            self.attempts.finished(job_id, attempt)
+
+    def resend_unconfirmed_reports(self) -> int:
+        """Send again each final report the control plane has not confirmed (it may have been lost
+        with a broker that restarted empty). Reports are idempotent, so a duplicate is harmless."""
+        resent = 0
+        for job_id, attempt, resend in self.attempts.unconfirmed_due():
+            if self.cancel_watch.is_cancelled_now(job_id, attempt):  # the flag confirms: attempt over
+                self.attempts.confirmed(job_id, attempt)
+                continue
+            logger.warning(
+                "final report of job %s attempt %s not confirmed yet; sending it again", job_id, attempt
+            )
+            resend()
+            resent += 1
+        return resent
+
+    def _report_final(self, job_id: str, attempt: int, send: Callable[[], None]) -> None:
+        send()
+        self.attempts.finished(job_id, attempt, resend=send)
+
+    def _run(self, spec: dict[str, Any], job_id: str, attempt: int) -> str:
         if self.cancel_watch.is_cancelled_now(job_id, attempt):
-            self.reporter.cancelled(job_id, attempt)
+            self._report_final(job_id, attempt, lambda: self.reporter.cancelled(job_id, attempt))
             return "cancelled"
         connector = self.connectors.get(spec["type"])
         if connector is None:
             # The dispatcher never sends such a job; a stale registry could.
             error = _error("UNSUPPORTED_JOB_TYPE", f"no connector runs {spec['type']!r}", "permanent")
-            self.reporter.failed(job_id, attempt, error)
+            self._report_final(job_id, attempt, lambda: self.reporter.failed(job_id, attempt, error))
             return "failed"
         context = JobContext(
             spec=spec,
@@ -100,11 +191,12 @@ class JobRunner:
             started_report.cancel()
         runtime_ms = int((time.monotonic() - began) * 1000)
         if outcome == "completed":
-            self.reporter.succeeded(job_id, attempt, detail, runtime_ms)
+            send = lambda: self.reporter.succeeded(job_id, attempt, detail, runtime_ms)
         elif outcome == "cancelled":
-            self.reporter.cancelled(job_id, attempt, runtime_ms)
+            send = lambda: self.reporter.cancelled(job_id, attempt, runtime_ms)
         else:
-            self.reporter.failed(job_id, attempt, detail, runtime_ms)
+            send = lambda: self.reporter.failed(job_id, attempt, detail, runtime_ms)
+        self._report_final(job_id, attempt, send)
         if outcome == ABANDONED and self.on_stuck_job is not None:
             self.on_stuck_job(job_id)  # after the report, so the control plane knows first
         return outcome

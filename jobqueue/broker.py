@@ -30,3 +30,11 @@ def stop_attempt(job_id: str, attempt: int) -> None:
     redis_client().eval(
         _RAISE_FLAG, 1, protocol.cancel_flag_key(job_id), attempt, settings.CANCEL_FLAG_TTL_SECONDS
     )
+
+
+def confirm_final_report(job_id: str, attempt: int) -> None:
+    """Tell the worker its final report for `attempt` arrived (the same flag: that attempt is over),
+    so it stops re-sending it. Short-lived: workers only wait minutes for this."""
+    redis_client().eval(
+        _RAISE_FLAG, 1, protocol.cancel_flag_key(job_id), attempt, settings.REPORT_CONFIRMATION_TTL_SECONDS
+    )

@@ -80,6 +80,10 @@ def recover_lost_jobs() -> int:
         recover_after_broker_restart()
     except redis.RedisError:
         logger.warning("broker unreachable; assignments made before a restart are checked later")
+    try:
+        requeue_undelivered_assignments()
+    except redis.RedisError:
+        logger.warning("broker unreachable; undelivered assignments are checked later")
     lost = Job.objects.filter(status__in=ACTIVE_STATUSES, worker_id__in=Worker.objects.silent().values("id"))
     recovered = 0
     for job_id, attempt, worker_id in lost.values_list("pk", "attempt", "worker_id")[:RELEASE_BATCH]:
@@ -124,6 +128,34 @@ def _stop_zombie(job_id, attempt: int) -> None:
     except Exception:
         # Its reports are ignored anyway (stale attempt); stopping it only saves the GPU time.
         logger.exception("could not ask the worker to stop job %s attempt %s", job_id, attempt)
+
+
+def requeue_undelivered_assignments() -> int:
+    """An assignment its (live) worker says it never received, well after it was made, was lost on
+    the way (a broker that restarted empty, a dropped message): the job goes back to pending without
+    using a retry, and the old attempt is told to stop in case its message turns up after all.
+
+    Workers list in each heartbeat the attempts they are running or finished recently, so a job
+    whose report is merely still queued is never mistaken for one whose message was lost."""
+    from jobqueue.dispatch import unassign_unpublished
+
+    grace = timedelta(seconds=settings.ASSIGNMENT_DELIVERY_GRACE_SECONDS)
+    requeued = []
+    workers = Worker.objects.live().exclude(seen_reported_at=None)
+    for worker in workers.only("id", "seen_attempts", "seen_reported_at"):
+        seen = {(str(job_id), int(attempt)) for job_id, attempt in worker.seen_attempts}
+        overdue = Job.objects.filter(
+            status=JobStatus.ASSIGNED, worker_id=worker.id, assigned_at__lt=worker.seen_reported_at - grace
+        )
+        for job_id, attempt in overdue.values_list("pk", "attempt")[:RELEASE_BATCH]:
+            if (str(job_id), attempt) in seen:
+                continue
+            if unassign_unpublished(job_id, attempt, f"worker {worker.id} never received this attempt"):
+                _stop_zombie(job_id, attempt)
+                requeued.append(job_id)
+    if requeued:
+        dispatch_jobs(requeued)
+    return len(requeued)
 
 
 def recover_after_broker_restart() -> int:

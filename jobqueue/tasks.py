@@ -7,16 +7,20 @@ acknowledged and gone, and a report must never be lost (the worker that sent it 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import redis
 from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 DATABASE_UNREACHABLE = (OperationalError, InterfaceError)
 
+logger = logging.getLogger(__name__)
+
 from gpu_worker import protocol
-from jobqueue import reports, schedules, sweeps
+from jobqueue import broker, reports, schedules, sweeps
 
 
 def durable_task(name: str):
@@ -43,17 +47,32 @@ def report_progress(job_id: str, attempt: int, progress: int, stage: str = "") -
 
 @durable_task(name=protocol.REPORT_SUCCEEDED_TASK)
 def report_succeeded(job_id: str, attempt: int, result: Any, runtime_ms: int | None = None) -> bool:
-    return reports.job_succeeded(job_id, attempt, result, runtime_ms)
+    applied = reports.job_succeeded(job_id, attempt, result, runtime_ms)
+    _confirm(job_id, attempt)
+    return applied
 
 
 @durable_task(name=protocol.REPORT_FAILED_TASK)
 def report_failed(job_id: str, attempt: int, error: dict[str, Any], runtime_ms: int | None = None) -> bool:
-    return reports.job_failed(job_id, attempt, error, runtime_ms=runtime_ms)
+    applied = reports.job_failed(job_id, attempt, error, runtime_ms=runtime_ms)
+    _confirm(job_id, attempt)
+    return applied
 
 
 @durable_task(name=protocol.REPORT_CANCELLED_TASK)
 def report_cancelled(job_id: str, attempt: int, runtime_ms: int | None = None) -> bool:
-    return reports.job_cancelled(job_id, attempt, runtime_ms)
+    applied = reports.job_cancelled(job_id, attempt, runtime_ms)
+    _confirm(job_id, attempt)
+    return applied
+
+
+def _confirm(job_id: str, attempt: int) -> None:
+    """A final report was applied (or found already applied or stale): its worker may forget it.
+    Unconfirmed reports are re-sent, so a report lost with a broker that restarted empty arrives."""
+    try:
+        broker.confirm_final_report(job_id, attempt)
+    except redis.RedisError:
+        logger.warning("could not confirm the final report of job %s attempt %s", job_id, attempt)
 
 
 @shared_task(name="jobqueue.release_scheduled_jobs")

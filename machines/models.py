@@ -51,6 +51,10 @@ class Worker(models.Model):
     last_assigned_at = models.DateTimeField(null=True, blank=True)
     stopped_at = models.DateTimeField(null=True, blank=True, help_text="When this instance deregistered.")
     info = models.JSONField(default=dict, blank=True, help_text="Everything else the worker reported.")
+    seen_attempts = models.JSONField(
+        default=list, blank=True, help_text="[job id, attempt] the worker said it received, recently."
+    )
+    seen_reported_at = models.DateTimeField(null=True, blank=True, help_text="When it last said so.")
 
     objects = WorkerQuerySet.as_manager()
 

@@ -81,8 +81,13 @@ def heartbeat(worker_id: str, instance_id: str, info: dict[str, Any] | None = No
     A stopping instance keeps heartbeating while it finishes its last job (so that job's lease holds),
     but is never brought back to taking work.
     """
+    info = dict(info or {})
+    seen = info.pop("seen_attempts", None)
     this_instance = Worker.objects.filter(pk=worker_id, instance_id=instance_id)
-    if not this_instance.update(last_seen_at=Now()):
+    refreshed = {"last_seen_at": Now()}
+    if isinstance(seen, list):
+        refreshed.update(seen_attempts=seen, seen_reported_at=Now())
+    if not this_instance.update(**refreshed):
         if info:
             register_worker(info)
         return False

@@ -171,11 +171,15 @@ DEAD_LETTER_REQUEUE_MAX = env_int("DEAD_LETTER_REQUEUE_MAX", 1000)
 JOB_TIMEOUT_GRACE_SECONDS = env_float("JOB_TIMEOUT_GRACE_SECONDS", 30.0)
 # A worker counts as live for dispatch while its last heartbeat is this recent.
 WORKER_OFFLINE_AFTER_SECONDS = env_float("WORKER_OFFLINE_AFTER_SECONDS", 30.0)
+# An assignment its live worker still says it never received this long after it was made was lost.
+ASSIGNMENT_DELIVERY_GRACE_SECONDS = env_float("ASSIGNMENT_DELIVERY_GRACE_SECONDS", 15.0)
 # Safety-net sweeps run by Celery beat (each is also triggered by the events that need it).
 DISPATCH_SWEEP_SECONDS = env_float("DISPATCH_SWEEP_SECONDS", 5.0)
 SCHEDULED_RELEASE_SECONDS = env_float("SCHEDULED_RELEASE_SECONDS", 1.0)
 # Where the cancellation flag of a running job is mirrored for GPU workers (broker Redis, no DB access).
 CANCEL_FLAG_TTL_SECONDS = env_int("CANCEL_FLAG_TTL_SECONDS", 7 * 24 * 3600)
+# The same flag confirms a final report to its worker, which re-sends unconfirmed ones for minutes.
+REPORT_CONFIRMATION_TTL_SECONDS = env_int("REPORT_CONFIRMATION_TTL_SECONDS", 900)
 
 # --- Celery (Redis broker; Postgres is the record, Celery results are not used) ---------------------
 CELERY_BROKER_URL = REDIS_URL
@@ -187,10 +191,17 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "control"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Longer than the longest job, so a long job's unacked message is not redelivered while it runs
-# (see docs/architecture.md, "Celery pitfalls").
+# Kombu's Redis transport, made to survive losing Redis with unacknowledged messages (gpu_worker/transport.py).
+CELERY_BROKER_TRANSPORT = "gpu_worker.transport:ControlPlaneTransport"
+# The control queue's unacknowledged messages (reports; each takes milliseconds) are kept under keys
+# of their own, so a control worker that died holding some gets them redelivered after minutes, while
+# GPU workers' job messages keep the long visibility timeout they need (see docs/architecture.md).
+CONTROL_VISIBILITY_TIMEOUT_SECONDS = env_int("CONTROL_VISIBILITY_TIMEOUT_SECONDS", 600)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": JOB_MAX_TIMEOUT_SECONDS + 3600,
+    "visibility_timeout": CONTROL_VISIBILITY_TIMEOUT_SECONDS,
+    "unacked_key": "unacked:control",
+    "unacked_index_key": "unacked_index:control",
+    "unacked_mutex_key": "unacked_mutex:control",
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Task events cost publishes per task; Flower switches them on at runtime while it runs.

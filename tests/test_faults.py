@@ -80,14 +80,20 @@ def test_a_worker_killed_under_load_loses_nothing_and_runs_nothing_twice(
 
 
 def test_jobs_accepted_while_the_broker_is_down_complete_after_it_restarts_empty(
-    api: APIClient, private_broker, private_control_worker, gpu_worker, journal
+    api: APIClient, private_broker, private_control_worker, gpu_worker, journal, settings
 ):
-    gpu_worker(broker_url=private_broker.url, slots=2)
+    settings.ASSIGNMENT_DELIVERY_GRACE_SECONDS = 3  # for this test's in-process sweeps
+    worker = gpu_worker(broker_url=private_broker.url, slots=2)
     body = {"payload": {"duration": 0.05}}
     before = _submit_all(api, [body] * JOBS_PER_PHASE)
-    wait_for(lambda: _all_finished(before), timeout=180, what="the first jobs")
+    wait_for(
+        lambda: Job.objects.filter(pk__in=before, status="completed").count() >= JOBS_PER_PHASE // 2,
+        timeout=180,
+        what="the first jobs to be under way",
+    )
 
-    private_broker.server.stop()  # no persistence: everything queued in it is gone
+    in_flight = Job.objects.filter(pk__in=before).exclude(status="completed").count()
+    private_broker.server.stop()  # mid-run, no persistence: everything queued in it is gone
     during = _submit_all(api, [body] * 10)  # durable in Postgres; the broker is not needed to accept
     private_broker.restart_empty()
     after = _submit_all(api, [body] * JOBS_PER_PHASE)
@@ -101,8 +107,8 @@ def test_jobs_accepted_while_the_broker_is_down_complete_after_it_restarts_empty
     all_ids = before + during + after
     tally = _tally("2. broker down, restarted empty", all_ids, journal)
     assert (tally.completed, tally.duplicated, tally.lost) == (len(all_ids), 0, 0)
-    undelivered = JobExecution.objects.filter(job_id__in=during, outcome="lost", error__code="NOT_DELIVERED")
-    assert undelivered.exists()  # the outage really hit an assignment, which went back to the queue
+    assert in_flight > 0  # the outage hit work in progress
+    assert worker.process.poll() is None and private_control_worker.poll() is None  # both rode it out
 
 
 def test_a_postgres_restart_while_workers_report_loses_no_report(private_stack: PrivateStack, journal):

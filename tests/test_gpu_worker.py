@@ -101,6 +101,8 @@ class RecordingReporter:
 
 
 class NeverCancelled:
+    """Nothing is cancelled, and no attempt is ever confirmed over."""
+
     def is_cancelled_now(self, job_id, attempt):
         return False
 
@@ -201,3 +203,30 @@ def test_a_job_deaf_to_its_time_limit_is_given_up_at_the_hard_limit_and_the_work
     assert (outcome, last[0], last[3]["code"]) == ("abandoned", "failed", "TIMEOUT")
     assert "hard limit" in last[3]["message"]
     assert stuck == ["j1"]
+
+
+def test_a_final_report_is_sent_again_until_the_control_plane_confirms_it(monkeypatch):
+    from gpu_worker import runner as runner_module
+
+    monkeypatch.setattr(runner_module, "REPORT_CONFIRM_AFTER_S", 0.0)
+
+    applied = set()
+
+    class Flags(NeverCancelled):
+        def is_cancelled_now(self, job_id, attempt):
+            return job_id in applied  # the "attempt is over" flag, raised once its report was applied
+
+    simulation = build_connectors(["simulation"])["simulation"]
+    reporter = RecordingReporter()
+    runner = JobRunner({"simulation": simulation}, reporter, Flags())
+    for job_id in ("a", "b"):
+        runner.run({"job_id": job_id, "attempt": 1, "type": "simulation", "payload": {}})
+    applied.add("a")  # b's report was lost with the broker
+
+    assert sorted(runner.attempts.seen()) == [["a", 1], ["b", 1]]  # both received, for heartbeats
+    assert runner.resend_unconfirmed_reports() == 1
+    assert [c[:2] for c in reporter.calls if c[0] == "succeeded"] == [
+        ("succeeded", "a"),
+        ("succeeded", "b"),
+        ("succeeded", "b"),  # sent again: it may have been lost with the broker
+    ]

@@ -157,6 +157,36 @@ def test_an_attempt_on_a_silent_worker_is_lost_and_retried_elsewhere(settings):
     assert _stop_flag(job.id) == 1  # were it only cut off, that worker stops attempt 1
 
 
+def test_an_assignment_its_worker_says_it_never_received_goes_back_to_the_queue(settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobqueue.sweeps import requeue_undelivered_assignments
+    from machines.models import Worker
+
+    settings.ASSIGNMENT_DELIVERY_GRACE_SECONDS = 5
+    received, undelivered, just_assigned = make_job(), make_job(), make_job()
+    worker = make_worker(slots=3)
+    assert len(fill_worker(worker.id)) == 3
+    long_ago = timezone.now() - timedelta(seconds=30)
+    Job.objects.filter(pk__in=[received.pk, undelivered.pk]).update(assigned_at=long_ago)
+    Worker.objects.filter(pk=worker.pk).update(
+        seen_attempts=[[str(received.id), 1]], seen_reported_at=timezone.now()
+    )
+
+    assert requeue_undelivered_assignments() == 1
+    assert requeue_undelivered_assignments() == 0  # nothing twice
+
+    statuses = {j.pk: (j.status, j.attempt) for j in Job.objects.all()}
+    assert statuses[received.pk] == statuses[just_assigned.pk] == (JobStatus.ASSIGNED, 1)
+    assert statuses[undelivered.pk] == (JobStatus.ASSIGNED, 2)  # offered again at once, a new attempt
+    lost = Job.objects.get(pk=undelivered.pk).executions.get(attempt=1)
+    assert (lost.outcome, lost.error["code"]) == (ExecutionOutcome.LOST, "NOT_DELIVERED")
+    assert Job.objects.get(pk=undelivered.pk).retry_count == 0  # no retry used: it never ran
+    assert _stop_flag(undelivered.id) == 1  # should the message turn up after all, it is skipped
+
+
 def test_a_retry_waits_out_a_jittered_exponential_backoff_as_scheduled(settings, running_job):
     from datetime import timedelta
 
