@@ -289,6 +289,48 @@ def measure_throughput(stack: Stack, key: str, jobs: int) -> dict:
     }
 
 
+_STEP_GAPS = """
+    SELECT extract(epoch FROM c.assigned_at - p.completed_at) * 1000,
+           extract(epoch FROM c.started_at - p.completed_at) * 1000
+    FROM workflows_workflowdependency d
+    JOIN workflows_workflowstep cs ON cs.id = d.step_id
+    JOIN workflows_workflowstep ps ON ps.id = d.depends_on_id
+    JOIN jobqueue_job c ON c.id = cs.job_id
+    JOIN jobqueue_job p ON p.id = ps.job_id
+    WHERE c.created_at >= %s
+"""
+
+
+def measure_workflow_step_overhead(stack: Stack, key: str, chains: int, steps: int) -> dict:
+    """Chains of 0-second steps, no more chains than worker slots (so no step waits for a worker):
+    the time from a parent's completion to its child's assignment and start is the engine's own."""
+    with psycopg.connect(stack.pg.url, autocommit=True) as conn:
+        mark = conn.execute("SELECT now()").fetchone()[0]
+    chain = [{"type": "simulation", "name": "s0"}] + [
+        {"type": "simulation", "name": f"s{i}", "depends_on": [f"s{i - 1}"]} for i in range(1, steps)
+    ]
+    with tqdm(total=chains * steps, desc="workflow chains (steps completed)") as bar:
+        for _ in range(chains):
+            response = requests.post(
+                f"{stack.base}/api/workflows", json={"steps": chain}, headers={"x-api-key": key}, timeout=30
+            )
+            response.raise_for_status()
+        _wait_until_drained(stack, bar, chains * steps)
+    with psycopg.connect(stack.pg.url) as conn:
+        gaps = conn.execute(_STEP_GAPS, [mark]).fetchall()
+    to_assigned = [float(row[0]) for row in gaps]
+    to_started = [float(row[1]) for row in gaps]
+    return {
+        "chains": chains,
+        "steps_per_chain": steps,
+        "dependent_steps": len(gaps),
+        "parent_completed_to_child_assigned_p50_ms": round(_percentile(to_assigned, 50), 1),
+        "parent_completed_to_child_assigned_p95_ms": round(_percentile(to_assigned, 95), 1),
+        "parent_completed_to_child_running_p50_ms": round(_percentile(to_started, 50), 1),
+        "parent_completed_to_child_running_p95_ms": round(_percentile(to_started, 95), 1),
+    }
+
+
 def measure_bare_celery(redis_url: str, tasks: int, data_dir: Path) -> dict:
     os.environ.update(BENCH_BROKER_URL=redis_url, BENCH_BARE_TOTAL=str(tasks))
     from bench import bare_celery
@@ -356,6 +398,7 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=1, help="slots per GPU-worker process")
     parser.add_argument("--api-workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--bare-tasks", type=int, default=BARE_TASKS)
+    parser.add_argument("--chain-steps", type=int, default=25, help="steps per workflow chain")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="jobqueue-bench-"))
@@ -364,6 +407,7 @@ def main() -> None:
         key = stack.start()
         latency = measure_submit_latency(stack, key, args.latency_requests)
         throughput = measure_throughput(stack, key, args.jobs)
+        workflow = measure_workflow_step_overhead(stack, key, chains=2 * args.slots, steps=args.chain_steps)
         bare = measure_bare_celery(stack.redis.url, args.bare_tasks, tmp)
     except BaseException:
         print(f"\nbenchmark failed; process logs kept in {tmp}", file=sys.stderr)
@@ -388,6 +432,7 @@ def main() -> None:
         },
         "submit_latency": latency,
         "end_to_end": throughput,
+        "workflow_step_overhead": workflow,
         "bare_celery": bare,
         "ratio_ours_to_bare": round(throughput["jobs_per_s"] / bare["tasks_per_s"], 3),
     }
@@ -418,6 +463,16 @@ def _print_table(result: dict) -> None:
         f"ours submit->completed latency p50 {e2e['submit_to_completed_p50_ms']} ms, "
         f"p99 {e2e['submit_to_completed_p99_ms']} ms (includes the backlog: submission outruns the workers)"
     )
+    wf = result["workflow_step_overhead"]
+    print(
+        f"\nWorkflow step overhead ({wf['chains']} chains x {wf['steps_per_chain']} steps, "
+        f"{wf['dependent_steps']} dependent steps)"
+    )
+    print(f"{'parent completed ->':<24} {'p50 ms':>8} {'p95 ms':>8}")
+    for stage in ("assigned", "running"):
+        p50 = wf[f"parent_completed_to_child_{stage}_p50_ms"]
+        p95 = wf[f"parent_completed_to_child_{stage}_p95_ms"]
+        print(f"{'child ' + stage:<24} {p50:>8} {p95:>8}")
     print("\nCPU per completed job, by process (ms; the benchmark's own HTTP clients not included)")
     for name, ms in sorted(e2e["cpu_ms_per_job"].items(), key=lambda kv: -kv[1]):
         print(f"  {name:<10} {ms:>7}")
