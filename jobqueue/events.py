@@ -39,6 +39,8 @@ def record_job_event(event_type: EventType, job: Job, payload: dict[str, Any] | 
     """Append an event about `job`; ids and correlation id come from the job itself.
 
     Transitions write their events in the same SQL statement instead (`transitions.transition`)."""
+    payload = {"status": job.status, "attempt": job.attempt, **(payload or {})}
+    _validate(event_type, payload)
     return Event.objects.create(
         type=event_type,
         job_id=job.id,
@@ -46,19 +48,27 @@ def record_job_event(event_type: EventType, job: Job, payload: dict[str, Any] | 
         worker_id=job.worker_id,
         machine_id=job.machine_id,
         correlation_id=job.correlation_id,
-        payload={"status": job.status, "attempt": job.attempt, **(payload or {})},
+        payload=payload,
     )
 
 
 def record_worker_event(
     event_type: EventType, worker_id: str, machine_id: str, payload: dict[str, Any]
 ) -> Event:
+    _validate(event_type, payload)
     return Event.objects.create(type=event_type, worker_id=worker_id, machine_id=machine_id, payload=payload)
 
 
 def record_workflow_event(
     event_type: EventType, workflow_id: str, correlation_id: str, payload: dict[str, Any]
 ) -> Event:
+    _validate(event_type, payload)
     return Event.objects.create(
         type=event_type, workflow_id=workflow_id, correlation_id=correlation_id, payload=payload
     )
+
+
+def _validate(event_type: str, payload: dict[str, Any]) -> None:
+    from jobqueue.event_schemas import validate_event  # it imports EventType from here
+
+    validate_event(event_type, payload)

@@ -125,6 +125,9 @@ class Job(models.Model):
     machine_id = models.CharField(max_length=200, null=True, blank=True)
     progress = models.PositiveSmallIntegerField(default=0)
     stage = models.CharField(max_length=200, blank=True, default="")
+    progress_event_at = models.DateTimeField(
+        null=True, blank=True, help_text="When progress was last logged."
+    )
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     cancel_reason = models.CharField(max_length=500, blank=True, default="")
 
@@ -261,6 +264,7 @@ class Event(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["job_id", "id"], name="event_job"),
+            models.Index(fields=["workflow_id", "id"], name="event_workflow"),
             models.Index(fields=["type", "id"], name="event_type"),
             models.Index(fields=["created_at"], name="event_created"),
         ]

@@ -50,15 +50,36 @@ def job_started(job_id: str, attempt: int, worker_id: str, running_for_ms: int =
 
 
 def job_progress(job_id: str, attempt: int, progress: int, stage: str = "") -> bool:
+    """The job row always has the latest progress; the event log gets at most one progress event per
+    PROGRESS_EVENT_MIN_INTERVAL_SECONDS per job (and always the 100%), so it stays readable."""
     progress = max(0, min(100, int(progress)))
     with transaction.atomic():
-        updated = Job.objects.filter(pk=job_id, attempt=attempt, status__in=ACTIVE_STATUSES).update(
-            progress=progress, stage=stage[:200], updated_at=Now()
+        job = (
+            Job.objects.select_for_update()
+            .filter(pk=job_id, attempt=attempt, status__in=ACTIVE_STATUSES)
+            .only(
+                "id",
+                "status",
+                "attempt",
+                "progress_event_at",
+                "workflow_id",
+                "worker_id",
+                "machine_id",
+                "correlation_id",
+            )
+            .first()
         )
-        if not updated:
+        if job is None:
             return False
-        job = Job.objects.get(pk=job_id)
-        record_job_event(EventType.JOB_PROGRESS, job, {"progress": progress, "stage": job.stage})
+        now = timezone.now()
+        interval = timedelta(seconds=settings.PROGRESS_EVENT_MIN_INTERVAL_SECONDS)
+        log_it = progress == 100 or job.progress_event_at is None or now - job.progress_event_at >= interval
+        changes = {"progress": progress, "stage": stage[:200], "updated_at": Now()}
+        if log_it:
+            changes["progress_event_at"] = now
+        Job.objects.filter(pk=job.pk).update(**changes)
+        if log_it:
+            record_job_event(EventType.JOB_PROGRESS, job, {"progress": progress, "stage": stage[:200]})
         return True
 
 

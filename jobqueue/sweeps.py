@@ -14,7 +14,7 @@ from django.utils import timezone
 from jobqueue import broker
 from jobqueue.dispatch import dispatch_all, dispatch_jobs, dispatch_on_commit
 from jobqueue.events import EventType
-from jobqueue.models import ACTIVE_STATUSES, Job, JobStatus
+from jobqueue.models import ACTIVE_STATUSES, Event, Job, JobStatus
 from jobqueue.reports import job_failed, worker_lost
 from jobqueue.transitions import transition
 from machines.models import Worker
@@ -42,6 +42,7 @@ def release_scheduled_jobs() -> int:
                 to=JobStatus.PENDING,
                 queued_at=Now(),
                 event=EventType.JOB_QUEUED,
+                event_payload={"reason": "scheduled_time_reached"},
             )
             if job is not None:
                 released.append(job.pk)
@@ -176,3 +177,19 @@ def recover_after_broker_restart() -> int:
     if requeued:
         dispatch_jobs(requeued)
     return len(requeued)
+
+
+def prune_events() -> int:
+    """Delete events older than EVENT_RETENTION_DAYS, a batch at a time (short transactions)."""
+    cutoff = timezone.now() - timedelta(days=settings.EVENT_RETENTION_DAYS)
+    deleted = 0
+    while True:
+        batch = (
+            Event.objects.filter(created_at__lt=cutoff)
+            .order_by("id")
+            .values("id")[: settings.EVENT_PRUNE_BATCH]
+        )
+        count, _ = Event.objects.filter(id__in=batch).delete()
+        deleted += count
+        if count < settings.EVENT_PRUNE_BATCH:
+            return deleted

@@ -98,3 +98,8 @@ def fail_timed_out_jobs() -> int:
 @shared_task(name="jobqueue.run_due_schedules")
 def run_due_schedules() -> int:
     return schedules.run_due_schedules()
+
+
+@shared_task(name="jobqueue.prune_events")
+def prune_events() -> int:
+    return sweeps.prune_events()

@@ -15,6 +15,7 @@ from django.db import connection
 from django.db.models.functions import Now
 from psycopg.types.json import Jsonb
 
+from jobqueue.event_schemas import validate_event
 from jobqueue.models import ExecutionOutcome, Job, JobStatus
 
 S = JobStatus
@@ -133,6 +134,8 @@ def transition(
             statements.append(f"x AS ({_EXECUTION_STARTED})")
             params.append(execution.outcome)
     if event is not None:
+        # The statement adds the job's status and attempt; the rest is checked here.
+        validate_event(event, {"status": to, "attempt": on_attempt or 0, **(event_payload or {})})
         statements.append(f"ev AS ({_EVENT})")
         params += [event, Jsonb(event_payload or {})]
     sql = f"WITH {', '.join(statements)} SELECT * FROM j"

@@ -163,6 +163,13 @@ RETRY_BACKOFF_CAP_SECONDS = env_float("RETRY_BACKOFF_CAP_SECONDS", 300.0)
 # A job whose attempts keep killing their worker (out of GPU memory, segfault) is dead-lettered
 # after this many lost attempts instead of taking down the fleet.
 POISON_LOST_ATTEMPTS = env_int("POISON_LOST_ATTEMPTS", 3)
+# --- Event log ------------------------------------------------------------------------------------
+# At most one job_progress event per job per this interval (the job row always has the latest).
+PROGRESS_EVENT_MIN_INTERVAL_SECONDS = env_float("PROGRESS_EVENT_MIN_INTERVAL_SECONDS", 0.5)
+# Events older than this are pruned by beat.
+EVENT_RETENTION_DAYS = env_float("EVENT_RETENTION_DAYS", 7)
+EVENT_PRUNE_BATCH = env_int("EVENT_PRUNE_BATCH", 10_000)
+
 # The most steps one workflow may have (the replaced system's limit).
 WORKFLOW_MAX_STEPS = env_int("WORKFLOW_MAX_STEPS", 50)
 # Most dead letters one bulk requeue request redrives; the response says how many remain.
@@ -243,4 +250,5 @@ CELERY_BEAT_SCHEDULE = {
     "recover-lost-jobs": _every(DISPATCH_SWEEP_SECONDS, "jobqueue.recover_lost_jobs"),
     "fail-timed-out-jobs": _every(DISPATCH_SWEEP_SECONDS, "jobqueue.fail_timed_out_jobs"),
     "dispatch-sweep": _every(DISPATCH_SWEEP_SECONDS, "jobqueue.dispatch_sweep"),
+    "prune-events": _every(3600, "jobqueue.prune_events"),
 }

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from jobqueue.api import dead_letters, schedules, views
+from jobqueue.api import dead_letters, events, schedules, views
 
 urlpatterns = [
     path("jobs", views.JobCollectionView.as_view(), name="jobs"),
@@ -11,6 +11,8 @@ urlpatterns = [
         "jobs/<uuid:job_id>/status", views.JobDetailView.as_view(http_method_names=["get"]), name="job-status"
     ),
     path("jobs/<uuid:job_id>/cancel", views.JobCancelView.as_view(), name="job-cancel"),
+    path("jobs/<uuid:job_id>/events", events.JobTimelineView.as_view(), name="job-events"),
+    path("events", events.EventReplayView.as_view(), name="events"),
     path("dead-letters", dead_letters.DeadLetterCollectionView.as_view(), name="dead-letters"),
     path(
         "dead-letters/requeue", dead_letters.DeadLetterBulkRequeueView.as_view(), name="dead-letters-requeue"
