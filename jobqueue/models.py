@@ -246,6 +246,14 @@ class DeadLetterJob(models.Model):
         return self.requeued_at is None
 
 
+class CurrentTransactionId(models.Func):
+    """The writing transaction's id, as a bigint. The relay only reads events of transactions older than
+    every one still running, so an event can never commit behind its cursor."""
+
+    template = "(pg_current_xact_id()::text::bigint)"
+    output_field = models.BigIntegerField()
+
+
 class Event(models.Model):
     """Append-only log of everything that happened, written in the transaction of the change."""
 
@@ -260,11 +268,13 @@ class Event(models.Model):
     correlation_id = models.CharField(max_length=100, blank=True, default="")
     causation_id = models.BigIntegerField(null=True, blank=True)
     payload = models.JSONField(default=dict)
+    txid = models.BigIntegerField(db_default=CurrentTransactionId(), editable=False)
 
     class Meta:
         indexes = [
             models.Index(fields=["job_id", "id"], name="event_job"),
             models.Index(fields=["workflow_id", "id"], name="event_workflow"),
+            models.Index(fields=["txid", "id"], name="event_relay_order"),
             models.Index(fields=["type", "id"], name="event_type"),
             models.Index(fields=["created_at"], name="event_created"),
         ]
@@ -303,3 +313,15 @@ class JobSchedule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class EventRelayCursor(models.Model):
+    """How far a relay has published the event log: (transaction id, event id) of the last event."""
+
+    name = models.CharField(primary_key=True, max_length=50)
+    last_txid = models.BigIntegerField(default=0)
+    last_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.last_txid}/{self.last_id}"

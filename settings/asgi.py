@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP through Django; WebSocket routes join here as the live-push issue lands."""
+"""ASGI entry point: HTTP through Django; WebSocket live push through Channels (`/ws`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings.base")
 os.environ.setdefault("DATABASE_POOL", "true")  # see settings.base.DATABASE_POOL
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter
+from channels.routing import ProtocolTypeRouter, URLRouter
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+from jobqueue.routing import websocket_urlpatterns
+
+# WebSocket clients authenticate with an API key (not a cookie), so a cross-site page cannot ride a
+# user's session: no Origin check is needed.
+application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": URLRouter(websocket_urlpatterns)})

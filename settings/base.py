@@ -169,6 +169,11 @@ PROGRESS_EVENT_MIN_INTERVAL_SECONDS = env_float("PROGRESS_EVENT_MIN_INTERVAL_SEC
 # Events older than this are pruned by beat.
 EVENT_RETENTION_DAYS = env_float("EVENT_RETENTION_DAYS", 7)
 EVENT_PRUNE_BATCH = env_int("EVENT_PRUNE_BATCH", 10_000)
+# The relay (manage.py relay_events) polls this often when idle, and publishes this many at a time.
+EVENT_RELAY_POLL_SECONDS = env_float("EVENT_RELAY_POLL_SECONDS", 0.05)
+EVENT_RELAY_BATCH = env_int("EVENT_RELAY_BATCH", 500)
+# What a reconnecting WebSocket client may replay with `resume`, at most.
+LIVE_RESUME_MAX_EVENTS = env_int("LIVE_RESUME_MAX_EVENTS", 5000)
 
 # The most steps one workflow may have (the replaced system's limit).
 WORKFLOW_MAX_STEPS = env_int("WORKFLOW_MAX_STEPS", 50)

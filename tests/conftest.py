@@ -106,6 +106,14 @@ def django_db_modify_db_settings(services: Services) -> None:
     settings.REDIS_URL = settings.CELERY_BROKER_URL = services.redis_url
     app.conf.broker_url = services.redis_url
     redis_client.cache_clear()
+    _point_channel_layer_at(services.redis_url)
+
+
+def _point_channel_layer_at(url: str) -> None:
+    from channels.layers import channel_layers
+
+    settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [url]
+    channel_layers.backends = {}  # built again from the settings on next use
 
 
 def _test_database_url(services: Services) -> str:
@@ -473,3 +481,24 @@ def tally_faults(
         lost=sum(status not in {"completed", "failed", "cancelled"} for status in statuses.values()),
         rerun_after_crash=len(reruns & set(statuses)),
     ).record()
+
+
+@dataclass
+class LiveStack:
+    """The ASGI server and the event relay, on the session's database and Redis."""
+
+    ws_url: str
+    api_url: str
+
+
+@pytest.fixture
+def live_stack(services: Services, transactional_db, django_db_blocker) -> Iterator[LiveStack]:
+    env = _child_env(services)
+    argv = [sys.executable, "manage.py", "relay_events"]
+    with open(TEST_DATA_DIR / "relay.log", "ab") as log:
+        relay = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        with _running_api_server(env) as api_url:
+            yield LiveStack(ws_url=api_url.replace("http://", "ws://") + "/ws", api_url=api_url)
+    finally:
+        stop_process(relay)

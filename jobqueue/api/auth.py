@@ -14,17 +14,24 @@ HEADER = "x-api-key"
 LAST_USED_RESOLUTION = timedelta(minutes=1)  # don't write on every request
 
 
+def api_key_for(raw_key: str) -> ApiKey | None:
+    """The active key matching `raw_key` (its last use noted, at most once a minute), or None."""
+    api_key = ApiKey.objects.filter(key_hash=ApiKey.hash_key(raw_key), is_active=True).first()
+    if api_key is not None:
+        now = timezone.now()
+        if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
+            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+    return api_key
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request):
         raw_key = request.headers.get(HEADER)
         if not raw_key:
             return None
-        api_key = ApiKey.objects.filter(key_hash=ApiKey.hash_key(raw_key), is_active=True).first()
+        api_key = api_key_for(raw_key)
         if api_key is None:
             raise exceptions.AuthenticationFailed("invalid API key")
-        now = timezone.now()
-        if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
-            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         return (api_key, api_key)
 
     def authenticate_header(self, request) -> str:

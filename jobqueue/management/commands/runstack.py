@@ -165,6 +165,7 @@ class Command(BaseCommand):
                 ],
             ),
             Child("beat", [*celery, "beat", "-s", settings.CELERY_BEAT_SCHEDULE_FILENAME, "-l", "INFO"]),
+            Child("relay", [python, str(settings.BASE_DIR / "manage.py"), "relay_events"]),
             Child("flower", [*celery, "flower", f"--port={flower_port}", "--address=127.0.0.1"]),
         ]
         if not no_gpu_worker:

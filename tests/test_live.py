@@ -1,0 +1,202 @@
+"""Live push: the relay publishes committed events in order, and `/ws` clients get them (a real
+WebSocket client against the real ASGI server and relay process)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import psycopg
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import connection
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from jobqueue.cancellation import cancel_job
+from jobqueue.models import Event
+from jobqueue.relay import group_for, relay_once
+from tests.factories import make_job
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class Client:
+    """A WebSocket client that collects what the server sends."""
+
+    def __init__(self, url: str) -> None:
+        self._stack = contextlib.ExitStack()
+        self.socket = self._stack.enter_context(connect(url, open_timeout=10))
+
+    def send(self, **message) -> None:
+        self.socket.send(json.dumps(message))
+
+    def next(self, timeout: float = 10) -> dict:
+        return json.loads(self.socket.recv(timeout=timeout))
+
+    def until(self, predicate, timeout: float = 15) -> list[dict]:
+        """Messages up to and including the first one matching `predicate`."""
+        seen = []
+        while True:
+            message = self.next(timeout)
+            seen.append(message)
+            if predicate(message):
+                return seen
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+@pytest.fixture
+def ws(live_stack, api_key):
+    clients = []
+
+    def open_client(authenticated: bool = True) -> Client:
+        url = f"{live_stack.ws_url}?api_key={api_key[1]}" if authenticated else live_stack.ws_url
+        client = Client(url)
+        clients.append(client)
+        if authenticated:
+            assert client.next()["type"] == "authenticated"
+        return client
+
+    yield open_client
+    for client in clients:
+        client.close()
+
+
+# --- the relay, in-process -------------------------------------------------------------------------
+
+
+def _listen(group: str) -> str:
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(group, channel)
+    return channel
+
+
+def _receive(channel: str) -> dict:
+    return async_to_sync(get_channel_layer().receive)(channel)
+
+
+def test_the_relay_publishes_a_jobs_events_to_its_group_in_order():
+    relay_once()  # whatever earlier tests left
+    job = make_job()
+    channel = _listen(group_for("job", job.id))
+    cancel_job(job.id)
+
+    assert relay_once() >= 2
+
+    types = [_receive(channel)["event"]["type"] for _ in range(2)]
+    assert types == ["job_submitted", "job_cancelled"]
+
+
+def test_the_relay_never_skips_an_event_that_commits_behind_its_cursor():
+    relay_once()
+    settings_dict = connection.settings_dict
+    slow = psycopg.connect(
+        host=settings_dict["HOST"],
+        port=settings_dict["PORT"],
+        user=settings_dict["USER"],
+        dbname=settings_dict["NAME"],
+        autocommit=False,
+    )
+    try:
+        slow.execute(
+            "INSERT INTO jobqueue_event (type, version, created_at, correlation_id, payload, workflow_id) "
+            "VALUES ('workflow_cancel_requested', 1, now(), '', '{\"reason\": \"slow\"}', 'slow-wf')"
+        )  # open: its transaction started before the next event's
+        channel = _listen(group_for("workflow", "slow-wf"))
+        make_job()  # commits first, with a later transaction id
+
+        assert relay_once() == 0  # nothing after the open transaction may go out yet
+        slow.commit()
+        assert relay_once() == 2
+        assert _receive(channel)["event"]["payload"] == {"reason": "slow"}
+    finally:
+        slow.close()
+
+
+# --- /ws over a real connection --------------------------------------------------------------------
+
+
+def test_a_subscriber_gets_a_jobs_events_live_and_a_resume_replays_what_it_missed(ws, submit):
+    client = ws()
+    job_id = submit(payload={"duration": 0})
+    client.send(type="subscribe_job", job_id=job_id)
+    assert client.next() == {"type": "subscribed", "subscription": "job", "job_id": job_id}
+
+    client.send(type="resume", last_event_id=0)  # it subscribed after the submit: catch up first
+    replayed = client.until(lambda m: m["type"] == "resumed")
+    cancel_job(job_id, "no longer needed")
+    live = client.until(lambda m: m["type"] == "job_cancelled")
+
+    assert [m["type"] for m in replayed] == ["job_submitted", "resumed"]
+    assert replayed[0]["job_id"] == job_id and replayed[0]["data"]["payload"]["type"] == "simulation"
+    assert [m["type"] for m in live] == ["job_cancelled"]  # the submitted event is not sent twice
+    assert live[0]["data"]["payload"]["reason"] == "no longer needed"
+
+
+def test_a_reconnecting_client_resumes_from_its_last_event_and_misses_nothing(ws):
+    job = make_job()
+    first = ws()
+    first.send(type="subscribe_job", job_id=str(job.id))
+    first.next()
+    first.send(type="resume", last_event_id=0)
+    last_seen = first.until(lambda m: m["type"] == "resumed")[-2]["data"]["id"]
+    first.close()
+
+    cancel_job(job.id)  # happens while the client is away
+    again = ws()
+    again.send(type="subscribe_job", job_id=str(job.id))
+    again.next()
+    again.send(type="resume", last_event_id=last_seen)
+
+    missed = again.until(lambda m: m["type"] == "resumed")
+    assert [m["type"] for m in missed] == ["job_cancelled", "resumed"]
+    assert missed[-1]["replayed"] == 1
+
+
+def test_a_monitor_subscribed_to_everything_sees_every_job(ws):
+    client = ws()
+    client.send(type="subscribe_all")
+    assert client.next()["subscription"] == "all"
+
+    jobs = [make_job(), make_job()]
+
+    seen = set()
+    client.until(lambda m: seen.add(m.get("job_id")) or seen >= {str(j.id) for j in jobs})
+
+
+def test_bad_messages_get_a_clear_error_and_the_connection_stays_up(ws):
+    client = ws()
+    client.socket.send("not json")
+    assert client.next()["code"] == "invalid_message"
+    client.send(type="teleport")
+    assert (client.next()["code"], "field") == ("unknown_message_type", "field")
+    client.send(type="subscribe_job", job_id="not-a-uuid")
+    assert client.next() == {
+        "type": "error",
+        "code": "invalid_message",
+        "message": "job_id must be a UUID",
+        "field": "job_id",
+    }
+    client.send(type="resume", last_event_id="yesterday")
+    assert client.next()["field"] == "last_event_id"
+    client.send(type="ping")
+    assert client.next()["type"] == "pong"
+
+
+def test_a_client_must_authenticate_before_subscribing(ws, api_key):
+    client = ws(authenticated=False)
+    client.send(type="subscribe_all")
+    assert client.next()["code"] == "unauthenticated"
+    client.send(type="auth", api_key=api_key[1])
+    assert client.next() == {"type": "authenticated", "client": api_key[0].name}
+
+    intruder = ws(authenticated=False)
+    intruder.send(type="auth", api_key="jq_wrong")
+    assert intruder.next()["code"] == "invalid_api_key"
+    with pytest.raises(ConnectionClosed):  # closed by the server (4401)
+        intruder.next(timeout=5)
+    assert Event.objects.count() == 0  # nothing happened for lack of a key
