@@ -40,9 +40,12 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.groups_joined: dict[str, tuple[str, str]] = {}  # group -> (kind, id)
         self.sent: OrderedDict[int, None] = OrderedDict()
         await self.accept()
-        query = parse_qs(self.scope.get("query_string", b"").decode())
-        if "api_key" in query:
-            await self._authenticate(query["api_key"][0])
+        raw_key = self._key_from_query(parse_qs(self.scope.get("query_string", b"").decode()))
+        if raw_key is not None:
+            await self._authenticate(raw_key)
+
+    def _key_from_query(self, query: dict[str, list[str]]) -> str | None:
+        return (query.get("api_key") or [None])[0]
 
     async def disconnect(self, code: int) -> None:
         for group in list(self.groups_joined):
@@ -75,7 +78,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             entity_id = content.get(field)
             if not isinstance(entity_id, str) or not entity_id or len(entity_id) > 200:
                 await self._error("invalid_message", f"{kind} needs {field}", field=field)
-            elif entity == "job" and not _is_uuid(entity_id):
+            elif entity == "job" and not is_uuid(entity_id):
                 await self._error("invalid_message", "job_id must be a UUID", field=field)
             else:
                 await self._subscription(subscribe, group_for(entity, entity_id), entity, entity_id)
@@ -151,7 +154,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(error)
 
 
-def _is_uuid(value: str) -> bool:
+def is_uuid(value: str) -> bool:
     try:
         uuid.UUID(value)
     except ValueError:

@@ -3,5 +3,9 @@
 from django.urls import path
 
 from jobqueue.live import LiveConsumer
+from jobqueue.live_compat import ClientCompatConsumer
 
-websocket_urlpatterns = [path("ws", LiveConsumer.as_asgi())]
+websocket_urlpatterns = [
+    path("ws", LiveConsumer.as_asgi()),
+    path("ws/client/<str:client_id>", ClientCompatConsumer.as_asgi()),
+]

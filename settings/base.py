@@ -223,6 +223,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # Worker reports that meet an unreachable database retry with backoff up to this interval, forever.
 REPORT_RETRY_BACKOFF_MAX_SECONDS = env_int("REPORT_RETRY_BACKOFF_MAX_SECONDS", 10)
 CONTROL_WORKER_CONCURRENCY = env_int("CONTROL_WORKER_CONCURRENCY", 2)
+# Flower's login ("user:password"); `scripts/run` makes a development one when unset.
+FLOWER_BASIC_AUTH = env_str("FLOWER_BASIC_AUTH")
 
 # --- Channels ---------------------------------------------------------------------------------------
 CHANNEL_LAYERS = {

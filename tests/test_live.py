@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from jobqueue.cancellation import cancel_job
-from jobqueue.models import Event
+from jobqueue.models import Event, Job
 from jobqueue.relay import group_for, relay_once
 from tests.factories import make_job
 
@@ -200,3 +200,85 @@ def test_a_client_must_authenticate_before_subscribing(ws, api_key):
     with pytest.raises(ConnectionClosed):  # closed by the server (4401)
         intruder.next(timeout=5)
     assert Event.objects.count() == 0  # nothing happened for lack of a key
+
+
+# --- the replaced system's client socket -----------------------------------------------------------
+
+
+@pytest.fixture
+def emp_client(live_stack, api_key):
+    clients = []
+
+    def open_client() -> Client:
+        client = Client(f"{live_stack.ws_url}/client/emprops-1?token={api_key[1]}")
+        clients.append(client)
+        assert client.next()["type"] == "authenticated"
+        return client
+
+    yield open_client
+    for client in clients:
+        client.close()
+
+
+def test_a_job_submitted_over_the_client_socket_reports_progress_and_completes_once(emp_client, gpu_worker):
+    gpu_worker()
+    client = emp_client()
+    message = {
+        "type": "submit_job",
+        "message_id": "emp-msg-1",
+        "job_type": "simulation",
+        "payload": {"duration": 1.2, "steps": 3, "result": "cat.png"},
+    }
+    client.send(**message)
+    ack = client.next()
+    assert (ack["type"], ack["message_id"]) == ("job_submitted", "emp-msg-1")
+
+    messages = client.until(lambda m: m["type"] == "complete_job", timeout=30)
+
+    assert any(m["type"] == "update_job_progress" and 0 < m["progress"] < 100 for m in messages)
+    completion = messages[-1]
+    assert completion["job_id"] == ack["job_id"]
+    assert completion["result"]["status"] == "success" and completion["result"]["data"]["output"] == "cat.png"
+    client.send(**message)  # sent again after a reconnect: the message_id makes it the same job
+    assert client.next()["job_id"] == ack["job_id"]
+    client.send(type="ping")
+    assert [m["type"] for m in client.until(lambda m: m["type"] == "pong")] == [
+        "pong"
+    ]  # no second completion
+
+
+def test_a_failure_is_a_complete_job_with_status_failed(emp_client, gpu_worker):
+    gpu_worker()
+    client = emp_client()
+    client.send(
+        type="submit_job", message_id="emp-msg-2", job_type="simulation", payload={"fail_permanently": True}
+    )
+    client.next()
+
+    completion = client.until(lambda m: m["type"] == "complete_job", timeout=30)[-1]
+
+    assert completion["result"]["status"] == "failed"
+    assert completion["result"]["error"]["code"] == "SIMULATED_PERMANENT"
+
+
+def test_subscribing_to_a_job_that_finished_while_away_delivers_its_completion(emp_client):
+    job = make_job()
+    cancel_job(job.id)
+    client = emp_client()
+
+    client.send(type="subscribe_progress", job_id=str(job.id), message_id="m-3")
+
+    assert client.next()["type"] == "subscribed"
+    completion = client.next()
+    assert (completion["type"], completion["result"]) == ("complete_job", {"status": "cancelled"})
+
+
+def test_a_bad_submission_over_the_client_socket_is_an_error_naming_its_message(emp_client):
+    client = emp_client()
+
+    client.send(type="submit_job", message_id="emp-msg-4", job_type="simulation", colour="red")
+
+    error = client.next()
+    assert (error["type"], error["code"], error["message_id"]) == ("error", "validation_error", "emp-msg-4")
+    assert "colour" in error["error"]
+    assert not Job.objects.exists()

@@ -88,7 +88,10 @@ def test_the_run_command_serves_the_api_runs_jobs_and_stops_cleanly(tmp_path):
         after_url = f"{base}/api/jobs/{after.json()['job_id']}"
         wait_for(lambda: _status(after_url, headers) == "completed", timeout=60, what="the restarted worker")
         assert "gpu-worker exited with code 75; restarting it" in (tmp_path / "stack.log").read_text()
-        assert requests.get(f"http://127.0.0.1:{ports['flower']}/", timeout=5).status_code in {200, 302}
+        flower = f"http://127.0.0.1:{ports['flower']}/"
+        assert requests.get(flower, timeout=5).status_code == 401  # Flower asks for a login
+        user, password = (tmp_path / "flower-login").read_text().strip().split(":", 1)
+        assert requests.get(flower, auth=(user, password), timeout=5).status_code == 200
     finally:
         code = _stop(stack)
     assert code == 0, (tmp_path / "stack.log").read_text()[-3000:]

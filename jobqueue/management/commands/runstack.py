@@ -7,11 +7,12 @@ API (ASGI), the control worker, one GPU worker, Celery beat and Flower as child 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.management import call_command
@@ -23,6 +24,7 @@ from settings.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServiceEr
 SHUTDOWN_GRACE_S = 20
 DEV_KEY_FILE = "dev-api-key"
 RESTART_DELAY_S = 1.0
+FLOWER_LOGIN_FILE = "flower-login"
 
 
 @dataclass
@@ -32,6 +34,7 @@ class Child:
     process: subprocess.Popen | None = None
     # Restarted when it exits (a GPU worker exits to shed a job stuck past its hard time limit).
     restart: bool = False
+    env: dict[str, str] = field(default_factory=dict)  # on top of the stack's environment
 
 
 class Command(BaseCommand):
@@ -73,14 +76,16 @@ class Command(BaseCommand):
                 "PYTHONUNBUFFERED": "1",
             }
             for child in children:
-                child.process = subprocess.Popen(child.argv, env=env, start_new_session=True)
+                child.process = subprocess.Popen(child.argv, env={**env, **child.env}, start_new_session=True)
             self._banner(host, port, flower_port, api_key)
             while not stopping:
                 dead = next((c for c in children if c.process.poll() is not None), None)
                 if dead is not None and dead.restart:
                     self._say(f"{dead.name} exited with code {dead.process.returncode}; restarting it")
                     time.sleep(RESTART_DELAY_S)
-                    dead.process = subprocess.Popen(dead.argv, env=env, start_new_session=True)
+                    dead.process = subprocess.Popen(
+                        dead.argv, env={**env, **dead.env}, start_new_session=True
+                    )
                 elif dead is not None:
                     self.stderr.write(
                         f"{dead.name} exited with code {dead.process.returncode}; stopping everything"
@@ -166,7 +171,13 @@ class Command(BaseCommand):
             ),
             Child("beat", [*celery, "beat", "-s", settings.CELERY_BEAT_SCHEDULE_FILENAME, "-l", "INFO"]),
             Child("relay", [python, str(settings.BASE_DIR / "manage.py"), "relay_events"]),
-            Child("flower", [*celery, "flower", f"--port={flower_port}", "--address=127.0.0.1"]),
+            # Flower reads FLOWER_BASIC_AUTH from its environment (kept off the command line, which
+            # every local user can read).
+            Child(
+                "flower",
+                [*celery, "flower", f"--port={flower_port}", "--address=127.0.0.1"],
+                env={"FLOWER_BASIC_AUTH": self._flower_login()},
+            ),
         ]
         if not no_gpu_worker:
             children.append(
@@ -188,6 +199,16 @@ class Command(BaseCommand):
             )
         return children
 
+    def _flower_login(self) -> str:
+        """FLOWER_BASIC_AUTH (user:password), or a development login saved in the data folder."""
+        if settings.FLOWER_BASIC_AUTH:
+            return settings.FLOWER_BASIC_AUTH
+        login_file = settings.DATA_DIR / FLOWER_LOGIN_FILE
+        if not login_file.exists():
+            login_file.write_text(f"admin:{secrets.token_urlsafe(18)}\n")
+            login_file.chmod(0o600)
+        return login_file.read_text().strip()
+
     def _banner(self, host: str, port: int, flower_port: int, api_key: str) -> None:
         base = f"http://{host}:{port}"
         lines = [
@@ -197,7 +218,7 @@ class Command(BaseCommand):
             f"  API docs     {base}/api/docs",
             f"  Health       {base}/health",
             f"  Admin        {base}/admin/   (create a login: .venv/bin/python manage.py createsuperuser)",
-            f"  Flower       http://127.0.0.1:{flower_port}/",
+            f"  Flower       http://127.0.0.1:{flower_port}/   (login: {self._flower_login_hint()})",
             f"  Database     {_redact(settings.DATABASE_URL)}",
             f"  Broker       {_redact(settings.REDIS_URL)}",
             f"  API key      {api_key}",
@@ -208,6 +229,11 @@ class Command(BaseCommand):
         ]
         self.stdout.write("\n".join(lines))
         self.stdout.flush()
+
+    def _flower_login_hint(self) -> str:
+        if settings.FLOWER_BASIC_AUTH:
+            return "FLOWER_BASIC_AUTH"
+        return f"user:password in {settings.DATA_DIR / FLOWER_LOGIN_FILE}"
 
     def _say(self, message: str) -> None:
         self.stdout.write(f"[runstack] {message}")
