@@ -11,6 +11,7 @@ A bad message gets an error; the connection stays up.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import OrderedDict
 from typing import Any
@@ -19,6 +20,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
 from jobqueue.api.auth import api_key_for
@@ -35,6 +37,10 @@ _ENTITY_SUBSCRIPTIONS = {
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
+    @classmethod
+    async def encode_json(cls, content: Any) -> str:
+        return json.dumps(content, cls=DjangoJSONEncoder)  # datetimes, UUIDs and decimals as strings
+
     async def connect(self) -> None:
         self.api_key = None
         self.groups_joined: dict[str, tuple[str, str]] = {}  # group -> (kind, id)

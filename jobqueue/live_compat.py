@@ -1,4 +1,4 @@
-"""The replaced system's client socket, `/ws/client/{client_id}?token=<api key>`, kept for its clients
+"""The replaced system's sockets. Its client socket, `/ws/client/{client_id}?token=<api key>`, kept for its clients
 (EmProps submits steps over it), on top of the event relay.
 
 - `submit_job`: the message's job fields, as POST /api/jobs takes them; its `message_id` becomes the
@@ -25,11 +25,13 @@ from jobqueue.cancellation import cancel_job
 from jobqueue.errors import JobError
 from jobqueue.live import LiveConsumer, is_uuid
 from jobqueue.models import TERMINAL_STATUSES, Job, JobStatus
-from jobqueue.relay import group_for
+from jobqueue.monitoring import full_state
+from jobqueue.relay import ALL_EVENTS_GROUP, group_for
 from jobqueue.submission import submit_job
 
 ENVELOPE_FIELDS = ("type", "message_id", "id", "timestamp")  # the message's, not the job's
 COMPLETION_EVENTS = {"job_completed", "job_failed", "job_cancelled"}
+MAX_FINISHED_PAGE_SIZE = 100
 
 
 class ClientCompatConsumer(LiveConsumer):
@@ -160,3 +162,48 @@ class ClientCompatConsumer(LiveConsumer):
 
 def _now() -> dict[str, str]:
     return {"timestamp": timezone.now().isoformat()}
+
+
+class MonitorCompatConsumer(LiveConsumer):
+    """The replaced system's monitor socket, `/ws/monitor/{monitor_id}?token=<api key>`: `subscribe`
+    {topics} follows every event (in the `/ws` shape); `request_full_state` {finishedJobsPagination:
+    {page, pageSize}} answers `full_state_snapshot` (workers, machines, jobs by status, system stats)."""
+
+    async def connect(self) -> None:
+        self.monitor_id = self.scope["url_route"]["kwargs"]["monitor_id"]
+        await super().connect()
+
+    def _key_from_query(self, query: dict[str, list[str]]) -> str | None:
+        return (query.get("token") or query.get("api_key") or [None])[0]
+
+    async def receive_json(self, content: Any, **kwargs) -> None:
+        kind = content.get("type") if isinstance(content, dict) else None
+        if self.api_key is None or kind not in ("subscribe", "request_full_state"):
+            await super().receive_json(content, **kwargs)
+        elif kind == "subscribe":
+            await self.channel_layer.group_add(ALL_EVENTS_GROUP, self.channel_name)
+            topics = content.get("topics") if isinstance(content.get("topics"), list) else []
+            await self.send_json(
+                {"type": "subscribed", "monitor_id": self.monitor_id, "topics": topics, **_now()}
+            )
+        else:
+            await self._full_state(content.get("finishedJobsPagination") or {})
+
+    async def _full_state(self, pagination: Any) -> None:
+        page = pagination.get("page", 1) if isinstance(pagination, dict) else None
+        size = pagination.get("pageSize", 20) if isinstance(pagination, dict) else None
+        if (
+            not all(isinstance(v, int) and not isinstance(v, bool) for v in (page, size))
+            or page < 1
+            or not (1 <= size <= MAX_FINISHED_PAGE_SIZE)
+        ):
+            await self._error(
+                "invalid_message",
+                f"finishedJobsPagination needs page >= 1 and 1 <= pageSize <= {MAX_FINISHED_PAGE_SIZE}",
+                field="finishedJobsPagination",
+            )
+            return
+        data = await database_sync_to_async(full_state)(page, size)
+        await self.send_json(
+            {"type": "full_state_snapshot", "monitor_id": self.monitor_id, "data": data, **_now()}
+        )

@@ -282,3 +282,38 @@ def test_a_bad_submission_over_the_client_socket_is_an_error_naming_its_message(
     assert (error["type"], error["code"], error["message_id"]) == ("error", "validation_error", "emp-msg-4")
     assert "colour" in error["error"]
     assert not Job.objects.exists()
+
+
+# --- the replaced system's monitor socket ----------------------------------------------------------
+
+
+def test_a_monitor_gets_the_full_state_and_then_every_event(live_stack, api_key, gpu_worker):
+    worker = gpu_worker()
+    done, later = make_job(), make_job(type="upscale")  # no worker here runs upscales: it waits
+    cancel_job(done.id)
+    monitor = Client(f"{live_stack.ws_url}/monitor/monitor-id-1?token={api_key[1]}")
+    try:
+        assert monitor.next()["type"] == "authenticated"
+        monitor.send(type="subscribe", topics=["workers", "jobs"])
+        assert monitor.next()["topics"] == ["workers", "jobs"]
+        monitor.send(type="request_full_state", finishedJobsPagination={"page": 1, "pageSize": 5})
+        snapshot = monitor.until(lambda m: m["type"] == "full_state_snapshot")[-1]
+
+        data = snapshot["data"]
+        assert snapshot["monitor_id"] == "monitor-id-1"
+        assert [w["id"] for w in data["workers"]] == [worker.worker_id]
+        assert data["workers"][0]["live"] is True
+        assert data["machines"] == [{"id": "test-machine", "workers": [worker.worker_id], "live": True}]
+        assert data["system_stats"]["total_jobs"] == 2 and data["system_stats"]["active_workers"] == 1
+        assert data["pagination"]["finishedJobs"]["hasNextPage"] is False
+        monitor.send(type="request_full_state", finishedJobsPagination={"page": 0})
+        assert monitor.until(lambda m: m["type"] == "error")[-1]["field"] == "finishedJobsPagination"
+
+        cancel_job(later.id)  # live, whatever the worker did with it meanwhile
+        monitor.until(
+            lambda m: (
+                m.get("job_id") == str(later.id) and m["type"] in ("job_cancel_requested", "job_cancelled")
+            )
+        )
+    finally:
+        monitor.close()

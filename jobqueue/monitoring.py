@@ -1,0 +1,106 @@
+"""What a monitor sees at once: workers, machines, jobs by status, and system counts."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from jobqueue.models import ACTIVE_STATUSES, Job, JobStatus
+from machines.models import Worker, heard_since
+
+WAITING_STATUSES = (JobStatus.SCHEDULED, JobStatus.WAITING, JobStatus.PENDING)
+WAITING_JOBS_SHOWN = 100
+JOB_FIELDS = (
+    "id",
+    "type",
+    "status",
+    "priority",
+    "progress",
+    "stage",
+    "worker_id",
+    "workflow_id",
+    "attempt",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "error",
+)
+
+
+def full_state(finished_page: int = 1, finished_page_size: int = 20) -> dict[str, Any]:
+    """The replaced system's `full_state_snapshot` data: one consistent read for a dashboard."""
+    live_since = heard_since()
+    workers = list(
+        Worker.objects.order_by("id").values(
+            "id",
+            "machine_id",
+            "status",
+            "pool",
+            "job_types",
+            "capabilities",
+            "model_names",
+            "gpu_memory_gb",
+            "slots",
+            "last_seen_at",
+        )
+    )
+    running = defaultdict(list)
+    for worker_id, job_id in Job.objects.filter(status__in=ACTIVE_STATUSES).values_list("worker_id", "id"):
+        running[worker_id].append(str(job_id))
+    machines: dict[str, dict[str, Any]] = {}
+    for worker in workers:
+        worker["live"] = worker["status"] != "offline" and worker["last_seen_at"] >= live_since
+        worker["current_jobs"] = running.get(worker["id"], [])
+        machine = machines.setdefault(
+            worker["machine_id"], {"id": worker["machine_id"], "workers": [], "live": False}
+        )
+        machine["workers"].append(worker["id"])
+        machine["live"] = machine["live"] or worker["live"]
+    finished = Job.objects.filter(status__in=(JobStatus.COMPLETED, JobStatus.FAILED)).order_by(
+        "-completed_at"
+    )
+    finished_total = finished.count()
+    start = (finished_page - 1) * finished_page_size
+    page = list(finished[start : start + finished_page_size].values(*JOB_FIELDS))
+    counts = Job.objects.aggregate(
+        total_jobs=Count("id"),
+        pending_jobs=Count("id", filter=Q(status__in=WAITING_STATUSES)),
+        active_jobs=Count("id", filter=Q(status__in=ACTIVE_STATUSES)),
+        completed_jobs=Count("id", filter=Q(status=JobStatus.COMPLETED)),
+        failed_jobs=Count("id", filter=Q(status=JobStatus.FAILED)),
+    )
+    return {
+        "workers": workers,
+        "machines": list(machines.values()),
+        "jobs": {
+            "pending": list(
+                Job.objects.filter(status__in=WAITING_STATUSES)
+                .order_by("-effective_priority", "order_time", "submit_seq")
+                .values(*JOB_FIELDS)[:WAITING_JOBS_SHOWN]
+            ),
+            "active": list(
+                Job.objects.filter(status__in=ACTIVE_STATUSES).order_by("assigned_at").values(*JOB_FIELDS)
+            ),
+            "completed": [j for j in page if j["status"] == JobStatus.COMPLETED],
+            "failed": [j for j in page if j["status"] == JobStatus.FAILED],
+        },
+        "system_stats": {
+            **counts,
+            "total_workers": len(workers),
+            "active_workers": sum(w["live"] for w in workers),
+            "total_machines": len(machines),
+        },
+        "pagination": {
+            "finishedJobs": {
+                "page": finished_page,
+                "pageSize": finished_page_size,
+                "totalCount": finished_total,
+                "hasNextPage": start + finished_page_size < finished_total,
+                "hasPreviousPage": finished_page > 1,
+            }
+        },
+        "timestamp": timezone.now().isoformat(),
+    }
