@@ -1,0 +1,223 @@
+"""Benchmark: the event log to live WebSocket subscribers.
+
+Starts its own Postgres and Redis (embedded, free loopback ports), the ASGI server and the event
+relay; connects 50 `/ws` clients subscribed to everything; writes events in transactions of 100;
+measures events/s written, events/s delivered (to all clients together), and the latency from an
+event's commit to each client, p50/p95. Prints a table and writes JSON to bench/results/.
+
+    .venv/bin/python bench/run_event_bench.py [--events 5000] [--subscribers 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import websockets
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from settings.embedded import EmbeddedPostgres, EmbeddedRedis, free_port, port_is_open
+
+RESULTS_DIR = ROOT / "bench" / "results"
+EVENTS_PER_TRANSACTION = 100
+DEADLINE_S = 300
+
+_INSERT = """
+    INSERT INTO jobqueue_event (type, version, created_at, job_id, correlation_id, payload)
+    SELECT 'job_progress', 1, clock_timestamp(), %s::uuid, 'bench',
+           jsonb_build_object('status', 'running', 'attempt', 1, 'progress', n % 100, 'stage', '')
+    FROM generate_series(1, %s) AS n
+"""
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
+
+
+class LiveStack:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.pg = EmbeddedPostgres(data_dir, free_port())
+        self.redis = EmbeddedRedis(data_dir, free_port(), appendonly=False)
+        self.port = free_port()
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self) -> str:
+        self.pg.start()
+        self.redis.start()
+        env = {
+            **os.environ,
+            "DATABASE_URL": self.pg.url,
+            "REDIS_URL": self.redis.url,
+            "LOG_LEVEL": "WARNING",
+            "JOBQUEUE_DATA_DIR": str(self.data_dir),
+        }
+        python = sys.executable
+        subprocess.run([python, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+        key = subprocess.run(
+            [python, "manage.py", "create_api_key", "bench"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        for name, argv in (
+            (
+                "api",
+                [
+                    python,
+                    "-m",
+                    "uvicorn",
+                    "settings.asgi:application",
+                    "--port",
+                    str(self.port),
+                    "--no-access-log",
+                    "--lifespan",
+                    "off",
+                ],
+            ),
+            ("relay", [python, "manage.py", "relay_events"]),
+        ):
+            log = open(self.data_dir / f"{name}.log", "wb")  # noqa: SIM115  (lives with the process)
+            self.processes.append(
+                subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            )
+        deadline = time.monotonic() + 60
+        while not port_is_open(self.port):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the API did not start; see {self.data_dir}")
+            time.sleep(0.1)
+        return key
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.redis.stop()
+        self.pg.stop()
+
+
+async def _subscriber(
+    url: str,
+    expected: int,
+    received: list[tuple[int, float, str]],
+    ready: asyncio.Event,
+    ready_count: list[int],
+    subscribers: int,
+) -> None:
+    async with websockets.connect(url, max_size=None) as socket:
+        json.loads(await socket.recv())  # authenticated
+        await socket.send(json.dumps({"type": "subscribe_all"}))
+        json.loads(await socket.recv())  # subscribed
+        ready_count[0] += 1
+        if ready_count[0] == subscribers:
+            ready.set()
+        seen = 0
+        while seen < expected:
+            message = json.loads(await asyncio.wait_for(socket.recv(), DEADLINE_S))
+            if message.get("type") == "job_progress":
+                received.append((message["data"]["id"], time.time(), message["data"]["created_at"]))
+                seen += 1
+
+
+async def _run(stack: LiveStack, key: str, events: int, subscribers: int) -> dict:
+    url = f"ws://127.0.0.1:{stack.port}/ws?api_key={key}"
+    received: list[tuple[int, float, str]] = []
+    ready, ready_count = asyncio.Event(), [0]
+    tasks = [
+        asyncio.create_task(_subscriber(url, events, received, ready, ready_count, subscribers))
+        for _ in range(subscribers)
+    ]
+    await asyncio.wait_for(ready.wait(), 60)
+
+    def write() -> tuple[float, float]:
+        started = time.time()
+        with psycopg.connect(stack.pg.url, autocommit=False) as conn:
+            for _ in tqdm(range(events // EVENTS_PER_TRANSACTION), desc="writing events (x100)"):
+                conn.execute(_INSERT, [str(uuid.uuid4()), EVENTS_PER_TRANSACTION])
+                conn.commit()
+        return started, time.time()
+
+    write_started, write_finished = await asyncio.to_thread(write)
+    await asyncio.wait_for(asyncio.gather(*tasks), DEADLINE_S)
+    latencies = [
+        (arrived - datetime.fromisoformat(created).timestamp()) * 1000 for _, arrived, created in received
+    ]
+    last = max(arrived for _, arrived, _ in received)
+    return {
+        "events": events,
+        "subscribers": subscribers,
+        "events_per_transaction": EVENTS_PER_TRANSACTION,
+        "written_per_s": round(events / (write_finished - write_started), 1),
+        "delivered_per_s": round(len(received) / (last - write_started), 1),
+        "deliveries": len(received),
+        "write_to_client_p50_ms": round(_percentile(latencies, 50), 1),
+        "write_to_client_p95_ms": round(_percentile(latencies, 95), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--subscribers", type=int, default=50)
+    args = parser.parse_args()
+    events = max(EVENTS_PER_TRANSACTION, args.events // EVENTS_PER_TRANSACTION * EVENTS_PER_TRANSACTION)
+    tmp = Path(tempfile.mkdtemp(prefix="jobqueue-event-bench-"))
+    stack = LiveStack(tmp)
+    try:
+        key = stack.start()
+        result = asyncio.run(_run(stack, key, events, args.subscribers))
+    except BaseException:
+        print(f"\nbenchmark failed; process logs kept in {tmp}", file=sys.stderr)
+        raise
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        stack.stop()
+    result = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        **result,
+    }
+    print(f"\nEvent log -> {result['subscribers']} WebSocket subscribers (subscribe_all)")
+    print(
+        f"{'events written':<34} {result['events']:>9}  ({result['written_per_s']}/s, "
+        f"{EVENTS_PER_TRANSACTION} per transaction)"
+    )
+    print(
+        f"{'deliveries (events x subscribers)':<34} {result['deliveries']:>9}  ({result['delivered_per_s']}/s)"
+    )
+    print(
+        f"{'write -> client latency':<34} p50 {result['write_to_client_p50_ms']} ms, "
+        f"p95 {result['write_to_client_p95_ms']} ms"
+    )
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out = RESULTS_DIR / f"events-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"\nwrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
