@@ -5,7 +5,8 @@ relay; connects 50 `/ws` clients subscribed to everything; writes events in tran
 measures events/s written, events/s delivered (to all clients together), and the latency from an
 event's commit to each client, p50/p95. Prints a table and writes JSON to bench/results/.
 
-    .venv/bin/python bench/run_event_bench.py [--events 5000] [--subscribers 50]
+    .venv/bin/python bench/run_event_bench.py [--events 1000] [--subscribers 50]   # a burst: throughput
+    .venv/bin/python bench/run_event_bench.py --rate 20 --events 200                 # steady: latency
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ DEADLINE_S = 300
 _INSERT = """
     INSERT INTO jobqueue_event (type, version, created_at, job_id, correlation_id, payload)
     SELECT 'job_progress', 1, clock_timestamp(), %s::uuid, 'bench',
-           jsonb_build_object('status', 'running', 'attempt', 1, 'progress', n % 100, 'stage', '')
+           jsonb_build_object('status', 'running', 'attempt', 1, 'progress', n %% 100, 'stage', '')
     FROM generate_series(1, %s) AS n
 """
 
@@ -142,7 +143,7 @@ async def _subscriber(
                 seen += 1
 
 
-async def _run(stack: LiveStack, key: str, events: int, subscribers: int) -> dict:
+async def _run(stack: LiveStack, key: str, events: int, subscribers: int, rate: float) -> dict:
     url = f"ws://127.0.0.1:{stack.port}/ws?api_key={key}"
     received: list[tuple[int, float, str]] = []
     ready, ready_count = asyncio.Event(), [0]
@@ -152,11 +153,15 @@ async def _run(stack: LiveStack, key: str, events: int, subscribers: int) -> dic
     ]
     await asyncio.wait_for(ready.wait(), 60)
 
+    per_transaction = 1 if rate else EVENTS_PER_TRANSACTION
+
     def write() -> tuple[float, float]:
         started = time.time()
         with psycopg.connect(stack.pg.url, autocommit=False) as conn:
-            for _ in tqdm(range(events // EVENTS_PER_TRANSACTION), desc="writing events (x100)"):
-                conn.execute(_INSERT, [str(uuid.uuid4()), EVENTS_PER_TRANSACTION])
+            for n in tqdm(range(events // per_transaction), desc=f"writing events (x{per_transaction})"):
+                if rate:
+                    time.sleep(max(0.0, started + n / rate - time.time()))
+                conn.execute(_INSERT, [str(uuid.uuid4()), per_transaction])
                 conn.commit()
         return started, time.time()
 
@@ -169,7 +174,8 @@ async def _run(stack: LiveStack, key: str, events: int, subscribers: int) -> dic
     return {
         "events": events,
         "subscribers": subscribers,
-        "events_per_transaction": EVENTS_PER_TRANSACTION,
+        "events_per_transaction": per_transaction,
+        "write_rate_per_s": rate or None,
         "written_per_s": round(events / (write_finished - write_started), 1),
         "delivered_per_s": round(len(received) / (last - write_started), 1),
         "deliveries": len(received),
@@ -180,15 +186,16 @@ async def _run(stack: LiveStack, key: str, events: int, subscribers: int) -> dic
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--subscribers", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=0, help="events/s, one per transaction (0: a burst)")
     args = parser.parse_args()
-    events = max(EVENTS_PER_TRANSACTION, args.events // EVENTS_PER_TRANSACTION * EVENTS_PER_TRANSACTION)
+    events = args.events if args.rate else max(EVENTS_PER_TRANSACTION, args.events // 100 * 100)
     tmp = Path(tempfile.mkdtemp(prefix="jobqueue-event-bench-"))
     stack = LiveStack(tmp)
     try:
         key = stack.start()
-        result = asyncio.run(_run(stack, key, events, args.subscribers))
+        result = asyncio.run(_run(stack, key, events, args.subscribers, args.rate))
     except BaseException:
         print(f"\nbenchmark failed; process logs kept in {tmp}", file=sys.stderr)
         raise
@@ -204,7 +211,7 @@ def main() -> None:
     print(f"\nEvent log -> {result['subscribers']} WebSocket subscribers (subscribe_all)")
     print(
         f"{'events written':<34} {result['events']:>9}  ({result['written_per_s']}/s, "
-        f"{EVENTS_PER_TRANSACTION} per transaction)"
+        f"{result['events_per_transaction']} per transaction)"
     )
     print(
         f"{'deliveries (events x subscribers)':<34} {result['deliveries']:>9}  ({result['delivered_per_s']}/s)"

@@ -230,7 +230,9 @@ FLOWER_BASIC_AUTH = env_str("FLOWER_BASIC_AUTH")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        # A subscriber's queue holds this many events before the layer drops new ones for it (the
+        # default, 100, drops a burst); a client that fell that far behind catches up with `resume`.
+        "CONFIG": {"hosts": [REDIS_URL], "capacity": env_int("LIVE_CHANNEL_CAPACITY", 5000), "expiry": 60},
     }
 }
 
