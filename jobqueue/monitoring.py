@@ -1,18 +1,24 @@
-"""What a monitor sees at once: workers, machines, jobs by status, and system counts."""
+"""What a monitor sees at once: workers, machines, jobs by status, queues, workflows, dead letters,
+throughput, and system counts."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import timedelta
 from typing import Any
 
-from django.db.models import Count, Q
+from django.db.models import Count, Min, Q
+from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
-from jobqueue.models import ACTIVE_STATUSES, Job, JobStatus
+from jobqueue.models import ACTIVE_STATUSES, DeadLetterJob, Job, JobStatus
 from machines.models import Worker, heard_since
 
 WAITING_STATUSES = (JobStatus.SCHEDULED, JobStatus.WAITING, JobStatus.PENDING)
 WAITING_JOBS_SHOWN = 100
+RECENT_WORKFLOWS_SHOWN = 10
+DEAD_LETTERS_SHOWN = 20
+THROUGHPUT_MINUTES = 30
 JOB_FIELDS = (
     "id",
     "type",
@@ -102,5 +108,70 @@ def full_state(finished_page: int = 1, finished_page_size: int = 20) -> dict[str
                 "hasPreviousPage": finished_page > 1,
             }
         },
+        "queues": _queue_depths(),
+        "workflows": _recent_workflows(),
+        "dead_letters": list(
+            DeadLetterJob.objects.filter(requeued_at=None)
+            .order_by("-created_at")
+            .values("id", "job_id", "job__type", "reason", "created_at")[:DEAD_LETTERS_SHOWN]
+        ),
+        "throughput": _completed_per_minute(),
         "timestamp": timezone.now().isoformat(),
     }
+
+
+def _queue_depths() -> list[dict[str, Any]]:
+    """Waiting jobs per (type, pool, capabilities), with the oldest one's queue time."""
+    rows = (
+        Job.objects.filter(status__in=WAITING_STATUSES)
+        .values("type", "required_pool", "required_capabilities")
+        .annotate(depth=Count("id"), oldest=Min("queued_at"))
+        .order_by("-depth")[:50]
+    )
+    return [
+        {
+            "type": r["type"],
+            "pool": r["required_pool"],
+            "capabilities": r["required_capabilities"],
+            "depth": r["depth"],
+            "oldest_queued_at": r["oldest"],
+        }
+        for r in rows
+    ]
+
+
+def _recent_workflows() -> list[dict[str, Any]]:
+    from workflows.models import Workflow
+
+    workflows = Workflow.objects.order_by("-created_at").prefetch_related("steps__job")[
+        :RECENT_WORKFLOWS_SHOWN
+    ]
+    return [
+        {
+            "id": w.pk,
+            "name": w.name,
+            "status": w.status,
+            "progress": w.progress,
+            "total_steps": w.total_steps,
+            "steps": [{"index": s.index, "name": s.name, "status": s.job.status} for s in w.steps.all()],
+        }
+        for w in workflows
+    ]
+
+
+def _completed_per_minute() -> list[int]:
+    """Jobs completed in each of the last THROUGHPUT_MINUTES minutes, oldest first."""
+    now = timezone.now()
+    since = now - timedelta(minutes=THROUGHPUT_MINUTES)
+    counts = [0] * THROUGHPUT_MINUTES
+    rows = (
+        Job.objects.filter(status=JobStatus.COMPLETED, completed_at__gte=since)
+        .annotate(minute=TruncMinute("completed_at"))
+        .values("minute")
+        .annotate(n=Count("id"))
+    )
+    for row in rows:
+        index = int((row["minute"] - since).total_seconds() // 60)
+        if 0 <= index < THROUGHPUT_MINUTES:
+            counts[index] += row["n"]
+    return counts

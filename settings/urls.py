@@ -6,6 +6,7 @@ from rest_framework.decorators import api_view, authentication_classes, permissi
 from rest_framework.response import Response
 
 from jobqueue.health import system_health
+from jobqueue.views import MonitorView
 
 
 @api_view(["GET"])
@@ -48,6 +49,7 @@ urlpatterns = [
         name="api-redoc",
     ),
     path("admin/", admin.site.urls),
+    path("monitor", MonitorView.as_view(), name="monitor"),
 ]
 
 

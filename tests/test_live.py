@@ -306,6 +306,16 @@ def test_a_monitor_gets_the_full_state_and_then_every_event(live_stack, api_key,
         assert data["machines"] == [{"id": "test-machine", "workers": [worker.worker_id], "live": True}]
         assert data["system_stats"]["total_jobs"] == 2 and data["system_stats"]["active_workers"] == 1
         assert data["pagination"]["finishedJobs"]["hasNextPage"] is False
+        assert data["queues"] == [
+            {
+                "type": "upscale",
+                "pool": None,
+                "capabilities": [],
+                "depth": 1,
+                "oldest_queued_at": data["queues"][0]["oldest_queued_at"],
+            }
+        ]
+        assert len(data["throughput"]) == 30 and data["dead_letters"] == [] and data["workflows"] == []
         monitor.send(type="request_full_state", finishedJobsPagination={"page": 0})
         assert monitor.until(lambda m: m["type"] == "error")[-1]["field"] == "finishedJobsPagination"
 
@@ -317,3 +327,13 @@ def test_a_monitor_gets_the_full_state_and_then_every_event(live_stack, api_key,
         )
     finally:
         monitor.close()
+
+
+def test_the_monitor_page_is_served_with_its_script(client):
+    from django.contrib.staticfiles import finders
+
+    page = client.get("/monitor")
+
+    assert page.status_code == 200
+    assert b"jobqueue/monitor.js" in page.content and b'id="key-form"' in page.content
+    assert finders.find("jobqueue/monitor.js") and finders.find("jobqueue/monitor.css")

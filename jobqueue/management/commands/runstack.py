@@ -217,6 +217,7 @@ class Command(BaseCommand):
             f"  API          {base}/api/jobs",
             f"  API docs     {base}/api/docs",
             f"  Health       {base}/health",
+            f"  Monitor      {base}/monitor   (paste the API key below)",
             f"  Admin        {base}/admin/   (create a login: .venv/bin/python manage.py createsuperuser)",
             f"  Flower       http://127.0.0.1:{flower_port}/   (login: {self._flower_login_hint()})",
             f"  Database     {_redact(settings.DATABASE_URL)}",
