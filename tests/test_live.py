@@ -289,7 +289,7 @@ def test_a_bad_submission_over_the_client_socket_is_an_error_naming_its_message(
 
 def test_a_monitor_gets_the_full_state_and_then_every_event(live_stack, api_key, gpu_worker):
     worker = gpu_worker()
-    done, later = make_job(), make_job(type="upscale")  # no worker here runs upscales: it waits
+    done, later = make_job(type="upscale"), make_job(type="upscale")  # no worker here runs upscales
     cancel_job(done.id)
     monitor = Client(f"{live_stack.ws_url}/monitor/monitor-id-1?token={api_key[1]}")
     try:
