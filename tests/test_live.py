@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from jobqueue.cancellation import cancel_job
-from jobqueue.models import Event, Job
+from jobqueue.models import Event, EventRelayCursor, Job
 from jobqueue.relay import group_for, relay_once
 from tests.factories import make_job
 
@@ -106,15 +106,27 @@ def test_the_relay_never_skips_an_event_that_commits_behind_its_cursor():
             "INSERT INTO jobqueue_event (type, version, created_at, correlation_id, payload, workflow_id) "
             "VALUES ('workflow_cancel_requested', 1, now(), '', '{\"reason\": \"slow\"}', 'slow-wf')"
         )  # open: its transaction started before the next event's
-        channel = _listen(group_for("workflow", "slow-wf"))
-        make_job()  # commits first, with a later transaction id
+        slow_channel = _listen(group_for("workflow", "slow-wf"))
+        job = make_job()  # commits first, with a later transaction id
+        job_channel = _listen(group_for("job", job.id))
 
-        assert relay_once() == 0  # nothing after the open transaction may go out yet
+        relay_once()
+        assert not _relayed(job)  # it committed, but behind the open transaction: not yet
         slow.commit()
-        assert relay_once() == 2
-        assert _receive(channel)["event"]["payload"] == {"reason": "slow"}
+        relay_once()
+        assert _relayed(job)
+
+        assert _receive(slow_channel)["event"]["payload"] == {"reason": "slow"}
+        assert _receive(job_channel)["event"]["type"] == "job_submitted"
     finally:
         slow.close()
+
+
+def _relayed(job) -> bool:
+    """Whether the relay's cursor has passed the job's first event."""
+    event = Event.objects.filter(job_id=job.id).order_by("id").first()
+    cursor = EventRelayCursor.objects.get(name="live")
+    return (cursor.last_txid, cursor.last_id) >= (event.txid, event.id)
 
 
 # --- /ws over a real connection --------------------------------------------------------------------
