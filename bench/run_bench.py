@@ -65,6 +65,7 @@ class Stack:
         }
 
     def start(self) -> str:
+        """Start the servers and the processes; returns an API key."""
         self.pg.start()
         self.redis.start()
         python = sys.executable
@@ -77,6 +78,11 @@ class Stack:
             capture_output=True,
             text=True,
         ).stdout.strip()
+        self._start_processes()
+        return key
+
+    def _start_processes(self) -> None:
+        python = sys.executable
         celery = [python, "-m", "celery", "-A", "settings.celery"]
         self._spawn(
             "api",
@@ -130,7 +136,6 @@ class Stack:
                 ],
             )
         self._wait_for_workers()
-        return key
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.data_dir / f"{name}.log", "wb")  # noqa: SIM115  (lives with the process)
@@ -181,7 +186,7 @@ class Stack:
         self.pg.stop()
 
 
-def _percentile(values: list[float], pct: float) -> float:
+def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))
     return ordered[index]
@@ -221,9 +226,9 @@ def measure_submit_latency(stack: Stack, key: str, requests_per_level: int) -> l
             {
                 "clients": clients,
                 "requests": requests_per_level,
-                "p50_ms": round(_percentile(latencies, 50), 2),
-                "p95_ms": round(_percentile(latencies, 95), 2),
-                "p99_ms": round(_percentile(latencies, 99), 2),
+                "p50_ms": round(percentile(latencies, 50), 2),
+                "p95_ms": round(percentile(latencies, 95), 2),
+                "p99_ms": round(percentile(latencies, 99), 2),
                 "mean_ms": round(statistics.fmean(latencies), 2),
             }
         )
@@ -324,10 +329,10 @@ def measure_workflow_step_overhead(stack: Stack, key: str, chains: int, steps: i
         "chains": chains,
         "steps_per_chain": steps,
         "dependent_steps": len(gaps),
-        "parent_completed_to_child_assigned_p50_ms": round(_percentile(to_assigned, 50), 1),
-        "parent_completed_to_child_assigned_p95_ms": round(_percentile(to_assigned, 95), 1),
-        "parent_completed_to_child_running_p50_ms": round(_percentile(to_started, 50), 1),
-        "parent_completed_to_child_running_p95_ms": round(_percentile(to_started, 95), 1),
+        "parent_completed_to_child_assigned_p50_ms": round(percentile(to_assigned, 50), 1),
+        "parent_completed_to_child_assigned_p95_ms": round(percentile(to_assigned, 95), 1),
+        "parent_completed_to_child_running_p50_ms": round(percentile(to_started, 50), 1),
+        "parent_completed_to_child_running_p95_ms": round(percentile(to_started, 95), 1),
     }
 
 

@@ -17,8 +17,6 @@ import json
 import os
 import platform
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +31,8 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from settings.embedded import EmbeddedPostgres, EmbeddedRedis, free_port, port_is_open
+from bench.run_bench import Stack, percentile
+from settings.embedded import port_is_open
 
 RESULTS_DIR = ROOT / "bench" / "results"
 EVENTS_PER_TRANSACTION = 100
@@ -47,77 +46,31 @@ _INSERT = """
 """
 
 
-def _percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
+class LiveStack(Stack):
+    """The ASGI server and the event relay (no workers), on the benchmark's own servers."""
 
-
-class LiveStack:
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.pg = EmbeddedPostgres(data_dir, free_port())
-        self.redis = EmbeddedRedis(data_dir, free_port(), appendonly=False)
-        self.port = free_port()
-        self.processes: list[subprocess.Popen] = []
-
-    def start(self) -> str:
-        self.pg.start()
-        self.redis.start()
-        env = {
-            **os.environ,
-            "DATABASE_URL": self.pg.url,
-            "REDIS_URL": self.redis.url,
-            "LOG_LEVEL": "WARNING",
-            "JOBQUEUE_DATA_DIR": str(self.data_dir),
-        }
+    def _start_processes(self) -> None:
         python = sys.executable
-        subprocess.run([python, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
-        key = subprocess.run(
-            [python, "manage.py", "create_api_key", "bench"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        for name, argv in (
-            (
-                "api",
-                [
-                    python,
-                    "-m",
-                    "uvicorn",
-                    "settings.asgi:application",
-                    "--port",
-                    str(self.port),
-                    "--no-access-log",
-                    "--lifespan",
-                    "off",
-                ],
-            ),
-            ("relay", [python, "manage.py", "relay_events"]),
-        ):
-            log = open(self.data_dir / f"{name}.log", "wb")  # noqa: SIM115  (lives with the process)
-            self.processes.append(
-                subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-            )
+        self._spawn(
+            "api",
+            [
+                python,
+                "-m",
+                "uvicorn",
+                "settings.asgi:application",
+                "--port",
+                str(self.api_port),
+                "--no-access-log",
+                "--lifespan",
+                "off",
+            ],
+        )
+        self._spawn("relay", [python, "manage.py", "relay_events"])
         deadline = time.monotonic() + 60
-        while not port_is_open(self.port):
+        while not port_is_open(self.api_port):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the API did not start; see {self.data_dir}")
             time.sleep(0.1)
-        return key
-
-    def stop(self) -> None:
-        for process in self.processes:
-            process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        self.redis.stop()
-        self.pg.stop()
 
 
 async def _subscriber(
@@ -144,7 +97,7 @@ async def _subscriber(
 
 
 async def _run(stack: LiveStack, key: str, events: int, subscribers: int, rate: float) -> dict:
-    url = f"ws://127.0.0.1:{stack.port}/ws?api_key={key}"
+    url = f"ws://127.0.0.1:{stack.api_port}/ws?api_key={key}"
     received: list[tuple[int, float, str]] = []
     ready, ready_count = asyncio.Event(), [0]
     tasks = [
@@ -179,8 +132,8 @@ async def _run(stack: LiveStack, key: str, events: int, subscribers: int, rate: 
         "written_per_s": round(events / (write_finished - write_started), 1),
         "delivered_per_s": round(len(received) / (last - write_started), 1),
         "deliveries": len(received),
-        "write_to_client_p50_ms": round(_percentile(latencies, 50), 1),
-        "write_to_client_p95_ms": round(_percentile(latencies, 95), 1),
+        "write_to_client_p50_ms": round(percentile(latencies, 50), 1),
+        "write_to_client_p95_ms": round(percentile(latencies, 95), 1),
     }
 
 
@@ -192,7 +145,7 @@ def main() -> None:
     args = parser.parse_args()
     events = args.events if args.rate else max(EVENTS_PER_TRANSACTION, args.events // 100 * 100)
     tmp = Path(tempfile.mkdtemp(prefix="jobqueue-event-bench-"))
-    stack = LiveStack(tmp)
+    stack = LiveStack(tmp, slots=1, api_workers=1)
     try:
         key = stack.start()
         result = asyncio.run(_run(stack, key, events, args.subscribers, args.rate))
