@@ -16,12 +16,10 @@ from django.db.models.functions import Now
 from jobqueue import broker, lifecycle
 from jobqueue.errors import JobAlreadyFinished, JobNotFound
 from jobqueue.events import EventType, record_job_event
-from jobqueue.models import ACTIVE_STATUSES, TERMINAL_STATUSES, Job, JobStatus
+from jobqueue.models import ACTIVE_STATUSES, NOT_STARTED_STATUSES, TERMINAL_STATUSES, Job, JobStatus
 from jobqueue.transitions import transition
 
 logger = logging.getLogger(__name__)
-
-NOT_STARTED = frozenset({JobStatus.SCHEDULED, JobStatus.WAITING, JobStatus.PENDING})
 
 
 def cancel_job(job_id, reason: str = "") -> Job:
@@ -33,17 +31,8 @@ def cancel_job(job_id, reason: str = "") -> Job:
             raise JobNotFound()
         if job.status in TERMINAL_STATUSES:
             raise JobAlreadyFinished(f"job is already {job.status}", status=job.status)
-        if job.status in NOT_STARTED:
-            job = transition(
-                job.pk,
-                from_statuses={job.status},
-                to=JobStatus.CANCELLED,
-                cancel_reason=reason,
-                cancel_requested_at=Now(),
-                completed_at=Now(),
-                event=EventType.JOB_CANCELLED,
-                event_payload={"reason": reason},
-            )
+        if job.status in NOT_STARTED_STATUSES:
+            job = cancel_unstarted(job.pk, reason)
             lifecycle.job_finished(job)
             return job
         if job.status in ACTIVE_STATUSES and job.cancel_requested_at is None:
@@ -55,6 +44,21 @@ def cancel_job(job_id, reason: str = "") -> Job:
         attempt = job.attempt
         transaction.on_commit(lambda: _mirror_cancel_flag(str(job.pk), attempt))
         return job
+
+
+def cancel_unstarted(job_id, reason: str) -> Job | None:
+    """Cancel a job that no worker has: one compare-and-set, so a job that got assigned meanwhile is
+    left alone (None). No lifecycle hook: callers inside the workflow engine recount themselves."""
+    return transition(
+        job_id,
+        from_statuses=NOT_STARTED_STATUSES,
+        to=JobStatus.CANCELLED,
+        cancel_reason=reason,
+        cancel_requested_at=Now(),
+        completed_at=Now(),
+        event=EventType.JOB_CANCELLED,
+        event_payload={"reason": reason},
+    )
 
 
 def _mirror_cancel_flag(job_id: str, attempt: int) -> None:

@@ -21,6 +21,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db.models import Q
 from django.utils import timezone
 
 from jobqueue.api.auth import api_key_for
@@ -131,8 +132,6 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     def _missed(self, last_event_id: int) -> list[dict[str, Any]]:
         """Events after `last_event_id` for this connection's subscriptions, from the log."""
-        from django.db.models import Q
-
         events = Event.objects.filter(id__gt=last_event_id).order_by("id")
         if ALL_EVENTS_GROUP not in self.groups_joined:
             match = Q(pk__in=[])

@@ -29,6 +29,7 @@ class JobStatus(models.TextChoices):
 
 TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 ACTIVE_STATUSES = frozenset({JobStatus.ASSIGNED, JobStatus.RUNNING})
+NOT_STARTED_STATUSES = frozenset({JobStatus.SCHEDULED, JobStatus.WAITING, JobStatus.PENDING})
 
 
 class ApiKey(models.Model):

@@ -11,10 +11,9 @@ from django.db.models import Count, Min, Q
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
-from jobqueue.models import ACTIVE_STATUSES, DeadLetterJob, Job, JobStatus
+from jobqueue.models import ACTIVE_STATUSES, NOT_STARTED_STATUSES, DeadLetterJob, Job, JobStatus
 from machines.models import Worker, heard_since
 
-WAITING_STATUSES = (JobStatus.SCHEDULED, JobStatus.WAITING, JobStatus.PENDING)
 WAITING_JOBS_SHOWN = 100
 RECENT_WORKFLOWS_SHOWN = 10
 DEAD_LETTERS_SHOWN = 20
@@ -73,7 +72,7 @@ def full_state(finished_page: int = 1, finished_page_size: int = 20) -> dict[str
     page = list(finished[start : start + finished_page_size].values(*JOB_FIELDS))
     counts = Job.objects.aggregate(
         total_jobs=Count("id"),
-        pending_jobs=Count("id", filter=Q(status__in=WAITING_STATUSES)),
+        pending_jobs=Count("id", filter=Q(status__in=NOT_STARTED_STATUSES)),
         active_jobs=Count("id", filter=Q(status__in=ACTIVE_STATUSES)),
         completed_jobs=Count("id", filter=Q(status=JobStatus.COMPLETED)),
         failed_jobs=Count("id", filter=Q(status=JobStatus.FAILED)),
@@ -83,7 +82,7 @@ def full_state(finished_page: int = 1, finished_page_size: int = 20) -> dict[str
         "machines": list(machines.values()),
         "jobs": {
             "pending": list(
-                Job.objects.filter(status__in=WAITING_STATUSES)
+                Job.objects.filter(status__in=NOT_STARTED_STATUSES)
                 .order_by("-effective_priority", "order_time", "submit_seq")
                 .values(*JOB_FIELDS)[:WAITING_JOBS_SHOWN]
             ),
@@ -123,7 +122,7 @@ def full_state(finished_page: int = 1, finished_page_size: int = 20) -> dict[str
 def _queue_depths() -> list[dict[str, Any]]:
     """Waiting jobs per (type, pool, capabilities), with the oldest one's queue time."""
     rows = (
-        Job.objects.filter(status__in=WAITING_STATUSES)
+        Job.objects.filter(status__in=NOT_STARTED_STATUSES)
         .values("type", "required_pool", "required_capabilities")
         .annotate(depth=Count("id"), oldest=Min("queued_at"))
         .order_by("-depth")[:50]

@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from jobqueue import lifecycle
 from jobqueue.dispatch import dispatch_on_commit
 from jobqueue.events import EventType, record_job_event
+from jobqueue.idempotency import create_once
 from jobqueue.models import ApiKey, Job, JobStatus
 
 
@@ -50,24 +50,9 @@ def submit_job(request: JobRequest, api_key: ApiKey | None, correlation_id: str 
 
     Returns (job, created).
     """
-    if request.idempotency_key:
-        existing = _existing(api_key, request.idempotency_key)
-        if existing is not None:
-            return existing, False
-    try:
-        with transaction.atomic():
-            job = _create(request, api_key, correlation_id)
-    except IntegrityError:
-        # A concurrent submission with the same idempotency key won the race.
-        existing = _existing(api_key, request.idempotency_key) if request.idempotency_key else None
-        if existing is None:
-            raise
-        return existing, False
-    return job, True
-
-
-def _existing(api_key: ApiKey | None, idempotency_key: str) -> Job | None:
-    return Job.objects.filter(api_key=api_key, idempotency_key=idempotency_key).first()
+    return create_once(
+        Job, api_key, request.idempotency_key, lambda: _create(request, api_key, correlation_id)
+    )
 
 
 def create_job(request: JobRequest, api_key: ApiKey | None, correlation_id: str = "") -> Job:

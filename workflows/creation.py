@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from jobqueue.events import EventType, record_workflow_event
+from jobqueue.idempotency import create_once
 from jobqueue.models import ApiKey
 from jobqueue.submission import JobRequest, create_job
 from workflows.definition import resolve_dependencies
@@ -46,22 +46,12 @@ def create_workflow(
     dependencies = resolve_dependencies(
         [s.name for s in request.steps], [s.depends_on for s in request.steps]
     )
-    if request.idempotency_key:
-        existing = _existing(api_key, request.idempotency_key)
-        if existing is not None:
-            return existing, False
-    try:
-        with transaction.atomic():
-            return _create(request, dependencies, api_key, correlation_id), True
-    except IntegrityError:
-        existing = _existing(api_key, request.idempotency_key) if request.idempotency_key else None
-        if existing is None:
-            raise
-        return existing, False
-
-
-def _existing(api_key: ApiKey | None, idempotency_key: str) -> Workflow | None:
-    return Workflow.objects.filter(api_key=api_key, idempotency_key=idempotency_key).first()
+    return create_once(
+        Workflow,
+        api_key,
+        request.idempotency_key,
+        lambda: _create(request, dependencies, api_key, correlation_id),
+    )
 
 
 def _create(

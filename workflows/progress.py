@@ -10,14 +10,13 @@ from __future__ import annotations
 from django.db.models import F
 from django.db.models.functions import Now
 
+from jobqueue.cancellation import cancel_unstarted
 from jobqueue.dispatch import dispatch_on_commit
 from jobqueue.events import EventType, record_workflow_event
-from jobqueue.models import TERMINAL_STATUSES, Job, JobStatus
+from jobqueue.models import NOT_STARTED_STATUSES, TERMINAL_STATUSES, Job, JobStatus
 from jobqueue.transitions import transition
 from workflows.models import FailurePolicy, Workflow, WorkflowMode, WorkflowStatus, WorkflowStep
 from workflows.step_details import step_details
-
-NOT_STARTED = frozenset({JobStatus.SCHEDULED, JobStatus.WAITING, JobStatus.PENDING})
 
 
 def step_of(job: Job) -> WorkflowStep | None:
@@ -100,17 +99,8 @@ def _cancel_what_cannot_run(step: WorkflowStep, job: Job) -> None:
     else:
         targets = Job.objects.filter(workflow_step__workflow_id=workflow.pk).exclude(pk=job.pk)
     reason = f"workflow step {step.name!r} {job.status}"
-    for job_id in targets.filter(status__in=NOT_STARTED).order_by("id").values_list("id", flat=True):
-        transition(
-            job_id,
-            from_statuses=NOT_STARTED,
-            to=JobStatus.CANCELLED,
-            cancel_reason=reason,
-            cancel_requested_at=Now(),
-            completed_at=Now(),
-            event=EventType.JOB_CANCELLED,
-            event_payload={"reason": reason},
-        )
+    for job_id in targets.filter(status__in=NOT_STARTED_STATUSES).order_by("id").values_list("id", flat=True):
+        cancel_unstarted(job_id, reason)
 
 
 def _descendant_job_ids(step: WorkflowStep) -> set:
@@ -139,7 +129,7 @@ def settle(workflow_id: str, finished: tuple[WorkflowStep, Job] | None = None) -
     workflow.progress = workflow_progress(steps, workflow.total_steps)
     was = workflow.status
     if not workflow.is_terminal:
-        if any(status not in NOT_STARTED for status in statuses):
+        if any(status not in NOT_STARTED_STATUSES for status in statuses):
             workflow.status = WorkflowStatus.RUNNING
             workflow.started_at = workflow.started_at or _earliest_start(steps)
         ending = _ending_status(workflow, steps)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import django_filters
 from django.conf import settings
+from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -12,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobqueue import dead_letters
+from jobqueue.api.filters import filter_or_400
 from jobqueue.api.pagination import page_response, read_page
 from jobqueue.api.serializers import JobDetailSerializer, JobSerializer, StrictSerializer
 from jobqueue.models import DeadLetterJob, DeadLetterReason
@@ -47,12 +49,9 @@ class DeadLetterFilter(django_filters.FilterSet):
         return queryset
 
 
-def filtered_dead_letters(params) -> DeadLetterFilter:
+def filtered_dead_letters(params) -> QuerySet[DeadLetterJob]:
     queryset = DeadLetterJob.objects.select_related("job").order_by("-created_at", "-id")
-    filtered = DeadLetterFilter(params, queryset=queryset)
-    if not filtered.is_valid():
-        raise serializers.ValidationError(filtered.errors)
-    return filtered
+    return filter_or_400(DeadLetterFilter, params, queryset)
 
 
 class DeadLetterSerializer(serializers.ModelSerializer):
@@ -110,7 +109,7 @@ class DeadLetterCollectionView(APIView):
     def get(self, request: Request) -> Response:
         page = read_page(request)
         return page_response(
-            "dead_letters", filtered_dead_letters(request.query_params).qs, DeadLetterSerializer, page
+            "dead_letters", filtered_dead_letters(request.query_params), DeadLetterSerializer, page
         )
 
 
@@ -140,7 +139,7 @@ class DeadLetterBulkRequeueView(APIView):
     def post(self, request: Request) -> Response:
         body = BulkRequeueSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        matching = filtered_dead_letters(body.validated_data["filter"]).qs
+        matching = filtered_dead_letters(body.validated_data["filter"])
         outcome = dead_letters.requeue_many(
             matching, body.validated_data["limit"], requeued_by=_actor(request)
         )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import django_filters
+from django.db.models import QuerySet
+from rest_framework import serializers
 
 from jobqueue.models import Job, JobStatus
 
@@ -24,3 +26,11 @@ class JobFilter(django_filters.FilterSet):
     class Meta:
         model = Job
         fields = ["status", "type", "created_by", "workflow_id", "customer_id"]
+
+
+def filter_or_400(filterset_class: type[django_filters.FilterSet], params, queryset: QuerySet) -> QuerySet:
+    """`queryset` narrowed by the query parameters; a bad one is a 400 naming it."""
+    filtered = filterset_class(params, queryset=queryset)
+    if not filtered.is_valid():
+        raise serializers.ValidationError(filtered.errors)
+    return filtered.qs

@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobqueue.api.filters import JobFilter
+from jobqueue.api.filters import JobFilter, filter_or_400
 from jobqueue.api.pagination import page_response, read_page
 from jobqueue.api.serializers import CancelSerializer, JobDetailSerializer, JobSerializer, JobSubmitSerializer
 from jobqueue.cancellation import cancel_job
@@ -46,10 +46,8 @@ class JobCollectionView(APIView):
     )
     def get(self, request: Request) -> Response:
         page = read_page(request)
-        filtered = JobFilter(request.query_params, queryset=Job.objects.order_by("-created_at"))
-        if not filtered.is_valid():
-            raise serializers.ValidationError(filtered.errors)
-        return page_response("jobs", filtered.qs, JobSerializer, page)
+        jobs = filter_or_400(JobFilter, request.query_params, Job.objects.order_by("-created_at"))
+        return page_response("jobs", jobs, JobSerializer, page)
 
 
 class JobDetailView(APIView):

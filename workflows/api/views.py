@@ -5,11 +5,12 @@ from __future__ import annotations
 import django_filters
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, status
+from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from jobqueue.api.filters import StatusInFilter, filter_or_400
 from jobqueue.api.pagination import page_response, read_page
 from jobqueue.api.views import StatsQuerySerializer
 from workflows.api.serializers import WorkflowCancelSerializer, WorkflowSerializer, WorkflowSubmitSerializer
@@ -19,10 +20,6 @@ from workflows.models import Workflow, WorkflowDependency, WorkflowStatus
 from workflows.progress import workflow_progress
 from workflows.stats import workflow_stats
 from workflows.step_details import step_details
-
-
-class StatusInFilter(django_filters.BaseInFilter, django_filters.ChoiceFilter):
-    pass
 
 
 class WorkflowFilter(django_filters.FilterSet):
@@ -66,10 +63,10 @@ class WorkflowCollectionView(APIView):
     )
     def get(self, request: Request) -> Response:
         page = read_page(request)
-        filtered = WorkflowFilter(request.query_params, queryset=Workflow.objects.order_by("-created_at"))
-        if not filtered.is_valid():
-            raise serializers.ValidationError(filtered.errors)
-        return page_response("workflows", filtered.qs, WorkflowSerializer, page)
+        workflows = filter_or_400(
+            WorkflowFilter, request.query_params, Workflow.objects.order_by("-created_at")
+        )
+        return page_response("workflows", workflows, WorkflowSerializer, page)
 
 
 class WorkflowDetailView(APIView):
