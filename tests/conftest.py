@@ -132,6 +132,7 @@ def _child_env(services: Services) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
         "LOG_LEVEL": "WARNING",
         "RETRY_BACKOFF_BASE_SECONDS": "0",  # no beat runs in tests to release backed-off retries
+        "JOBQUEUE_DATA_DIR": str(TEST_DATA_DIR),  # collected static files, never the run command's
     }
 
 
@@ -372,11 +373,24 @@ def private_postgres(tmp_path) -> Iterator[PrivateDatabase]:
     server.stop()
 
 
+def _collect_static_files(env: dict[str, str]) -> None:
+    """The API server serves /static from STATIC_ROOT (WhiteNoise), as under `runstack`; once a run."""
+    if _collect_static_files.done:
+        return
+    argv = [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"]
+    subprocess.run(argv, env=env, cwd=ROOT, check=True)
+    _collect_static_files.done = True
+
+
+_collect_static_files.done = False
+
+
 @contextlib.contextmanager
 def _running_api_server(env: dict[str, str]) -> Iterator[str]:
     """The ASGI server (uvicorn), as `runstack` starts it; yields its base URL."""
     from settings.embedded import port_is_open
 
+    _collect_static_files(env)
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", "settings.asgi:application", "--host", "127.0.0.1"]
     argv += ["--port", str(port), "--no-access-log", "--lifespan", "off"]

@@ -68,8 +68,16 @@ function render(data) {
   const jobs = [...data.jobs.active, ...data.jobs.pending];
   fill("jobs", jobs.map((job) => el("tr", { "data-job-row": job.id },
     el("td", {}, short(job.id)), el("td", {}, job.type), el("td", { class: "status" }, pill(job.status)),
-    el("td", {}, progressBar(job.id, job.progress), ` ${job.stage || ""}`), el("td", {}, job.worker_id ?? ""),
+    el("td", {}, progressBar(job.id, job.progress), " ", el("span", { "data-stage": job.id }, job.stage || "")),
+    el("td", {}, job.worker_id ?? ""),
     el("td", {}, el("button", { onclick: () => act(`/api/jobs/${job.id}/cancel`, "cancel") }, "Cancel")))));
+
+  const finished = [...data.jobs.completed, ...data.jobs.failed]
+    .sort((a, b) => Date.parse(b.completed_at) - Date.parse(a.completed_at));
+  fill("finished", finished.map((job) => el("tr", { "data-job-row": job.id },
+    el("td", {}, short(job.id)), el("td", {}, job.type), el("td", { class: "status" }, pill(job.status)),
+    el("td", {}, progressBar(job.id, job.progress)), el("td", {}, job.worker_id ?? ""),
+    el("td", {}, since(job.completed_at)))));
 
   fill("workflows", data.workflows.map((wf) => el("tr", {},
     el("td", {}, wf.name || short(wf.id)), el("td", {}, pill(wf.status)),
@@ -90,8 +98,12 @@ function render(data) {
 
 function onEvent(message) {
   if (message.type === "job_progress") {
-    const bar = document.querySelector(`.bar[data-job="${message.job_id}"] > span`);
-    if (bar) { bar.style.width = `${message.data.payload.progress}%`; return; }
+    const bar = document.querySelector(`#jobs .bar[data-job="${message.job_id}"] > span`);
+    if (bar) {
+      bar.style.width = `${message.data.payload.progress}%`;
+      $(`[data-stage="${message.job_id}"]`).textContent = message.data.payload.stage || "";
+      return;
+    }
   }
   requestRefresh();
 }
