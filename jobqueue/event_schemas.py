@@ -68,6 +68,7 @@ SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
     E.WORKFLOW_CANCELLED: _WORKFLOW_END,
     E.WORKER_REGISTERED: {"pool": STR, "job_types": LIST, "restarted": (bool,)},
     E.WORKER_STATUS_CHANGED: {"from": STR, "to": STR},
+    E.WEBHOOK_ENDPOINT_DISABLED: {"endpoint_id": STR, "url": STR, "reason": STR},
 }
 
 

@@ -33,6 +33,7 @@ class EventType(models.TextChoices):
     WORKFLOW_CANCELLED = "workflow_cancelled"
     WORKER_REGISTERED = "worker_registered"
     WORKER_STATUS_CHANGED = "worker_status_changed"
+    WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint_disabled"
 
 
 def record_job_event(event_type: EventType, job: Job, payload: dict[str, Any] | None = None) -> Event:
@@ -66,6 +67,11 @@ def record_workflow_event(
     return Event.objects.create(
         type=event_type, workflow_id=workflow_id, correlation_id=correlation_id, payload=payload
     )
+
+
+def record_webhook_event(event_type: EventType, payload: dict[str, Any]) -> Event:
+    _validate(event_type, payload)
+    return Event.objects.create(type=event_type, payload=payload)
 
 
 def _validate(event_type: str, payload: dict[str, Any]) -> None:

@@ -64,9 +64,7 @@ def relay_once(batch: int | None = None) -> int:
     """Publish the next committed events; returns how many."""
     batch = batch or settings.EVENT_RELAY_BATCH
     with transaction.atomic():
-        EventRelayCursor.objects.bulk_create([EventRelayCursor(name=CURSOR_NAME)], ignore_conflicts=True)
-        cursor = EventRelayCursor.objects.select_for_update().get(name=CURSOR_NAME)
-        events = list(Event.objects.raw(_VISIBLE_AFTER_CURSOR, [cursor.last_txid, cursor.last_id, batch]))
+        events = lock_cursor_and_read(CURSOR_NAME, batch)
         if not events:
             return 0
         deliveries = []
@@ -74,9 +72,20 @@ def relay_once(batch: int | None = None) -> int:
             message = {"type": "event.message", "event": event_message(event)}
             deliveries += [(group, message) for group in groups_of(event)]
         async_to_sync(_publish)(deliveries)
-        last = events[-1]
-        EventRelayCursor.objects.filter(name=CURSOR_NAME).update(last_txid=last.txid, last_id=last.id)
+        advance_cursor(CURSOR_NAME, events[-1])
         return len(events)
+
+
+def lock_cursor_and_read(cursor_name: str, batch: int) -> list[Event]:
+    """In a transaction: lock the named cursor (one consumer at a time) and read the next events
+    after it, in (transaction id, id) order. Every consumer of the log reads through this."""
+    EventRelayCursor.objects.bulk_create([EventRelayCursor(name=cursor_name)], ignore_conflicts=True)
+    cursor = EventRelayCursor.objects.select_for_update().get(name=cursor_name)
+    return list(Event.objects.raw(_VISIBLE_AFTER_CURSOR, [cursor.last_txid, cursor.last_id, batch]))
+
+
+def advance_cursor(cursor_name: str, last: Event) -> None:
+    EventRelayCursor.objects.filter(name=cursor_name).update(last_txid=last.txid, last_id=last.id)
 
 
 async def _publish(deliveries: list[tuple[str, dict[str, Any]]]) -> None:

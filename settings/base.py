@@ -226,6 +226,34 @@ CONTROL_WORKER_CONCURRENCY = env_int("CONTROL_WORKER_CONCURRENCY", 2)
 # Flower's login ("user:password"); `scripts/run` makes a development one when unset.
 FLOWER_BASIC_AUTH = env_str("FLOWER_BASIC_AUTH")
 
+# --- Webhooks ---------------------------------------------------------------------------------------
+# Delay before each attempt (the first is immediate); jittered by +/- WEBHOOK_RETRY_JITTER of itself.
+# Default as Svix: about 17 hours of retries over 7 attempts.
+WEBHOOK_RETRY_SCHEDULE_SECONDS = [
+    float(s)
+    for s in env_list("WEBHOOK_RETRY_SCHEDULE_SECONDS", ["0", "5", "300", "1800", "7200", "18000", "36000"])
+]
+WEBHOOK_RETRY_JITTER = env_float("WEBHOOK_RETRY_JITTER", 0.2)
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0)
+# A receiver's Retry-After is honoured up to this long.
+WEBHOOK_MAX_RETRY_AFTER_SECONDS = env_int("WEBHOOK_MAX_RETRY_AFTER_SECONDS", 24 * 3600)
+# An endpoint whose deliveries have failed without a single success for this long is disabled.
+WEBHOOK_DISABLE_AFTER_SECONDS = env_float("WEBHOOK_DISABLE_AFTER_SECONDS", 5 * 24 * 3600)
+# After a secret rotation the previous secret still signs (a second signature) for this long.
+WEBHOOK_SECRET_OVERLAP_SECONDS = env_int("WEBHOOK_SECRET_OVERLAP_SECONDS", 24 * 3600)
+# Networks webhook targets may resolve to despite being loopback/private (CIDRs; development, tests).
+WEBHOOK_ALLOWED_NETWORKS = env_list("WEBHOOK_ALLOWED_NETWORKS")
+# Secrets are stored encrypted with this key (any string; derived from SECRET_KEY when unset).
+WEBHOOK_SECRETS_KEY = env_str("WEBHOOK_SECRETS_KEY") or SECRET_KEY
+WEBHOOK_QUEUE = "webhooks"
+WEBHOOK_DELIVERY_CONCURRENCY = env_int("WEBHOOK_DELIVERY_CONCURRENCY", 16)
+# A delivery handed to the queue is handed again if no worker took it this long (a lost message).
+WEBHOOK_DISPATCH_LEASE_SECONDS = env_int("WEBHOOK_DISPATCH_LEASE_SECONDS", 600)
+WEBHOOK_PUMP_POLL_SECONDS = env_float("WEBHOOK_PUMP_POLL_SECONDS", 0.05)
+WEBHOOK_PUMP_BATCH = env_int("WEBHOOK_PUMP_BATCH", 500)
+WEBHOOK_RESPONSE_EXCERPT_CHARS = env_int("WEBHOOK_RESPONSE_EXCERPT_CHARS", 1000)
+WEBHOOK_USER_AGENT = "jobqueue-webhooks/1.0"
+
 # --- Channels ---------------------------------------------------------------------------------------
 CHANNEL_LAYERS = {
     "default": {

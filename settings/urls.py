@@ -33,6 +33,7 @@ urlpatterns = [
     path("health/ready", ready, name="health-ready"),
     path("api/", include("jobqueue.api.urls")),
     path("api/", include("workflows.api.urls")),
+    path("api/", include("webhooks.api.urls")),
     path(
         "api/schema",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),

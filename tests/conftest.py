@@ -17,12 +17,16 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
 from settings.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+
+if TYPE_CHECKING:
+    from tests.webhook_receiver import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATA_DIR = ROOT / ".pytest-data"
@@ -260,6 +264,19 @@ def api_key(db):
     from jobqueue.models import ApiKey
 
     return ApiKey.issue(f"tests-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def api_client_for_new_key(db) -> Callable[[], APIClient]:
+    """API clients, each authenticated with a key of its own (another tenant's view)."""
+    from jobqueue.models import ApiKey
+
+    def make() -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_X_API_KEY=ApiKey.issue(f"other-{uuid.uuid4().hex[:8]}")[1])
+        return client
+
+    return make
 
 
 @pytest.fixture
@@ -516,3 +533,45 @@ def live_stack(services: Services, transactional_db, django_db_blocker) -> Itera
             yield LiveStack(ws_url=api_url.replace("http://", "ws://") + "/ws", api_url=api_url)
     finally:
         stop_process(relay)
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    from tests.webhook_receiver import WebhookReceiver
+
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()
+
+
+# What the webhook tests run the delivery side with: a short schedule, loopback allowed.
+WEBHOOK_TEST_ENV = {
+    "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+    "WEBHOOK_RETRY_SCHEDULE_SECONDS": "0,1,2",
+    "WEBHOOK_RETRY_JITTER": "0",
+    "WEBHOOK_TIMEOUT_SECONDS": "1",
+}
+
+
+@pytest.fixture
+def webhook_service(services: Services, transactional_db, settings) -> Iterator[Callable[..., None]]:
+    """Start the webhook pump (`relay_events`) and a delivery worker, with WEBHOOK_* overrides.
+
+    The same overrides apply in this process (the API checks targets on save)."""
+    from webhooks.worker import delivery_worker_argv
+
+    started: list[subprocess.Popen] = []
+
+    def start(concurrency: int = 4, **overrides: str) -> None:
+        env = {**_child_env(services), **WEBHOOK_TEST_ENV, **overrides}
+        settings.WEBHOOK_ALLOWED_NETWORKS = env["WEBHOOK_ALLOWED_NETWORKS"].split(",")
+        with open(TEST_DATA_DIR / "webhook-pump.log", "ab") as log:
+            argv = [sys.executable, "manage.py", "relay_events"]
+            started.append(subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
+        with open(TEST_DATA_DIR / "webhook-worker.log", "ab") as log:
+            argv = delivery_worker_argv(f"webhooks-{uuid.uuid4().hex[:6]}", concurrency, log_level="WARNING")
+            started.append(subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
+
+    yield start
+    for process in started:
+        stop_process(process)

@@ -1,0 +1,79 @@
+"""Endpoints (enable, disable) and deliveries with their attempts (redeliver) in the admin."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+
+from webhooks.delivery import disable_endpoint
+from webhooks.endpoints import restart
+from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    list_display = (
+        "url",
+        "owner",
+        "enabled",
+        "event_types",
+        "failing_since",
+        "last_success_at",
+        "created_at",
+    )
+    list_filter = ("enabled",)
+    search_fields = ("url", "description")
+    readonly_fields = (
+        "failing_since",
+        "last_success_at",
+        "last_failure_at",
+        "secret_rotated_at",
+        "created_at",
+    )
+    exclude = ("secret_encrypted", "previous_secret_encrypted", "previous_secret_expires_at")
+    actions = ("enable", "disable")
+
+    @admin.action(description="Enable (and forget the failure streak)")
+    def enable(self, request, queryset: QuerySet[WebhookEndpoint]) -> None:
+        updated = queryset.update(enabled=True, disabled_reason="", failing_since=None)
+        self.message_user(request, f"{updated} endpoint(s) enabled.", messages.SUCCESS)
+
+    @admin.action(description="Disable")
+    def disable(self, request, queryset: QuerySet[WebhookEndpoint]) -> None:
+        for endpoint in queryset.filter(enabled=True):
+            disable_endpoint(endpoint, f"disabled by {request.user} in the admin")
+        self.message_user(request, "Endpoint(s) disabled.", messages.SUCCESS)
+
+
+class WebhookAttemptInline(admin.TabularInline):
+    model = WebhookAttempt
+    extra = 0
+    can_delete = False
+    fields = (
+        "number",
+        "started_at",
+        "status_code",
+        "latency_ms",
+        "error",
+        "response_excerpt",
+        "next_attempt_at",
+    )
+    readonly_fields = fields
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    list_display = ("id", "event_type", "url", "status", "dead_letter_reason", "attempt_count", "created_at")
+    list_filter = ("status", "dead_letter_reason", "event_type")
+    search_fields = ("url", "message_id", "job_id", "workflow_id")
+    readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
+    inlines = [WebhookAttemptInline]
+    actions = ("redeliver",)
+
+    @admin.action(description="Redeliver (same webhook-id, a fresh retry schedule)")
+    def redeliver(self, request, queryset: QuerySet[WebhookDelivery]) -> None:
+        restarted = 0
+        for delivery in queryset.exclude(status=DeliveryStatus.PENDING):
+            restart(delivery)
+            restarted += 1
+        self.message_user(request, f"{restarted} delivery(ies) queued again.", messages.SUCCESS)

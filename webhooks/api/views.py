@@ -1,0 +1,182 @@
+"""Webhook API views: /api/webhooks (endpoints, secrets, tests, stats, deliveries, redelivery).
+
+Every endpoint and delivery belongs to an API key; a key sees and changes only its own."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from jobqueue.api.pagination import page_response, read_page
+from webhooks import endpoints
+from webhooks.api.serializers import (
+    AttemptSerializer,
+    BulkRedeliverSerializer,
+    DeliveryDetailSerializer,
+    DeliveryQuerySerializer,
+    DeliverySerializer,
+    EndpointSerializer,
+    EndpointWriteSerializer,
+    RotateSecretSerializer,
+)
+from webhooks.models import WebhookDelivery, WebhookEndpoint
+
+
+def _own_endpoint(request: Request, endpoint_id) -> WebhookEndpoint:
+    return get_object_or_404(WebhookEndpoint, pk=endpoint_id, owner=request.auth)
+
+
+def _deliveries(request: Request, queryset) -> Response:
+    query = DeliveryQuerySerializer(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    if "status" in query.validated_data:
+        queryset = queryset.filter(status=query.validated_data["status"])
+    return page_response("deliveries", queryset.order_by("-id"), DeliverySerializer, read_page(request))
+
+
+class EndpointCollectionView(APIView):
+    @extend_schema(responses=EndpointSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        queryset = WebhookEndpoint.objects.filter(owner=request.auth).order_by("created_at")
+        return page_response("webhooks", queryset, EndpointSerializer, read_page(request))
+
+    @extend_schema(request=EndpointWriteSerializer, responses={201: EndpointSerializer})
+    def post(self, request: Request) -> Response:
+        body = EndpointWriteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        endpoint, secret = endpoints.create_endpoint(request.auth, body.validated_data)
+        return Response(
+            {"success": True, "webhook": EndpointSerializer(endpoint).data, "secret": secret},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class EndpointDetailView(APIView):
+    @extend_schema(responses=EndpointSerializer)
+    def get(self, request: Request, endpoint_id) -> Response:
+        return Response(
+            {"success": True, "webhook": EndpointSerializer(_own_endpoint(request, endpoint_id)).data}
+        )
+
+    @extend_schema(request=EndpointWriteSerializer, responses=EndpointSerializer)
+    def patch(self, request: Request, endpoint_id) -> Response:
+        endpoint = _own_endpoint(request, endpoint_id)
+        body = EndpointWriteSerializer(data=request.data, partial=True)
+        body.is_valid(raise_exception=True)
+        endpoint = endpoints.update_endpoint(endpoint, body.validated_data)
+        return Response({"success": True, "webhook": EndpointSerializer(endpoint).data})
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, endpoint_id) -> Response:
+        _own_endpoint(request, endpoint_id).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class EndpointRotateSecretView(APIView):
+    @extend_schema(request=RotateSecretSerializer)
+    def post(self, request: Request, endpoint_id) -> Response:
+        endpoint = _own_endpoint(request, endpoint_id)
+        body = RotateSecretSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        overlap = timedelta(seconds=body.validated_data["overlap_seconds"])
+        secret, previous_valid_until = endpoints.rotate_secret(endpoint.pk, overlap)
+        return Response(
+            {"success": True, "secret": secret, "previous_secret_valid_until": previous_valid_until}
+        )
+
+
+class DefaultSecretRotateView(APIView):
+    @extend_schema(request=RotateSecretSerializer)
+    def post(self, request: Request) -> Response:
+        """The secret signing this key's per-job and per-workflow `webhook_url` messages."""
+        body = RotateSecretSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        overlap = timedelta(seconds=body.validated_data["overlap_seconds"])
+        secret, previous_valid_until = endpoints.rotate_default_secret(request.auth, overlap)
+        return Response(
+            {"success": True, "secret": secret, "previous_secret_valid_until": previous_valid_until}
+        )
+
+
+class EndpointTestView(APIView):
+    @extend_schema(request=None, responses=AttemptSerializer)
+    def post(self, request: Request, endpoint_id) -> Response:
+        attempt = endpoints.send_test(_own_endpoint(request, endpoint_id))
+        return Response(
+            {
+                "success": True,
+                "delivered": attempt.succeeded,
+                "delivery_id": attempt.delivery_id,
+                "attempt": AttemptSerializer(attempt).data,
+            }
+        )
+
+
+class EndpointStatsView(APIView):
+    def get(self, request: Request, endpoint_id) -> Response:
+        stats = endpoints.endpoint_stats(_own_endpoint(request, endpoint_id))
+        return Response({"success": True, "stats": stats})
+
+
+class EndpointDeliveriesView(APIView):
+    @extend_schema(
+        parameters=[DeliveryQuerySerializer, OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
+        responses=DeliverySerializer(many=True),
+    )
+    def get(self, request: Request, endpoint_id) -> Response:
+        return _deliveries(request, _own_endpoint(request, endpoint_id).deliveries.all())
+
+
+class DeliveryCollectionView(APIView):
+    @extend_schema(
+        parameters=[DeliveryQuerySerializer, OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
+        responses=DeliverySerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        """Every delivery of this key's: its endpoints' and its jobs' and workflows' own URLs."""
+        return _deliveries(request, WebhookDelivery.objects.filter(owner=request.auth))
+
+
+class DeliveryDetailView(APIView):
+    @extend_schema(responses=DeliveryDetailSerializer)
+    def get(self, request: Request, delivery_id: int) -> Response:
+        delivery = get_object_or_404(
+            WebhookDelivery.objects.prefetch_related("attempts"), pk=delivery_id, owner=request.auth
+        )
+        return Response({"success": True, "delivery": DeliveryDetailSerializer(delivery).data})
+
+
+class DeliveryRedeliverView(APIView):
+    @extend_schema(request=None, responses=DeliverySerializer)
+    def post(self, request: Request, delivery_id: int) -> Response:
+        get_object_or_404(WebhookDelivery, pk=delivery_id, owner=request.auth)
+        delivery = endpoints.redeliver(delivery_id, request.auth)
+        return Response({"success": True, "delivery": DeliverySerializer(delivery).data})
+
+
+class BulkRedeliverView(APIView):
+    @extend_schema(request=BulkRedeliverSerializer)
+    def post(self, request: Request) -> Response:
+        """Everything that failed (was dead-lettered) since a time, sent again."""
+        body = BulkRedeliverSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        endpoint_id = body.validated_data.get("endpoint_id")
+        if endpoint_id is not None:
+            _own_endpoint(request, endpoint_id)
+        outcome = endpoints.redeliver_failed(
+            request.auth, body.validated_data["since"], endpoint_id, body.validated_data["limit"]
+        )
+        return Response(
+            {
+                "success": True,
+                "matched": outcome.matched,
+                "redelivered": outcome.redelivered,
+                "remaining": outcome.matched - outcome.redelivered,
+            }
+        )

@@ -1,0 +1,186 @@
+"""Managing endpoints and their messages: create, change, rotate the secret, test, stats, redeliver."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from jobqueue.errors import JobError
+from jobqueue.models import ApiKey
+from webhooks import delivery as deliveries
+from webhooks.models import (
+    DefaultSigningSecret,
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from webhooks.payloads import TEST_EVENT_TYPE, test_body
+from webhooks.targets import BlockedTarget, check_target
+
+
+class WebhookError(JobError):
+    code = "webhook_error"
+
+
+class DeliveryAlreadyPending(WebhookError):
+    """The delivery is still being tried; it cannot be redelivered until it ends."""
+
+    code = "delivery_pending"
+    http_status = 409
+
+
+def validate_target(url: str) -> None:
+    """What an endpoint may point at, checked on save (again before every request)."""
+    try:
+        check_target(url, unresolvable_ok=True)
+    except BlockedTarget as exc:
+        raise WebhookError(str(exc), field="url", code=exc.code) from None
+
+
+def create_endpoint(owner: ApiKey, fields: dict[str, Any]) -> tuple[WebhookEndpoint, str]:
+    """A new endpoint and its secret (the only time the secret is shown)."""
+    validate_target(fields["url"])
+    endpoint = WebhookEndpoint(owner=owner, **fields)
+    secret = endpoint.set_new_secret(timedelta(0), timezone.now())
+    endpoint.save()
+    return endpoint, secret
+
+
+def update_endpoint(endpoint: WebhookEndpoint, fields: dict[str, Any]) -> WebhookEndpoint:
+    if "url" in fields:
+        validate_target(fields["url"])
+    if fields.get("enabled") and not endpoint.enabled:
+        # Re-enabled by hand: its failure streak starts over.
+        fields = {**fields, "disabled_reason": "", "failing_since": None}
+    for name, value in fields.items():
+        setattr(endpoint, name, value)
+    endpoint.save()
+    return endpoint
+
+
+def rotate_secret(endpoint_id: Any, overlap: timedelta) -> tuple[str, datetime | None]:
+    """A new secret; the old one keeps signing (a second signature) until the returned time."""
+    with transaction.atomic():
+        endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint_id)
+        secret = endpoint.set_new_secret(overlap, timezone.now())
+        endpoint.save()
+    return secret, endpoint.previous_secret_expires_at
+
+
+def rotate_default_secret(owner: ApiKey, overlap: timedelta) -> tuple[str, datetime | None]:
+    """The secret signing the owner's per-job and per-workflow `webhook_url` messages, renewed."""
+    deliveries.default_signing_secret(owner.pk)  # exists from here on
+    with transaction.atomic():
+        holder = DefaultSigningSecret.objects.select_for_update().get(owner=owner)
+        secret = holder.set_new_secret(overlap, timezone.now())
+        holder.save()
+    return secret, holder.previous_secret_expires_at
+
+
+def send_test(endpoint: WebhookEndpoint) -> WebhookAttempt:
+    """Send a `webhook.test` message now, once (no retries), and return how it went."""
+    now = timezone.now()
+    test = WebhookDelivery.objects.create(
+        endpoint=endpoint,
+        url=endpoint.url,
+        owner_id=endpoint.owner_id,
+        event_type=TEST_EVENT_TYPE,
+        message_id="",
+        body=test_body(str(endpoint.id), now),
+        next_attempt_at=None,
+    )
+    test.message_id = f"msg_test_{test.pk}"
+    test.save(update_fields=["message_id"])
+    result = deliveries.send(
+        endpoint.url, test.message_id, test.body, endpoint.signing_secrets(now), endpoint.headers
+    )
+    return deliveries.record(test.pk, now, result, retries=False)
+
+
+def redeliver(delivery_id: int, owner: ApiKey) -> WebhookDelivery:
+    """Send a finished delivery again: same webhook-id and body, a fresh retry schedule."""
+    with transaction.atomic():
+        delivery = WebhookDelivery.objects.select_for_update().get(pk=delivery_id, owner=owner)
+        if delivery.status == DeliveryStatus.PENDING:
+            raise DeliveryAlreadyPending(field="delivery_id", delivery_id=delivery_id)
+        restart(delivery)
+    return delivery
+
+
+@dataclass(frozen=True)
+class RedeliveryOutcome:
+    matched: int
+    redelivered: int
+
+
+def redeliver_failed(
+    owner: ApiKey, since: datetime, endpoint_id: Any | None, limit: int
+) -> RedeliveryOutcome:
+    """Every dead-lettered delivery of the owner's since `since` (optionally one endpoint's), again."""
+    matching = failed_since(owner, since, endpoint_id)
+    matched = matching.count()
+    redelivered = 0
+    for delivery_id in matching.values_list("pk", flat=True)[:limit]:
+        with transaction.atomic():
+            delivery = (
+                WebhookDelivery.objects.select_for_update(skip_locked=True)
+                .filter(pk=delivery_id, status=DeliveryStatus.DEAD_LETTERED)
+                .first()
+            )
+            if delivery is not None:
+                restart(delivery)
+                redelivered += 1
+    return RedeliveryOutcome(matched=matched, redelivered=redelivered)
+
+
+def failed_since(owner: ApiKey, since: datetime, endpoint_id: Any | None) -> QuerySet[WebhookDelivery]:
+    queryset = WebhookDelivery.objects.filter(
+        owner=owner, status=DeliveryStatus.DEAD_LETTERED, dead_lettered_at__gte=since
+    ).exclude(event_type=TEST_EVENT_TYPE)
+    if endpoint_id is not None:
+        queryset = queryset.filter(endpoint_id=endpoint_id)
+    return queryset.order_by("dead_lettered_at", "id")
+
+
+def endpoint_stats(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    counts = endpoint.deliveries.exclude(event_type=TEST_EVENT_TYPE).aggregate(
+        total=Count("id"),
+        succeeded=Count("id", filter=Q(status=DeliveryStatus.SUCCEEDED)),
+        failed=Count("id", filter=Q(status=DeliveryStatus.DEAD_LETTERED)),
+        pending=Count("id", filter=Q(status=DeliveryStatus.PENDING)),
+    )
+    attempts = WebhookAttempt.objects.filter(delivery__endpoint=endpoint).aggregate(
+        total=Count("id"), failed=Count("id", filter=Q(succeeded=False))
+    )
+    return {
+        "deliveries_total": counts["total"],
+        "deliveries_succeeded": counts["succeeded"],
+        "deliveries_failed": counts["failed"],
+        "deliveries_pending": counts["pending"],
+        "attempts_total": attempts["total"],
+        "attempts_failed": attempts["failed"],
+        "last_success_at": endpoint.last_success_at,
+        "last_failure_at": endpoint.last_failure_at,
+        "failing_since": endpoint.failing_since,
+        "enabled": endpoint.enabled,
+        "disabled_reason": endpoint.disabled_reason,
+    }
+
+
+def restart(delivery: WebhookDelivery) -> None:
+    """Back to pending (a locked delivery): same webhook-id and body, a fresh retry schedule."""
+    delivery.status = DeliveryStatus.PENDING
+    delivery.dead_letter_reason = ""
+    delivery.dead_lettered_at = None
+    delivery.schedule_start_attempt = delivery.attempt_count
+    delivery.redelivery_count += 1
+    delivery.next_attempt_at = timezone.now()
+    delivery.dispatch_token = None
+    delivery.leased_until = None
+    delivery.save()

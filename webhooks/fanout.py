@@ -1,0 +1,145 @@
+"""Turn committed events into deliveries: one per matching endpoint, plus a job's or workflow's own
+`webhook_url` for its terminal events. A consumer of the event log with a cursor of its own; the
+unique constraints make a second pass over the same event create nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from jobqueue.events import EventType
+from jobqueue.models import Event, Job
+from jobqueue.relay import advance_cursor, lock_cursor_and_read
+from machines.models import Worker
+from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.payloads import Subject, event_body
+from workflows.models import Workflow
+
+CURSOR_NAME = "webhooks"
+ENTITY_URL_EVENTS = {
+    EventType.JOB_COMPLETED,
+    EventType.JOB_FAILED,
+    EventType.JOB_CANCELLED,
+    EventType.WORKFLOW_COMPLETED,
+    EventType.WORKFLOW_FAILED,
+    EventType.WORKFLOW_CANCELLED,
+}
+# Endpoint filter name -> the subject attribute it constrains.
+FILTERS = {
+    "job_types": "job_type",
+    "priorities": "priority",
+    "machine_ids": "machine_id",
+    "worker_ids": "worker_id",
+    "workflow_ids": "workflow_id",
+}
+
+
+def fan_out_once(batch: int | None = None) -> int:
+    """Create the deliveries of the next committed events; returns how many events were read."""
+    batch = batch or settings.WEBHOOK_PUMP_BATCH
+    with transaction.atomic():
+        events = lock_cursor_and_read(CURSOR_NAME, batch)
+        if not events:
+            return 0
+        endpoints = list(WebhookEndpoint.objects.filter(enabled=True))
+        subjects = _subjects(events)
+        deliveries = []
+        for event in events:
+            subject = subjects[event.id]
+            deliveries += _deliveries_for(event, subject, endpoints)
+        WebhookDelivery.objects.bulk_create(deliveries, ignore_conflicts=True)
+        advance_cursor(CURSOR_NAME, events[-1])
+        return len(events)
+
+
+def matches(endpoint: WebhookEndpoint, event_type: str, attributes: dict[str, Any]) -> bool:
+    if endpoint.event_types and event_type not in endpoint.event_types:
+        return False
+    for name, attribute in FILTERS.items():
+        allowed = endpoint.filters.get(name)
+        if allowed and attributes.get(attribute) not in allowed:
+            return False
+    return True
+
+
+def _deliveries_for(
+    event: Event, subject: Subject, endpoints: list[WebhookEndpoint]
+) -> list[WebhookDelivery]:
+    targets = [
+        (endpoint, endpoint.url, endpoint.owner_id)
+        for endpoint in endpoints
+        if matches(endpoint, event.type, subject.attributes)
+    ]
+    entity = subject.workflow if event.job_id is None else subject.job
+    if event.type in ENTITY_URL_EVENTS and entity and entity.get("webhook_url"):
+        targets.append((None, entity["webhook_url"], entity["api_key_id"]))
+    if not targets:
+        return []
+    body = event_body(event, subject)
+    return [
+        WebhookDelivery(
+            endpoint=endpoint,
+            url=url,
+            owner_id=owner_id,
+            event_id=event.id,
+            event_type=event.type,
+            message_id=f"msg_{event.id}",
+            job_id=event.job_id,
+            workflow_id=event.workflow_id or subject.attributes.get("workflow_id"),
+            body=body,
+        )
+        for endpoint, url, owner_id in targets
+    ]
+
+
+def _subjects(events: Iterable[Event]) -> dict[int, Subject]:
+    """Each event's job, workflow and attributes, in three queries for the whole batch."""
+    events = list(events)
+    jobs = {
+        row["id"]: row
+        for row in Job.objects.filter(id__in={e.job_id for e in events if e.job_id}).values(
+            "id",
+            "type",
+            "priority",
+            "worker_id",
+            "workflow_id",
+            "api_key_id",
+            "webhook_url",
+            "created_at",
+            "started_at",
+            "completed_at",
+        )
+    }
+    workflow_ids = {e.workflow_id for e in events if e.workflow_id} | {
+        j["workflow_id"] for j in jobs.values() if j["workflow_id"]
+    }
+    workflows = {
+        row["id"]: row
+        for row in Workflow.objects.filter(id__in=workflow_ids).values(
+            "id", "name", "api_key_id", "webhook_url", "total_steps", "created_at"
+        )
+    }
+    worker_ids = {e.worker_id for e in events if e.worker_id} | {
+        j["worker_id"] for j in jobs.values() if j["worker_id"]
+    }
+    machines = dict(Worker.objects.filter(id__in=worker_ids).values_list("id", "machine_id"))
+    subjects = {}
+    for event in events:
+        job = jobs.get(event.job_id) if event.job_id else None
+        workflow_id = event.workflow_id or (job and job["workflow_id"])
+        worker_id = event.worker_id or (job and job["worker_id"])
+        subjects[event.id] = Subject(
+            job=job,
+            workflow=workflows.get(workflow_id) if workflow_id else None,
+            attributes={
+                "job_type": job and job["type"],
+                "priority": job and job["priority"],
+                "workflow_id": workflow_id,
+                "worker_id": worker_id,
+                "machine_id": event.machine_id or machines.get(worker_id),
+            },
+        )
+    return subjects

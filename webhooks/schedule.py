@@ -1,0 +1,53 @@
+"""When a failed delivery is tried again, and which answers are worth trying again at all."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+from django.conf import settings
+
+# 4xx answers that say "try later" rather than "never".
+RETRYABLE_CLIENT_ERRORS = frozenset({408, 409, 429})
+GONE = 410
+
+
+def is_success(status_code: int | None) -> bool:
+    return status_code is not None and 200 <= status_code < 300
+
+
+def is_final_rejection(status_code: int | None) -> bool:
+    """A 4xx other than 408/409/429: the receiver will not take this message, retrying is pointless."""
+    return status_code is not None and 400 <= status_code < 500 and status_code not in RETRYABLE_CLIENT_ERRORS
+
+
+def retry_delay(attempts_in_schedule: int, retry_after: float | None = None) -> float | None:
+    """Seconds until the next attempt after `attempts_in_schedule` attempts; None once exhausted."""
+    schedule = settings.WEBHOOK_RETRY_SCHEDULE_SECONDS
+    if attempts_in_schedule >= len(schedule):
+        return None
+    base = schedule[attempts_in_schedule]
+    jitter = settings.WEBHOOK_RETRY_JITTER
+    delay = base * (1 + random.uniform(-jitter, jitter)) if jitter else base
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, settings.WEBHOOK_MAX_RETRY_AFTER_SECONDS))
+    return delay
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """`Retry-After` as seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - now).total_seconds())
+
+
+def after(now: datetime, seconds: float) -> datetime:
+    return now + timedelta(seconds=seconds)
