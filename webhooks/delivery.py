@@ -50,6 +50,16 @@ _LEASE_DUE = """
 """
 DELIVER_TASK = "webhooks.deliver"
 _IN_FLIGHT_MARGIN_SECONDS = 30  # beyond the request timeout, before a silent attempt is given up on
+_OUTCOME_FIELDS = [
+    "attempt_count",
+    "last_attempt_at",
+    "leased_until",
+    "status",
+    "delivered_at",
+    "dead_letter_reason",
+    "dead_lettered_at",
+    "next_attempt_at",
+]
 _SUCCESS_STAMP_EVERY = timedelta(seconds=1)  # an endpoint's last_success_at, refreshed at most this often
 
 
@@ -207,7 +217,7 @@ def record(
                 _mark_dead(delivery, reason or DeadLetterReason.EXHAUSTED, now)
             else:
                 next_attempt_at = delivery.next_attempt_at = after(now, delay)
-        delivery.save()
+        delivery.save(update_fields=_OUTCOME_FIELDS)  # never the (large, unchanged) body
         attempt = WebhookAttempt.objects.create(
             delivery=delivery,
             number=delivery.attempt_count,
