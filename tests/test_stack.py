@@ -27,6 +27,7 @@ def _start_stack(data_dir, ports) -> subprocess.Popen:
         FLOWER_PORT=str(ports["flower"]),
         WORKER_ID="stack-test-gpu0",
         WORKER_HARD_TIMEOUT_GRACE_SECONDS="0.5",
+        WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8",  # the test's receiver
     )
     return subprocess.Popen(
         [sys.executable, "manage.py", "runstack"],
@@ -54,7 +55,7 @@ def _stop(stack: subprocess.Popen) -> int:
     return stack.wait(60)
 
 
-def test_the_run_command_serves_the_api_runs_jobs_and_stops_cleanly(tmp_path):
+def test_the_run_command_serves_the_api_runs_jobs_and_stops_cleanly(tmp_path, webhook_receiver):
     ports = {name: free_port() for name in ("pg", "redis", "api", "flower")}
     base = f"http://127.0.0.1:{ports['api']}"
     stack = _start_stack(tmp_path, ports)
@@ -65,6 +66,13 @@ def test_the_run_command_serves_the_api_runs_jobs_and_stops_cleanly(tmp_path):
         assert stack.poll() is None, (tmp_path / "stack.log").read_text()[-3000:]
         key = (tmp_path / "dev-api-key").read_text().strip()
         headers = {"x-api-key": key}
+        hook = requests.post(
+            f"{base}/api/webhooks",
+            json={"url": webhook_receiver.url("/hook"), "event_types": ["job_completed"]},
+            headers=headers,
+            timeout=5,
+        )
+        webhook_receiver.expect_secret("/hook", hook.json()["secret"])
         submitted = requests.post(
             f"{base}/api/jobs",
             json={"type": "simulation", "payload": {"duration": 0.2}},
@@ -74,6 +82,8 @@ def test_the_run_command_serves_the_api_runs_jobs_and_stops_cleanly(tmp_path):
         assert submitted.status_code == 201
         job_url = f"{base}/api/jobs/{submitted.json()['job_id']}"
         wait_for(lambda: _status(job_url, headers) == "completed")
+        [message] = wait_for(lambda: webhook_receiver.at("/hook"), what="the job_completed webhook")
+        assert message.verified and message.json["job_id"] == submitted.json()["job_id"]
 
         # A job deaf to its timeout costs its worker a restart, and the stack restarts it.
         stuck = {

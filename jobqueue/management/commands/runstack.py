@@ -1,7 +1,8 @@
 """`manage.py runstack`: the whole system on one machine, stopped cleanly with Ctrl-C.
 
 Starts embedded Postgres and Redis unless DATABASE_URL / REDIS_URL are set, migrates, then runs the
-API (ASGI), the control worker, one GPU worker, Celery beat and Flower as child processes.
+API (ASGI), the control worker, one GPU worker, Celery beat, the event relay (with the webhook pump),
+the webhook delivery worker and Flower as child processes.
 """
 
 from __future__ import annotations
