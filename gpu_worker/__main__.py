@@ -15,8 +15,10 @@ from gpu_worker import protocol
 from gpu_worker.app import app, install_runner
 from gpu_worker.config import WorkerConfig, parse_config
 from gpu_worker.connectors import build_connectors
+from gpu_worker.gpus import read_telemetry
 from gpu_worker.reporter import Reporter
 from gpu_worker.runner import CancelWatch, JobRunner
+from gpu_worker.supervisor import run_supervisor
 
 logger = logging.getLogger("gpu_worker")
 
@@ -40,15 +42,41 @@ class Heartbeat(threading.Thread):
         while not self.stopped.wait(self.interval):
             try:
                 seen = self.runner.attempts.seen()
-                self.reporter.heartbeat(self.instance_id, {**self.info, "seen_attempts": seen})
+                self.reporter.heartbeat(
+                    self.instance_id,
+                    {
+                        **self.info,
+                        "seen_attempts": seen,
+                        "health": engine_health(self.runner.connectors),
+                        "telemetry": read_telemetry(self.info.get("gpu_index")),
+                    },
+                )
                 self.runner.resend_unconfirmed_reports()
             except Exception:
                 logger.exception("heartbeat failed; retrying in %.0fs", self.interval)
 
 
+def engine_health(connectors: dict) -> dict:
+    """Healthy when every connector's engine answers its health check; else which one fails and why."""
+    for connector in {id(c): c for c in connectors.values()}.values():
+        try:
+            healthy = connector.health()
+            detail = "" if healthy else f"{connector.name}: health check failed"
+        except Exception as exc:  # noqa: BLE001 (an engine's failure is what we report, whatever it is)
+            healthy, detail = False, f"{connector.name}: {exc}"
+        if not healthy:
+            return {"healthy": False, "detail": detail}
+    return {"healthy": True, "detail": ""}
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     config = parse_config(argv)
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if not config.gpus:
+        logger.info("no NVIDIA GPU found: running on configured values (%.0f GB)", config.gpu_memory_gb)
+    if not config.supervised and len(config.worker_slots_by_gpu) > 1:
+        sys.exit(run_supervisor(argv, config))
     app.conf.broker_url = config.broker_url
     connectors = build_connectors(config.connectors)
     instance_id = uuid.uuid4().hex
@@ -63,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     install_runner(runner)
 
-    info = config.registration(instance_id, list(connectors))
+    info = {**config.registration(instance_id, list(connectors)), "health": engine_health(connectors)}
     heartbeat = Heartbeat(reporter, instance_id, info, runner, config.heartbeat_seconds)
 
     @signals.worker_ready.connect(weak=False)

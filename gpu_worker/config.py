@@ -7,7 +7,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
-from gpu_worker.gpus import GpuInfo, detect_gpus
+from gpu_worker.gpus import GpuInfo, describe_machine, detect_gpus
 
 
 @dataclass
@@ -27,6 +27,12 @@ class WorkerConfig:
     hard_timeout_grace_seconds: float
     log_level: str
     gpus: list[GpuInfo] = field(default_factory=list)
+    customer_allowlist: list[str] = field(default_factory=list)
+    customer_denylist: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    # How many worker processes this command runs (a supervisor when more than one), on which GPUs.
+    worker_slots_by_gpu: list[int] = field(default_factory=list)
+    supervised: bool = False
 
     def registration(self, instance_id: str, job_types: list[str]) -> dict:
         """The self-description sent to the control plane on registration and with every heartbeat."""
@@ -44,7 +50,10 @@ class WorkerConfig:
             "gpu_name": self.gpu_name,
             "slots": self.slots,
             "connectors": self.connectors,
-            "gpus": [gpu.__dict__ for gpu in self.gpus],
+            "customer_allowlist": sorted(set(self.customer_allowlist)),
+            "customer_denylist": sorted(set(self.customer_denylist)),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "machine": describe_machine(self.gpus, self.labels),
         }
 
 
@@ -79,12 +88,47 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
         default=float(env("WORKER_HARD_TIMEOUT_GRACE_SECONDS", "30")),
         help="how long a job past its timeout may take to stop before the worker gives it up and restarts",
     )
+    parser.add_argument(
+        "--gpu-count",
+        type=int,
+        default=_int_or_none(env("WORKER_GPU_COUNT")),
+        help="GPUs to run workers for when NVML finds none (default: what NVML finds, else 1)",
+    )
+    parser.add_argument(
+        "--workers-per-gpu",
+        type=int,
+        default=int(env("WORKERS_PER_GPU", "1")),
+        help="worker processes per GPU",
+    )
+    parser.add_argument(
+        "--customers",
+        default=env("WORKER_CUSTOMERS", ""),
+        help="dedicate to these customers only (comma-separated)",
+    )
+    parser.add_argument(
+        "--exclude-customers",
+        default=env("WORKER_EXCLUDED_CUSTOMERS", ""),
+        help="never serve these customers",
+    )
+    parser.add_argument(
+        "--labels", default=env("MACHINE_LABELS", ""), help="key=value,... recorded on the machine"
+    )
     parser.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     if args.slots < 1:
         parser.error("--slots must be at least 1")
+    if args.workers_per_gpu < 1:
+        parser.error("--workers-per-gpu must be at least 1")
+    supervised = env(SUPERVISED_ENV) == "1"
 
     gpus = detect_gpus()
+    gpu_indices = (
+        [args.gpu_index]
+        if args.gpu_index is not None
+        else [g.index for g in gpus]
+        if gpus
+        else list(range(args.gpu_count or 1))
+    )
     gpu = _pick_gpu(gpus, args.gpu_index)
     gpu_memory = gpu.memory_total_gb if gpu else (args.gpu_memory_gb or 0.0)
     gpu_index = gpu.index if gpu else args.gpu_index
@@ -105,7 +149,19 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
         hard_timeout_grace_seconds=args.hard_timeout_grace_seconds,
         log_level=args.log_level,
         gpus=gpus,
+        customer_allowlist=_names(args.customers),
+        customer_denylist=_names(args.exclude_customers),
+        labels=dict(pair.split("=", 1) for pair in _names(args.labels) if "=" in pair),
+        worker_slots_by_gpu=[index for index in gpu_indices for _ in range(args.workers_per_gpu)],
+        supervised=supervised,
     )
+
+
+SUPERVISED_ENV = "GPU_WORKER_SUPERVISED"  # set by the supervisor on the workers it starts
+
+
+def _names(raw: str) -> list[str]:
+    return [part.strip() for part in raw.split(",") if part.strip()]
 
 
 def _pick_gpu(gpus: list[GpuInfo], index: int | None) -> GpuInfo | None:

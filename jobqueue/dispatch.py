@@ -8,7 +8,6 @@ dispatchers can neither assign one job twice nor overfill a worker. See docs/dis
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,14 +23,19 @@ from machines.models import Worker, heard_since
 
 logger = logging.getLogger(__name__)
 
-# A job matches a worker when the worker runs its type and satisfies every requirement.
-# Parameters: type list, capabilities, models (jsonb arrays), gpu memory, pool.
-_JOB_MATCHES_WORKER = """
-    j.type = ANY(%(job_types)s)
-    AND %(capabilities)s::jsonb @> j.required_capabilities
-    AND %(models)s::jsonb @> j.required_models
-    AND (j.required_gpu_memory_gb IS NULL OR j.required_gpu_memory_gb <= %(gpu_memory_gb)s)
-    AND (j.required_pool IS NULL OR j.required_pool = %(pool)s)
+# A job matches a worker (`j`, `w`) when the worker runs its type, satisfies every requirement, and
+# may serve its customer: a worker with an allow-list serves only those customers (it is dedicated
+# to them), one with a deny-list never serves those, and a `customer_isolation: strict` job runs only
+# on a worker dedicated to its customer. The one statement of "eligible", used by every query here.
+JOB_MATCHES_WORKER = """
+    j.type IN (SELECT jsonb_array_elements_text(w.job_types))
+    AND w.capabilities @> j.required_capabilities
+    AND w.model_names @> j.required_models
+    AND (j.required_gpu_memory_gb IS NULL OR j.required_gpu_memory_gb <= w.gpu_memory_gb)
+    AND (j.required_pool IS NULL OR j.required_pool = w.pool)
+    AND (jsonb_array_length(w.customer_allowlist) = 0 OR w.customer_allowlist ? j.customer_id)
+    AND (j.customer_id IS NULL OR NOT w.customer_denylist ? j.customer_id)
+    AND (NOT j.requires_dedicated_worker OR w.customer_allowlist ? j.customer_id)
 """
 
 # One statement assigns the worker its best eligible pending jobs, up to its free slots, with their
@@ -39,8 +43,8 @@ _JOB_MATCHES_WORKER = """
 # locked by the previous statement: a statement that waited on a lock keeps its pre-wait snapshot.
 _ASSIGN_BEST_JOBS = f"""
     WITH picked AS (
-        SELECT j.id FROM jobqueue_job j
-        WHERE j.status = 'pending' AND {_JOB_MATCHES_WORKER}
+        SELECT j.id FROM jobqueue_job j, machines_worker w
+        WHERE w.id = %(worker_id)s AND j.status = 'pending' AND {JOB_MATCHES_WORKER}
         ORDER BY j.effective_priority DESC, j.order_time, j.submit_seq
         LIMIT greatest(0, %(slots)s - (SELECT count(*) FROM jobqueue_job a
                                        WHERE a.worker_id = %(worker_id)s AND a.status IN ('assigned', 'running')))
@@ -68,10 +72,15 @@ _ASSIGN_BEST_JOBS = f"""
     SELECT * FROM assigned ORDER BY effective_priority DESC, order_time, submit_seq
 """
 
-# Live workers (heard from since `heard_since`) with a free slot.
-_LIVE_WORKERS_WITH_A_FREE_SLOT = """
+# Workers taking work: live (heard from since `heard_since`), not draining, their engine healthy.
+TAKES_WORK = """
+    w.status <> 'offline' AND w.last_seen_at >= %(heard_since)s AND NOT w.draining AND w.engine_healthy
+"""
+
+# ... with a free slot.
+_LIVE_WORKERS_WITH_A_FREE_SLOT = f"""
     SELECT w.id FROM machines_worker w
-    WHERE w.status <> 'offline' AND w.last_seen_at >= %(heard_since)s
+    WHERE {TAKES_WORK}
       AND (SELECT count(*) FROM jobqueue_job a
            WHERE a.worker_id = w.id AND a.status IN ('assigned', 'running')) < w.slots
 """
@@ -81,12 +90,7 @@ _FREE_WORKERS_FOR_JOBS = f"""
     {_LIVE_WORKERS_WITH_A_FREE_SLOT}
       AND EXISTS (
         SELECT 1 FROM jobqueue_job j
-        WHERE j.id = ANY(%(job_ids)s) AND j.status = 'pending'
-          AND j.type IN (SELECT jsonb_array_elements_text(w.job_types))
-          AND w.capabilities @> j.required_capabilities
-          AND w.model_names @> j.required_models
-          AND (j.required_gpu_memory_gb IS NULL OR j.required_gpu_memory_gb <= w.gpu_memory_gb)
-          AND (j.required_pool IS NULL OR j.required_pool = w.pool))
+        WHERE j.id = ANY(%(job_ids)s) AND j.status = 'pending' AND {JOB_MATCHES_WORKER})
     ORDER BY w.last_assigned_at NULLS FIRST
 """
 
@@ -115,7 +119,7 @@ def fill_worker(worker_id: str) -> list[Assignment]:
     with transaction.atomic(savepoint=False):
         # Waits for a concurrent dispatcher of this worker to commit, so slots are never overfilled.
         worker = Worker.objects.select_for_update().filter(pk=worker_id).first()
-        if worker is None or not worker.is_live:
+        if worker is None or not worker.takes_work:
             return []
         assigned = list(Job.objects.raw(_ASSIGN_BEST_JOBS, _match_params(worker)))
         if not assigned:
@@ -176,11 +180,6 @@ def _match_params(worker: Worker) -> dict:
         "machine_id": worker.machine_id,
         "queue": worker.queue,
         "slots": worker.slots,
-        "job_types": list(worker.job_types),
-        "capabilities": json.dumps(worker.capabilities),
-        "models": json.dumps(worker.model_names),
-        "gpu_memory_gb": worker.gpu_memory_gb,
-        "pool": worker.pool,
     }
 
 

@@ -31,6 +31,8 @@ class EventType(models.TextChoices):
     WORKFLOW_COMPLETED = "workflow_completed"
     WORKFLOW_FAILED = "workflow_failed"
     WORKFLOW_CANCELLED = "workflow_cancelled"
+    MACHINE_REGISTERED = "machine_registered"
+    MACHINE_STATUS_CHANGED = "machine_status_changed"
     WORKER_REGISTERED = "worker_registered"
     WORKER_STATUS_CHANGED = "worker_status_changed"
     WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint_disabled"
@@ -67,6 +69,11 @@ def record_workflow_event(
     return Event.objects.create(
         type=event_type, workflow_id=workflow_id, correlation_id=correlation_id, payload=payload
     )
+
+
+def record_machine_event(event_type: EventType, machine_id: str, payload: dict[str, Any]) -> Event:
+    _validate(event_type, payload)
+    return Event.objects.create(type=event_type, machine_id=machine_id, payload=payload)
 
 
 def record_webhook_event(event_type: EventType, payload: dict[str, Any]) -> Event:

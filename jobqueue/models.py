@@ -39,6 +39,9 @@ class ApiKey(models.Model):
     prefix = models.CharField(max_length=16, help_text="First characters of the key, to recognise it.")
     key_hash = models.CharField(max_length=64, unique=True)
     is_active = models.BooleanField(default=True)
+    can_complete_delegated = models.BooleanField(
+        default=False, help_text="May complete jobs of types no worker runs (POST /api/jobs/{id}/result)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
 
@@ -54,9 +57,14 @@ class ApiKey(models.Model):
         return hashlib.sha256(raw_key.encode()).hexdigest()
 
     @classmethod
-    def issue(cls, name: str) -> tuple[ApiKey, str]:
+    def issue(cls, name: str, *, can_complete_delegated: bool = False) -> tuple[ApiKey, str]:
         raw_key = f"jq_{secrets.token_urlsafe(32)}"
-        api_key = cls.objects.create(name=name, prefix=raw_key[:10], key_hash=cls.hash_key(raw_key))
+        api_key = cls.objects.create(
+            name=name,
+            prefix=raw_key[:10],
+            key_hash=cls.hash_key(raw_key),
+            can_complete_delegated=can_complete_delegated,
+        )
         return api_key, raw_key
 
     @property
@@ -104,6 +112,9 @@ class Job(models.Model):
     api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
     created_by = models.CharField(max_length=100, blank=True, default="")
     customer_id = models.CharField(max_length=200, null=True, blank=True)
+    requires_dedicated_worker = models.BooleanField(
+        default=False, help_text="customer_isolation: strict, only a worker dedicated to its customer."
+    )
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     correlation_id = models.CharField(max_length=100, blank=True, default="")
 

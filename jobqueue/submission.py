@@ -82,6 +82,7 @@ def _create(request: JobRequest, api_key: ApiKey | None, correlation_id: str) ->
         api_key=api_key,
         created_by=api_key.name if api_key else "",
         customer_id=request.customer_id,
+        requires_dedicated_worker=request.requirements.get("customer_isolation") == "strict",
         idempotency_key=request.idempotency_key,
         correlation_id=correlation_id,
         workflow_id=request.workflow_id,

@@ -21,6 +21,33 @@ def heard_since() -> datetime:
     return timezone.now() - timedelta(seconds=settings.WORKER_OFFLINE_AFTER_SECONDS)
 
 
+class MachineStatus(models.TextChoices):
+    STARTING = "starting"  # registered, no worker yet
+    ONLINE = "online"  # at least one live worker (the API shows "busy" while any is running a job)
+    OFFLINE = "offline"  # no live worker
+    ERROR = "error"  # live workers, but every one's engine is failing its health check
+
+
+class Machine(models.Model):
+    """A GPU machine: what it is (reported by its workers at registration) and whether it is up."""
+
+    id = models.CharField(max_length=200, primary_key=True, help_text="From config, or the hostname.")
+    hostname = models.CharField(max_length=255, blank=True, default="")
+    pool = models.CharField(max_length=64, default="standard")
+    gpus = models.JSONField(default=list, blank=True, help_text="[{index, name, memory_total_gb, uuid}]")
+    cpu_count = models.PositiveIntegerField(null=True, blank=True)
+    ram_gb = models.FloatField(null=True, blank=True)
+    software = models.JSONField(default=dict, blank=True, help_text="Driver, CUDA, Python, worker versions.")
+    labels = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=MachineStatus.choices, default=MachineStatus.STARTING)
+    draining = models.BooleanField(default=False, help_text="Takes no new work; running jobs finish.")
+    registered_at = models.DateTimeField(db_default=Now())
+    last_seen_at = models.DateTimeField(db_default=Now())
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.pool}, {self.status}{', draining' if self.draining else ''})"
+
+
 class WorkerQuerySet(models.QuerySet):
     def live(self) -> WorkerQuerySet:
         return self.filter(last_seen_at__gte=heard_since()).exclude(status=WorkerStatus.OFFLINE)
@@ -55,6 +82,16 @@ class Worker(models.Model):
         default=list, blank=True, help_text="[job id, attempt] the worker said it received, recently."
     )
     seen_reported_at = models.DateTimeField(null=True, blank=True, help_text="When it last said so.")
+    draining = models.BooleanField(default=False, help_text="Its machine is draining: no new work.")
+    engine_healthy = models.BooleanField(default=True, help_text="Its engine passed its last health check.")
+    health_detail = models.CharField(max_length=500, blank=True, default="")
+    customer_allowlist = models.JSONField(
+        default=list, blank=True, help_text="Dedicated to these customers only (empty: any customer)."
+    )
+    customer_denylist = models.JSONField(default=list, blank=True, help_text="Never serves these customers.")
+    telemetry = models.JSONField(
+        default=dict, blank=True, help_text="GPU utilisation and memory use, from the last heartbeat."
+    )
 
     objects = WorkerQuerySet.as_manager()
 
@@ -67,3 +104,8 @@ class Worker(models.Model):
     @property
     def is_live(self) -> bool:
         return self.status != WorkerStatus.OFFLINE and self.last_seen_at >= heard_since()
+
+    @property
+    def takes_work(self) -> bool:
+        """What dispatch.TAKES_WORK says in SQL."""
+        return self.is_live and not self.draining and self.engine_healthy

@@ -9,10 +9,10 @@ from django.db.models.functions import Now
 
 from gpu_worker import protocol
 from jobqueue.dispatch import fill_worker
-from jobqueue.events import EventType, record_worker_event
+from jobqueue.events import EventType, record_machine_event, record_worker_event
 from jobqueue.models import Job, JobStatus
 from jobqueue.reports import worker_lost
-from machines.models import Worker, WorkerStatus
+from machines.models import Machine, MachineStatus, Worker, WorkerStatus
 
 _REGISTERED_FIELDS = (
     "machine_id",
@@ -25,6 +25,8 @@ _REGISTERED_FIELDS = (
     "gpu_index",
     "gpu_name",
     "slots",
+    "customer_allowlist",
+    "customer_denylist",
 )
 
 
@@ -40,8 +42,10 @@ def register_worker(info: dict[str, Any]) -> Worker:
     extra = {
         k: v for k, v in info.items() if k not in _REGISTERED_FIELDS and k not in {"worker_id", "instance_id"}
     }
+    health = info.get("health") or {}
     with transaction.atomic():
         previous = Worker.objects.select_for_update().filter(pk=worker_id).first()
+        machine = _register_machine(str(info["machine_id"]), info)
         worker, created = Worker.objects.update_or_create(
             pk=worker_id,
             defaults={
@@ -51,6 +55,10 @@ def register_worker(info: dict[str, Any]) -> Worker:
                 "status": WorkerStatus.IDLE,
                 "last_seen_at": Now(),
                 "stopped_at": None,
+                "draining": machine.draining,
+                "engine_healthy": health.get("healthy", True),
+                "health_detail": str(health.get("detail", ""))[:500],
+                "telemetry": info.get("telemetry") or {},
                 "info": extra,
             },
         )
@@ -60,6 +68,7 @@ def register_worker(info: dict[str, Any]) -> Worker:
             worker.machine_id,
             {"pool": worker.pool, "job_types": worker.job_types, "restarted": not created},
         )
+        refresh_machine_status(machine.id)
     # Outside that transaction: failing a job locks its row and then the worker's, and holding the
     # worker's lock first could deadlock with a report doing the same in the documented order.
     if previous is not None and previous.instance_id != info["instance_id"]:
@@ -83,10 +92,14 @@ def heartbeat(worker_id: str, instance_id: str, info: dict[str, Any] | None = No
     """
     info = dict(info or {})
     seen = info.pop("seen_attempts", None)
+    health = info.get("health") or {}
     this_instance = Worker.objects.filter(pk=worker_id, instance_id=instance_id)
-    refreshed = {"last_seen_at": Now()}
+    refreshed = {"last_seen_at": Now(), "telemetry": info.get("telemetry") or {}}
     if isinstance(seen, list):
         refreshed.update(seen_attempts=seen, seen_reported_at=Now())
+    healthy = bool(health.get("healthy", True))
+    health_changed = this_instance.exclude(engine_healthy=healthy).exists()
+    refreshed.update(engine_healthy=healthy, health_detail=str(health.get("detail", ""))[:500])
     if not this_instance.update(**refreshed):
         if info:
             register_worker(info)
@@ -97,6 +110,8 @@ def heartbeat(worker_id: str, instance_id: str, info: dict[str, Any] | None = No
         worker = Worker.objects.select_for_update().get(pk=worker_id)
         if worker.status == WorkerStatus.OFFLINE:
             _set_status(worker, WorkerStatus.IDLE)
+        elif health_changed:
+            refresh_machine_status(worker.machine_id)
     fill_worker(worker_id)
     return True
 
@@ -128,3 +143,74 @@ def _set_status(worker: Worker, status: WorkerStatus) -> None:
     record_worker_event(
         EventType.WORKER_STATUS_CHANGED, worker.id, worker.machine_id, {"from": previous, "to": status}
     )
+    refresh_machine_status(worker.machine_id)
+
+
+def _register_machine(machine_id: str, info: dict[str, Any]) -> Machine:
+    """Create or refresh the machine a registering worker runs on (locked, after the worker)."""
+    described = info.get("machine") or {}
+    fields = {
+        "hostname": info.get("hostname", ""),
+        "pool": info.get("pool", "standard"),
+        "gpus": described.get("gpus", []),
+        "cpu_count": described.get("cpu_count"),
+        "ram_gb": described.get("ram_gb"),
+        "software": described.get("software", {}),
+        "labels": described.get("labels", {}),
+        "last_seen_at": Now(),
+    }
+    _, created = Machine.objects.get_or_create(id=machine_id, defaults=fields)
+    machine = Machine.objects.select_for_update().get(pk=machine_id)
+    for name, value in fields.items():
+        setattr(machine, name, value)
+    machine.save()
+    if created:
+        record_machine_event(
+            EventType.MACHINE_REGISTERED,
+            machine_id,
+            {"hostname": machine.hostname, "pool": machine.pool, "gpu_count": len(machine.gpus)},
+        )
+    return machine
+
+
+def refresh_machine_status(machine_id: str) -> Machine | None:
+    """A machine is online while a worker of its is live, in error when every live one's engine is
+    failing, offline when none is live; each change is a `machine_status_changed` event."""
+    machine = Machine.objects.select_for_update().filter(pk=machine_id).first()
+    if machine is None:
+        return None
+    live = Worker.objects.live().filter(machine_id=machine_id)
+    if not live.exists():
+        status = MachineStatus.OFFLINE
+    elif not live.filter(engine_healthy=True).exists():
+        status = MachineStatus.ERROR
+    else:
+        status = MachineStatus.ONLINE
+    if status != machine.status:
+        record_machine_event(
+            EventType.MACHINE_STATUS_CHANGED,
+            machine_id,
+            {"from": machine.status, "to": status, "draining": machine.draining},
+        )
+        machine.status = status
+        machine.save(update_fields=["status"])
+    return machine
+
+
+def set_draining(machine_id: str, draining: bool) -> Machine:
+    """Drain (no new work; running jobs finish) or resume a machine. Resuming offers its workers work."""
+    with transaction.atomic():
+        Worker.objects.filter(machine_id=machine_id).update(draining=draining)  # workers first, as everywhere
+        machine = Machine.objects.select_for_update().get(pk=machine_id)
+        if machine.draining != draining:
+            machine.draining = draining
+            machine.save(update_fields=["draining"])
+            record_machine_event(
+                EventType.MACHINE_STATUS_CHANGED,
+                machine_id,
+                {"from": machine.status, "to": machine.status, "draining": draining},
+            )
+    if not draining:
+        for worker_id in Worker.objects.filter(machine_id=machine_id).values_list("id", flat=True):
+            fill_worker(worker_id)
+    return machine

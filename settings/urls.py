@@ -34,6 +34,7 @@ urlpatterns = [
     path("api/", include("jobqueue.api.urls")),
     path("api/", include("workflows.api.urls")),
     path("api/", include("webhooks.api.urls")),
+    path("api/", include("machines.api.urls")),
     path(
         "api/schema",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),

@@ -231,11 +231,20 @@ def gpu_worker(
 
     started: list[RunningGpuWorker] = []
 
-    def start(*, worker_id: str | None = None, broker_url: str | None = None, **options) -> RunningGpuWorker:
+    def start(
+        *,
+        worker_id: str | None = None,
+        broker_url: str | None = None,
+        extra_env: dict[str, str] | None = None,
+        **options,
+    ) -> RunningGpuWorker:
         worker_id = worker_id or f"test-{uuid.uuid4().hex[:8]}"
         previous_instances = list(Worker.objects.filter(pk=worker_id).values_list("instance_id", flat=True))
         process = spawn_gpu_worker(
-            _child_env(services), broker_url or services.redis_url, worker_id=worker_id, **options
+            {**_child_env(services), **(extra_env or {})},
+            broker_url or services.redis_url,
+            worker_id=worker_id,
+            **options,
         )
         running = RunningGpuWorker(worker_id, process)
         started.append(running)

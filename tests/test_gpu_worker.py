@@ -19,6 +19,8 @@ class FakeNvml:
     class NVMLError(Exception):
         pass
 
+    NVML_TEMPERATURE_GPU = 0
+
     def __init__(self, cards):
         self.cards = cards
         self.shutdown_called = False
@@ -45,13 +47,41 @@ class FakeNvml:
         return f"GPU-{handle['name']}"
 
     def nvmlDeviceGetMemoryInfo(self, handle):
-        return SimpleNamespace(total=handle["bytes"])
+        return SimpleNamespace(total=handle["bytes"], used=handle.get("used", 0), free=0)
+
+    def nvmlSystemGetCudaDriverVersion(self):
+        return 12040
+
+    def nvmlDeviceGetUtilizationRates(self, handle):
+        return SimpleNamespace(gpu=handle.get("utilization", 0), memory=0)
+
+    def nvmlDeviceGetTemperature(self, handle, sensor):
+        if "temperature" not in handle:
+            raise self.NVMLError("Not Supported")
+        return handle["temperature"]
+
+
+def test_the_fake_nvml_speaks_the_real_librarys_api():
+    """Every call the detection makes exists, under that name, in nvidia-ml-py itself."""
+    import pynvml as real
+
+    for name in [n for n in vars(FakeNvml) if n.startswith(("nvml", "NVML"))]:
+        assert hasattr(real, name), name
 
 
 @pytest.fixture
 def two_gpus(monkeypatch):
     fake = FakeNvml(
-        [{"name": "NVIDIA A10", "bytes": 24 * 1024**3}, {"name": b"NVIDIA H100", "bytes": 80 * 1024**3}]
+        [
+            {
+                "name": "NVIDIA A10",
+                "bytes": 24 * 1024**3,
+                "used": 6 * 1024**3,
+                "utilization": 37,
+                "temperature": 61,
+            },
+            {"name": b"NVIDIA H100", "bytes": 80 * 1024**3},
+        ]
     )
     monkeypatch.setitem(__import__("sys").modules, "pynvml", fake)
     return fake
@@ -64,8 +94,36 @@ def test_gpus_are_detected_through_nvml(two_gpus):
         (0, "NVIDIA A10", 24.0),
         (1, "NVIDIA H100", 80.0),
     ]
-    assert detected[0].driver_version == "550.54"
+    assert (detected[0].driver_version, detected[0].cuda_version) == ("550.54", "12.4")
     assert two_gpus.shutdown_called
+
+
+def test_utilisation_and_memory_use_are_read_for_heartbeats(two_gpus):
+    assert gpus.read_telemetry(0) == {
+        "gpu_utilization_percent": 37,
+        "gpu_memory_used_gb": 6.0,
+        "gpu_memory_total_gb": 24.0,
+        "temperature_c": 61,
+    }
+    assert "temperature_c" not in gpus.read_telemetry(1)  # a GPU that does not report it
+    assert gpus.read_telemetry(None) == {}
+
+
+def test_the_machine_description_names_its_gpus_and_software(two_gpus):
+    described = gpus.describe_machine(gpus.detect_gpus(), {"region": "eu"})
+
+    assert [g["name"] for g in described["gpus"]] == ["NVIDIA A10", "NVIDIA H100"]
+    assert described["software"]["driver"] == "550.54" and described["software"]["cuda"] == "12.4"
+    assert described["cpu_count"] >= 1 and described["ram_gb"] > 0 and described["labels"] == {"region": "eu"}
+
+
+def test_one_command_runs_a_worker_per_gpu_each_pinned_to_its_own(two_gpus):
+    from gpu_worker.supervisor import child_ids
+
+    config = parse_config(["--machine-id", "box"])
+    assert child_ids(config) == [("box-gpu0", 0), ("box-gpu1", 1)]
+    shared = parse_config(["--machine-id", "box", "--workers-per-gpu", "2"])
+    assert child_ids(shared) == [("box-gpu0-0", 0), ("box-gpu0-1", 0), ("box-gpu1-0", 1), ("box-gpu1-1", 1)]
 
 
 def test_a_detected_gpu_sets_the_advertised_memory_and_worker_id(two_gpus):

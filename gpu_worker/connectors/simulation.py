@@ -24,6 +24,13 @@ class SimulationConnector(Connector):
     name = "simulation"
     job_types = ("simulation",)
 
+    def health(self) -> bool:
+        """Down while the file named by SIMULATION_UNHEALTHY_FLAG exists (tests and demos of an engine outage)."""
+        flag = os.environ.get("SIMULATION_UNHEALTHY_FLAG")
+        if flag and os.path.exists(flag):
+            raise RuntimeError(f"engine down ({flag} exists)")
+        return True
+
     def run(self, job: JobContext) -> Any:
         options = _options(job.payload)
         job.checkpoint()

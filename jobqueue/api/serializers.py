@@ -59,6 +59,11 @@ class RequirementsSerializer(StrictSerializer):
     model = NameField("model", required=False)
     models = serializers.ListField(child=NameField("model"), required=False, max_length=64)
     pool = NameField("pool", required=False)
+    customer_isolation = serializers.ChoiceField(
+        choices=["none", "loose", "strict"],
+        required=False,
+        help_text="strict: run only on a worker dedicated to this job's customer_id.",
+    )
     # The replaced system's spellings.
     hardware = HardwareSerializer(required=False)
     service_type = serializers.CharField(required=False, max_length=100)
@@ -128,6 +133,10 @@ class JobSubmitSerializer(StrictSerializer):
         if None not in steps and steps[0] > steps[1]:
             raise serializers.ValidationError({"current_step": ["current_step is greater than total_steps"]})
         requirements = attrs.get("requirements") or {}
+        if requirements.get("customer_isolation") == "strict" and not attrs.get("customer_id"):
+            raise serializers.ValidationError(
+                {"requirements": {"customer_isolation": ["strict isolation needs the job's customer_id"]}}
+            )
         service_type = requirements.get("service_type")
         if service_type is not None and service_type not in names:
             raise serializers.ValidationError(

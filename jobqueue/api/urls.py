@@ -11,6 +11,7 @@ urlpatterns = [
         "jobs/<uuid:job_id>/status", views.JobDetailView.as_view(http_method_names=["get"]), name="job-status"
     ),
     path("jobs/<uuid:job_id>/cancel", views.JobCancelView.as_view(), name="job-cancel"),
+    path("jobs/<uuid:job_id>/result", views.JobResultView.as_view(), name="job-result"),
     path("jobs/<uuid:job_id>/events", events.JobTimelineView.as_view(), name="job-events"),
     path("events", events.EventReplayView.as_view(), name="events"),
     path("dead-letters", dead_letters.DeadLetterCollectionView.as_view(), name="dead-letters"),

@@ -11,9 +11,17 @@ from rest_framework.views import APIView
 
 from jobqueue.api.filters import JobFilter, filter_or_400
 from jobqueue.api.pagination import page_response, read_page
-from jobqueue.api.serializers import CancelSerializer, JobDetailSerializer, JobSerializer, JobSubmitSerializer
+from jobqueue.api.serializers import (
+    CancelSerializer,
+    JobDetailSerializer,
+    JobSerializer,
+    JobSubmitSerializer,
+    StrictSerializer,
+)
 from jobqueue.cancellation import cancel_job
-from jobqueue.models import Job
+from jobqueue.delegation import complete_delegated
+from jobqueue.eligibility import explain
+from jobqueue.models import Job, JobStatus
 from jobqueue.stats import TIMEFRAMES, job_stats
 from jobqueue.submission import submit_job
 
@@ -54,7 +62,46 @@ class JobDetailView(APIView):
     @extend_schema(responses=JobDetailSerializer)
     def get(self, request: Request, job_id) -> Response:
         job = get_object_or_404(Job.objects.prefetch_related("executions"), pk=job_id)
-        return Response({"success": True, "job": JobDetailSerializer(job).data})
+        body = JobDetailSerializer(job).data
+        if job.status == JobStatus.PENDING:
+            body["eligibility"] = explain(job)  # "no eligible worker", and which requirement, if so
+        return Response({"success": True, "job": body})
+
+
+class DelegatedErrorSerializer(StrictSerializer):
+    code = serializers.CharField(max_length=100, default="DELEGATED_FAILURE")
+    message = serializers.CharField(max_length=2000)
+    # Permanent unless said otherwise: the client knows whether trying again could help.
+    error_class = serializers.ChoiceField(
+        choices=["permanent", "transient"], default="permanent", source="class"
+    )
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict) and "class" in data:
+            data = {**{k: v for k, v in data.items() if k != "class"}, "error_class": data["class"]}
+        return super().to_internal_value(data)
+
+
+class DelegatedResultSerializer(StrictSerializer):
+    result = serializers.JSONField(required=False, help_text="The job's result.")
+    error = DelegatedErrorSerializer(required=False, help_text="Or why it failed.")
+
+    def validate(self, attrs):
+        if ("result" in attrs) == ("error" in attrs):
+            raise serializers.ValidationError("send either result or error", code="result_or_error")
+        return attrs
+
+
+class JobResultView(APIView):
+    @extend_schema(request=DelegatedResultSerializer, responses=JobSerializer)
+    def post(self, request: Request, job_id) -> Response:
+        """Complete (or fail) a pending job of a type no worker runs: delegated work, by a delegate key."""
+        body = DelegatedResultSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        job = complete_delegated(job_id, request.auth, **body.validated_data)
+        return Response(
+            {"success": True, "job_id": str(job.id), "status": job.status, "job": JobSerializer(job).data}
+        )
 
     @extend_schema(request=CancelSerializer, responses=JobSerializer)
     def delete(self, request: Request, job_id) -> Response:

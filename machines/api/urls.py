@@ -1,0 +1,14 @@
+from django.urls import path
+
+from machines.api import views
+
+urlpatterns = [
+    path("machines", views.MachineCollectionView.as_view(), name="machines"),
+    path("machines/<str:machine_id>", views.MachineDetailView.as_view(), name="machine-detail"),
+    path("machines/<str:machine_id>/drain", views.MachineDrainView.as_view(drain=True), name="machine-drain"),
+    path(
+        "machines/<str:machine_id>/resume", views.MachineDrainView.as_view(drain=False), name="machine-resume"
+    ),
+    path("workers", views.WorkerCollectionView.as_view(), name="workers"),
+    path("pools", views.PoolsView.as_view(), name="pools"),
+]
