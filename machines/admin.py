@@ -28,7 +28,16 @@ class MachineAdmin(admin.ModelAdmin):
 
 @admin.register(Worker)
 class WorkerAdmin(admin.ModelAdmin):
-    list_display = ("id", "machine_id", "pool", "status", "draining", "engine_healthy", "gpu_memory_gb", "last_seen_at")
+    list_display = (
+        "id",
+        "machine_id",
+        "pool",
+        "status",
+        "draining",
+        "engine_healthy",
+        "gpu_memory_gb",
+        "last_seen_at",
+    )
     list_filter = ("pool", "status", "draining", "engine_healthy")
     search_fields = ("id", "machine_id", "hostname")
     readonly_fields = [f.name for f in Worker._meta.fields if f.name != "draining"]

@@ -132,7 +132,10 @@ def test_a_worker_whose_engine_is_down_takes_no_jobs_until_it_recovers(
     assert Machine.objects.get(pk="sick-box").status == "online"
     changes = Event.objects.filter(type="machine_status_changed", machine_id="sick-box").order_by("id")
     # Registered already failing its health check (the registration carries it), then recovered.
-    assert [(e.payload["from"], e.payload["to"]) for e in changes] == [("starting", "error"), ("error", "online")]
+    assert [(e.payload["from"], e.payload["to"]) for e in changes] == [
+        ("starting", "error"),
+        ("error", "online"),
+    ]
 
 
 def test_a_silent_worker_is_offline_after_the_configured_silence_and_its_job_is_recovered(

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from gpu_worker.connectors.a1111 import A1111Connector
 from gpu_worker.connectors.base import Connector
+from gpu_worker.connectors.comfyui import ComfyUIConnector
+from gpu_worker.connectors.http_json import HttpJsonConnector
+from gpu_worker.connectors.ollama import OllamaConnector
+from gpu_worker.connectors.openai_compat import OpenAIConnector
 from gpu_worker.connectors.simulation import SimulationConnector
 
 REGISTRY: dict[str, type[Connector]] = {
-    SimulationConnector.name: SimulationConnector,
+    connector.name: connector
+    for connector in (
+        SimulationConnector,
+        ComfyUIConnector,
+        A1111Connector,
+        OpenAIConnector,
+        OllamaConnector,
+        HttpJsonConnector,
+    )
 }
 
 

@@ -1,0 +1,70 @@
+"""Ollama's native API: `/api/generate` and `/api/chat`, streamed as newline-delimited JSON.
+
+Job payload: {"endpoint": "generate" (default) | "chat", "body": {"model": ..., "prompt" | "messages": ...}}.
+Configured by OLLAMA_URL (default http://127.0.0.1:11434).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from gpu_worker.connectors.base import Connector, JobContext, PermanentError
+from gpu_worker.connectors.engine_http import check, engine_errors, engine_session, timeout_for
+
+ENGINE = "ollama"
+
+
+class OllamaConnector(Connector):
+    name = "ollama"
+    job_types = ("ollama",)
+
+    def __init__(self, base_url: str | None = None) -> None:
+        self.base_url = (base_url or os.environ.get("OLLAMA_URL", "http://127.0.0.1:11434")).rstrip("/")
+        self.session = engine_session()
+
+    def health(self) -> bool:
+        with engine_errors(ENGINE):
+            check(self.session.get(f"{self.base_url}/api/tags", timeout=5), ENGINE)
+        return True
+
+    def run(self, job: JobContext) -> dict[str, Any]:
+        endpoint = job.payload.get("endpoint", "generate")
+        body = job.payload.get("body")
+        if endpoint not in ("generate", "chat") or not isinstance(body, dict):
+            raise PermanentError(
+                "payload needs endpoint generate or chat, and a body object", code="INVALID_PAYLOAD"
+            )
+        budget = (body.get("options") or {}).get("num_predict")
+        parts: list[str] = []
+        final: dict[str, Any] = {}
+        with engine_errors(ENGINE):
+            response = check(
+                self.session.post(
+                    f"{self.base_url}/api/{endpoint}",
+                    json={**body, "stream": True},
+                    timeout=timeout_for(job),
+                    stream=True,
+                ),
+                ENGINE,
+            )
+            with response:
+                for count, line in enumerate(response.iter_lines(), start=1):
+                    job.checkpoint()  # closing the stream makes Ollama stop generating
+                    if not line:
+                        continue
+                    chunk = json.loads(line)
+                    if "error" in chunk:
+                        raise PermanentError(f"ollama: {chunk['error']}", code="OLLAMA_ERROR")
+                    parts.append(chunk.get("response") or (chunk.get("message") or {}).get("content") or "")
+                    if chunk.get("done"):
+                        final = {k: v for k, v in chunk.items() if k not in ("response", "message")}
+                        break
+                    percent = (
+                        min(99, int(100 * count / budget))
+                        if isinstance(budget, int) and budget > 0
+                        else min(99, count)
+                    )
+                    job.report_progress(percent, f"{count} tokens")
+        return {"text": "".join(parts), **final}
