@@ -50,6 +50,10 @@ def full_state(finished_page: int = 1, finished_page_size: int = 20) -> dict[str
             "gpu_memory_gb",
             "slots",
             "last_seen_at",
+            "draining",
+            "engine_healthy",
+            "health_detail",
+            "telemetry",
         )
     )
     running = defaultdict(list)

@@ -33,6 +33,12 @@ function progressBar(jobId, percent) {
     el("span", { style: `width: ${percent}%` }));
 }
 
+function gpuUse(worker) {
+  const t = worker.telemetry || {};
+  if (t.gpu_utilization_percent === undefined) return `${worker.gpu_memory_gb} GB`;
+  return `${t.gpu_utilization_percent}% · ${t.gpu_memory_used_gb}/${t.gpu_memory_total_gb} GB`;
+}
+
 function fill(tableId, rows) {
   const body = $(`#${tableId} tbody`);
   body.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: "6" }, "none"))]));
@@ -89,7 +95,9 @@ function render(data) {
 
   fill("workers", data.workers.map((w) => el("tr", {},
     el("td", {}, w.machine_id), el("td", {}, w.id), el("td", {}, w.pool),
-    el("td", {}, pill(w.live ? w.status : "offline")), el("td", {}, ...w.current_jobs.map(short)))));
+    el("td", {}, pill(w.live ? w.status : "offline"), w.draining ? pill("draining") : "",
+      w.engine_healthy ? "" : el("span", { class: "pill failed", title: w.health_detail }, "engine down")),
+    el("td", {}, gpuUse(w)), el("td", {}, ...w.current_jobs.map(short)))));
 
   fill("dead-letters", data.dead_letters.map((d) => el("tr", {},
     el("td", {}, short(d.job_id)), el("td", {}, d.job__type), el("td", {}, d.reason), el("td", {}, since(d.created_at)),
