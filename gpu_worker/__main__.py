@@ -111,11 +111,15 @@ def main(argv: list[str] | None = None) -> None:
     @signals.worker_shutting_down.connect(weak=False)
     def on_shutting_down(**_kwargs) -> None:
         # Warm shutdown: stop taking jobs at once; Celery lets the current one finish, and the
-        # heartbeat goes on until then so that job's lease holds.
+        # heartbeat goes on until then so that job's lease holds. A job still running when the
+        # grace period ends is stopped and handed back, for another worker to run.
         try:
             reporter.deregister(instance_id)
         except Exception:
             logger.exception("could not deregister")
+        hand_back = threading.Timer(config.shutdown_grace_seconds, runner.hand_back.set)
+        hand_back.daemon = True
+        hand_back.start()
 
     @signals.worker_shutdown.connect(weak=False)
     def on_shutdown(**_kwargs) -> None:

@@ -26,6 +26,7 @@ class WorkerConfig:
     heartbeat_seconds: float
     hard_timeout_grace_seconds: float
     log_level: str
+    shutdown_grace_seconds: float = 30.0
     gpus: list[GpuInfo] = field(default_factory=list)
     customer_allowlist: list[str] = field(default_factory=list)
     customer_denylist: list[str] = field(default_factory=list)
@@ -113,6 +114,12 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
     parser.add_argument(
         "--labels", default=env("MACHINE_LABELS", ""), help="key=value,... recorded on the machine"
     )
+    parser.add_argument(
+        "--shutdown-grace-seconds",
+        type=float,
+        default=float(env("WORKER_SHUTDOWN_GRACE_SECONDS", "30")),
+        help="on SIGTERM, how long the running job may take to finish before it is handed back",
+    )
     parser.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     if args.slots < 1:
@@ -148,6 +155,7 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
         heartbeat_seconds=args.heartbeat_seconds,
         hard_timeout_grace_seconds=args.hard_timeout_grace_seconds,
         log_level=args.log_level,
+        shutdown_grace_seconds=args.shutdown_grace_seconds,
         gpus=gpus,
         customer_allowlist=_names(args.customers),
         customer_denylist=_names(args.exclude_customers),

@@ -18,6 +18,7 @@ REPORT_PROGRESS_TASK = "jobqueue.report_progress"
 REPORT_SUCCEEDED_TASK = "jobqueue.report_succeeded"
 REPORT_FAILED_TASK = "jobqueue.report_failed"
 REPORT_CANCELLED_TASK = "jobqueue.report_cancelled"
+REPORT_HANDED_BACK_TASK = "jobqueue.report_handed_back"  # a stopping worker gives a job back unfinished
 REGISTER_WORKER_TASK = "machines.register_worker"
 HEARTBEAT_TASK = "machines.worker_heartbeat"
 DEREGISTER_WORKER_TASK = "machines.deregister_worker"

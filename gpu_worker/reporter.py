@@ -53,6 +53,10 @@ class Reporter:
         self._forget(job_id)
         self._send(protocol.REPORT_CANCELLED_TASK, job_id, attempt, runtime_ms)
 
+    def handed_back(self, job_id: str, attempt: int, runtime_ms: int | None = None) -> None:
+        self._forget(job_id)
+        self._send(protocol.REPORT_HANDED_BACK_TASK, job_id, attempt, runtime_ms)
+
     def register(self, info: dict[str, Any]) -> None:
         self._send(protocol.REGISTER_WORKER_TASK, info)
 

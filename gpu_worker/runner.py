@@ -27,6 +27,7 @@ SEEN_MEMORY_S = 120.0
 REPORT_CONFIRM_AFTER_S = 10.0
 REPORT_RESEND_FOR_S = 600.0
 ABANDONED = "abandoned"  # the hard limit gave up on a job whose connector would not stop
+HANDED_BACK = "handed_back"  # a stopping worker gave the job back unfinished
 
 
 class CancelWatch:
@@ -132,6 +133,9 @@ class JobRunner:
     hard_timeout_grace_s: float = HARD_TIMEOUT_GRACE_S
     on_stuck_job: Callable[[str], None] | None = None
     attempts: AttemptLog = field(default_factory=AttemptLog)
+    # Set when a shutting-down worker's grace period ends: running jobs stop (as if cancelled) and
+    # are handed back to the control plane unfinished, for another worker.
+    hand_back: threading.Event = field(default_factory=threading.Event)
 
     def run(self, spec: dict[str, Any]) -> str:
         """Run one attempt; returns the outcome reported."""
@@ -165,6 +169,9 @@ class JobRunner:
         if self.cancel_watch.is_cancelled_now(job_id, attempt):
             self._report_final(job_id, attempt, lambda: self.reporter.cancelled(job_id, attempt))
             return "cancelled"
+        if self.hand_back.is_set():
+            self._report_final(job_id, attempt, lambda: self.reporter.handed_back(job_id, attempt))
+            return HANDED_BACK
         connector = self.connectors.get(spec["type"])
         if connector is None:
             # The dispatcher never sends such a job; a stale registry could.
@@ -176,7 +183,7 @@ class JobRunner:
             report_progress=lambda progress, stage="": self.reporter.progress(
                 job_id, attempt, progress, stage
             ),
-            is_cancelled=self.cancel_watch.checker(job_id, attempt),
+            is_cancelled=_either(self.cancel_watch.checker(job_id, attempt), self.hand_back.is_set),
             deadline=_deadline(spec.get("timeout_seconds")),
         )
         started_report = threading.Timer(
@@ -192,6 +199,11 @@ class JobRunner:
         runtime_ms = int((time.monotonic() - began) * 1000)
         if outcome == "completed":
             send = lambda: self.reporter.succeeded(job_id, attempt, detail, runtime_ms)
+        elif outcome == "cancelled" and self.hand_back.is_set() and not self.cancel_watch.is_cancelled_now(
+            job_id, attempt
+        ):
+            outcome = HANDED_BACK
+            send = lambda: self.reporter.handed_back(job_id, attempt, runtime_ms)
         elif outcome == "cancelled":
             send = lambda: self.reporter.cancelled(job_id, attempt, runtime_ms)
         else:
@@ -242,6 +254,10 @@ def _execute(connector: Connector, context: JobContext) -> tuple[str, Any]:
     except (TypeError, ValueError) as exc:
         return "failed", _error("INVALID_RESULT", f"result is not JSON: {exc}", "permanent")
     return "completed", result
+
+
+def _either(first: Callable[[], bool], second: Callable[[], bool]) -> Callable[[], bool]:
+    return lambda: first() or second()
 
 
 def _deadline(timeout_seconds: float | None) -> float:

@@ -154,6 +154,36 @@ def job_cancelled(job_id: str, attempt: int, runtime_ms: int | None = None) -> b
         return True
 
 
+def job_handed_back(job_id: str, attempt: int, runtime_ms: int | None = None) -> bool:
+    """A worker shutting down stopped the job unfinished: back to pending, without using a retry
+    (nothing went wrong with the job), offered to another worker at once. The attempt is recorded."""
+    error = {
+        "code": "HANDED_BACK",
+        "message": "its worker shut down before finishing it",
+        "class": "transient",
+    }
+    with transaction.atomic():
+        job = transition(
+            job_id,
+            from_statuses=ACTIVE_STATUSES,
+            to=JobStatus.PENDING,
+            on_attempt=attempt,
+            **_started(runtime_ms),
+            worker_id=None,
+            machine_id=None,
+            progress=0,
+            stage="",
+            queued_at=Now(),
+            event=EventType.JOB_QUEUED,
+            event_payload={"reason": "handed_back"},
+            execution=ExecutionChange(ExecutionOutcome.LOST, error),
+        )
+        if job is None:
+            return False
+        dispatch_on_commit([job.pk])
+        return True
+
+
 def _started(runtime_ms: int | None) -> dict[str, StartedBefore]:
     """A final report dates the attempt's start from the runtime the worker measured."""
     return {"started_at": StartedBefore(runtime_ms)} if runtime_ms is not None else {}

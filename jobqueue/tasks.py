@@ -66,6 +66,13 @@ def report_cancelled(job_id: str, attempt: int, runtime_ms: int | None = None) -
     return applied
 
 
+@durable_task(name=protocol.REPORT_HANDED_BACK_TASK)
+def report_handed_back(job_id: str, attempt: int, runtime_ms: int | None = None) -> bool:
+    applied = reports.job_handed_back(job_id, attempt, runtime_ms)
+    _confirm(job_id, attempt)
+    return applied
+
+
 def _confirm(job_id: str, attempt: int) -> None:
     """A final report was applied (or found already applied or stale): its worker may forget it.
     Unconfirmed reports are re-sent, so a report lost with a broker that restarted empty arrives."""

@@ -249,3 +249,23 @@ def test_a_job_type_live_workers_run_cannot_be_completed_from_outside(submit, de
     response = delegate.post(f"/api/jobs/{job_id}/result", {"result": 1}, format="json")
 
     assert response.status_code == 409
+
+
+def test_sigterm_past_the_grace_period_hands_the_job_back_for_another_worker(
+    submit, gpu_worker, wait_for_status
+):
+    stopping = gpu_worker(extra_flags=("--shutdown-grace-seconds", "1"))
+    job_id = submit(payload={"duration": 30, "steps": 60})
+    wait_for_status(job_id, "running")
+
+    stopping.process.send_signal(signal.SIGTERM)
+
+    assert stopping.process.wait(20) == 0  # it did not wait out the 30 s job
+    wait_for(lambda: Job.objects.get(pk=job_id).status == JobStatus.PENDING, what="the job to come back")
+    job = Job.objects.get(pk=job_id)
+    assert job.retry_count == 0  # handing back is no failure of the job's
+    assert job.executions.get(attempt=1).error["code"] == "HANDED_BACK"
+    assert Event.objects.filter(job_id=job_id, type="job_queued", payload__reason="handed_back").exists()
+    taker = gpu_worker()
+    wait_for_status(job_id, "running")
+    assert Job.objects.get(pk=job_id).worker_id == taker.worker_id

@@ -67,6 +67,10 @@ class JobDetailView(APIView):
             body["eligibility"] = explain(job)  # "no eligible worker", and which requirement, if so
         return Response({"success": True, "job": body})
 
+    @extend_schema(request=CancelSerializer, responses=JobSerializer)
+    def delete(self, request: Request, job_id) -> Response:
+        return _cancel(request, job_id)
+
 
 class DelegatedErrorSerializer(StrictSerializer):
     code = serializers.CharField(max_length=100, default="DELEGATED_FAILURE")
@@ -102,10 +106,6 @@ class JobResultView(APIView):
         return Response(
             {"success": True, "job_id": str(job.id), "status": job.status, "job": JobSerializer(job).data}
         )
-
-    @extend_schema(request=CancelSerializer, responses=JobSerializer)
-    def delete(self, request: Request, job_id) -> Response:
-        return _cancel(request, job_id)
 
 
 class JobCancelView(APIView):
