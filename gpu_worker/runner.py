@@ -199,8 +199,10 @@ class JobRunner:
         runtime_ms = int((time.monotonic() - began) * 1000)
         if outcome == "completed":
             send = lambda: self.reporter.succeeded(job_id, attempt, detail, runtime_ms)
-        elif outcome == "cancelled" and self.hand_back.is_set() and not self.cancel_watch.is_cancelled_now(
-            job_id, attempt
+        elif (
+            outcome == "cancelled"
+            and self.hand_back.is_set()
+            and not self.cancel_watch.is_cancelled_now(job_id, attempt)
         ):
             outcome = HANDED_BACK
             send = lambda: self.reporter.handed_back(job_id, attempt, runtime_ms)

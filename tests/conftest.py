@@ -209,6 +209,8 @@ def spawn_gpu_worker(
         "--gpu-memory-gb": str(gpu_memory_gb),
         "--slots": str(slots),
         "--heartbeat-seconds": "1",
+        # At teardown a worker still running a long job hands it back after this, not after 30 s.
+        "--shutdown-grace-seconds": "2",
         "--log-level": "WARNING",
     }
     argv = [

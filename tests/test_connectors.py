@@ -297,6 +297,22 @@ def test_an_ollama_model_that_is_not_there_is_a_permanent_error(ollama, recorder
     assert "not found" in error.value.message
 
 
+def test_cancelling_an_ollama_generation_closes_the_stream(recorder):
+    from gpu_worker.connectors.ollama import OllamaConnector
+    from tests.engines.llm import FakeOllama
+
+    slow = FakeOllama(words=200, delay=0.05)
+    served = ServedApp(slow)
+    try:
+        threading.Timer(0.5, recorder.cancelled.set).start()
+        with pytest.raises(JobCancelled):
+            OllamaConnector(served.url).run(recorder.context({"body": {"model": "llama3", "prompt": "hi"}}))
+        time.sleep(0.3)
+        assert 0 < len(recorder.progress) < 200 and slow.finished_streams == 0
+    finally:
+        served.close()
+
+
 # --- AUTOMATIC1111 ----------------------------------------------------------------------------------
 
 

@@ -201,7 +201,7 @@ def test_a_worker_killed_mid_job_and_restarted_loses_only_that_attempt(submit, g
 def test_sigterm_lets_the_running_job_finish_then_the_worker_goes_offline(
     submit, gpu_worker, wait_for_status
 ):
-    running = gpu_worker()
+    running = gpu_worker(extra_flags=("--shutdown-grace-seconds", "30"))
     job_id = submit(payload={"duration": 1.0, "steps": 2})
     wait_for_status(job_id, "running")
 
