@@ -48,9 +48,7 @@ class WebhookStack(Stack):
 
     @property
     def env(self) -> dict[str, str]:
-        from webhooks.worker import DELIVERY_WORKER_ENV
-
-        return {**super().env, **DELIVERY_WORKER_ENV, "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8"}
+        return {**super().env, "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8"}
 
     def _start_processes(self) -> None:
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings.base")  # the worker's queue name

@@ -5,9 +5,20 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings.base")
 
 app = Celery("jobqueue")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect(weak=False)
+def _check_database_connection(**_kwargs) -> None:
+    """Workers keep their database connection across tasks (CELERY_DB_REUSE_MAX): before each task,
+    drop it if it broke (a Postgres restart) or grew old, and health-check it on next use, as Django
+    does around every request."""
+    from django.db import close_old_connections
+
+    close_old_connections()

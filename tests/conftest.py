@@ -569,12 +569,12 @@ def webhook_service(services: Services, transactional_db, settings) -> Iterator[
     """Start the webhook pump (`relay_events`) and a delivery worker, with WEBHOOK_* overrides.
 
     The same overrides apply in this process (the API checks targets on save)."""
-    from webhooks.worker import DELIVERY_WORKER_ENV, delivery_worker_argv
+    from webhooks.worker import delivery_worker_argv
 
     started: list[subprocess.Popen] = []
 
     def start(concurrency: int = 4, **overrides: str) -> None:
-        env = {**_child_env(services), **DELIVERY_WORKER_ENV, **WEBHOOK_TEST_ENV, **overrides}
+        env = {**_child_env(services), **WEBHOOK_TEST_ENV, **overrides}
         settings.WEBHOOK_ALLOWED_NETWORKS = env["WEBHOOK_ALLOWED_NETWORKS"].split(",")
         with open(TEST_DATA_DIR / "webhook-pump.log", "ab") as log:
             argv = [sys.executable, "manage.py", "relay_events"]

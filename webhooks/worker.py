@@ -6,10 +6,6 @@ import sys
 
 from django.conf import settings
 
-# Each delivery is a few short queries: reconnecting to Postgres for every one (Celery's default)
-# cost about two thirds of a delivery worker's CPU in the benchmark.
-DELIVERY_WORKER_ENV = {"CELERY_DB_REUSE_MAX": "1000"}
-
 
 def delivery_worker_argv(name: str, concurrency: int | None = None, log_level: str = "INFO") -> list[str]:
     """A Celery worker on the `webhooks` queue only. Deliveries wait on receivers, not the CPU,

@@ -21,7 +21,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from jobqueue.models import ApiKey
 from settings.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServiceError
-from webhooks.worker import DELIVERY_WORKER_ENV, delivery_worker_argv
+from webhooks.worker import delivery_worker_argv
 
 SHUTDOWN_GRACE_S = 20
 DEV_KEY_FILE = "dev-api-key"
@@ -173,7 +173,7 @@ class Command(BaseCommand):
             ),
             Child("beat", [*celery, "beat", "-s", settings.CELERY_BEAT_SCHEDULE_FILENAME, "-l", "INFO"]),
             Child("relay", [python, str(settings.BASE_DIR / "manage.py"), "relay_events"]),
-            Child("webhook-worker", delivery_worker_argv("webhooks"), env=DELIVERY_WORKER_ENV),
+            Child("webhook-worker", delivery_worker_argv("webhooks")),
             # Flower reads FLOWER_BASIC_AUTH from its environment (kept off the command line, which
             # every local user can read).
             Child(
