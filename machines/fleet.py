@@ -27,16 +27,7 @@ def worker_rows(workers: QuerySet[Worker]) -> list[dict[str, Any]]:
         .values("worker_id")
         .annotate(
             completed=Count("id", filter=Q(outcome=ExecutionOutcome.COMPLETED)),
-            failed=Count(
-                "id",
-                filter=~Q(
-                    outcome__in=[
-                        ExecutionOutcome.COMPLETED,
-                        ExecutionOutcome.ASSIGNED,
-                        ExecutionOutcome.RUNNING,
-                    ]
-                ),
-            ),
+            failed=Count("id", filter=Q(outcome=ExecutionOutcome.FAILED)),
         )
     }
     current = defaultdict(list)
@@ -102,9 +93,8 @@ def machines(queryset: QuerySet[Machine]) -> list[dict[str, Any]]:
 
 def recent_failures(machine_id: str) -> list[dict[str, Any]]:
     failed = (
-        JobExecution.objects.filter(machine_id=machine_id)
-        .exclude(
-            outcome__in=[ExecutionOutcome.COMPLETED, ExecutionOutcome.ASSIGNED, ExecutionOutcome.RUNNING]
+        JobExecution.objects.filter(
+            machine_id=machine_id, outcome__in=[ExecutionOutcome.FAILED, ExecutionOutcome.LOST]
         )
         .select_related("job")
         .order_by("-finished_at")[:RECENT_FAILURES_SHOWN]

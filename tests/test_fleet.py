@@ -42,8 +42,10 @@ def test_three_workers_on_two_pools_each_get_only_jobs_they_can_run(api, submit,
         "huge": submit(requirements={"gpu_memory_gb": 40}, payload={"duration": 0.2}),
     }
     unrunnable = submit(requirements={"gpu_memory_gb": 200})
+    broken = submit(requirements={"pool": "fast-lane"}, payload={"fail_permanently": True})
     for job_id in jobs.values():
         wait_for_status(job_id, "completed")
+    wait_for_status(broken, "failed")
 
     ran_on = {name: _job(api, job_id)["executions"][-1]["worker_id"] for name, job_id in jobs.items()}
     assert ran_on["fast"] == small.worker_id
@@ -60,7 +62,13 @@ def test_three_workers_on_two_pools_each_get_only_jobs_they_can_run(api, submit,
 
     machines = {m["id"]: m for m in api.get("/api/machines").json()["machines"]}
     assert sorted(w["id"] for w in machines["box-b"]["workers"]) == sorted([sdxl.worker_id, big.worker_id])
-    assert machines["box-b"]["status"] == "online" and machines["box-a"]["workers"][0]["jobs_completed"] == 1
+    assert machines["box-b"]["status"] == "online"
+    assert (
+        machines["box-a"]["workers"][0]["jobs_completed"],
+        machines["box-a"]["workers"][0]["jobs_failed"],
+    ) == (1, 1)
+    [failure] = api.get("/api/machines/box-a").json()["machine"]["recent_failures"]
+    assert failure["job_id"] == broken and failure["error"]["code"] == "SIMULATED_PERMANENT"
     assert Event.objects.filter(type="machine_registered", machine_id="box-b").count() == 1
     workers = api.get("/api/workers?pool=standard").json()["workers"]
     assert {w["id"] for w in workers} == {sdxl.worker_id, big.worker_id}
