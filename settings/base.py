@@ -145,6 +145,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a `status` with different choices: name each set.
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "jobqueue.models.JobStatus",
+        "WorkflowStatusEnum": "workflows.models.WorkflowStatus",
+        "DeliveryStatusEnum": "webhooks.models.DeliveryStatus",
+    },
 }
 API_PAGE_SIZE_DEFAULT = env_int("API_PAGE_SIZE_DEFAULT", 50)
 API_PAGE_SIZE_MAX = env_int("API_PAGE_SIZE_MAX", 500)

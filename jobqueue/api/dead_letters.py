@@ -6,14 +6,15 @@ import django_filters
 from django.conf import settings
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobqueue import dead_letters
-from jobqueue.api.filters import filter_or_400
+from jobqueue.api.filters import filter_or_400, filter_parameters
 from jobqueue.api.pagination import page_response, read_page
 from jobqueue.api.serializers import JobDetailSerializer, JobSerializer, StrictSerializer
 from jobqueue.models import DeadLetterJob, DeadLetterReason
@@ -103,7 +104,7 @@ def _actor(request: Request) -> str:
 
 class DeadLetterCollectionView(APIView):
     @extend_schema(
-        parameters=[DeadLetterFilter, OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
+        parameters=filter_parameters(DeadLetterFilter),
         responses=DeadLetterSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
@@ -135,7 +136,9 @@ class DeadLetterRequeueView(APIView):
 
 
 class DeadLetterBulkRequeueView(APIView):
-    @extend_schema(request=BulkRequeueSerializer)
+    @extend_schema(
+        operation_id="dead_letters_requeue_bulk", request=BulkRequeueSerializer, responses=OpenApiTypes.OBJECT
+    )
     def post(self, request: Request) -> Response:
         body = BulkRequeueSerializer(data=request.data)
         body.is_valid(raise_exception=True)

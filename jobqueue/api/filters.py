@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import django_filters
 from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 
 from jobqueue.models import Job, JobStatus
@@ -34,3 +35,16 @@ def filter_or_400(filterset_class: type[django_filters.FilterSet], params, query
     if not filtered.is_valid():
         raise serializers.ValidationError(filtered.errors)
     return filtered.qs
+
+
+def filter_parameters(
+    filterset_class: type[django_filters.FilterSet], paged: bool = True
+) -> list[OpenApiParameter]:
+    """The filters (and `limit`/`offset`) as OpenAPI query parameters, for views that are not generic."""
+    parameters = [
+        OpenApiParameter(name, str, description=str(field.extra.get("help_text") or field.label or ""))
+        for name, field in filterset_class.base_filters.items()
+    ]
+    if paged:
+        parameters += [OpenApiParameter("limit", int), OpenApiParameter("offset", int)]
+    return parameters

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobqueue.api.filters import JobFilter, filter_or_400
+from jobqueue.api.filters import JobFilter, filter_or_400, filter_parameters
 from jobqueue.api.pagination import page_response, read_page
 from jobqueue.api.serializers import (
     CancelSerializer,
@@ -49,7 +50,7 @@ class JobCollectionView(APIView):
         )
 
     @extend_schema(
-        parameters=[JobFilter, OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
+        parameters=filter_parameters(JobFilter),
         responses=JobSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
@@ -131,7 +132,7 @@ def _cancel(request: Request, job_id) -> Response:
 
 
 class JobStatsView(APIView):
-    @extend_schema(parameters=[StatsQuerySerializer])
+    @extend_schema(parameters=[StatsQuerySerializer], responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         query = StatsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import django_filters
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobqueue.api.filters import filter_or_400
+from jobqueue.api.filters import filter_or_400, filter_parameters
 from machines import fleet, services
 from machines.models import Machine, MachineStatus, Worker
 
@@ -34,13 +35,18 @@ class WorkerFilter(django_filters.FilterSet):
 
 
 class MachineCollectionView(APIView):
-    @extend_schema(parameters=[MachineFilter])
+    @extend_schema(
+        operation_id="machines_list",
+        parameters=filter_parameters(MachineFilter, paged=False),
+        responses=OpenApiTypes.OBJECT,
+    )
     def get(self, request: Request) -> Response:
         queryset = filter_or_400(MachineFilter, request.query_params, Machine.objects.all())
         return Response({"success": True, "machines": fleet.machines(queryset)})
 
 
 class MachineDetailView(APIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, machine_id: str) -> Response:
         get_object_or_404(Machine, pk=machine_id)
         [machine] = fleet.machines(Machine.objects.filter(pk=machine_id))
@@ -51,7 +57,7 @@ class MachineDetailView(APIView):
 class MachineDrainView(APIView):
     drain = True
 
-    @extend_schema(request=None)
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request, machine_id: str) -> Response:
         """Drain: no new work reaches the machine; running jobs finish. Resume undoes it."""
         get_object_or_404(Machine, pk=machine_id)
@@ -61,12 +67,13 @@ class MachineDrainView(APIView):
 
 
 class WorkerCollectionView(APIView):
-    @extend_schema(parameters=[WorkerFilter])
+    @extend_schema(parameters=filter_parameters(WorkerFilter, paged=False), responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         queryset = filter_or_400(WorkerFilter, request.query_params, Worker.objects.all())
         return Response({"success": True, "workers": fleet.worker_rows(queryset)})
 
 
 class PoolsView(APIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         return Response({"success": True, **fleet.pools()})

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
@@ -79,7 +80,7 @@ class EndpointDetailView(APIView):
 
 
 class EndpointRotateSecretView(APIView):
-    @extend_schema(request=RotateSecretSerializer)
+    @extend_schema(request=RotateSecretSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request, endpoint_id) -> Response:
         endpoint = _own_endpoint(request, endpoint_id)
         body = RotateSecretSerializer(data=request.data)
@@ -92,7 +93,7 @@ class EndpointRotateSecretView(APIView):
 
 
 class DefaultSecretRotateView(APIView):
-    @extend_schema(request=RotateSecretSerializer)
+    @extend_schema(request=RotateSecretSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request) -> Response:
         """The secret signing this key's per-job and per-workflow `webhook_url` messages."""
         body = RotateSecretSerializer(data=request.data)
@@ -119,6 +120,7 @@ class EndpointTestView(APIView):
 
 
 class EndpointStatsView(APIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, endpoint_id) -> Response:
         stats = endpoints.endpoint_stats(_own_endpoint(request, endpoint_id))
         return Response({"success": True, "stats": stats})
@@ -135,6 +137,7 @@ class EndpointDeliveriesView(APIView):
 
 class DeliveryCollectionView(APIView):
     @extend_schema(
+        operation_id="webhook_deliveries_list_all",
         parameters=[DeliveryQuerySerializer, OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
         responses=DeliverySerializer(many=True),
     )
@@ -161,7 +164,11 @@ class DeliveryRedeliverView(APIView):
 
 
 class BulkRedeliverView(APIView):
-    @extend_schema(request=BulkRedeliverSerializer)
+    @extend_schema(
+        operation_id="webhook_deliveries_redeliver_bulk",
+        request=BulkRedeliverSerializer,
+        responses=OpenApiTypes.OBJECT,
+    )
     def post(self, request: Request) -> Response:
         """Everything that failed (was dead-lettered) since a time, sent again."""
         body = BulkRedeliverSerializer(data=request.data)

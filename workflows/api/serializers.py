@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.validators import URLValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from jobqueue.api.serializers import JobSubmitSerializer, NameField, StrictSerializer, job_request_from
@@ -14,6 +15,7 @@ from workflows.definition import InvalidWorkflow, default_step_name
 from workflows.models import FailurePolicy, Workflow
 
 
+@extend_schema_field({"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string"}]})
 class DependencyField(serializers.Field):
     """A step this one depends on: its index (from 0) or its name."""
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import django_filters
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobqueue.api.filters import StatusInFilter, filter_or_400
+from jobqueue.api.filters import StatusInFilter, filter_or_400, filter_parameters
 from jobqueue.api.pagination import page_response, read_page
 from jobqueue.api.views import StatsQuerySerializer
 from workflows.api.serializers import WorkflowCancelSerializer, WorkflowSerializer, WorkflowSubmitSerializer
@@ -36,7 +37,7 @@ class WorkflowFilter(django_filters.FilterSet):
 
 
 class WorkflowCollectionView(APIView):
-    @extend_schema(request=WorkflowSubmitSerializer)
+    @extend_schema(request=WorkflowSubmitSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request) -> Response:
         submission = WorkflowSubmitSerializer(data=request.data)
         submission.is_valid(raise_exception=True)
@@ -58,7 +59,7 @@ class WorkflowCollectionView(APIView):
         )
 
     @extend_schema(
-        parameters=[WorkflowFilter, OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
+        parameters=filter_parameters(WorkflowFilter),
         responses=WorkflowSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
@@ -111,7 +112,7 @@ class WorkflowCancelView(APIView):
 
 
 class WorkflowStatsView(APIView):
-    @extend_schema(parameters=[StatsQuerySerializer])
+    @extend_schema(parameters=[StatsQuerySerializer], responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         query = StatsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
