@@ -94,13 +94,16 @@ async def _publish(deliveries: list[tuple[str, dict[str, Any]]]) -> None:
         await layer.group_send(group, message)
 
 
-def run_relay(stop: threading.Event) -> None:
-    """Relay until `stop` is set, polling every EVENT_RELAY_POLL_SECONDS when there is nothing new."""
+def run_relay(stop: threading.Event, wake: threading.Event | None = None) -> None:
+    """Relay until `stop` is set: at once when `wake` is set (events committed), else every
+    EVENT_RELAY_POLL_SECONDS."""
+    wake = wake or threading.Event()
     while not stop.is_set():
+        wake.clear()
         try:
             published = relay_once()
         except Exception:
             logger.exception("relaying events failed; retrying")
             published = 0
         if not published:
-            stop.wait(settings.EVENT_RELAY_POLL_SECONDS)
+            wake.wait(settings.EVENT_RELAY_POLL_SECONDS)

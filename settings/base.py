@@ -176,7 +176,8 @@ PROGRESS_EVENT_MIN_INTERVAL_SECONDS = env_float("PROGRESS_EVENT_MIN_INTERVAL_SEC
 EVENT_RETENTION_DAYS = env_float("EVENT_RETENTION_DAYS", 7)
 EVENT_PRUNE_BATCH = env_int("EVENT_PRUNE_BATCH", 10_000)
 # The relay (manage.py relay_events) polls this often when idle, and publishes this many at a time.
-EVENT_RELAY_POLL_SECONDS = env_float("EVENT_RELAY_POLL_SECONDS", 0.05)
+# The relay and the webhook pump wake when events commit (LISTEN/NOTIFY); they also look this often.
+EVENT_RELAY_POLL_SECONDS = env_float("EVENT_RELAY_POLL_SECONDS", 0.5)
 EVENT_RELAY_BATCH = env_int("EVENT_RELAY_BATCH", 500)
 # What a reconnecting WebSocket client may replay with `resume`, at most.
 LIVE_RESUME_MAX_EVENTS = env_int("LIVE_RESUME_MAX_EVENTS", 5000)
@@ -259,7 +260,8 @@ WEBHOOK_QUEUE = "webhooks"
 WEBHOOK_DELIVERY_CONCURRENCY = env_int("WEBHOOK_DELIVERY_CONCURRENCY", 16)
 # A delivery handed to the queue is handed again if no worker took it this long (a lost message).
 WEBHOOK_DISPATCH_LEASE_SECONDS = env_int("WEBHOOK_DISPATCH_LEASE_SECONDS", 600)
-WEBHOOK_PUMP_POLL_SECONDS = env_float("WEBHOOK_PUMP_POLL_SECONDS", 0.05)
+# At most this long between pump passes (it wakes on new events and when the next retry is due).
+WEBHOOK_PUMP_POLL_SECONDS = env_float("WEBHOOK_PUMP_POLL_SECONDS", 0.5)
 WEBHOOK_PUMP_BATCH = env_int("WEBHOOK_PUMP_BATCH", 500)
 WEBHOOK_RESPONSE_EXCERPT_CHARS = env_int("WEBHOOK_RESPONSE_EXCERPT_CHARS", 1000)
 WEBHOOK_USER_AGENT = "jobqueue-webhooks/1.0"

@@ -103,6 +103,19 @@ def dispatch_due(limit: int | None = None) -> int:
     return len(leased)
 
 
+def seconds_until_next_due(at_most: float) -> float:
+    """How long until the next pending delivery is due (0 if one is), capped at `at_most`."""
+    next_due = (
+        WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, leased_until__isnull=True)
+        .order_by("next_attempt_at")
+        .values_list("next_attempt_at", flat=True)
+        .first()
+    )
+    if next_due is None:
+        return at_most
+    return min(at_most, max(0.0, (next_due - timezone.now()).total_seconds()))
+
+
 def attempt(delivery_id: int, dispatch_token: str) -> WebhookAttempt | None:
     """Run the attempt this message was dispatched for; None if it was stale or had to wait."""
     now = timezone.now()

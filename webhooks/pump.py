@@ -8,7 +8,7 @@ import threading
 from django.conf import settings
 from django.db import close_old_connections
 
-from webhooks.delivery import dispatch_due
+from webhooks.delivery import dispatch_due, seconds_until_next_due
 from webhooks.fanout import fan_out_once
 
 logger = logging.getLogger(__name__)
@@ -19,14 +19,18 @@ def pump_once() -> int:
     return fan_out_once() + dispatch_due()
 
 
-def run_webhook_pump(stop: threading.Event) -> None:
-    """Pump until `stop` is set, polling every WEBHOOK_PUMP_POLL_SECONDS when there is nothing to do."""
+def run_webhook_pump(stop: threading.Event, wake: threading.Event | None = None) -> None:
+    """Pump until `stop` is set: at once when `wake` is set (events committed), when the next
+    delivery is due, and at least every WEBHOOK_PUMP_POLL_SECONDS."""
+    wake = wake or threading.Event()
     while not stop.is_set():
+        wake.clear()
         try:
             done = pump_once()
+            idle = 0.0 if done else seconds_until_next_due(settings.WEBHOOK_PUMP_POLL_SECONDS)
         except Exception:
             logger.exception("webhook pump pass failed; retrying")
             close_old_connections()
-            done = 0
-        if not done:
-            stop.wait(settings.WEBHOOK_PUMP_POLL_SECONDS)
+            idle = settings.WEBHOOK_PUMP_POLL_SECONDS
+        if idle:
+            wake.wait(idle)

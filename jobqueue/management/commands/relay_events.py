@@ -9,6 +9,7 @@ import threading
 from django.core.management.base import BaseCommand
 
 from jobqueue.relay import run_relay
+from jobqueue.wakeup import EventWakeup
 from webhooks.pump import run_webhook_pump
 
 
@@ -16,10 +17,17 @@ class Command(BaseCommand):
     help = "Publish committed events to live subscribers and turn them into webhook deliveries."
 
     def handle(self, *args, **options) -> None:
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
-        webhooks = threading.Thread(target=run_webhook_pump, args=(stop,), name="webhook-pump")
+        stop, live_wake, webhook_wake = threading.Event(), threading.Event(), threading.Event()
+
+        def shut_down(*_args) -> None:
+            stop.set()
+            live_wake.set()
+            webhook_wake.set()
+
+        signal.signal(signal.SIGTERM, shut_down)
+        signal.signal(signal.SIGINT, shut_down)
+        EventWakeup(stop, [live_wake, webhook_wake]).start()
+        webhooks = threading.Thread(target=run_webhook_pump, args=(stop, webhook_wake), name="webhook-pump")
         webhooks.start()
-        run_relay(stop)
+        run_relay(stop, live_wake)
         webhooks.join()
