@@ -9,38 +9,26 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import os
 import threading
 from typing import Any
 
 import requests
 
-from gpu_worker.artifacts import ArtifactStore, store_from_environment
-from gpu_worker.connectors.base import Connector, JobCancelled, JobContext, JobTimedOut, PermanentError
-from gpu_worker.connectors.engine_http import check, engine_errors, engine_session, timeout_for
+from gpu_worker.connectors.base import JobCancelled, JobContext, JobTimedOut, PermanentError
+from gpu_worker.connectors.engine_http import EngineConnector, check, engine_errors, timeout_for
 
 ENGINE = "a1111"
 PROGRESS_POLL_S = 0.3
 
 
-class A1111Connector(Connector):
+class A1111Connector(EngineConnector):
     name = "a1111"
     job_types = ("a1111",)
 
-    def __init__(self, base_url: str | None = None, store: ArtifactStore | None = None) -> None:
-        self.base_url = (base_url or os.environ.get("A1111_URL", "http://127.0.0.1:7860")).rstrip("/")
-        self.session = engine_session()
-        self._store = store
-
-    @property
-    def store(self) -> ArtifactStore:
-        self._store = self._store or store_from_environment()
-        return self._store
-
-    def health(self) -> bool:
-        with engine_errors(ENGINE):
-            check(self.session.get(f"{self.base_url}/sdapi/v1/progress", timeout=5), ENGINE)
-        return True
+    engine = ENGINE
+    url_variable = "A1111_URL"
+    default_url = "http://127.0.0.1:7860"
+    health_path = "/sdapi/v1/progress"
 
     def run(self, job: JobContext) -> dict[str, Any]:
         mode = job.payload.get("mode", "txt2img")

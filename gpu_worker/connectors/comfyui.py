@@ -9,7 +9,6 @@ Configured by COMFYUI_URL (default http://127.0.0.1:8188, ComfyUI's own default)
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from typing import Any
 
@@ -17,9 +16,9 @@ import requests
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import connect
 
-from gpu_worker.artifacts import ArtifactStore, store_from_environment
-from gpu_worker.connectors.base import Connector, JobCancelled, JobContext, PermanentError, TransientError
-from gpu_worker.connectors.engine_http import check, engine_errors, engine_session, timeout_for
+from gpu_worker.artifacts import ArtifactStore
+from gpu_worker.connectors.base import JobCancelled, JobContext, PermanentError, TransientError
+from gpu_worker.connectors.engine_http import EngineConnector, check, engine_errors, timeout_for
 
 ENGINE = "comfyui"
 OUTPUT_KINDS = ("images", "gifs", "videos", "audio")
@@ -27,25 +26,18 @@ RECV_POLL_S = 0.5  # how often a quiet socket gives way to the cancellation and 
 OUT_OF_MEMORY_MARKERS = ("out of memory", "outofmemory")
 
 
-class ComfyUIConnector(Connector):
+class ComfyUIConnector(EngineConnector):
     name = "comfyui"
     job_types = ("comfyui",)
 
+    engine = ENGINE
+    url_variable = "COMFYUI_URL"
+    default_url = "http://127.0.0.1:8188"  # ComfyUI's own default
+    health_path = "/system_stats"
+
     def __init__(self, base_url: str | None = None, store: ArtifactStore | None = None) -> None:
-        self.base_url = (base_url or os.environ.get("COMFYUI_URL", "http://127.0.0.1:8188")).rstrip("/")
+        super().__init__(base_url, store)
         self.ws_url = "ws" + self.base_url.removeprefix("http")
-        self.session = engine_session()
-        self._store = store
-
-    @property
-    def store(self) -> ArtifactStore:
-        self._store = self._store or store_from_environment()
-        return self._store
-
-    def health(self) -> bool:
-        with engine_errors(ENGINE):
-            check(self.session.get(f"{self.base_url}/system_stats", timeout=5), ENGINE)
-        return True
 
     def run(self, job: JobContext) -> dict[str, Any]:
         workflow = job.payload.get("workflow")

@@ -1,16 +1,20 @@
-"""HTTP plumbing shared by the connectors that talk to engines: one session per connector, urllib3
-retries for idempotent reads, and engine answers mapped to transient or permanent errors."""
+"""HTTP plumbing shared by the connectors that talk to engines: a base class (where the engine is,
+its health check, the artifact store), one session per connector with urllib3 retries for
+idempotent reads, and engine answers mapped to transient or permanent errors."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
+from typing import ClassVar
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from gpu_worker.connectors.base import JobContext, PermanentError, TransientError
+from gpu_worker.artifacts import ArtifactStore, store_from_environment
+from gpu_worker.connectors.base import Connector, JobContext, PermanentError, TransientError
 
 # Connection refused, 502/503/504: retried briefly for GETs (an engine restarting); never for POSTs,
 # which may not be idempotent (a prompt queued twice costs GPU time).
@@ -57,3 +61,28 @@ def engine_errors(engine: str) -> Iterator[None]:
         ) from exc
     except requests.ConnectionError as exc:
         raise TransientError(f"{engine} is unreachable: {exc}", code=f"{engine.upper()}_UNREACHABLE") from exc
+
+
+class EngineConnector(Connector):
+    """A connector for an engine served over HTTP at a URL from the environment."""
+
+    engine: ClassVar[str]  # its name in error codes and messages
+    url_variable: ClassVar[str]  # the environment variable naming its URL
+    default_url: ClassVar[str]
+    health_path: ClassVar[str]  # a cheap GET that answers 2xx while the engine is up
+
+    def __init__(self, base_url: str | None = None, store: ArtifactStore | None = None) -> None:
+        self.base_url = (base_url or os.environ.get(self.url_variable, self.default_url)).rstrip("/")
+        self.session = engine_session()
+        self._store = store
+
+    @property
+    def store(self) -> ArtifactStore:
+        """Where output files go; configured on first use, so engines without files need none."""
+        self._store = self._store or store_from_environment()
+        return self._store
+
+    def health(self) -> bool:
+        with engine_errors(self.engine):
+            check(self.session.get(f"{self.base_url}{self.health_path}", timeout=5), self.engine)
+        return True

@@ -7,27 +7,22 @@ Configured by OLLAMA_URL (default http://127.0.0.1:11434).
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
-from gpu_worker.connectors.base import Connector, JobContext, PermanentError
-from gpu_worker.connectors.engine_http import check, engine_errors, engine_session, timeout_for
+from gpu_worker.connectors.base import JobContext, PermanentError
+from gpu_worker.connectors.engine_http import EngineConnector, check, engine_errors, timeout_for
 
 ENGINE = "ollama"
 
 
-class OllamaConnector(Connector):
+class OllamaConnector(EngineConnector):
     name = "ollama"
     job_types = ("ollama",)
 
-    def __init__(self, base_url: str | None = None) -> None:
-        self.base_url = (base_url or os.environ.get("OLLAMA_URL", "http://127.0.0.1:11434")).rstrip("/")
-        self.session = engine_session()
-
-    def health(self) -> bool:
-        with engine_errors(ENGINE):
-            check(self.session.get(f"{self.base_url}/api/tags", timeout=5), ENGINE)
-        return True
+    engine = ENGINE
+    url_variable = "OLLAMA_URL"
+    default_url = "http://127.0.0.1:11434"
+    health_path = "/api/tags"
 
     def run(self, job: JobContext) -> dict[str, Any]:
         endpoint = job.payload.get("endpoint", "generate")

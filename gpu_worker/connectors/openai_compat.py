@@ -14,40 +14,31 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from gpu_worker.artifacts import ArtifactStore, store_from_environment
-from gpu_worker.connectors.base import Connector, JobContext, PermanentError
-from gpu_worker.connectors.engine_http import check, engine_errors, engine_session, timeout_for
+from gpu_worker.artifacts import ArtifactStore
+from gpu_worker.connectors.base import JobContext, PermanentError
+from gpu_worker.connectors.engine_http import EngineConnector, check, engine_errors, timeout_for
 
 ENGINE = "openai"
 ENDPOINTS = ("chat/completions", "completions", "responses", "embeddings", "images/generations")
 STREAMING_ENDPOINTS = ("chat/completions", "completions", "responses")
 
 
-class OpenAIConnector(Connector):
+class OpenAIConnector(EngineConnector):
     name = "openai"
     job_types = ("openai", "llm")
 
+    engine = ENGINE
+    url_variable = "OPENAI_BASE_URL"
+    default_url = "https://api.openai.com/v1"
+    health_path = "/models"
+
     def __init__(
         self, base_url: str | None = None, api_key: str | None = None, store: ArtifactStore | None = None
-    ):
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")).rstrip(
-            "/"
-        )
-        self.session = engine_session()
+    ) -> None:
+        super().__init__(base_url, store)
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
         if key:
             self.session.headers["authorization"] = f"Bearer {key}"
-        self._store = store
-
-    @property
-    def store(self) -> ArtifactStore:
-        self._store = self._store or store_from_environment()
-        return self._store
-
-    def health(self) -> bool:
-        with engine_errors(ENGINE):
-            check(self.session.get(f"{self.base_url}/models", timeout=5), ENGINE)
-        return True
 
     def run(self, job: JobContext) -> Any:
         endpoint = job.payload.get("endpoint", "chat/completions")
