@@ -66,21 +66,21 @@ def update_endpoint(endpoint: WebhookEndpoint, fields: dict[str, Any]) -> Webhoo
 
 def rotate_secret(endpoint_id: Any, overlap: timedelta) -> tuple[str, datetime | None]:
     """A new secret; the old one keeps signing (a second signature) until the returned time."""
-    with transaction.atomic():
-        endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint_id)
-        secret = endpoint.set_new_secret(overlap, timezone.now())
-        endpoint.save()
-    return secret, endpoint.previous_secret_expires_at
+    return _rotate(WebhookEndpoint.objects.filter(pk=endpoint_id), overlap)
 
 
 def rotate_default_secret(owner: ApiKey, overlap: timedelta) -> tuple[str, datetime | None]:
     """The secret signing the owner's per-job and per-workflow `webhook_url` messages, renewed."""
     deliveries.default_signing_secret(owner.pk)  # exists from here on
+    return _rotate(DefaultSigningSecret.objects.filter(owner=owner), overlap)
+
+
+def _rotate(holder: QuerySet, overlap: timedelta) -> tuple[str, datetime | None]:
     with transaction.atomic():
-        holder = DefaultSigningSecret.objects.select_for_update().get(owner=owner)
-        secret = holder.set_new_secret(overlap, timezone.now())
-        holder.save()
-    return secret, holder.previous_secret_expires_at
+        locked = holder.select_for_update().get()
+        secret = locked.set_new_secret(overlap, timezone.now())
+        locked.save()
+    return secret, locked.previous_secret_expires_at
 
 
 def send_test(endpoint: WebhookEndpoint) -> WebhookAttempt:

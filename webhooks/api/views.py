@@ -4,7 +4,8 @@ Every endpoint and delivery belongs to an API key; a key sees and changes only i
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -31,6 +32,14 @@ from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 def _own_endpoint(request: Request, endpoint_id) -> WebhookEndpoint:
     return get_object_or_404(WebhookEndpoint, pk=endpoint_id, owner=request.auth)
+
+
+def _rotated(request: Request, rotate: Callable[[timedelta], tuple[str, datetime | None]]) -> Response:
+    """Rotate with the requested overlap; the answer shows the new secret, this once."""
+    body = RotateSecretSerializer(data=request.data)
+    body.is_valid(raise_exception=True)
+    secret, previous_valid_until = rotate(timedelta(seconds=body.validated_data["overlap_seconds"]))
+    return Response({"success": True, "secret": secret, "previous_secret_valid_until": previous_valid_until})
 
 
 def _deliveries(request: Request, queryset) -> Response:
@@ -83,26 +92,14 @@ class EndpointRotateSecretView(APIView):
     @extend_schema(request=RotateSecretSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request, endpoint_id) -> Response:
         endpoint = _own_endpoint(request, endpoint_id)
-        body = RotateSecretSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        overlap = timedelta(seconds=body.validated_data["overlap_seconds"])
-        secret, previous_valid_until = endpoints.rotate_secret(endpoint.pk, overlap)
-        return Response(
-            {"success": True, "secret": secret, "previous_secret_valid_until": previous_valid_until}
-        )
+        return _rotated(request, lambda overlap: endpoints.rotate_secret(endpoint.pk, overlap))
 
 
 class DefaultSecretRotateView(APIView):
     @extend_schema(request=RotateSecretSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request) -> Response:
         """The secret signing this key's per-job and per-workflow `webhook_url` messages."""
-        body = RotateSecretSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        overlap = timedelta(seconds=body.validated_data["overlap_seconds"])
-        secret, previous_valid_until = endpoints.rotate_default_secret(request.auth, overlap)
-        return Response(
-            {"success": True, "secret": secret, "previous_secret_valid_until": previous_valid_until}
-        )
+        return _rotated(request, lambda overlap: endpoints.rotate_default_secret(request.auth, overlap))
 
 
 class EndpointTestView(APIView):
