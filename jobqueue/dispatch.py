@@ -217,16 +217,29 @@ def unassign_unpublished(job_id, attempt: int, reason: str) -> bool:
     its worker: the job goes back to pending in its place, without using a retry, and is offered
     again once the broker answers. The attempt is recorded as lost."""
     error = {"code": "NOT_DELIVERED", "message": reason[:500], "class": "transient"}
-    job = transition(
+    return return_to_pending(job_id, attempt, {JobStatus.ASSIGNED}, "not_delivered", error) is not None
+
+
+def return_to_pending(
+    job_id,
+    attempt: int,
+    from_statuses: set[JobStatus] | frozenset[JobStatus],
+    reason: str,
+    error: dict,
+    **changes,
+) -> Job | None:
+    """The attempt ended through no fault of the job's: back to pending without using a retry, the
+    attempt recorded as lost with `error`, a `job_queued` event saying why. None if it had moved on."""
+    return transition(
         job_id,
-        from_statuses={JobStatus.ASSIGNED},
+        from_statuses=from_statuses,
         to=JobStatus.PENDING,
         on_attempt=attempt,
         worker_id=None,
         machine_id=None,
         queued_at=Now(),
         event=EventType.JOB_QUEUED,
-        event_payload={"reason": "not_delivered", "error": error},
+        event_payload={"reason": reason, "error": error},
         execution=ExecutionChange(ExecutionOutcome.LOST, error),
+        **changes,
     )
-    return job is not None

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from jobqueue import lifecycle
 from jobqueue.backoff import retry_delay_seconds
-from jobqueue.dispatch import dispatch_on_commit, fill_worker
+from jobqueue.dispatch import dispatch_on_commit, fill_worker, return_to_pending
 from jobqueue.events import EventType, record_job_event
 from jobqueue.models import ACTIVE_STATUSES, DeadLetterJob, DeadLetterReason, ExecutionOutcome, Job, JobStatus
 from jobqueue.transitions import ExecutionChange, StartedBefore, transition
@@ -163,20 +163,15 @@ def job_handed_back(job_id: str, attempt: int, runtime_ms: int | None = None) ->
         "class": "transient",
     }
     with transaction.atomic():
-        job = transition(
+        job = return_to_pending(
             job_id,
-            from_statuses=ACTIVE_STATUSES,
-            to=JobStatus.PENDING,
-            on_attempt=attempt,
-            **_started(runtime_ms),
-            worker_id=None,
-            machine_id=None,
+            attempt,
+            ACTIVE_STATUSES,
+            "handed_back",
+            error,
             progress=0,
             stage="",
-            queued_at=Now(),
-            event=EventType.JOB_QUEUED,
-            event_payload={"reason": "handed_back"},
-            execution=ExecutionChange(ExecutionOutcome.LOST, error),
+            **_started(runtime_ms),
         )
         if job is None:
             return False
