@@ -21,9 +21,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import psutil
 import psycopg
@@ -41,6 +43,7 @@ CONCURRENCY_LEVELS = (1, 8, 32)
 THROUGHPUT_CLIENTS = 16
 BARE_TASKS = 20_000
 DEADLINE_S = 300  # every wait below gives up after this
+T = TypeVar("T")
 
 
 class Stack:
@@ -184,6 +187,32 @@ class Stack:
                 process.kill()
         self.redis.stop()
         self.pg.stop()
+
+
+def measure_on(stack: Stack, measure: Callable[[Stack, str], T]) -> T:
+    """Start the stack, measure, stop it. On failure its process logs stay, and their folder is named."""
+    try:
+        measured = measure(stack, stack.start())
+    except BaseException:
+        print(f"\nbenchmark failed; process logs kept in {stack.data_dir}", file=sys.stderr)
+        raise
+    else:
+        shutil.rmtree(stack.data_dir, ignore_errors=True)
+    finally:
+        stack.stop()
+    return measured
+
+
+def machine_facts() -> dict:
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+
+
+def save_result(kind: str, result: dict) -> None:
+    """bench/results/<kind>-<UTC time>.json"""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out = RESULTS_DIR / f"{kind}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"\nwrote {out.relative_to(ROOT)}")
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -406,29 +435,20 @@ def main() -> None:
     parser.add_argument("--chain-steps", type=int, default=25, help="steps per workflow chain")
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="jobqueue-bench-"))
-    stack = Stack(tmp, args.slots, args.api_workers)
-    try:
-        key = stack.start()
-        latency = measure_submit_latency(stack, key, args.latency_requests)
-        throughput = measure_throughput(stack, key, args.jobs)
-        workflow = measure_workflow_step_overhead(stack, key, chains=2 * args.slots, steps=args.chain_steps)
-        bare = measure_bare_celery(stack.redis.url, args.bare_tasks, tmp)
-    except BaseException:
-        print(f"\nbenchmark failed; process logs kept in {tmp}", file=sys.stderr)
-        raise
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
-    finally:
-        stack.stop()
+    stack = Stack(Path(tempfile.mkdtemp(prefix="jobqueue-bench-")), args.slots, args.api_workers)
 
+    def measure(stack: Stack, key: str) -> tuple:
+        return (
+            measure_submit_latency(stack, key, args.latency_requests),
+            measure_throughput(stack, key, args.jobs),
+            measure_workflow_step_overhead(stack, key, chains=2 * args.slots, steps=args.chain_steps),
+            measure_bare_celery(stack.redis.url, args.bare_tasks, stack.data_dir),
+        )
+
+    latency, throughput, workflow, bare = measure_on(stack, measure)
     result = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+        "machine": machine_facts(),
         "config": {
             "gpu_worker_processes": 2,
             "slots_per_worker": args.slots,
@@ -442,10 +462,7 @@ def main() -> None:
         "ratio_ours_to_bare": round(throughput["jobs_per_s"] / bare["tasks_per_s"], 3),
     }
     _print_table(result)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = RESULTS_DIR / f"bench-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    out.write_text(json.dumps(result, indent=2))
-    print(f"\nwrote {out.relative_to(ROOT)}")
+    save_result("bench", result)
 
 
 def _print_table(result: dict) -> None:

@@ -14,9 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
-import shutil
 import sys
 import tempfile
 import time
@@ -31,7 +28,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run_bench import Stack, percentile
+from bench.run_bench import Stack, machine_facts, measure_on, percentile, save_result
 from settings.embedded import port_is_open
 
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -144,21 +141,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0, help="events/s, one per transaction (0: a burst)")
     args = parser.parse_args()
     events = args.events if args.rate else max(EVENTS_PER_TRANSACTION, args.events // 100 * 100)
-    tmp = Path(tempfile.mkdtemp(prefix="jobqueue-event-bench-"))
-    stack = LiveStack(tmp, slots=1, api_workers=1)
-    try:
-        key = stack.start()
-        result = asyncio.run(_run(stack, key, events, args.subscribers, args.rate))
-    except BaseException:
-        print(f"\nbenchmark failed; process logs kept in {tmp}", file=sys.stderr)
-        raise
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
-    finally:
-        stack.stop()
+    stack = LiveStack(Path(tempfile.mkdtemp(prefix="jobqueue-event-bench-")), slots=1, api_workers=1)
+    result = measure_on(
+        stack, lambda stack, key: asyncio.run(_run(stack, key, events, args.subscribers, args.rate))
+    )
     result = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine_facts(),
         **result,
     }
     print(f"\nEvent log -> {result['subscribers']} WebSocket subscribers (subscribe_all)")
@@ -173,10 +162,7 @@ def main() -> None:
         f"{'write -> client latency':<34} p50 {result['write_to_client_p50_ms']} ms, "
         f"p95 {result['write_to_client_p95_ms']} ms"
     )
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = RESULTS_DIR / f"events-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    out.write_text(json.dumps(result, indent=2))
-    print(f"\nwrote {out.relative_to(ROOT)}")
+    save_result("events", result)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import shutil
 import sys
 import tempfile
 import threading
@@ -34,7 +32,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run_bench import Stack, percentile
+from bench.run_bench import Stack, machine_facts, measure_on, percentile, save_result
 from bench.run_event_bench import _INSERT, EVENTS_PER_TRANSACTION
 from settings.embedded import port_is_open
 
@@ -152,21 +150,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0, help="events/s, one per transaction (0: a burst)")
     args = parser.parse_args()
     events = args.events if args.rate else max(EVENTS_PER_TRANSACTION, args.events // 100 * 100)
-    tmp = Path(tempfile.mkdtemp(prefix="jobqueue-webhook-bench-"))
-    stack = WebhookStack(tmp, slots=1, api_workers=1)
-    try:
-        key = stack.start()
-        result = _run(stack, key, events, args.rate)
-    except BaseException:
-        print(f"\nbenchmark failed; process logs kept in {tmp}", file=sys.stderr)
-        raise
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
-    finally:
-        stack.stop()
+    stack = WebhookStack(Path(tempfile.mkdtemp(prefix="jobqueue-webhook-bench-")), slots=1, api_workers=1)
+    result = measure_on(stack, lambda stack, key: _run(stack, key, events, args.rate))
     result = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine_facts(),
         **result,
     }
     print(f"\nWebhooks: event log -> 1 endpoint, {DELIVERY_WORKERS} delivery workers, a local receiver")
@@ -179,10 +167,7 @@ def main() -> None:
         f"p95 {result['commit_to_receiver_p95_ms']} ms"
     )
     print(f"{'CPU seconds':<28} " + ", ".join(f"{k} {v}" for k, v in result["cpu_seconds"].items()))
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = RESULTS_DIR / f"webhooks-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    out.write_text(json.dumps(result, indent=2))
-    print(f"\nwrote {out.relative_to(ROOT)}")
+    save_result("webhooks", result)
 
 
 if __name__ == "__main__":
