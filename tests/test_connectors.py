@@ -11,7 +11,7 @@ import pytest
 
 from gpu_worker.artifacts import LocalArtifactStore
 from gpu_worker.connectors.base import JobCancelled, JobContext, JobTimedOut, PermanentError, TransientError
-from tests.engines.server import ServedApp
+from tests.engines.server import serving
 
 
 class Recorder:
@@ -51,11 +51,8 @@ def artifacts(tmp_path) -> LocalArtifactStore:
 def comfyui():
     from tests.engines.comfyui import FakeComfyUI
 
-    engine = FakeComfyUI()
-    served = ServedApp(engine)
-    engine.url = served.url
-    yield engine
-    served.close()
+    with serving(FakeComfyUI()) as engine:
+        yield engine
 
 
 def _workflow(**sampler) -> dict:
@@ -162,11 +159,8 @@ def test_comfyui_health_follows_the_engine(comfyui, artifacts):
 def openai_server():
     from tests.engines.llm import FakeOpenAI
 
-    engine = FakeOpenAI(words=6, delay=0.02)
-    served = ServedApp(engine)
-    engine.url = f"{served.url}/v1"
-    yield engine
-    served.close()
+    with serving(FakeOpenAI(words=6, delay=0.02), "/v1") as engine:
+        yield engine
 
 
 def _openai(server, artifacts):
@@ -237,19 +231,15 @@ def test_openai_errors_are_transient_or_permanent_by_status(
 def test_cancelling_a_streamed_completion_stops_reading_it(artifacts, recorder):
     from tests.engines.llm import FakeOpenAI
 
-    slow = FakeOpenAI(words=200, delay=0.05)
-    served = ServedApp(slow)
-    try:
+    with serving(FakeOpenAI(words=200, delay=0.05), "/v1") as slow:
         threading.Timer(0.5, recorder.cancelled.set).start()
         with pytest.raises(JobCancelled):
-            _openai_at(f"{served.url}/v1", artifacts).run(
+            _openai_at(slow.url, artifacts).run(
                 recorder.context({"body": {"model": "m", "messages": [], "stream": True}})
             )
         assert 0 < len(recorder.progress) < 200
         time.sleep(0.3)
         assert slow.finished_streams == 0  # the server saw the client go away
-    finally:
-        served.close()
 
 
 def _openai_at(url, artifacts):
@@ -265,11 +255,8 @@ def _openai_at(url, artifacts):
 def ollama():
     from tests.engines.llm import FakeOllama
 
-    engine = FakeOllama(words=4)
-    served = ServedApp(engine)
-    engine.url = served.url
-    yield engine
-    served.close()
+    with serving(FakeOllama(words=4)) as engine:
+        yield engine
 
 
 def test_ollama_generate_and_chat_stream_into_one_text(ollama, recorder):
@@ -301,16 +288,12 @@ def test_cancelling_an_ollama_generation_closes_the_stream(recorder):
     from gpu_worker.connectors.ollama import OllamaConnector
     from tests.engines.llm import FakeOllama
 
-    slow = FakeOllama(words=200, delay=0.05)
-    served = ServedApp(slow)
-    try:
+    with serving(FakeOllama(words=200, delay=0.05)) as slow:
         threading.Timer(0.5, recorder.cancelled.set).start()
         with pytest.raises(JobCancelled):
-            OllamaConnector(served.url).run(recorder.context({"body": {"model": "llama3", "prompt": "hi"}}))
+            OllamaConnector(slow.url).run(recorder.context({"body": {"model": "llama3", "prompt": "hi"}}))
         time.sleep(0.3)
         assert 0 < len(recorder.progress) < 200 and slow.finished_streams == 0
-    finally:
-        served.close()
 
 
 # --- AUTOMATIC1111 ----------------------------------------------------------------------------------
@@ -320,11 +303,8 @@ def test_cancelling_an_ollama_generation_closes_the_stream(recorder):
 def a1111():
     from tests.engines.a1111 import FakeA1111
 
-    engine = FakeA1111()
-    served = ServedApp(engine)
-    engine.url = served.url
-    yield engine
-    served.close()
+    with serving(FakeA1111()) as engine:
+        yield engine
 
 
 def test_a1111_generates_reports_its_progress_and_stores_the_images(a1111, artifacts, recorder):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -38,6 +40,17 @@ class ServedApp:
     def close(self) -> None:
         self.server.should_exit = True
         self.thread.join(5)
+
+
+@contextlib.contextmanager
+def serving(engine, path: str = "") -> Iterator:
+    """Serve a fake engine for the block; its base URL (plus `path`) is set as `engine.url`."""
+    served = ServedApp(engine)
+    engine.url = served.url + path
+    try:
+        yield engine
+    finally:
+        served.close()
 
 
 async def read_body(receive) -> bytes:
