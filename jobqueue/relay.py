@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -62,30 +63,33 @@ def event_message(event: Event) -> dict[str, Any]:
 
 def relay_once(batch: int | None = None) -> int:
     """Publish the next committed events; returns how many."""
-    batch = batch or settings.EVENT_RELAY_BATCH
+    return consume_events(CURSOR_NAME, batch or settings.EVENT_RELAY_BATCH, _publish_events)
+
+
+def _publish_events(events: list[Event]) -> None:
+    deliveries = []
+    for event in sorted(events, key=lambda e: e.id):  # one job's events in the order they happened
+        message = {"type": "event.message", "event": event_message(event)}
+        deliveries += [(group, message) for group in groups_of(event)]
+    async_to_sync(_publish)(deliveries)
+
+
+def consume_events(cursor_name: str, batch: int, handle: Callable[[list[Event]], None]) -> int:
+    """Hand the next committed events after the named cursor to `handle`, then move the cursor past
+    them, in one transaction; returns how many. Every consumer of the log reads through this.
+
+    The cursor row is locked, so one consumer of a name runs at a time; events come in (transaction
+    id, id) order, only from transactions older than every one still running, so none is skipped."""
     with transaction.atomic():
-        events = lock_cursor_and_read(CURSOR_NAME, batch)
+        EventRelayCursor.objects.bulk_create([EventRelayCursor(name=cursor_name)], ignore_conflicts=True)
+        cursor = EventRelayCursor.objects.select_for_update().get(name=cursor_name)
+        events = list(Event.objects.raw(_VISIBLE_AFTER_CURSOR, [cursor.last_txid, cursor.last_id, batch]))
         if not events:
             return 0
-        deliveries = []
-        for event in sorted(events, key=lambda e: e.id):  # one job's events in the order they happened
-            message = {"type": "event.message", "event": event_message(event)}
-            deliveries += [(group, message) for group in groups_of(event)]
-        async_to_sync(_publish)(deliveries)
-        advance_cursor(CURSOR_NAME, events[-1])
+        handle(events)
+        last = events[-1]
+        EventRelayCursor.objects.filter(name=cursor_name).update(last_txid=last.txid, last_id=last.id)
         return len(events)
-
-
-def lock_cursor_and_read(cursor_name: str, batch: int) -> list[Event]:
-    """In a transaction: lock the named cursor (one consumer at a time) and read the next events
-    after it, in (transaction id, id) order. Every consumer of the log reads through this."""
-    EventRelayCursor.objects.bulk_create([EventRelayCursor(name=cursor_name)], ignore_conflicts=True)
-    cursor = EventRelayCursor.objects.select_for_update().get(name=cursor_name)
-    return list(Event.objects.raw(_VISIBLE_AFTER_CURSOR, [cursor.last_txid, cursor.last_id, batch]))
-
-
-def advance_cursor(cursor_name: str, last: Event) -> None:
-    EventRelayCursor.objects.filter(name=cursor_name).update(last_txid=last.txid, last_id=last.id)
 
 
 async def _publish(deliveries: list[tuple[str, dict[str, Any]]]) -> None:

@@ -8,11 +8,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 
 from jobqueue.events import EventType
 from jobqueue.models import Event, Job
-from jobqueue.relay import advance_cursor, lock_cursor_and_read
+from jobqueue.relay import consume_events
 from machines.models import Worker
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.payloads import Subject, event_body
@@ -39,20 +38,16 @@ FILTERS = {
 
 def fan_out_once(batch: int | None = None) -> int:
     """Create the deliveries of the next committed events; returns how many events were read."""
-    batch = batch or settings.WEBHOOK_PUMP_BATCH
-    with transaction.atomic():
-        events = lock_cursor_and_read(CURSOR_NAME, batch)
-        if not events:
-            return 0
-        endpoints = list(WebhookEndpoint.objects.filter(enabled=True))
-        subjects = _subjects(events)
-        deliveries = []
-        for event in events:
-            subject = subjects[event.id]
-            deliveries += _deliveries_for(event, subject, endpoints)
-        WebhookDelivery.objects.bulk_create(deliveries, ignore_conflicts=True)
-        advance_cursor(CURSOR_NAME, events[-1])
-        return len(events)
+    return consume_events(CURSOR_NAME, batch or settings.WEBHOOK_PUMP_BATCH, _create_deliveries)
+
+
+def _create_deliveries(events: list[Event]) -> None:
+    endpoints = list(WebhookEndpoint.objects.filter(enabled=True))
+    subjects = _subjects(events)
+    deliveries = []
+    for event in events:
+        deliveries += _deliveries_for(event, subjects[event.id], endpoints)
+    WebhookDelivery.objects.bulk_create(deliveries, ignore_conflicts=True)
 
 
 def matches(endpoint: WebhookEndpoint, event_type: str, attributes: dict[str, Any]) -> bool:
