@@ -36,7 +36,8 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from settings.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from devstack.embedded import EmbeddedPostgres, EmbeddedRedis, free_port  # noqa: E402
+from devstack.processes import stop_processes  # noqa: E402
 
 RESULTS_DIR = ROOT / "bench" / "results"
 CONCURRENCY_LEVELS = (1, 8, 32)
@@ -178,13 +179,7 @@ class Stack:
         return f"http://127.0.0.1:{self.api_port}"
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            process.send_signal(signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(self.processes.values())
         self.redis.stop()
         self.pg.stop()
 

@@ -28,8 +28,8 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run_bench import Stack, machine_facts, measure_on, percentile, save_result
-from settings.embedded import port_is_open
+from bench.run_bench import Stack, machine_facts, measure_on, percentile, save_result  # noqa: E402
+from devstack.embedded import port_is_open  # noqa: E402
 
 RESULTS_DIR = ROOT / "bench" / "results"
 EVENTS_PER_TRANSACTION = 100

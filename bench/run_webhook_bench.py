@@ -32,9 +32,9 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run_bench import Stack, machine_facts, measure_on, percentile, save_result
-from bench.run_event_bench import _INSERT, EVENTS_PER_TRANSACTION
-from settings.embedded import port_is_open
+from bench.run_bench import Stack, machine_facts, measure_on, percentile, save_result  # noqa: E402
+from bench.run_event_bench import _INSERT, EVENTS_PER_TRANSACTION  # noqa: E402
+from devstack.embedded import port_is_open  # noqa: E402
 
 RESULTS_DIR = ROOT / "bench" / "results"
 DELIVERY_WORKERS = 2

@@ -8,6 +8,10 @@ import socket
 from dataclasses import dataclass, field
 
 from gpu_worker.gpus import GpuInfo, describe_machine, detect_gpus
+from gpu_worker.protocol import HARD_TIMEOUT_GRACE_SECONDS
+
+# On SIGTERM, how long the running job may take to finish before it is handed back.
+SHUTDOWN_GRACE_SECONDS = 30.0
 
 
 @dataclass
@@ -26,7 +30,7 @@ class WorkerConfig:
     heartbeat_seconds: float
     hard_timeout_grace_seconds: float
     log_level: str
-    shutdown_grace_seconds: float = 30.0
+    shutdown_grace_seconds: float = SHUTDOWN_GRACE_SECONDS
     gpus: list[GpuInfo] = field(default_factory=list)
     customer_allowlist: list[str] = field(default_factory=list)
     customer_denylist: list[str] = field(default_factory=list)
@@ -86,7 +90,7 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
     parser.add_argument(
         "--hard-timeout-grace-seconds",
         type=float,
-        default=float(env("WORKER_HARD_TIMEOUT_GRACE_SECONDS", "30")),
+        default=float(env("WORKER_HARD_TIMEOUT_GRACE_SECONDS", str(HARD_TIMEOUT_GRACE_SECONDS))),
         help="how long a job past its timeout may take to stop before the worker gives it up and restarts",
     )
     parser.add_argument(
@@ -117,7 +121,7 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
     parser.add_argument(
         "--shutdown-grace-seconds",
         type=float,
-        default=float(env("WORKER_SHUTDOWN_GRACE_SECONDS", "30")),
+        default=float(env("WORKER_SHUTDOWN_GRACE_SECONDS", str(SHUTDOWN_GRACE_SECONDS))),
         help="on SIGTERM, how long the running job may take to finish before it is handed back",
     )
     parser.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"))

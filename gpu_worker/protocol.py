@@ -6,6 +6,8 @@ credentials (or Django at all). Change a name here and both sides change togethe
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 CONTROL_QUEUE = "control"
 WORKER_QUEUE_PREFIX = "worker."
 
@@ -28,6 +30,10 @@ DEREGISTER_WORKER_TASK = "machines.deregister_worker"
 # job was cancelled or the control plane declared the attempt lost or timed out. Only ever raised.
 CANCEL_FLAG_KEY = "jobqueue:cancel:{job_id}"
 
+# A job still running this long past its timeout is given up by its worker (a hard limit); the control
+# plane waits at least as long past the timeout before it fails the attempt itself.
+HARD_TIMEOUT_GRACE_SECONDS = 30.0
+
 
 def worker_queue(worker_id: str) -> str:
     return f"{WORKER_QUEUE_PREFIX}{worker_id}"
@@ -35,3 +41,16 @@ def worker_queue(worker_id: str) -> str:
 
 def cancel_flag_key(job_id: str) -> str:
     return CANCEL_FLAG_KEY.format(job_id=job_id)
+
+
+ErrorClass = Literal["transient", "permanent"]
+
+
+def attempt_error(
+    code: str, message: str, error_class: ErrorClass = "transient", details: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Why an attempt failed, as reports carry it: `transient` errors are retried, `permanent` are not."""
+    error: dict[str, Any] = {"code": code, "message": message, "class": error_class}
+    if details is not None:
+        error["details"] = details
+    return error

@@ -14,13 +14,13 @@ import redis
 
 from gpu_worker import protocol
 from gpu_worker.connectors.base import Connector, ConnectorError, JobCancelled, JobContext
+from gpu_worker.protocol import attempt_error
 from gpu_worker.reporter import Reporter
 
 logger = logging.getLogger(__name__)
 
 CANCEL_CHECK_INTERVAL_S = 0.5
 STARTED_REPORT_DELAY_S = 0.2
-HARD_TIMEOUT_GRACE_S = 30.0
 # How long a finished attempt is still listed in heartbeats as received (see `AttemptLog`).
 SEEN_MEMORY_S = 120.0
 # A final report not confirmed this long after it was sent is sent again; for at most REPORT_RESEND_FOR_S.
@@ -130,7 +130,7 @@ class JobRunner:
     # gives up on it: the attempt is reported as timed out and `on_stuck_job` runs. A thread cannot be
     # killed, so the worker process must go (and be restarted by its supervisor), as Celery's
     # prefork pool does with a hard time limit.
-    hard_timeout_grace_s: float = HARD_TIMEOUT_GRACE_S
+    hard_timeout_grace_s: float = protocol.HARD_TIMEOUT_GRACE_SECONDS
     on_stuck_job: Callable[[str], None] | None = None
     attempts: AttemptLog = field(default_factory=AttemptLog)
     # Set when a shutting-down worker's grace period ends: running jobs stop (as if cancelled) and
@@ -175,7 +175,7 @@ class JobRunner:
         connector = self.connectors.get(spec["type"])
         if connector is None:
             # The dispatcher never sends such a job; a stale registry could.
-            error = _error("UNSUPPORTED_JOB_TYPE", f"no connector runs {spec['type']!r}", "permanent")
+            error = attempt_error("UNSUPPORTED_JOB_TYPE", f"no connector runs {spec['type']!r}", "permanent")
             self._report_final(job_id, attempt, lambda: self.reporter.failed(job_id, attempt, error))
             return "failed"
         context = JobContext(
@@ -237,7 +237,7 @@ class JobRunner:
             f"job exceeded its timeout of {context.spec.get('timeout_seconds')}s and did not stop "
             f"within {self.hard_timeout_grace_s:.0f}s more (hard limit)"
         )
-        return ABANDONED, _error("TIMEOUT", message)
+        return ABANDONED, attempt_error("TIMEOUT", message)
 
 
 def _execute(connector: Connector, context: JobContext) -> tuple[str, Any]:
@@ -250,11 +250,11 @@ def _execute(connector: Connector, context: JobContext) -> tuple[str, Any]:
         return "failed", exc.as_report()
     except Exception as exc:  # a connector bug must not take the worker down
         logger.exception("connector %s crashed on job %s", connector.name, context.spec["job_id"])
-        return "failed", _error("CONNECTOR_CRASHED", f"{type(exc).__name__}: {exc}")
+        return "failed", attempt_error("CONNECTOR_CRASHED", f"{type(exc).__name__}: {exc}")
     try:
         json.dumps(result)
     except (TypeError, ValueError) as exc:
-        return "failed", _error("INVALID_RESULT", f"result is not JSON: {exc}", "permanent")
+        return "failed", attempt_error("INVALID_RESULT", f"result is not JSON: {exc}", "permanent")
     return "completed", result
 
 
@@ -264,7 +264,3 @@ def _either(first: Callable[[], bool], second: Callable[[], bool]) -> Callable[[
 
 def _deadline(timeout_seconds: float | None) -> float:
     return time.monotonic() + float(timeout_seconds) if timeout_seconds else float("inf")
-
-
-def _error(code: str, message: str, error_class: str = "transient") -> dict[str, str]:
-    return {"code": code, "message": message, "class": error_class}

@@ -5,10 +5,11 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.utils import timezone
 
+from core.errors import DomainError
+from events.models import Event
 from jobqueue import dead_letters
 from jobqueue.cancellation import cancel_job
-from jobqueue.errors import JobError
-from jobqueue.models import ApiKey, DeadLetterJob, Event, Job, JobExecution, JobSchedule
+from jobqueue.models import DeadLetterJob, Job, JobExecution, JobSchedule
 from jobqueue.resubmit import resubmit_copy
 
 
@@ -26,7 +27,7 @@ def cancel_jobs(modeladmin, request, queryset):
         try:
             cancel_job(job.pk, reason=f"cancelled by {request.user} from the admin")
             done += 1
-        except JobError as exc:
+        except DomainError as exc:
             messages.warning(request, f"{job.pk}: {exc.message}")
     messages.info(request, f"cancellation requested for {done} job(s)")
 
@@ -134,16 +135,6 @@ class EventAdmin(admin.ModelAdmin):
     list_filter = ["type"]
     search_fields = ["job_id", "workflow_id", "worker_id", "correlation_id"]
     readonly_fields = [f.name for f in Event._meta.fields]
-
-
-@admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["name", "prefix", "is_active", "created_at", "last_used_at"]
-    readonly_fields = ["prefix", "key_hash", "created_at", "last_used_at"]
-    fields = ["name", "is_active", *readonly_fields]
-
-    def has_add_permission(self, request) -> bool:
-        return False  # created with `manage.py create_api_key`, which shows the key once
 
 
 @admin.register(JobSchedule)

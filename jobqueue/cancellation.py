@@ -1,25 +1,23 @@
 """Cancelling jobs. Waiting jobs are cancelled at once; running ones cooperatively.
 
-A running job's cancellation is stored on the job and mirrored to the broker's Redis, where its
-worker checks before starting and while running; the worker then stops its connector and reports
+A running job's cancellation is stored on the job; after commit the dispatcher mirrors it to the
+broker's Redis as the attempt's stop flag (`dispatch/cancel_flags.py`), which its worker checks
+before starting and while running; the worker then stops its connector and reports
 `cancelled`. Celery's `revoke(terminate=True)` is never used: it kills a process that may already be
 running another job.
 """
 
 from __future__ import annotations
 
-import logging
-
 from django.db import transaction
 from django.db.models.functions import Now
 
-from jobqueue import broker, lifecycle
+from events.recording import record_job_event
+from events.types import EventType
+from jobqueue import lifecycle
 from jobqueue.errors import JobAlreadyFinished, JobNotFound
-from jobqueue.events import EventType, record_job_event
 from jobqueue.models import ACTIVE_STATUSES, NOT_STARTED_STATUSES, TERMINAL_STATUSES, Job, JobStatus
 from jobqueue.transitions import transition
-
-logger = logging.getLogger(__name__)
 
 
 def cancel_job(job_id, reason: str = "") -> Job:
@@ -41,8 +39,7 @@ def cancel_job(job_id, reason: str = "") -> Job:
             )
             job.refresh_from_db()
             record_job_event(EventType.JOB_CANCEL_REQUESTED, job, {"reason": reason})
-        attempt = job.attempt
-        transaction.on_commit(lambda: _mirror_cancel_flag(str(job.pk), attempt))
+        lifecycle.cancel_requested(job.pk, job.attempt)  # its worker is told after commit
         return job
 
 
@@ -59,11 +56,3 @@ def cancel_unstarted(job_id, reason: str) -> Job | None:
         event=EventType.JOB_CANCELLED,
         event_payload={"reason": reason},
     )
-
-
-def _mirror_cancel_flag(job_id: str, attempt: int) -> None:
-    try:
-        broker.stop_attempt(job_id, attempt)
-    except Exception:
-        # The request is stored in Postgres; the sweep mirrors pending requests again.
-        logger.exception("could not mirror the cancellation of job %s to Redis", job_id)

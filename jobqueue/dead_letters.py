@@ -14,10 +14,10 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.db.models.functions import Now
 
+from events.recording import record_job_event
+from events.types import EventType
 from jobqueue import lifecycle
-from jobqueue.dispatch import dispatch_on_commit
 from jobqueue.errors import DeadLetterAlreadyRequeued, DeadLetterNotFound
-from jobqueue.events import EventType, record_job_event
 from jobqueue.models import DeadLetterJob, Job, JobStatus
 from jobqueue.transitions import transition
 
@@ -114,5 +114,5 @@ def _requeue_locked(dead_letter: DeadLetterJob, requeued_by: str) -> Job:
     if requeued is None:  # the row is locked and was dead-lettered as failed: cannot happen
         raise DeadLetterAlreadyRequeued(job_id=str(job.pk), status=job.status)
     DeadLetterJob.objects.filter(pk=dead_letter.pk).update(requeued_at=Now(), requeued_by=requeued_by[:100])
-    dispatch_on_commit([requeued.pk])
+    lifecycle.jobs_pending([requeued.pk])
     return requeued

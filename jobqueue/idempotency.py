@@ -7,7 +7,7 @@ from typing import TypeVar
 
 from django.db import IntegrityError, models, transaction
 
-from jobqueue.models import ApiKey
+from accounts.models import ApiKey
 
 M = TypeVar("M", bound=models.Model)
 

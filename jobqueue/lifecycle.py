@@ -1,22 +1,26 @@
-"""Hooks for apps built on jobs (workflows), called inside the transaction of the change.
+"""Hooks for apps built on jobs, called inside the transaction of the change.
 
-`jobqueue` knows nothing of workflows; the workflows app registers a listener when Django starts.
-Listeners run in the caller's transaction, so what they write commits or rolls back with the job's
-change. Lock order: they may lock other jobs' rows and then their own rows, never a worker row.
+`jobqueue` knows nothing of the apps above it: the workflow engine and the dispatcher each register a
+listener when Django starts (their `AppConfig.ready`). Listeners run in the caller's transaction, so
+what they write commits or rolls back with the job's change; work for after the commit they defer
+with `transaction.on_commit`. Lock order: they may lock other jobs' rows and then their own rows.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from jobqueue.models import Job
     from jobqueue.submission import JobRequest
 
 
-class JobListener(Protocol):
+class JobListener:
+    """Override what you listen for; every hook does nothing by default."""
+
     def job_submitted(self, job: Job, request: JobRequest) -> None:
-        """A job was created (may raise a JobError to refuse it; nothing is then created)."""
+        """A job was created (may raise a DomainError to refuse it; nothing is then created)."""
 
     def job_started(self, job: Job) -> None:
         """A job's worker reported that it started."""
@@ -25,14 +29,20 @@ class JobListener(Protocol):
         """A job reached a terminal state (completed, failed or cancelled)."""
 
     def before_requeue(self, job: Job) -> None:
-        """An operator asks to requeue a dead-lettered job (may raise a JobError to refuse)."""
+        """An operator asks to requeue a dead-lettered job (may raise a DomainError to refuse)."""
+
+    def jobs_pending(self, job_ids: list[Any]) -> None:
+        """These jobs became pending: a worker may take them once the transaction commits."""
+
+    def cancel_requested(self, job_id: Any, attempt: int) -> None:
+        """A running attempt was asked to stop (stored on the job; its worker must be told)."""
 
 
 _listeners: list[JobListener] = []
 
 
 def register(listener: JobListener) -> None:
-    if listener not in _listeners:
+    if all(type(registered) is not type(listener) for registered in _listeners):
         _listeners.append(listener)
 
 
@@ -54,3 +64,15 @@ def job_finished(job: Job) -> None:
 def before_requeue(job: Job) -> None:
     for listener in _listeners:
         listener.before_requeue(job)
+
+
+def jobs_pending(job_ids: Iterable[Any]) -> None:
+    ids = list(job_ids)
+    if ids:
+        for listener in _listeners:
+            listener.jobs_pending(ids)
+
+
+def cancel_requested(job_id: Any, attempt: int) -> None:
+    for listener in _listeners:
+        listener.cancel_requested(job_id, attempt)

@@ -1,14 +1,14 @@
-"""Jobs, their attempts, dead letters, API keys and the event log."""
+"""Jobs, their attempts, dead letters and recurring schedules."""
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import uuid
 
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
+
+from accounts.models import ApiKey
 
 
 class JobStatus(models.TextChoices):
@@ -31,45 +31,20 @@ TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.
 ACTIVE_STATUSES = frozenset({JobStatus.ASSIGNED, JobStatus.RUNNING})
 NOT_STARTED_STATUSES = frozenset({JobStatus.SCHEDULED, JobStatus.WAITING, JobStatus.PENDING})
 
+#: Dispatch order: highest effective priority, then the workflow's (or job's) time, then exact submission
+#: order. The pending-job index, the dispatcher's SQL and every list "in line" use this one definition.
+DISPATCH_ORDER = (models.F("effective_priority").desc(), "order_time", "submit_seq")
 
-class ApiKey(models.Model):
-    """An API client. Only a SHA-256 of the key is stored; the key itself is shown once."""
 
-    name = models.CharField(max_length=100, unique=True)
-    prefix = models.CharField(max_length=16, help_text="First characters of the key, to recognise it.")
-    key_hash = models.CharField(max_length=64, unique=True)
-    is_active = models.BooleanField(default=True)
-    can_complete_delegated = models.BooleanField(
-        default=False, help_text="May complete jobs of types no worker runs (POST /api/jobs/{id}/result)."
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        verbose_name = "API key"
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.prefix}…)"
-
-    @staticmethod
-    def hash_key(raw_key: str) -> str:
-        # Keys are 256-bit random tokens, so a fast hash is safe (no dictionary to attack).
-        return hashlib.sha256(raw_key.encode()).hexdigest()
-
-    @classmethod
-    def issue(cls, name: str, *, can_complete_delegated: bool = False) -> tuple[ApiKey, str]:
-        raw_key = f"jq_{secrets.token_urlsafe(32)}"
-        api_key = cls.objects.create(
-            name=name,
-            prefix=raw_key[:10],
-            key_hash=cls.hash_key(raw_key),
-            can_complete_delegated=can_complete_delegated,
-        )
-        return api_key, raw_key
-
-    @property
-    def is_authenticated(self) -> bool:
-        return True
+def dispatch_order_sql(alias: str) -> str:
+    """DISPATCH_ORDER as an SQL ORDER BY list over the job rows `alias`."""
+    terms = []
+    for term in DISPATCH_ORDER:
+        if isinstance(term, str):
+            terms.append(f"{alias}.{term}")
+        else:
+            terms.append(f"{alias}.{term.expression.name} {'DESC' if term.descending else 'ASC'}")
+    return ", ".join(terms)
 
 
 class Job(models.Model):
@@ -162,9 +137,7 @@ class Job(models.Model):
         ]
         indexes = [
             models.Index(
-                models.F("effective_priority").desc(),
-                "order_time",
-                "submit_seq",
+                *DISPATCH_ORDER,
                 name="job_dispatch_order",
                 condition=Q(status="pending"),
             ),
@@ -258,43 +231,6 @@ class DeadLetterJob(models.Model):
         return self.requeued_at is None
 
 
-class CurrentTransactionId(models.Func):
-    """The writing transaction's id, as a bigint. The relay only reads events of transactions older than
-    every one still running, so an event can never commit behind its cursor."""
-
-    template = "(pg_current_xact_id()::text::bigint)"
-    output_field = models.BigIntegerField()
-
-
-class Event(models.Model):
-    """Append-only log of everything that happened, written in the transaction of the change."""
-
-    id = models.BigAutoField(primary_key=True)
-    type = models.CharField(max_length=64)
-    version = models.PositiveSmallIntegerField(default=1)
-    created_at = models.DateTimeField(db_default=Now())
-    job_id = models.UUIDField(null=True, blank=True)
-    workflow_id = models.CharField(max_length=100, null=True, blank=True)
-    machine_id = models.CharField(max_length=200, null=True, blank=True)
-    worker_id = models.CharField(max_length=200, null=True, blank=True)
-    correlation_id = models.CharField(max_length=100, blank=True, default="")
-    causation_id = models.BigIntegerField(null=True, blank=True)
-    payload = models.JSONField(default=dict)
-    txid = models.BigIntegerField(db_default=CurrentTransactionId(), editable=False)
-
-    class Meta:
-        indexes = [
-            models.Index(fields=["job_id", "id"], name="event_job"),
-            models.Index(fields=["workflow_id", "id"], name="event_workflow"),
-            models.Index(fields=["txid", "id"], name="event_relay_order"),
-            models.Index(fields=["type", "id"], name="event_type"),
-            models.Index(fields=["created_at"], name="event_created"),
-        ]
-
-    def __str__(self) -> str:
-        return f"#{self.id} {self.type}"
-
-
 class JobSchedule(models.Model):
     """A recurring job: a submission template run on a cron expression or a fixed interval."""
 
@@ -325,15 +261,3 @@ class JobSchedule(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-
-class EventRelayCursor(models.Model):
-    """How far a relay has published the event log: (transaction id, event id) of the last event."""
-
-    name = models.CharField(primary_key=True, max_length=50)
-    last_txid = models.BigIntegerField(default=0)
-    last_id = models.BigIntegerField(default=0)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    def __str__(self) -> str:
-        return f"{self.name} @ {self.last_txid}/{self.last_id}"

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from croniter import croniter
 from django.db import transaction
 from django.utils import timezone
 
 from jobqueue.models import JobSchedule
+from jobqueue.submission import JobRequest, submit_job
 
 DUE_BATCH = 200
 
@@ -19,16 +22,14 @@ def next_run_after(schedule: JobSchedule, after: datetime) -> datetime:
     return after + timedelta(seconds=schedule.interval_seconds)
 
 
-def run_due_schedules() -> int:
+def run_due_schedules(request_from_template: Callable[[dict[str, Any]], JobRequest]) -> int:
     """Submit one job for each due schedule and move it to its next run.
 
     Safe with several beats: a due schedule is locked with SKIP LOCKED and advanced in the same
     transaction as its job, whose idempotency key names the run. After downtime a schedule runs
-    once, not once per missed tick.
+    once, not once per missed tick. `request_from_template` parses a stored POST /api/jobs body
+    (the API's parser: the template was validated with it when saved).
     """
-    from jobqueue.api.serializers import JobSubmitSerializer
-    from jobqueue.submission import submit_job
-
     now = timezone.now()
     submitted = 0
     with transaction.atomic():
@@ -36,9 +37,7 @@ def run_due_schedules() -> int:
             enabled=True, next_run_at__lte=now
         )
         for schedule in due.order_by("next_run_at")[:DUE_BATCH]:
-            template = JobSubmitSerializer(data=schedule.job_template)
-            template.is_valid(raise_exception=True)  # validated when saved; this only re-parses it
-            request = template.to_job_request()
+            request = request_from_template(schedule.job_template)
             request.idempotency_key = f"schedule:{schedule.id}:{schedule.next_run_at.isoformat()}"
             request.metadata = {**request.metadata, "schedule_id": str(schedule.id)}
             job, _ = submit_job(request, schedule.api_key)

@@ -1,4 +1,4 @@
-"""Creating jobs: one row and its `job_submitted` event in one transaction, dispatched on commit."""
+"""Creating jobs: one row and its `job_submitted` event in one transaction, offered to workers on commit."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from typing import Any
 
 from django.utils import timezone
 
+from accounts.models import ApiKey
+from events.recording import record_job_event
+from events.types import EventType
 from jobqueue import lifecycle
-from jobqueue.dispatch import dispatch_on_commit
-from jobqueue.events import EventType, record_job_event
 from jobqueue.idempotency import create_once
-from jobqueue.models import ApiKey, Job, JobStatus
+from jobqueue.models import Job, JobStatus
 
 
 @dataclass
@@ -44,6 +45,38 @@ class JobRequest:
     workflow_step: bool = False
     waiting: bool = False
 
+    @classmethod
+    def from_job(cls, job: Job, **changes: Any) -> JobRequest:
+        """The request that would submit `job` again (an operator's resubmission), with `changes`."""
+        return cls(**{**{name: getattr(job, name) for name in STORED_AS_IS}, **changes})
+
+
+#: The request fields a job stores as they are, under the same name (the one JobRequest <-> Job
+#: mapping; what is derived, such as the status and the place in line, is computed in `_create`).
+STORED_AS_IS = (
+    "type",
+    "payload",
+    "priority",
+    "requirements",
+    "required_capabilities",
+    "required_models",
+    "required_gpu_memory_gb",
+    "required_pool",
+    "max_retries",
+    "timeout_seconds",
+    "scheduled_at",
+    "webhook_url",
+    "metadata",
+    "idempotency_key",
+    "customer_id",
+    "ctx",
+    "workflow_id",
+    "workflow_priority",
+    "workflow_datetime",
+    "current_step",
+    "total_steps",
+)
+
 
 def submit_job(request: JobRequest, api_key: ApiKey | None, correlation_id: str = "") -> tuple[Job, bool]:
     """Create the job, or return the one already created with the same idempotency key.
@@ -63,33 +96,18 @@ def create_job(request: JobRequest, api_key: ApiKey | None, correlation_id: str 
 def _create(request: JobRequest, api_key: ApiKey | None, correlation_id: str) -> Job:
     now = timezone.now()
     held = request.scheduled_at is not None and request.scheduled_at > now
-    job = Job.objects.create(
-        type=request.type,
-        status=JobStatus.WAITING if request.waiting else JobStatus.SCHEDULED if held else JobStatus.PENDING,
-        priority=request.priority,
-        payload=request.payload,
-        ctx=request.ctx,
-        requirements=request.requirements,
+    stored = {name: getattr(request, name) for name in STORED_AS_IS}
+    stored.update(  # sets, kept sorted so equal requirements compare equal
         required_capabilities=sorted(set(request.required_capabilities)),
         required_models=sorted(set(request.required_models)),
-        required_gpu_memory_gb=request.required_gpu_memory_gb,
-        required_pool=request.required_pool,
-        max_retries=request.max_retries,
-        timeout_seconds=request.timeout_seconds,
-        scheduled_at=request.scheduled_at,
-        webhook_url=request.webhook_url,
-        metadata=request.metadata,
+    )
+    job = Job.objects.create(
+        **stored,
+        status=JobStatus.WAITING if request.waiting else JobStatus.SCHEDULED if held else JobStatus.PENDING,
         api_key=api_key,
         created_by=api_key.name if api_key else "",
-        customer_id=request.customer_id,
         requires_dedicated_worker=request.requirements.get("customer_isolation") == "strict",
-        idempotency_key=request.idempotency_key,
         correlation_id=correlation_id,
-        workflow_id=request.workflow_id,
-        workflow_priority=request.workflow_priority,
-        workflow_datetime=request.workflow_datetime,
-        current_step=request.current_step,
-        total_steps=request.total_steps,
         # Steps of a client-driven workflow carry its priority and original time, so older
         # workflows finish before newer ones at the same priority.
         effective_priority=request.workflow_priority
@@ -107,9 +125,7 @@ def _create(request: JobRequest, api_key: ApiKey | None, correlation_id: str) ->
     )
     lifecycle.job_submitted(job, request)
     if not held and not request.waiting:
-        # After commit, each candidate worker in a transaction of its own: a transaction that held
-        # more than one worker's lock could deadlock with another doing the same in another order.
-        dispatch_on_commit([job.pk])
+        lifecycle.jobs_pending([job.pk])
     return job
 
 

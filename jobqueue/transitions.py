@@ -15,7 +15,8 @@ from django.db import connection
 from django.db.models.functions import Now
 from psycopg.types.json import Jsonb
 
-from jobqueue.event_schemas import validate_event
+from events.recording import job_events_sql
+from events.schemas import validate_event
 from jobqueue.models import ExecutionOutcome, Job, JobStatus
 
 S = JobStatus
@@ -79,13 +80,6 @@ _EXECUTION_FINISHED = """
                                            - coalesce(j.started_at, e.started_at, e.assigned_at)) * 1000)::bigint)
     FROM j WHERE e.job_id = j.id AND e.attempt = j.attempt
 """
-_EVENT = """
-    INSERT INTO jobqueue_event
-        (type, version, created_at, job_id, workflow_id, machine_id, worker_id, correlation_id, payload)
-    SELECT %s, 1, clock_timestamp(), j.id, j.workflow_id, j.machine_id, j.worker_id, j.correlation_id,
-           jsonb_build_object('status', j.status, 'attempt', j.attempt) || %s::jsonb
-    FROM j
-"""
 
 
 def transition(
@@ -136,7 +130,7 @@ def transition(
     if event is not None:
         # The statement adds the job's status and attempt; the rest is checked here.
         validate_event(event, {"status": to, "attempt": on_attempt or 0, **(event_payload or {})})
-        statements.append(f"ev AS ({_EVENT})")
+        statements.append(f"ev AS ({job_events_sql('j', '%s', '%s::jsonb')})")
         params += [event, Jsonb(event_payload or {})]
     sql = f"WITH {', '.join(statements)} SELECT * FROM j"
     updated = list(Job.objects.raw(sql, params))

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -16,9 +17,27 @@ class WorkerStatus(models.TextChoices):
     OFFLINE = "offline"
 
 
+# --- Liveness: the one rule, in the three forms its callers need (tests check that they agree) -----
+# A worker is live while it was heard from within WORKER_OFFLINE_AFTER_SECONDS and not marked offline
+# (a graceful stop, or the lease sweep). Silent workers get no work; their attempts' leases expire.
+
+
 def heard_since() -> datetime:
     """A worker not heard from since then is silent: it gets no work and its jobs are recovered."""
     return timezone.now() - timedelta(seconds=settings.WORKER_OFFLINE_AFTER_SECONDS)
+
+
+#: For raw SQL over `machines_worker w`, with the parameter `%(heard_since)s`.
+LIVE_WORKER_SQL = "w.status <> 'offline' AND w.last_seen_at >= %(heard_since)s"
+
+
+def live_condition() -> Q:
+    """For querysets and annotations."""
+    return Q(last_seen_at__gte=heard_since()) & ~Q(status=WorkerStatus.OFFLINE)
+
+
+def silent_condition() -> Q:
+    return Q(last_seen_at__lt=heard_since())
 
 
 class MachineStatus(models.TextChoices):
@@ -50,10 +69,10 @@ class Machine(models.Model):
 
 class WorkerQuerySet(models.QuerySet):
     def live(self) -> WorkerQuerySet:
-        return self.filter(last_seen_at__gte=heard_since()).exclude(status=WorkerStatus.OFFLINE)
+        return self.filter(live_condition())
 
     def silent(self) -> WorkerQuerySet:
-        return self.filter(last_seen_at__lt=heard_since())
+        return self.filter(silent_condition())
 
 
 class Worker(models.Model):
@@ -103,9 +122,10 @@ class Worker(models.Model):
 
     @property
     def is_live(self) -> bool:
+        """For a loaded row (the liveness rule above)."""
         return self.status != WorkerStatus.OFFLINE and self.last_seen_at >= heard_since()
 
-    @property
-    def takes_work(self) -> bool:
-        """What dispatch.TAKES_WORK says in SQL."""
-        return self.is_live and not self.draining and self.engine_healthy
+
+def worker_counts() -> dict[str, int]:
+    """For the health endpoint: workers ever seen, and live ones."""
+    return {"seen": Worker.objects.count(), "live": Worker.objects.live().count()}

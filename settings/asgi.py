@@ -10,9 +10,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings.base")
 os.environ.setdefault("DATABASE_POOL", "true")  # see settings.base.DATABASE_POOL
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter, URLRouter
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from jobqueue.routing import websocket_urlpatterns
+from live.routing import websocket_urlpatterns  # noqa: E402
 
 # WebSocket clients authenticate with an API key (not a cookie), so a cross-site page cannot ride a
 # user's session: no Origin check is needed.

@@ -5,16 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from settings import embedded
+import django_stubs_ext
+
+from devstack import embedded
+from gpu_worker import protocol
 from settings.env import env_bool, env_float, env_int, env_list, env_str
+
+django_stubs_ext.monkeypatch()  # ModelAdmin[Machine] and the like, for the type checker
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("JOBQUEUE_DATA_DIR", str(BASE_DIR / ".data"))).resolve()
 
 # --- Core -------------------------------------------------------------------------------------------
 DEBUG = env_bool("DJANGO_DEBUG", False)
-# The development key is only for the embedded stack; deployments set DJANGO_SECRET_KEY.
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", "dev-only-insecure-secret-key-change-me")
+# The development key is only for the embedded stack; deployments set DJANGO_SECRET_KEY
+# (`manage.py check --deploy` fails while it is in use: core/checks.py).
+DEVELOPMENT_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", DEVELOPMENT_SECRET_KEY)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
@@ -30,11 +37,18 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    # Ours, lowest layer first (the import contracts in pyproject.toml keep this order honest).
+    "core",
+    "accounts",
+    "events",
     "jobqueue",
     "machines",
+    "dispatch",
     "workflows",
     "webhooks",
+    "live",
     "emprops",
+    "devstack",
 ]
 
 MIDDLEWARE = [
@@ -46,7 +60,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "jobqueue.api.middleware.CorrelationIdMiddleware",
+    "core.api.middleware.CorrelationIdMiddleware",
 ]
 
 ROOT_URLCONF = "settings.urls"
@@ -128,13 +142,13 @@ DATABASES = {"default": _database_from_url(DATABASE_URL)}
 
 # --- API --------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["jobqueue.api.auth.ApiKeyAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["jobqueue.api.parsers.AnyContentTypeJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["core.api.parsers.AnyContentTypeJSONParser"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "jobqueue.api.errors.envelope_exception_handler",
+    "EXCEPTION_HANDLER": "core.api.errors.envelope_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
@@ -179,6 +193,8 @@ EVENT_PRUNE_BATCH = env_int("EVENT_PRUNE_BATCH", 10_000)
 # The relay and the webhook pump wake when events commit (LISTEN/NOTIFY); they also look this often.
 EVENT_RELAY_POLL_SECONDS = env_float("EVENT_RELAY_POLL_SECONDS", 0.5)
 EVENT_RELAY_BATCH = env_int("EVENT_RELAY_BATCH", 500)
+# What `manage.py relay_events` runs: each is `run(stop, wake)` reading the log through its own cursor.
+EVENT_CONSUMERS = ["events.relay.run_relay", "webhooks.pump.run_webhook_pump"]
 # What a reconnecting WebSocket client may replay with `resume`, at most.
 LIVE_RESUME_MAX_EVENTS = env_int("LIVE_RESUME_MAX_EVENTS", 5000)
 
@@ -187,7 +203,7 @@ WORKFLOW_MAX_STEPS = env_int("WORKFLOW_MAX_STEPS", 50)
 # Most dead letters one bulk requeue request redrives; the response says how many remain.
 DEAD_LETTER_REQUEUE_MAX = env_int("DEAD_LETTER_REQUEUE_MAX", 1000)
 # The control plane fails an attempt this long past its timeout with no outcome reported.
-JOB_TIMEOUT_GRACE_SECONDS = env_float("JOB_TIMEOUT_GRACE_SECONDS", 30.0)
+JOB_TIMEOUT_GRACE_SECONDS = env_float("JOB_TIMEOUT_GRACE_SECONDS", protocol.HARD_TIMEOUT_GRACE_SECONDS)
 # A worker counts as live for dispatch while its last heartbeat is this recent.
 WORKER_OFFLINE_AFTER_SECONDS = env_float("WORKER_OFFLINE_AFTER_SECONDS", 30.0)
 # An assignment its live worker still says it never received this long after it was made was lost.

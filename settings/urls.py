@@ -7,8 +7,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.response import Response
 
-from jobqueue.health import system_health
-from jobqueue.views import MonitorView
+from core.health import system_health
+from live.views import MonitorView
+from machines.models import worker_counts
 
 
 @extend_schema(responses=OpenApiTypes.OBJECT)
@@ -16,7 +17,7 @@ from jobqueue.views import MonitorView
 @authentication_classes([])
 @permission_classes([])
 def health(request):
-    report = system_health()
+    report = system_health(workers=worker_counts)
     return Response(
         {"success": report["ready"], "status": "ok" if report["ready"] else "degraded", **report},
         status=200 if report["ready"] else 503,
@@ -28,7 +29,7 @@ def health(request):
 @authentication_classes([])
 @permission_classes([])
 def ready(request):
-    report = system_health()
+    report = system_health(workers=worker_counts)
     return Response({"ready": report["ready"]}, status=200 if report["ready"] else 503)
 
 
@@ -36,9 +37,10 @@ urlpatterns = [
     path("health", health, name="health"),
     path("health/ready", ready, name="health-ready"),
     path("api/", include("jobqueue.api.urls")),
+    path("api/", include("events.api.urls")),
     path("api/", include("workflows.api.urls")),
     path("api/", include("webhooks.api.urls")),
-    path("api/", include("machines.api.urls")),
+    path("api/", include("dispatch.api.urls")),
     path(
         "api/schema",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),

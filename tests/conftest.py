@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -23,7 +22,8 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from settings.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from devstack.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from devstack.processes import stop_process
 
 if TYPE_CHECKING:
     from tests.webhook_receiver import WebhookReceiver
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATA_DIR = ROOT / ".pytest-data"
 PROCESS_START_TIMEOUT_S = 30.0
+TEST_STOP_TIMEOUT_S = 15.0
 
 
 def wait_for(
@@ -100,7 +101,7 @@ def django_db_modify_db_settings(services: Services) -> None:
     """Point Django, Celery and our Redis client at the session's servers before the test DB is made."""
     from urllib.parse import urlsplit
 
-    from jobqueue.broker import redis_client
+    from core.redis import redis_client
     from settings.celery import app
 
     parts = urlsplit(services.database_url)
@@ -140,16 +141,6 @@ def _child_env(services: Services) -> dict[str, str]:
     }
 
 
-def stop_process(process: subprocess.Popen, timeout: float = 15.0) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @contextlib.contextmanager
 def _running_control_worker(env: dict[str, str], name: str) -> Iterator[subprocess.Popen]:
     """A real control worker (`celery worker -Q control`) with its output in `.pytest-data/<name>.log`."""
@@ -167,7 +158,7 @@ def _running_control_worker(env: dict[str, str], name: str) -> Iterator[subproce
         try:
             yield process
         finally:
-            stop_process(process)
+            stop_process(process, timeout=TEST_STOP_TIMEOUT_S)
 
 
 @pytest.fixture(scope="session")
@@ -183,7 +174,7 @@ class RunningGpuWorker:
     process: subprocess.Popen
 
     def stop(self) -> None:
-        stop_process(self.process)
+        stop_process(self.process, timeout=TEST_STOP_TIMEOUT_S)
 
 
 def spawn_gpu_worker(
@@ -272,7 +263,7 @@ def immediate_retries(settings) -> None:
 
 @pytest.fixture
 def api_key(db):
-    from jobqueue.models import ApiKey
+    from accounts.models import ApiKey
 
     return ApiKey.issue(f"tests-{uuid.uuid4().hex[:8]}")
 
@@ -280,7 +271,7 @@ def api_key(db):
 @pytest.fixture
 def api_client_for_new_key(db) -> Callable[[], APIClient]:
     """API clients, each authenticated with a key of its own (another tenant's view)."""
-    from jobqueue.models import ApiKey
+    from accounts.models import ApiKey
 
     def make() -> APIClient:
         client = APIClient()
@@ -342,7 +333,7 @@ class PrivateBroker:
 
 
 def _point_clients_at(url: str) -> None:
-    from jobqueue.broker import redis_client
+    from core.redis import redis_client
     from settings.celery import app
 
     settings.REDIS_URL = settings.CELERY_BROKER_URL = url
@@ -416,7 +407,7 @@ _collect_static_files.done = False
 @contextlib.contextmanager
 def _running_api_server(env: dict[str, str]) -> Iterator[str]:
     """The ASGI server (uvicorn), as `runstack` starts it; yields its base URL."""
-    from settings.embedded import port_is_open
+    from devstack.embedded import port_is_open
 
     _collect_static_files(env)
     port = free_port()
@@ -433,7 +424,7 @@ def _running_api_server(env: dict[str, str]) -> Iterator[str]:
             assert process.poll() is None, "the API server exited; see .pytest-data/api-server.log"
             yield f"http://127.0.0.1:{port}"
         finally:
-            stop_process(process)
+            stop_process(process, timeout=TEST_STOP_TIMEOUT_S)
 
 
 @dataclass
@@ -543,7 +534,7 @@ def live_stack(services: Services, transactional_db, django_db_blocker) -> Itera
         with _running_api_server(env) as api_url:
             yield LiveStack(ws_url=api_url.replace("http://", "ws://") + "/ws", api_url=api_url)
     finally:
-        stop_process(relay)
+        stop_process(relay, timeout=TEST_STOP_TIMEOUT_S)
 
 
 @pytest.fixture
@@ -585,4 +576,4 @@ def webhook_service(services: Services, transactional_db, settings) -> Iterator[
 
     yield start
     for process in started:
-        stop_process(process)
+        stop_process(process, timeout=TEST_STOP_TIMEOUT_S)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 
-from webhooks.delivery import disable_endpoint
 from webhooks.endpoints import restart
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from webhooks.outcome import disable_endpoint
 
 
 @admin.register(WebhookEndpoint)

@@ -10,9 +10,8 @@ from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from jobqueue.errors import JobError
-from jobqueue.models import ApiKey
-from webhooks import delivery as deliveries
+from accounts.models import ApiKey
+from core.errors import DomainError
 from webhooks.models import (
     DefaultSigningSecret,
     DeliveryStatus,
@@ -20,11 +19,13 @@ from webhooks.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from webhooks.outcome import record
 from webhooks.payloads import TEST_EVENT_TYPE, test_body
-from webhooks.targets import BlockedTarget, check_target
+from webhooks.send import default_signing_secret, send
+from webhooks.ssrf import BlockedTarget, check_target
 
 
-class WebhookError(JobError):
+class WebhookError(DomainError):
     code = "webhook_error"
 
 
@@ -71,7 +72,7 @@ def rotate_secret(endpoint_id: Any, overlap: timedelta) -> tuple[str, datetime |
 
 def rotate_default_secret(owner: ApiKey, overlap: timedelta) -> tuple[str, datetime | None]:
     """The secret signing the owner's per-job and per-workflow `webhook_url` messages, renewed."""
-    deliveries.default_signing_secret(owner.pk)  # exists from here on
+    default_signing_secret(owner.pk)  # exists from here on
     return _rotate(DefaultSigningSecret.objects.filter(owner=owner), overlap)
 
 
@@ -97,10 +98,8 @@ def send_test(endpoint: WebhookEndpoint) -> WebhookAttempt:
     )
     test.message_id = f"msg_test_{test.pk}"
     test.save(update_fields=["message_id"])
-    result = deliveries.send(
-        endpoint.url, test.message_id, test.body, endpoint.signing_secrets(now), endpoint.headers
-    )
-    return deliveries.record(test.pk, now, result, retries=False)
+    result = send(endpoint.url, test.message_id, test.body, endpoint.signing_secrets(now), endpoint.headers)
+    return record(test.pk, now, result, retries=False)
 
 
 def redeliver(delivery_id: int, owner: ApiKey) -> WebhookDelivery:

@@ -9,9 +9,10 @@ from typing import Any
 
 from django.conf import settings
 
-from jobqueue.events import EventType
-from jobqueue.models import Event, Job
-from jobqueue.relay import consume_events
+from events.cursors import consume_events
+from events.models import Event
+from events.types import EventType
+from jobqueue.models import Job
 from machines.models import Worker
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.payloads import Subject, event_body

@@ -9,7 +9,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
 
-from jobqueue.models import ApiKey
+from accounts.models import ApiKey
 from webhooks import secrets
 
 
@@ -104,7 +104,7 @@ class DeliveryStatus(models.TextChoices):
     DEAD_LETTERED = "dead_lettered"
 
 
-class DeadLetterReason(models.TextChoices):
+class DeliveryDeadLetterReason(models.TextChoices):
     EXHAUSTED = "exhausted", "every scheduled attempt failed"
     REJECTED = "rejected", "the receiver answered a final 4xx"
     GONE = "gone", "the receiver answered 410 Gone (endpoint disabled)"
@@ -131,7 +131,7 @@ class WebhookDelivery(models.Model):
     body = models.TextField(help_text="The exact JSON sent (and signed) on every attempt.")
     status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
     dead_letter_reason = models.CharField(
-        max_length=20, choices=DeadLetterReason.choices, blank=True, default=""
+        max_length=20, choices=DeliveryDeadLetterReason.choices, blank=True, default=""
     )
     attempt_count = models.PositiveIntegerField(default=0)
     schedule_start_attempt = models.PositiveIntegerField(

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 
-from jobqueue.models import Event
+from events.models import Event
 
 TEST_EVENT_TYPE = "webhook.test"
 _JOB_ROW_FIELDS = ("type", "priority", "created_at", "started_at", "completed_at")

@@ -8,8 +8,8 @@ import threading
 from django.conf import settings
 from django.db import close_old_connections
 
-from webhooks.delivery import dispatch_due, seconds_until_next_due
 from webhooks.fanout import fan_out_once
+from webhooks.lease import dispatch_due, seconds_until_next_due
 
 logger = logging.getLogger(__name__)
 

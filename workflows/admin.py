@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
-from jobqueue.errors import JobError
+from core.errors import DomainError
 from workflows.cancellation import cancel_workflow
 from workflows.models import Workflow, WorkflowStep
 
@@ -32,7 +32,7 @@ def cancel_workflows(modeladmin, request, queryset):
         try:
             cancel_workflow(workflow.pk, reason=f"cancelled by {request.user} from the admin")
             done += 1
-        except JobError as exc:
+        except DomainError as exc:
             messages.warning(request, f"{workflow.pk}: {exc.message}")
     messages.info(request, f"cancellation requested for {done} workflow(s)")
 

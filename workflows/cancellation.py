@@ -7,25 +7,23 @@ import contextlib
 from django.db import transaction
 from django.db.models.functions import Now
 
+from core.errors import Conflict, NotFound
+from events.recording import record_workflow_event
+from events.types import EventType
 from jobqueue.cancellation import cancel_job
-from jobqueue.errors import JobAlreadyFinished, JobError
-from jobqueue.events import EventType, record_workflow_event
+from jobqueue.errors import JobAlreadyFinished
 from jobqueue.models import TERMINAL_STATUSES, Job
 from workflows.models import Workflow
 
 
-class WorkflowNotFound(JobError):
+class WorkflowNotFound(NotFound):
     """No such workflow."""
 
-    code = "not_found"
-    http_status = 404
 
-
-class WorkflowAlreadyFinished(JobError):
+class WorkflowAlreadyFinished(Conflict):
     """The workflow already ended and cannot change."""
 
     code = "workflow_already_finished"
-    http_status = 409
 
 
 def cancel_workflow(workflow_id: str, reason: str = "") -> Workflow:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
+from events.recording import record_workflow_event
+from events.types import EventType
 from jobqueue.errors import JobConflict
-from jobqueue.events import EventType, record_workflow_event
 from jobqueue.models import Job
 from jobqueue.submission import JobRequest
 from workflows.definition import default_step_name

@@ -8,9 +8,10 @@ from typing import Any
 
 from django.utils import timezone
 
-from jobqueue.events import EventType, record_workflow_event
+from accounts.models import ApiKey
+from events.recording import record_workflow_event
+from events.types import EventType
 from jobqueue.idempotency import create_once
-from jobqueue.models import ApiKey
 from jobqueue.submission import JobRequest, create_job
 from workflows.definition import resolve_dependencies
 from workflows.models import FailurePolicy, Workflow, WorkflowDependency, WorkflowStatus, WorkflowStep

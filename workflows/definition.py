@@ -6,10 +6,10 @@ from graphlib import CycleError, TopologicalSorter
 
 from django.conf import settings
 
-from jobqueue.errors import JobError
+from core.errors import DomainError
 
 
-class InvalidWorkflow(JobError):
+class InvalidWorkflow(DomainError):
     """The workflow definition is invalid."""
 
     code = "invalid_workflow"

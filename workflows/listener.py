@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 from jobqueue.errors import JobConflict
+from jobqueue.lifecycle import JobListener
 from jobqueue.models import Job
 from jobqueue.submission import JobRequest
-from workflows import client_driven, progress
+from workflows import client_driven, release
 
 
-class WorkflowJobListener:
+class WorkflowJobListener(JobListener):
     def job_submitted(self, job: Job, request: JobRequest) -> None:
         if job.workflow_id and not request.workflow_step:
             client_driven.join_workflow(job, request)
 
     def job_started(self, job: Job) -> None:
         if job.workflow_id:
-            progress.mark_running(job.workflow_id)
+            release.mark_running(job.workflow_id)
 
     def job_finished(self, job: Job) -> None:
-        step = progress.step_of(job)
+        step = release.step_of(job)
         if step is not None:
-            progress.step_finished(step, job)
+            release.step_finished(step, job)
 
     def before_requeue(self, job: Job) -> None:
-        if progress.step_of(job) is not None:
+        if release.step_of(job) is not None:
             raise JobConflict(
                 "this job is a workflow step; its workflow has moved on without it (resubmit the workflow)",
                 code="workflow_step_not_requeueable",

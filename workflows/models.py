@@ -8,7 +8,8 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
 
-from jobqueue.models import ApiKey, Job
+from accounts.models import ApiKey
+from jobqueue.models import Job
 
 
 class WorkflowStatus(models.TextChoices):

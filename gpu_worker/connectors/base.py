@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from gpu_worker.protocol import ErrorClass, attempt_error
+
 SLEEP_SLICE_S = 0.1  # how often `JobContext.sleep` looks at cancellation and the deadline
 
 
@@ -15,7 +17,7 @@ class ConnectorError(Exception):
     """The connector could not run the job."""
 
     code = "CONNECTOR_ERROR"
-    error_class = "transient"
+    error_class: ErrorClass = "transient"
 
     def __init__(self, message: str = "", code: str | None = None, details: dict | None = None) -> None:
         super().__init__(message or self.__doc__)
@@ -25,10 +27,7 @@ class ConnectorError(Exception):
         self.details = details or {}
 
     def as_report(self) -> dict[str, Any]:
-        report = {"code": self.code, "message": self.message, "class": self.error_class}
-        if self.details:
-            report["details"] = self.details
-        return report
+        return attempt_error(self.code, self.message, self.error_class, self.details or None)
 
 
 class TransientError(ConnectorError):
@@ -41,7 +40,7 @@ class PermanentError(ConnectorError):
     """A failure that will happen again (invalid input, unsupported request): not retried."""
 
     code = "PERMANENT_ERROR"
-    error_class = "permanent"
+    error_class: ErrorClass = "permanent"
 
 
 class JobTimedOut(TransientError):

@@ -13,9 +13,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.filters import filter_or_400, filter_parameters
+from core.api.pagination import page_response, read_page
 from jobqueue import dead_letters
-from jobqueue.api.filters import filter_or_400, filter_parameters
-from jobqueue.api.pagination import page_response, read_page
 from jobqueue.api.serializers import JobDetailSerializer, JobSerializer, StrictSerializer
 from jobqueue.models import DeadLetterJob, DeadLetterReason
 

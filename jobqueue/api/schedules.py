@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobqueue.api.pagination import page_response, read_page
+from core.api.pagination import page_response, read_page
 from jobqueue.api.serializers import JobSubmitSerializer, StrictSerializer
 from jobqueue.models import JobSchedule
 from jobqueue.schedules import next_run_after

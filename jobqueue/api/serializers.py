@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.validators import URLValidator
 from rest_framework import serializers
 
+from core.api.serializers import StrictSerializer
 from jobqueue.models import Job, JobExecution
 from jobqueue.submission import JobRequest
 
@@ -22,22 +23,6 @@ def _check_name(value: str, what: str) -> str:
     if not NAME_PATTERN.match(value):
         raise serializers.ValidationError(f"invalid {what} {value!r}: use {NAME_HELP}", code="invalid_format")
     return value
-
-
-class StrictSerializer(serializers.Serializer):
-    """Rejects fields it does not know, so a typo is a 400 instead of a silently ignored option."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError(
-                    {
-                        name: [serializers.ErrorDetail("unknown field", code="unknown_field")]
-                        for name in unknown
-                    }
-                )
-        return super().to_internal_value(data)
 
 
 class NameField(serializers.CharField):
@@ -148,6 +133,13 @@ class JobSubmitSerializer(StrictSerializer):
         return job_request_from(self.validated_data)
 
 
+def request_from_template(template: dict[str, Any]) -> JobRequest:
+    """A stored submission body (a schedule's template) as a JobRequest; it was validated when saved."""
+    submission = JobSubmitSerializer(data=template)
+    submission.is_valid(raise_exception=True)
+    return submission.to_job_request()
+
+
 def job_request_from(data: dict[str, Any]) -> JobRequest:
     """A JobRequest from a submission's validated data (of any client dialect)."""
     payload = data.get("payload")
@@ -172,18 +164,25 @@ def job_request_from(data: dict[str, Any]) -> JobRequest:
         required_pool=requirements.get("pool"),
         max_retries=data.get("max_retries", settings.JOB_DEFAULT_MAX_RETRIES),
         timeout_seconds=timeout,
-        scheduled_at=data.get("scheduled_at"),
-        webhook_url=data.get("webhook_url"),
         metadata=data.get("metadata") or {},
-        idempotency_key=data.get("idempotency_key"),
-        customer_id=data.get("customer_id"),
-        ctx=data.get("ctx"),
-        workflow_id=data.get("workflow_id"),
-        workflow_priority=data.get("workflow_priority"),
-        workflow_datetime=data.get("workflow_datetime"),
-        current_step=data.get("current_step"),
-        total_steps=data.get("total_steps"),
+        # Optional fields every dialect names as the job does.
+        **{name: data.get(name) for name in _OPTIONAL_AS_IS},
     )
+
+
+# Optional submission fields that every dialect names as the job stores them (submission.STORED_AS_IS).
+_OPTIONAL_AS_IS = (
+    "scheduled_at",
+    "webhook_url",
+    "idempotency_key",
+    "customer_id",
+    "ctx",
+    "workflow_id",
+    "workflow_priority",
+    "workflow_datetime",
+    "current_step",
+    "total_steps",
+)
 
 
 class CancelSerializer(StrictSerializer):

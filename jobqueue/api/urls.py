@@ -1,19 +1,13 @@
 from django.urls import path
 
-from jobqueue.api import dead_letters, events, schedules, views
+from jobqueue.api import dead_letters, schedules, views
 
 urlpatterns = [
     path("jobs", views.JobCollectionView.as_view(), name="jobs"),
     path("jobs/submit", views.JobCollectionView.as_view(http_method_names=["post"]), name="jobs-submit"),
     path("jobs/stats", views.JobStatsView.as_view(), name="jobs-stats"),
-    path("jobs/<uuid:job_id>", views.JobDetailView.as_view(), name="job-detail"),
-    path(
-        "jobs/<uuid:job_id>/status", views.JobDetailView.as_view(http_method_names=["get"]), name="job-status"
-    ),
     path("jobs/<uuid:job_id>/cancel", views.JobCancelView.as_view(), name="job-cancel"),
-    path("jobs/<uuid:job_id>/result", views.JobResultView.as_view(), name="job-result"),
-    path("jobs/<uuid:job_id>/events", events.JobTimelineView.as_view(), name="job-events"),
-    path("events", events.EventReplayView.as_view(), name="events"),
+    path("jobs/<uuid:job_id>/events", views.JobTimelineView.as_view(), name="job-events"),
     path("dead-letters", dead_letters.DeadLetterCollectionView.as_view(), name="dead-letters"),
     path(
         "dead-letters/requeue", dead_letters.DeadLetterBulkRequeueView.as_view(), name="dead-letters-requeue"

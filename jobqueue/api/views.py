@@ -10,19 +10,19 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobqueue.api.filters import JobFilter, filter_or_400, filter_parameters
-from jobqueue.api.pagination import page_response, read_page
+from core.api.filters import filter_or_400, filter_parameters
+from core.api.pagination import page_response, read_page
+from events.models import Event
+from events.serializers import EventSerializer
+from jobqueue.api.filters import JobFilter
 from jobqueue.api.serializers import (
     CancelSerializer,
-    JobDetailSerializer,
+    JobExecutionSerializer,
     JobSerializer,
     JobSubmitSerializer,
-    StrictSerializer,
 )
 from jobqueue.cancellation import cancel_job
-from jobqueue.delegation import complete_delegated
-from jobqueue.eligibility import explain
-from jobqueue.models import Job, JobStatus
+from jobqueue.models import Job
 from jobqueue.stats import TIMEFRAMES, job_stats
 from jobqueue.submission import submit_job
 
@@ -59,63 +59,14 @@ class JobCollectionView(APIView):
         return page_response("jobs", jobs, JobSerializer, page)
 
 
-class JobDetailView(APIView):
-    @extend_schema(responses=JobDetailSerializer)
-    def get(self, request: Request, job_id) -> Response:
-        job = get_object_or_404(Job.objects.prefetch_related("executions"), pk=job_id)
-        body = JobDetailSerializer(job).data
-        if job.status == JobStatus.PENDING:
-            body["eligibility"] = explain(job)  # "no eligible worker", and which requirement, if so
-        return Response({"success": True, "job": body})
-
-    @extend_schema(request=CancelSerializer, responses=JobSerializer)
-    def delete(self, request: Request, job_id) -> Response:
-        return _cancel(request, job_id)
-
-
-class DelegatedErrorSerializer(StrictSerializer):
-    code = serializers.CharField(max_length=100, default="DELEGATED_FAILURE")
-    message = serializers.CharField(max_length=2000)
-    # Permanent unless said otherwise: the client knows whether trying again could help.
-    error_class = serializers.ChoiceField(
-        choices=["permanent", "transient"], default="permanent", source="class"
-    )
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict) and "class" in data:
-            data = {**{k: v for k, v in data.items() if k != "class"}, "error_class": data["class"]}
-        return super().to_internal_value(data)
-
-
-class DelegatedResultSerializer(StrictSerializer):
-    result = serializers.JSONField(required=False, help_text="The job's result.")
-    error = DelegatedErrorSerializer(required=False, help_text="Or why it failed.")
-
-    def validate(self, attrs):
-        if ("result" in attrs) == ("error" in attrs):
-            raise serializers.ValidationError("send either result or error", code="result_or_error")
-        return attrs
-
-
-class JobResultView(APIView):
-    @extend_schema(request=DelegatedResultSerializer, responses=JobSerializer)
-    def post(self, request: Request, job_id) -> Response:
-        """Complete (or fail) a pending job of a type no worker runs: delegated work, by a delegate key."""
-        body = DelegatedResultSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        job = complete_delegated(job_id, request.auth, **body.validated_data)
-        return Response(
-            {"success": True, "job_id": str(job.id), "status": job.status, "job": JobSerializer(job).data}
-        )
-
-
 class JobCancelView(APIView):
     @extend_schema(request=CancelSerializer, responses=JobSerializer)
     def post(self, request: Request, job_id) -> Response:
-        return _cancel(request, job_id)
+        return cancel_response(request, job_id)
 
 
-def _cancel(request: Request, job_id) -> Response:
+def cancel_response(request: Request, job_id) -> Response:
+    """Cancel the job and answer with it (DELETE /api/jobs/{id} and POST …/cancel)."""
     body = CancelSerializer(data=request.data or {})
     body.is_valid(raise_exception=True)
     job = cancel_job(job_id, body.validated_data.get("reason", ""))
@@ -137,3 +88,19 @@ class JobStatsView(APIView):
         query = StatsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         return Response({"success": True, **job_stats(query.validated_data["timeframe"])})
+
+
+class JobTimelineView(APIView):
+    @extend_schema(responses=EventSerializer(many=True))
+    def get(self, request: Request, job_id) -> Response:
+        """Everything that happened to one job, and each attempt's worker, error and timings."""
+        job = get_object_or_404(Job, pk=job_id)
+        return Response(
+            {
+                "success": True,
+                "job_id": str(job.pk),
+                "status": job.status,
+                "events": EventSerializer(Event.objects.filter(job_id=job.pk).order_by("id"), many=True).data,
+                "attempts": JobExecutionSerializer(job.executions.order_by("attempt"), many=True).data,
+            }
+        )

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from settings.embedded import free_port, port_is_open
+from devstack.embedded import free_port, port_is_open
 
 
 class ServedApp:

@@ -7,8 +7,8 @@ import json
 from django.conf import settings
 from rest_framework import serializers
 
+from events.types import EventType
 from jobqueue.api.serializers import StrictSerializer
-from jobqueue.events import EventType
 from webhooks.fanout import FILTERS
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 

@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobqueue.api.pagination import page_response, read_page
+from core.api.pagination import page_response, read_page
 from webhooks import endpoints
 from webhooks.api.serializers import (
     AttemptSerializer,

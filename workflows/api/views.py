@@ -11,14 +11,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobqueue.api.filters import StatusInFilter, filter_or_400, filter_parameters
-from jobqueue.api.pagination import page_response, read_page
+from core.api.filters import StatusInFilter, filter_or_400, filter_parameters
+from core.api.pagination import page_response, read_page
 from jobqueue.api.views import StatsQuerySerializer
 from workflows.api.serializers import WorkflowCancelSerializer, WorkflowSerializer, WorkflowSubmitSerializer
 from workflows.cancellation import cancel_workflow
 from workflows.creation import create_workflow
 from workflows.models import Workflow, WorkflowDependency, WorkflowStatus
-from workflows.progress import workflow_progress
+from workflows.release import workflow_progress
 from workflows.stats import workflow_stats
 from workflows.step_details import step_details
 

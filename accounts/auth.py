@@ -1,0 +1,47 @@
+"""`x-api-key` authentication against hashed keys."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions
+
+from accounts.models import ApiKey
+
+HEADER = "x-api-key"
+LAST_USED_RESOLUTION = timedelta(minutes=1)  # don't write on every request
+
+
+def api_key_for(raw_key: str) -> ApiKey | None:
+    """The active key matching `raw_key` (its last use noted, at most once a minute), or None."""
+    api_key = ApiKey.objects.filter(key_hash=ApiKey.hash_key(raw_key), is_active=True).first()
+    if api_key is not None:
+        now = timezone.now()
+        if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
+            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+    return api_key
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    def authenticate(self, request):
+        raw_key = request.headers.get(HEADER)
+        if not raw_key:
+            return None
+        api_key = api_key_for(raw_key)
+        if api_key is None:
+            raise exceptions.AuthenticationFailed("invalid API key")
+        return (api_key, api_key)
+
+    def authenticate_header(self, request) -> str:
+        # Makes DRF answer 401 (not 403) when the key is missing.
+        return HEADER
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "accounts.auth.ApiKeyAuthentication"
+    name = "ApiKeyAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "apiKey", "in": "header", "name": HEADER}

@@ -1,0 +1,83 @@
+"""Every API error in the seeds' envelope: {"success": false, "error": {code, message, field, details}}."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import DatabaseError, DataError, IntegrityError
+from django.http import Http404
+from rest_framework import exceptions
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+from core.errors import DomainError
+
+logger = logging.getLogger(__name__)
+
+
+def error_response(
+    http_status: int, code: str, message: str, field: str | None = None, details: dict[str, Any] | None = None
+) -> Response:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if field is not None:
+        error["field"] = field
+    error["details"] = details or {}
+    return Response({"success": False, "error": error}, status=http_status)
+
+
+def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, DatabaseError) and not isinstance(exc, IntegrityError | DataError):
+        # Postgres is down or restarting: say so, and let clients retry.
+        logger.warning("database unavailable: %s", exc)
+        response = error_response(503, "database_unavailable", "the database is unavailable; retry shortly")
+        response["Retry-After"] = "5"
+        return response
+    if isinstance(exc, DomainError):
+        return error_response(exc.http_status, exc.code, exc.message, field=exc.field, details=exc.details)
+    if isinstance(exc, Http404):
+        return error_response(404, "not_found", "not found")
+    if isinstance(exc, exceptions.ValidationError):
+        fields = _flatten(exc.detail)
+        first_field, first_errors = next(
+            iter(fields.items()), ("body", [{"code": "invalid", "message": "invalid"}])
+        )
+        first = first_errors[0]
+        return error_response(
+            400,
+            "validation_error",
+            f"{first_field}: {first['message']}" if first_field != "body" else first["message"],
+            field=first_field,
+            details={"fields": fields},
+        )
+    handled = exception_handler(exc, context)
+    if handled is None:
+        return None  # unexpected: Django answers 500 without a traceback (DEBUG is off)
+    detail = getattr(exc, "detail", None)
+    code = detail.code if isinstance(detail, exceptions.ErrorDetail) else exc.__class__.__name__.lower()
+    enveloped = error_response(handled.status_code, str(code), str(detail or exc))
+    for header in ("WWW-Authenticate", "Retry-After", "Allow"):
+        if header in handled:
+            enveloped[header] = handled[header]
+    return enveloped
+
+
+def _flatten(detail: Any, prefix: str = "") -> dict[str, list[dict[str, str]]]:
+    """{"requirements": {"capabilities": [ErrorDetail]}} -> {"requirements.capabilities": [{code, message}]}"""
+    if isinstance(detail, dict):
+        flat: dict[str, list[dict[str, str]]] = {}
+        for key, value in detail.items():
+            # Object-level errors belong to the object itself ("body" at the top level).
+            flat.update(_flatten(value, prefix if key == "non_field_errors" else f"{prefix}{key}."))
+        return flat
+    if isinstance(detail, list) and detail and all(isinstance(d, exceptions.ErrorDetail) for d in detail):
+        return {prefix.rstrip(".") or "body": [{"code": d.code, "message": str(d)} for d in detail]}
+    if isinstance(detail, list):
+        flat = {}
+        for index, value in enumerate(detail):
+            if value:
+                flat.update(_flatten(value, f"{prefix}{index}."))
+        return flat
+    return {
+        prefix.rstrip(".") or "body": [{"code": getattr(detail, "code", "invalid"), "message": str(detail)}]
+    }

@@ -1,0 +1,77 @@
+"""The job views that answer with the control plane's view of a job: why a pending one waits, and the
+completion of delegated jobs no worker runs."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.api.serializers import StrictSerializer
+from accounts.models import ApiKey
+from dispatch.delegation import complete_delegated
+from dispatch.matching import explain
+from jobqueue.api.serializers import CancelSerializer, JobDetailSerializer, JobSerializer
+from jobqueue.api.views import cancel_response
+from jobqueue.models import Job, JobStatus
+
+
+class JobDetailView(APIView):
+    @extend_schema(responses=JobDetailSerializer)
+    def get(self, request: Request, job_id: UUID) -> Response:
+        job = get_object_or_404(Job.objects.prefetch_related("executions"), pk=job_id)
+        body = JobDetailSerializer(job).data
+        if job.status == JobStatus.PENDING:
+            body["eligibility"] = explain(job)  # "no eligible worker", and which requirement, if so
+        return Response({"success": True, "job": body})
+
+    @extend_schema(request=CancelSerializer, responses=JobSerializer)
+    def delete(self, request: Request, job_id: UUID) -> Response:
+        return cancel_response(request, job_id)
+
+
+class DelegatedErrorSerializer(StrictSerializer):
+    code = serializers.CharField(max_length=100, default="DELEGATED_FAILURE")
+    message = serializers.CharField(max_length=2000)
+    # Permanent unless said otherwise: the client knows whether trying again could help.
+    error_class = serializers.ChoiceField(
+        choices=["permanent", "transient"], default="permanent", source="class"
+    )
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict) and "class" in data:
+            data = {**{k: v for k, v in data.items() if k != "class"}, "error_class": data["class"]}
+        return super().to_internal_value(data)
+
+
+class DelegatedResultSerializer(StrictSerializer):
+    result = serializers.JSONField(required=False, help_text="The job's result.")
+    error = DelegatedErrorSerializer(required=False, help_text="Or why it failed.")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("result" in attrs) == ("error" in attrs):
+            raise serializers.ValidationError("send either result or error", code="result_or_error")
+        return attrs
+
+
+class JobResultView(APIView):
+    @extend_schema(request=DelegatedResultSerializer, responses=JobSerializer)
+    def post(self, request: Request, job_id: UUID) -> Response:
+        """Complete (or fail) a pending job of a type no worker runs: delegated work, by a delegate key."""
+        body = DelegatedResultSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        job = complete_delegated(job_id, _api_key(request), **body.validated_data)
+        return Response(
+            {"success": True, "job_id": str(job.id), "status": job.status, "job": JobSerializer(job).data}
+        )
+
+
+def _api_key(request: Request) -> ApiKey:
+    assert isinstance(request.auth, ApiKey)  # the API's only authentication (IsAuthenticated)
+    return request.auth

@@ -1,0 +1,79 @@
+"""Fleet API: /api/machines (drain, resume), /api/workers, /api/pools."""
+
+from __future__ import annotations
+
+import django_filters
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.api.filters import filter_or_400, filter_parameters
+from dispatch import fleet, worker_reports
+from machines.models import Machine, MachineStatus, Worker
+
+
+class MachineFilter(django_filters.FilterSet):
+    pool = django_filters.CharFilter()
+    status = django_filters.ChoiceFilter(choices=MachineStatus.choices)
+    draining = django_filters.BooleanFilter()
+
+    class Meta:
+        model = Machine
+        fields = ["pool", "status", "draining"]
+
+
+class WorkerFilter(django_filters.FilterSet):
+    pool = django_filters.CharFilter()
+    machine_id = django_filters.CharFilter()
+
+    class Meta:
+        model = Worker
+        fields = ["pool", "machine_id"]
+
+
+class MachineCollectionView(APIView):
+    @extend_schema(
+        operation_id="machines_list",
+        parameters=filter_parameters(MachineFilter, paged=False),
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request: Request) -> Response:
+        queryset = filter_or_400(MachineFilter, request.query_params, Machine.objects.all())
+        return Response({"success": True, "machines": fleet.machines(queryset)})
+
+
+class MachineDetailView(APIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request, machine_id: str) -> Response:
+        get_object_or_404(Machine, pk=machine_id)
+        [machine] = fleet.machines(Machine.objects.filter(pk=machine_id))
+        machine["recent_failures"] = fleet.recent_failures(machine_id)
+        return Response({"success": True, "machine": machine})
+
+
+class MachineDrainView(APIView):
+    drain = True
+
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    def post(self, request: Request, machine_id: str) -> Response:
+        """Drain: no new work reaches the machine; running jobs finish. Resume undoes it."""
+        get_object_or_404(Machine, pk=machine_id)
+        worker_reports.set_draining(machine_id, self.drain)
+        [machine] = fleet.machines(Machine.objects.filter(pk=machine_id))
+        return Response({"success": True, "machine": machine})
+
+
+class WorkerCollectionView(APIView):
+    @extend_schema(parameters=filter_parameters(WorkerFilter, paged=False), responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request) -> Response:
+        queryset = filter_or_400(WorkerFilter, request.query_params, Worker.objects.all())
+        return Response({"success": True, "workers": fleet.worker_rows(queryset)})
+
+
+class PoolsView(APIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request) -> Response:
+        return Response({"success": True, **fleet.pools()})

@@ -1,0 +1,207 @@
+"""The dispatcher: matches pending jobs to workers with free slots, in Postgres.
+
+Order is exact: highest effective priority, then the oldest workflow (or job) time, then submission
+order. A worker only ever receives a job whose every requirement it satisfies. Worker rows are locked
+(waiting) while their slots are filled and job rows with `FOR UPDATE SKIP LOCKED`, so concurrent
+dispatchers can neither assign one job twice nor overfill a worker. See docs/dispatch.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection, transaction
+
+from dispatch.matching import JOB_MATCHES_WORKER, TAKES_WORK, takes_work
+from events.recording import job_events_sql
+from events.types import EventType
+from gpu_worker import protocol
+from gpu_worker.protocol import attempt_error
+from jobqueue import attempts
+from jobqueue.models import ACTIVE_STATUSES, Job, JobStatus, dispatch_order_sql
+from machines.models import Worker, heard_since
+
+logger = logging.getLogger(__name__)
+
+# One statement assigns the worker its best eligible pending jobs, up to its free slots, with their
+# execution rows and `job_assigned` events. The slot count is read here, after the worker row was
+# locked by the previous statement: a statement that waited on a lock keeps its pre-wait snapshot.
+_ACTIVE_ON_WORKER = (
+    "(SELECT count(*) FROM jobqueue_job a WHERE a.worker_id = {worker} AND a.status = ANY(%(active)s))"
+)
+_ASSIGN_BEST_JOBS = f"""
+    WITH picked AS (
+        SELECT j.id FROM jobqueue_job j, machines_worker w
+        WHERE w.id = %(worker_id)s AND j.status = 'pending' AND {JOB_MATCHES_WORKER}
+        ORDER BY {dispatch_order_sql("j")}
+        LIMIT greatest(0, %(slots)s - {_ACTIVE_ON_WORKER.format(worker="%(worker_id)s")})
+        FOR UPDATE OF j SKIP LOCKED
+    ), assigned AS (
+        UPDATE jobqueue_job j
+        SET status = 'assigned', attempt = j.attempt + 1, worker_id = %(worker_id)s,
+            machine_id = %(machine_id)s, assigned_at = clock_timestamp(),
+            updated_at = clock_timestamp(), started_at = NULL, progress = 0, stage = ''
+        FROM picked WHERE j.id = picked.id
+        RETURNING j.*
+    ), executions AS (
+        INSERT INTO jobqueue_jobexecution (job_id, attempt, worker_id, machine_id, outcome, assigned_at)
+        SELECT id, attempt, worker_id, machine_id, 'assigned', clock_timestamp() FROM assigned
+    ), events AS (
+        {job_events_sql("assigned", "%(event_type)s", "jsonb_build_object('queue', %(queue)s::text)")}
+    ), busy AS (
+        UPDATE machines_worker SET last_assigned_at = clock_timestamp(), status = 'busy'
+        WHERE id = %(worker_id)s AND EXISTS (SELECT 1 FROM assigned)
+    )
+    SELECT * FROM assigned ORDER BY {dispatch_order_sql("assigned")}
+"""
+
+# ... with a free slot.
+_LIVE_WORKERS_WITH_A_FREE_SLOT = f"""
+    SELECT w.id FROM machines_worker w
+    WHERE {TAKES_WORK} AND {_ACTIVE_ON_WORKER.format(worker="w.id")} < w.slots
+"""
+
+# ... that could run at least one of the given pending jobs.
+_FREE_WORKERS_FOR_JOBS = f"""
+    {_LIVE_WORKERS_WITH_A_FREE_SLOT}
+      AND EXISTS (
+        SELECT 1 FROM jobqueue_job j
+        WHERE j.id = ANY(%(job_ids)s) AND j.status = 'pending' AND {JOB_MATCHES_WORKER})
+    ORDER BY w.last_assigned_at NULLS FIRST
+"""
+
+_FREE_WORKERS = f"""
+    {_LIVE_WORKERS_WITH_A_FREE_SLOT}
+    ORDER BY w.last_assigned_at NULLS FIRST
+"""
+
+
+@dataclass(frozen=True)
+class Assignment:
+    job_id: str
+    attempt: int
+    worker_id: str
+    queue: str
+    spec: dict[str, Any]
+
+
+def fill_worker(worker_id: str) -> list[Assignment]:
+    """Give the worker its best eligible pending jobs, up to its free slots.
+
+    Runs in the caller's transaction when there is one (so a report that frees a slot and the
+    assignment of the next job commit together); messages are published after commit.
+    """
+    # No savepoint: a failure here fails the caller's whole transaction, which is what we want.
+    with transaction.atomic(savepoint=False):
+        # Waits for a concurrent dispatcher of this worker to commit, so slots are never overfilled.
+        worker = Worker.objects.select_for_update().filter(pk=worker_id).first()
+        if worker is None or not takes_work(worker):
+            return []
+        assigned = list(Job.objects.raw(_ASSIGN_BEST_JOBS, _match_params(worker)))
+        if not assigned:
+            return []
+        assignments = [
+            Assignment(str(job.id), job.attempt, worker.id, worker.queue, job_spec(job)) for job in assigned
+        ]
+        transaction.on_commit(lambda: publish_assignments(assignments))
+        return assignments
+
+
+def dispatch_jobs(job_ids: Iterable[Any]) -> list[Assignment]:
+    """Find workers for newly pending jobs. Each candidate worker takes its own best jobs,
+    which keeps global priority order even when a better job than these is also waiting."""
+    ids = [str(job_id) for job_id in job_ids]
+    if not ids:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(_FREE_WORKERS_FOR_JOBS, {"job_ids": ids, **_liveness_params()})
+        worker_ids = [row[0] for row in cursor.fetchall()]
+    assignments: list[Assignment] = []
+    for worker_id in worker_ids:
+        assignments.extend(fill_worker(worker_id))
+        if {a.job_id for a in assignments} >= set(ids):
+            break
+        if not Job.objects.filter(pk__in=ids, status=JobStatus.PENDING).exists():
+            break  # taken by another dispatcher meanwhile
+    return assignments
+
+
+def dispatch_all() -> list[Assignment]:
+    """Offer every live worker with a free slot its best jobs (beat's safety net)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_FREE_WORKERS, _liveness_params())
+        worker_ids = [row[0] for row in cursor.fetchall()]
+    assignments: list[Assignment] = []
+    for worker_id in worker_ids:
+        assignments.extend(fill_worker(worker_id))
+    return assignments
+
+
+def dispatch_on_commit(job_ids: list[Any]) -> None:
+    """Dispatch these jobs once the transaction that made them pending has committed."""
+    transaction.on_commit(lambda: _dispatch_safely(job_ids))
+
+
+def _dispatch_safely(job_ids: list[Any]) -> None:
+    try:
+        dispatch_jobs(job_ids)
+    except Exception:
+        # The job is durable as pending; the beat sweep will dispatch it.
+        logger.exception("dispatch after commit failed for %s jobs; the sweep will retry", len(job_ids))
+
+
+def _liveness_params() -> dict[str, Any]:
+    return {"heard_since": heard_since(), "active": list(ACTIVE_STATUSES)}
+
+
+def _match_params(worker: Worker) -> dict[str, Any]:
+    return {
+        "worker_id": worker.id,
+        "machine_id": worker.machine_id,
+        "queue": worker.queue,
+        "slots": worker.slots,
+        "active": list(ACTIVE_STATUSES),
+        "event_type": EventType.JOB_ASSIGNED.value,
+    }
+
+
+def job_spec(job: Job) -> dict[str, Any]:
+    """What a worker needs to run one attempt: everything but database-only fields."""
+    return {
+        "job_id": str(job.id),
+        "attempt": job.attempt,
+        "type": job.type,
+        "payload": job.payload,
+        "ctx": job.ctx,
+        "requirements": job.requirements,
+        "timeout_seconds": job.timeout_seconds,
+        "priority": job.effective_priority,
+        "workflow_id": job.workflow_id,
+        "metadata": job.metadata,
+        "inputs": job.inputs,
+    }
+
+
+def publish_assignments(assignments: list[Assignment]) -> None:
+    """Send each assignment to its worker's own queue (priority order was decided here, not by the broker)."""
+    from settings.celery import app
+
+    for assignment in assignments:
+        try:
+            app.send_task(protocol.RUN_JOB_TASK, kwargs={"spec": assignment.spec}, queue=assignment.queue)
+        except Exception as exc:
+            logger.exception("publishing job %s to %s failed", assignment.job_id, assignment.queue)
+            unassign_unpublished(assignment.job_id, assignment.attempt, f"{type(exc).__name__}: {exc}")
+
+
+def unassign_unpublished(job_id: Any, attempt: int, reason: str) -> bool:
+    """An assignment whose message could not be published (or died with the broker) never reached
+    its worker: the job goes back to pending in its place, without using a retry, and is offered
+    again once the broker answers. The attempt is recorded as lost."""
+    error = attempt_error("NOT_DELIVERED", reason[:500])
+    return (
+        attempts.return_to_pending(job_id, attempt, {JobStatus.ASSIGNED}, "not_delivered", error) is not None
+    )

@@ -1,0 +1,53 @@
+"""Cancel flags: how the control plane tells GPU workers (which have no database) which attempts to
+stop, on the broker's Redis. One flag per job (`protocol.cancel_flag_key`) holds the highest attempt
+that must stop: a cancelled job's, a lost or timed-out attempt's, or one whose final report was applied.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+
+from core.redis import redis_client
+from gpu_worker import protocol
+
+logger = logging.getLogger(__name__)
+
+
+# Raise the flag to ARGV[1] unless it is already higher (a later attempt's cancel must not be undone).
+_RAISE_FLAG = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+end
+return current
+"""
+
+
+def stop_attempt(job_id: str, attempt: int) -> None:
+    """Ask whichever worker runs `attempt` of the job (or an earlier one) to stop it."""
+    redis_client().eval(
+        _RAISE_FLAG, 1, protocol.cancel_flag_key(job_id), str(attempt), str(settings.CANCEL_FLAG_TTL_SECONDS)
+    )
+
+
+def confirm_final_report(job_id: str, attempt: int) -> None:
+    """Tell the worker its final report for `attempt` arrived (the same flag: that attempt is over),
+    so it stops re-sending it. Short-lived: workers only wait minutes for this."""
+    redis_client().eval(
+        _RAISE_FLAG,
+        1,
+        protocol.cancel_flag_key(job_id),
+        str(attempt),
+        str(settings.REPORT_CONFIRMATION_TTL_SECONDS),
+    )
+
+
+def stop_attempt_quietly(job_id: str, attempt: int, why: str) -> None:
+    """`stop_attempt`, where a failure only costs GPU time: the attempt's reports are ignored anyway
+    (or the request is stored in Postgres, and the dispatch sweep mirrors it again)."""
+    try:
+        stop_attempt(job_id, attempt)
+    except Exception:
+        logger.exception("could not raise the stop flag of job %s attempt %s (%s)", job_id, attempt, why)

@@ -1,0 +1,99 @@
+"""Which worker may run which job: the one definition of eligibility, in SQL for the dispatcher and in
+Python for "why is this job waiting", side by side (tests/integration check that they agree).
+
+A job matches a worker when the worker runs its type, satisfies every requirement, and may serve its
+customer: a worker with an allow-list serves only those customers (it is dedicated to them), one
+with a deny-list never serves those, and a `customer_isolation: strict` job runs only on a worker
+dedicated to its customer. A worker takes work while it is live (`machines.models`), not draining,
+and its engine healthy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from jobqueue.models import Job
+from machines.models import LIVE_WORKER_SQL, Worker
+
+# --- SQL, over a pending job `j` and a worker `w` -------------------------------------------------
+JOB_MATCHES_WORKER = """
+    j.type IN (SELECT jsonb_array_elements_text(w.job_types))
+    AND w.capabilities @> j.required_capabilities
+    AND w.model_names @> j.required_models
+    AND (j.required_gpu_memory_gb IS NULL OR j.required_gpu_memory_gb <= w.gpu_memory_gb)
+    AND (j.required_pool IS NULL OR j.required_pool = w.pool)
+    AND (jsonb_array_length(w.customer_allowlist) = 0 OR w.customer_allowlist ? j.customer_id)
+    AND (j.customer_id IS NULL OR NOT w.customer_denylist ? j.customer_id)
+    AND (NOT j.requires_dedicated_worker OR w.customer_allowlist ? j.customer_id)
+"""
+AVAILABLE = "NOT w.draining AND w.engine_healthy"
+TAKES_WORK = f"{LIVE_WORKER_SQL} AND {AVAILABLE}"
+
+
+# --- Python, over loaded rows: the same rules, one at a time, so an answer can name the one that fails
+def is_available(worker: Worker) -> bool:
+    return not worker.draining and worker.engine_healthy
+
+
+def takes_work(worker: Worker) -> bool:
+    return worker.is_live and is_available(worker)
+
+
+def _serves_customer(job: Job, worker: Worker) -> bool:
+    if worker.customer_allowlist and job.customer_id not in worker.customer_allowlist:
+        return False
+    if job.customer_id and job.customer_id in worker.customer_denylist:
+        return False
+    return not job.requires_dedicated_worker or job.customer_id in worker.customer_allowlist
+
+
+_CHECKS: list[tuple[str, Callable[[Job, Worker], bool], Callable[[Job], str]]] = [
+    ("type", lambda j, w: j.type in w.job_types, lambda j: f"no live worker runs {j.type!r} jobs"),
+    (
+        "pool",
+        lambda j, w: j.required_pool is None or j.required_pool == w.pool,
+        lambda j: f"no live worker in pool {j.required_pool!r} runs it",
+    ),
+    (
+        "capabilities",
+        lambda j, w: set(j.required_capabilities) <= set(w.capabilities),
+        lambda j: f"no live worker that could take it has capabilities {j.required_capabilities}",
+    ),
+    (
+        "models",
+        lambda j, w: set(j.required_models) <= set(w.model_names),
+        lambda j: f"no live worker that could take it has models {j.required_models}",
+    ),
+    (
+        "gpu_memory_gb",
+        lambda j, w: j.required_gpu_memory_gb is None or j.required_gpu_memory_gb <= w.gpu_memory_gb,
+        lambda j: f"no live worker that could take it has {j.required_gpu_memory_gb:g} GB of GPU memory",
+    ),
+    (
+        "customer",
+        _serves_customer,
+        lambda j: (
+            f"no live worker that could take it may serve customer {j.customer_id!r}"
+            + (
+                " (strict isolation: it needs a worker dedicated to that customer)"
+                if j.requires_dedicated_worker
+                else ""
+            )
+        ),
+    ),
+    (
+        "available",
+        lambda j, w: is_available(w),
+        lambda j: "every worker that could take it is draining or its engine is down",
+    ),
+]
+
+
+def explain(job: Job, live_workers: Iterable[Worker] | None = None) -> dict[str, Any]:
+    """How many live workers could take the pending `job`, or the first requirement none meets."""
+    candidates = list(Worker.objects.live() if live_workers is None else live_workers)
+    for requirement, meets, message in _CHECKS:
+        candidates = [worker for worker in candidates if meets(job, worker)]
+        if not candidates:
+            return {"eligible_workers": 0, "unmet": {"requirement": requirement, "message": message(job)}}
+    return {"eligible_workers": len(candidates), "unmet": None}

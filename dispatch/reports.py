@@ -1,0 +1,95 @@
+"""Applying GPU workers' lifecycle reports (started, progress, succeeded, failed, cancelled, handed back).
+
+Each report names a job and an attempt; `jobqueue.attempts` applies it as a compare-and-set, so a
+report for any other attempt changes nothing (returns False) and duplicate and late messages are
+harmless. A report that frees a worker slot offers that slot the next job in the same transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from dispatch.assignment import dispatch_on_commit, fill_worker
+from gpu_worker.protocol import attempt_error
+from jobqueue import attempts
+from jobqueue.models import ACTIVE_STATUSES, ExecutionOutcome, Job
+from machines.models import Worker, WorkerStatus
+
+
+def job_started(job_id: Any, attempt: int, worker_id: str, running_for_ms: int = 0) -> bool:
+    return attempts.start(job_id, attempt, worker_id, running_for_ms)
+
+
+def job_progress(job_id: Any, attempt: int, progress: int, stage: str = "") -> bool:
+    return attempts.record_progress(job_id, attempt, progress, stage)
+
+
+def job_succeeded(job_id: Any, attempt: int, result: Any, runtime_ms: int | None = None) -> bool:
+    with transaction.atomic():
+        job = attempts.complete(job_id, attempt, result, runtime_ms)
+        return _freed(job)
+
+
+def job_failed(
+    job_id: Any,
+    attempt: int,
+    error: dict[str, Any] | None,
+    outcome: ExecutionOutcome = ExecutionOutcome.FAILED,
+    runtime_ms: int | None = None,
+) -> bool:
+    """A failed attempt, retried or dead-lettered by `jobqueue.attempts.fail`'s rules."""
+    with transaction.atomic():
+        return _freed(attempts.fail(job_id, attempt, error, outcome, runtime_ms))
+
+
+def worker_lost(job_id: Any, attempt: int, message: str) -> bool:
+    """The control plane declares an attempt dead with its worker (a transient failure)."""
+    with transaction.atomic():
+        return _freed(attempts.lost_with_worker(job_id, attempt, message))
+
+
+def job_cancelled(job_id: Any, attempt: int, runtime_ms: int | None = None) -> bool:
+    """The worker stopped the job because its cancellation was requested."""
+    with transaction.atomic():
+        return _freed(attempts.cancel(job_id, attempt, runtime_ms))
+
+
+def job_handed_back(job_id: Any, attempt: int, runtime_ms: int | None = None) -> bool:
+    """A worker shutting down stopped the job unfinished: back to pending, without using a retry
+    (nothing went wrong with the job), offered to another worker at once. The attempt is recorded."""
+    error = attempt_error("HANDED_BACK", "its worker shut down before finishing it")
+    with transaction.atomic():
+        job = attempts.return_to_pending(
+            job_id,
+            attempt,
+            ACTIVE_STATUSES,
+            "handed_back",
+            error,
+            progress=0,
+            stage="",
+            **attempts.started_before(runtime_ms),
+        )
+        if job is None:
+            return False
+        dispatch_on_commit([job.pk])
+        return True
+
+
+def _freed(job: Job | None) -> bool:
+    """The attempt ended (or the report was stale: False). Offer the freed slot the next job, in this
+    transaction; mark the worker idle if nothing came."""
+    if job is None:
+        return False
+    release_slot(job.worker_id)
+    return True
+
+
+def release_slot(worker_id: str | None) -> None:
+    if not worker_id:
+        return
+    if not fill_worker(worker_id):
+        Worker.objects.filter(pk=worker_id, status=WorkerStatus.BUSY).exclude(
+            pk__in=Job.objects.filter(worker_id=worker_id, status__in=ACTIVE_STATUSES).values("worker_id")
+        ).update(status=WorkerStatus.IDLE)

@@ -1,0 +1,59 @@
+"""What the control plane does when workers register, heartbeat or are drained: the registry records
+it (`machines/registry.py`), then the worker is offered work and a restarted worker's lost attempts
+are failed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dispatch.assignment import fill_worker
+from dispatch.reports import worker_lost
+from jobqueue.models import Job, JobStatus
+from machines import registry
+from machines.models import Machine, Worker
+
+
+def register_worker(info: dict[str, Any]) -> Worker:
+    """Record the worker, then offer it work.
+
+    A new `instance_id` means the process restarted: whatever its previous instance was running is
+    lost with it, so those attempts fail as `WORKER_LOST` (and are retried by the usual rules).
+    Jobs merely assigned stay: their messages wait in the worker's queue for the new instance.
+    """
+    worker, restarted = registry.register_worker(info)
+    # After the registry's transaction: failing a job locks its row and then the worker's, and holding
+    # the worker's lock first could deadlock with a report doing the same in the documented order.
+    if restarted:
+        _fail_lost_attempts(worker.id)
+    fill_worker(worker.id)
+    return worker
+
+
+def heartbeat(worker_id: str, instance_id: str, info: dict[str, Any] | None = None) -> bool:
+    """Refresh the worker's lease and offer it work. A heartbeat from an unknown instance re-registers
+    the worker from the self-description it carries. True when a live instance took the heartbeat."""
+    beat = registry.heartbeat(worker_id, instance_id, info)
+    if beat is registry.Heartbeat.UNKNOWN:
+        description = {k: v for k, v in (info or {}).items() if k != "seen_attempts"}
+        if description:
+            register_worker(description)
+        return False
+    if beat is registry.Heartbeat.STOPPING:
+        return False
+    fill_worker(worker_id)
+    return True
+
+
+def set_draining(machine_id: str, draining: bool) -> Machine:
+    """Drain (no new work; running jobs finish) or resume a machine. Resuming offers its workers work."""
+    machine = registry.set_draining(machine_id, draining)
+    if not draining:
+        for worker_id in Worker.objects.filter(machine_id=machine_id).values_list("id", flat=True):
+            fill_worker(worker_id)
+    return machine
+
+
+def _fail_lost_attempts(worker_id: str) -> None:
+    running = Job.objects.filter(worker_id=worker_id, status=JobStatus.RUNNING).values_list("pk", "attempt")
+    for job_id, attempt in running:
+        worker_lost(job_id, attempt, "the worker restarted while running this job")

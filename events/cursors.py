@@ -1,0 +1,41 @@
+"""Reading the event log through a named cursor: every consumer of the log (the live relay, the webhook
+pump) reads through `consume_events`, so none can forget a step.
+
+Events are read in (transaction id, event id) order, and only from transactions older than every
+transaction still running (`pg_snapshot_xmin`), so no event can commit behind a cursor and be
+skipped. One consumer of a name runs at a time (the cursor row is locked); a second waits its turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.db import transaction
+
+from events.models import Event, EventRelayCursor
+
+_VISIBLE_AFTER_CURSOR = f"""
+    SELECT * FROM {Event._meta.db_table}
+    WHERE (txid, id) > (%s, %s)
+      AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+    ORDER BY txid, id
+    LIMIT %s
+"""
+
+
+def consume_events(cursor_name: str, batch: int, handle: Callable[[list[Event]], None]) -> int:
+    """Hand the next committed events after the named cursor to `handle`, then move the cursor past
+    them, in one transaction; returns how many. Every consumer of the log reads through this.
+
+    The cursor row is locked, so one consumer of a name runs at a time; events come in (transaction
+    id, id) order, only from transactions older than every one still running, so none is skipped."""
+    with transaction.atomic():
+        EventRelayCursor.objects.bulk_create([EventRelayCursor(name=cursor_name)], ignore_conflicts=True)
+        cursor = EventRelayCursor.objects.select_for_update().get(name=cursor_name)
+        events = list(Event.objects.raw(_VISIBLE_AFTER_CURSOR, [cursor.last_txid, cursor.last_id, batch]))
+        if not events:
+            return 0
+        handle(events)
+        last = events[-1]
+        EventRelayCursor.objects.filter(name=cursor_name).update(last_txid=last.txid, last_id=last.id)
+        return len(events)

@@ -1,0 +1,34 @@
+"""Every kind of event the log holds (each has a payload schema in `events/schemas.py`)."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class EventType(models.TextChoices):
+    JOB_SUBMITTED = "job_submitted"
+    JOB_QUEUED = "job_queued"
+    JOB_ASSIGNED = "job_assigned"
+    JOB_STARTED = "job_started"
+    JOB_PROGRESS = "job_progress"
+    JOB_COMPLETED = "job_completed"
+    JOB_FAILED = "job_failed"
+    JOB_CANCEL_REQUESTED = "job_cancel_requested"
+    JOB_CANCELLED = "job_cancelled"
+    JOB_RETRY_SCHEDULED = "job_retry_scheduled"
+    JOB_DEAD_LETTERED = "job_dead_lettered"
+    JOB_REQUEUED = "job_requeued"
+    DEAD_LETTER_DISCARDED = "dead_letter_discarded"
+    WORKFLOW_CREATED = "workflow_created"
+    WORKFLOW_STARTED = "workflow_started"
+    WORKFLOW_STEP_COMPLETED = "workflow_step_completed"
+    WORKFLOW_STEP_FAILED = "workflow_step_failed"
+    WORKFLOW_CANCEL_REQUESTED = "workflow_cancel_requested"
+    WORKFLOW_COMPLETED = "workflow_completed"
+    WORKFLOW_FAILED = "workflow_failed"
+    WORKFLOW_CANCELLED = "workflow_cancelled"
+    MACHINE_REGISTERED = "machine_registered"
+    MACHINE_STATUS_CHANGED = "machine_status_changed"
+    WORKER_REGISTERED = "worker_registered"
+    WORKER_STATUS_CHANGED = "worker_status_changed"
+    WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint_disabled"

@@ -1,0 +1,187 @@
+"""What a monitor sees at once: workers, machines, jobs by status, queues, workflows, dead letters,
+throughput, and system counts."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import Count, Min, Q
+from django.db.models.functions import TruncMinute
+from django.utils import timezone
+
+from jobqueue.models import (
+    ACTIVE_STATUSES,
+    DISPATCH_ORDER,
+    NOT_STARTED_STATUSES,
+    DeadLetterJob,
+    Job,
+    JobStatus,
+)
+from machines.models import Worker, heard_since
+
+WAITING_JOBS_SHOWN = 100
+RECENT_WORKFLOWS_SHOWN = 10
+DEAD_LETTERS_SHOWN = 20
+THROUGHPUT_MINUTES = 30
+JOB_FIELDS = (
+    "id",
+    "type",
+    "status",
+    "priority",
+    "progress",
+    "stage",
+    "worker_id",
+    "workflow_id",
+    "attempt",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "error",
+)
+
+
+def full_state(finished_page: int = 1, finished_page_size: int = 20) -> dict[str, Any]:
+    """The replaced system's `full_state_snapshot` data: one consistent read for a dashboard."""
+    live_since = heard_since()
+    workers = list(
+        Worker.objects.order_by("id").values(
+            "id",
+            "machine_id",
+            "status",
+            "pool",
+            "job_types",
+            "capabilities",
+            "model_names",
+            "gpu_memory_gb",
+            "slots",
+            "last_seen_at",
+            "draining",
+            "engine_healthy",
+            "health_detail",
+            "telemetry",
+        )
+    )
+    running = defaultdict(list)
+    for worker_id, job_id in Job.objects.filter(status__in=ACTIVE_STATUSES).values_list("worker_id", "id"):
+        running[worker_id].append(str(job_id))
+    machines: dict[str, dict[str, Any]] = {}
+    for worker in workers:
+        worker["live"] = worker["status"] != "offline" and worker["last_seen_at"] >= live_since
+        worker["current_jobs"] = running.get(worker["id"], [])
+        machine = machines.setdefault(
+            worker["machine_id"], {"id": worker["machine_id"], "workers": [], "live": False}
+        )
+        machine["workers"].append(worker["id"])
+        machine["live"] = machine["live"] or worker["live"]
+    finished = Job.objects.filter(status__in=(JobStatus.COMPLETED, JobStatus.FAILED)).order_by(
+        "-completed_at"
+    )
+    finished_total = finished.count()
+    start = (finished_page - 1) * finished_page_size
+    page = list(finished[start : start + finished_page_size].values(*JOB_FIELDS))
+    counts = Job.objects.aggregate(
+        total_jobs=Count("id"),
+        pending_jobs=Count("id", filter=Q(status__in=NOT_STARTED_STATUSES)),
+        active_jobs=Count("id", filter=Q(status__in=ACTIVE_STATUSES)),
+        completed_jobs=Count("id", filter=Q(status=JobStatus.COMPLETED)),
+        failed_jobs=Count("id", filter=Q(status=JobStatus.FAILED)),
+    )
+    return {
+        "workers": workers,
+        "machines": list(machines.values()),
+        "jobs": {
+            "pending": list(
+                Job.objects.filter(status__in=NOT_STARTED_STATUSES)
+                .order_by(*DISPATCH_ORDER)
+                .values(*JOB_FIELDS)[:WAITING_JOBS_SHOWN]
+            ),
+            "active": list(
+                Job.objects.filter(status__in=ACTIVE_STATUSES).order_by("assigned_at").values(*JOB_FIELDS)
+            ),
+            "completed": [j for j in page if j["status"] == JobStatus.COMPLETED],
+            "failed": [j for j in page if j["status"] == JobStatus.FAILED],
+        },
+        "system_stats": {
+            **counts,
+            "total_workers": len(workers),
+            "active_workers": sum(w["live"] for w in workers),
+            "total_machines": len(machines),
+        },
+        "pagination": {
+            "finishedJobs": {
+                "page": finished_page,
+                "pageSize": finished_page_size,
+                "totalCount": finished_total,
+                "hasNextPage": start + finished_page_size < finished_total,
+                "hasPreviousPage": finished_page > 1,
+            }
+        },
+        "queues": _queue_depths(),
+        "workflows": _recent_workflows(),
+        "dead_letters": list(
+            DeadLetterJob.objects.filter(requeued_at=None)
+            .order_by("-created_at")
+            .values("id", "job_id", "job__type", "reason", "created_at")[:DEAD_LETTERS_SHOWN]
+        ),
+        "throughput": _completed_per_minute(),
+        "timestamp": timezone.now().isoformat(),
+    }
+
+
+def _queue_depths() -> list[dict[str, Any]]:
+    """Waiting jobs per (type, pool, capabilities), with the oldest one's queue time."""
+    rows = (
+        Job.objects.filter(status__in=NOT_STARTED_STATUSES)
+        .values("type", "required_pool", "required_capabilities")
+        .annotate(depth=Count("id"), oldest=Min("queued_at"))
+        .order_by("-depth")[:50]
+    )
+    return [
+        {
+            "type": r["type"],
+            "pool": r["required_pool"],
+            "capabilities": r["required_capabilities"],
+            "depth": r["depth"],
+            "oldest_queued_at": r["oldest"],
+        }
+        for r in rows
+    ]
+
+
+def _recent_workflows() -> list[dict[str, Any]]:
+    from workflows.models import Workflow
+
+    workflows = Workflow.objects.order_by("-created_at").prefetch_related("steps__job")[
+        :RECENT_WORKFLOWS_SHOWN
+    ]
+    return [
+        {
+            "id": w.pk,
+            "name": w.name,
+            "status": w.status,
+            "progress": w.progress,
+            "total_steps": w.total_steps,
+            "steps": [{"index": s.index, "name": s.name, "status": s.job.status} for s in w.steps.all()],
+        }
+        for w in workflows
+    ]
+
+
+def _completed_per_minute() -> list[int]:
+    """Jobs completed in each of the last THROUGHPUT_MINUTES minutes, oldest first."""
+    now = timezone.now()
+    since = now - timedelta(minutes=THROUGHPUT_MINUTES)
+    counts = [0] * THROUGHPUT_MINUTES
+    rows = (
+        Job.objects.filter(status=JobStatus.COMPLETED, completed_at__gte=since)
+        .annotate(minute=TruncMinute("completed_at"))
+        .values("minute")
+        .annotate(n=Count("id"))
+    )
+    for row in rows:
+        index = int((row["minute"] - since).total_seconds() // 60)
+        if 0 <= index < THROUGHPUT_MINUTES:
+            counts[index] += row["n"]
+    return counts

@@ -1,0 +1,167 @@
+"""Live push over WebSocket (`/ws`): subscribe to jobs, workflows, machines or everything, and get
+each event as it commits (from the relay); `resume` replays what a reconnecting client missed.
+
+Client messages: {"type": "auth", "api_key"} (or `?api_key=` in the URL), subscribe_job /
+unsubscribe_job {job_id}, subscribe_workflow / unsubscribe_workflow {workflow_id}, subscribe_machine /
+unsubscribe_machine {machine_id}, subscribe_all / unsubscribe_all, resume {last_event_id}, ping.
+Server messages: {type: <event type>, timestamp, job_id | workflow_id | machine_id, data: <event>},
+{"type": "pong"}, {"type": "subscribed" | "unsubscribed", ...}, {"type": "error", code, message}.
+A bad message gets an error; the connection stays up.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import OrderedDict
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.auth import api_key_for
+from events.models import Event
+from events.relay import ALL_EVENTS_GROUP, event_message, group_for
+
+SENT_MEMORY = 2000  # event ids remembered per connection, to drop the relay's and resume's duplicates
+SUBSCRIPTIONS = {"job": "job_id", "workflow": "workflow_id", "machine": "machine_id"}
+_ENTITY_SUBSCRIPTIONS = {
+    f"{verb}_{entity}": (entity, verb == "subscribe")
+    for entity in SUBSCRIPTIONS
+    for verb in ("subscribe", "unsubscribe")
+}
+
+
+class LiveConsumer(AsyncJsonWebsocketConsumer):
+    @classmethod
+    async def encode_json(cls, content: Any) -> str:
+        return json.dumps(content, cls=DjangoJSONEncoder)  # datetimes, UUIDs and decimals as strings
+
+    async def connect(self) -> None:
+        self.api_key = None
+        self.groups_joined: dict[str, tuple[str, str]] = {}  # group -> (kind, id)
+        self.sent: OrderedDict[int, None] = OrderedDict()
+        await self.accept()
+        raw_key = self._key_from_query(parse_qs(self.scope.get("query_string", b"").decode()))
+        if raw_key is not None:
+            await self._authenticate(raw_key)
+
+    def _key_from_query(self, query: dict[str, list[str]]) -> str | None:
+        return (query.get("api_key") or [None])[0]
+
+    async def disconnect(self, code: int) -> None:
+        for group in list(self.groups_joined):
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            content = await self.decode_json(text_data if text_data is not None else bytes_data.decode())
+        except (ValueError, UnicodeDecodeError):
+            await self._error("invalid_message", "messages are JSON objects")
+            return
+        await self.receive_json(content)
+
+    async def receive_json(self, content: Any, **kwargs) -> None:
+        if not isinstance(content, dict) or not isinstance(content.get("type"), str):
+            await self._error("invalid_message", 'send a JSON object with a "type"')
+            return
+        kind = content["type"]
+        if kind == "ping":
+            await self.send_json({"type": "pong", "timestamp": timezone.now().isoformat()})
+        elif kind == "auth":
+            await self._authenticate(content.get("api_key"))
+        elif self.api_key is None:
+            await self._error("unauthenticated", "send {type: auth, api_key} first, or ?api_key= in the URL")
+        elif kind in ("subscribe_all", "unsubscribe_all"):
+            await self._subscription(kind == "subscribe_all", ALL_EVENTS_GROUP, "all", "")
+        elif kind in _ENTITY_SUBSCRIPTIONS:
+            entity, subscribe = _ENTITY_SUBSCRIPTIONS[kind]
+            field = SUBSCRIPTIONS[entity]
+            entity_id = content.get(field)
+            if not isinstance(entity_id, str) or not entity_id or len(entity_id) > 200:
+                await self._error("invalid_message", f"{kind} needs {field}", field=field)
+            elif entity == "job" and not is_uuid(entity_id):
+                await self._error("invalid_message", "job_id must be a UUID", field=field)
+            else:
+                await self._subscription(subscribe, group_for(entity, entity_id), entity, entity_id)
+        elif kind == "resume":
+            await self._resume(content.get("last_event_id"))
+        else:
+            await self._error("unknown_message_type", f"unknown message type {kind!r}", field="type")
+
+    async def event_message(self, message: dict[str, Any]) -> None:
+        """An event from the relay, for a group this connection joined."""
+        await self._push(message["event"])
+
+    async def _authenticate(self, raw_key: Any) -> None:
+        api_key = await database_sync_to_async(api_key_for)(raw_key) if isinstance(raw_key, str) else None
+        if api_key is None:
+            await self._error("invalid_api_key", "the API key is missing, unknown or revoked")
+            await self.close(code=4401)
+            return
+        self.api_key = api_key
+        await self.send_json({"type": "authenticated", "client": api_key.name})
+
+    async def _subscription(self, subscribe: bool, group: str, kind: str, entity_id: str) -> None:
+        if subscribe:
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.groups_joined[group] = (kind, entity_id)
+        else:
+            await self.channel_layer.group_discard(group, self.channel_name)
+            self.groups_joined.pop(group, None)
+        reply = {"type": "subscribed" if subscribe else "unsubscribed", "subscription": kind}
+        if entity_id:
+            reply[SUBSCRIPTIONS[kind]] = entity_id
+        await self.send_json(reply)
+
+    async def _resume(self, last_event_id: Any) -> None:
+        if isinstance(last_event_id, bool) or not isinstance(last_event_id, int) or last_event_id < 0:
+            await self._error(
+                "invalid_message", "resume needs last_event_id (an integer)", field="last_event_id"
+            )
+            return
+        missed = await database_sync_to_async(self._missed)(last_event_id)
+        for event in missed:
+            await self._push(event)
+        await self.send_json({"type": "resumed", "replayed": len(missed)})
+
+    def _missed(self, last_event_id: int) -> list[dict[str, Any]]:
+        """Events after `last_event_id` for this connection's subscriptions, from the log."""
+        events = Event.objects.filter(id__gt=last_event_id).order_by("id")
+        if ALL_EVENTS_GROUP not in self.groups_joined:
+            match = Q(pk__in=[])
+            for kind, entity_id in self.groups_joined.values():
+                match |= Q(**{SUBSCRIPTIONS[kind]: entity_id})
+            events = events.filter(match)
+        return [event_message(e) for e in events[: settings.LIVE_RESUME_MAX_EVENTS]]
+
+    async def _push(self, event: dict[str, Any]) -> None:
+        if event["id"] in self.sent:
+            return  # already sent (the relay delivers at least once; resume may overlap live)
+        self.sent[event["id"]] = None
+        if len(self.sent) > SENT_MEMORY:
+            self.sent.popitem(last=False)
+        message = {"type": event["type"], "timestamp": event["created_at"], "data": event}
+        for field in ("job_id", "workflow_id", "machine_id"):
+            if event.get(field):
+                message[field] = event[field]
+        await self.send_json(message)
+
+    async def _error(self, code: str, message: str, field: str | None = None) -> None:
+        error = {"type": "error", "code": code, "message": message}
+        if field:
+            error["field"] = field
+        await self.send_json(error)
+
+
+def is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

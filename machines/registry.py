@@ -1,0 +1,201 @@
+"""The registry's records: workers' registration, heartbeats and deregistration as they report them,
+machines' status and draining. What follows for their jobs and for dispatch is the control plane's
+(`dispatch/worker_reports.py`); nothing here offers work or touches a job."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from django.db import transaction
+from django.db.models.functions import Now
+
+from events.recording import record_machine_event, record_worker_event
+from events.types import EventType
+from gpu_worker import protocol
+from machines.models import Machine, MachineStatus, Worker, WorkerStatus
+
+_REGISTERED_FIELDS = (
+    "machine_id",
+    "hostname",
+    "pool",
+    "job_types",
+    "capabilities",
+    "model_names",
+    "gpu_memory_gb",
+    "gpu_index",
+    "gpu_name",
+    "slots",
+    "customer_allowlist",
+    "customer_denylist",
+)
+
+
+class Heartbeat(enum.Enum):
+    REFRESHED = "refreshed"  # a live instance that takes work
+    STOPPING = "stopping"  # refreshed, but the instance deregistered: it only finishes its last job
+    UNKNOWN = "unknown"  # not this worker's current instance (its registration was lost, or reset)
+
+
+def register_worker(info: dict[str, Any]) -> tuple[Worker, bool]:
+    """Create or refresh a worker from its self-description; returns it, and whether it is a new
+    instance of a worker already known (its process restarted)."""
+    worker_id = str(info["worker_id"])
+    fields = {name: info[name] for name in _REGISTERED_FIELDS if name in info}
+    extra = {
+        k: v for k, v in info.items() if k not in _REGISTERED_FIELDS and k not in {"worker_id", "instance_id"}
+    }
+    health = info.get("health") or {}
+    with transaction.atomic():
+        previous = Worker.objects.select_for_update().filter(pk=worker_id).first()
+        machine = _register_machine(str(info["machine_id"]), info)
+        worker, created = Worker.objects.update_or_create(
+            pk=worker_id,
+            defaults={
+                **fields,
+                "instance_id": info["instance_id"],
+                "queue": protocol.worker_queue(worker_id),
+                "status": WorkerStatus.IDLE,
+                "last_seen_at": Now(),
+                "stopped_at": None,
+                "draining": machine.draining,
+                "engine_healthy": health.get("healthy", True),
+                "health_detail": str(health.get("detail", ""))[:500],
+                "telemetry": info.get("telemetry") or {},
+                "info": extra,
+            },
+        )
+        record_worker_event(
+            EventType.WORKER_REGISTERED,
+            worker.id,
+            worker.machine_id,
+            {"pool": worker.pool, "job_types": worker.job_types, "restarted": not created},
+        )
+        refresh_machine_status(machine.id)
+    return worker, previous is not None and previous.instance_id != info["instance_id"]
+
+
+def heartbeat(worker_id: str, instance_id: str, info: dict[str, Any] | None = None) -> Heartbeat:
+    """Refresh liveness (the lease on its jobs), telemetry, engine health and the attempts it holds.
+
+    A stopping instance keeps heartbeating while it finishes its last job (so that job's lease holds),
+    but is never brought back to taking work.
+    """
+    info = dict(info or {})
+    seen = info.pop("seen_attempts", None)
+    health = info.get("health") or {}
+    this_instance = Worker.objects.filter(pk=worker_id, instance_id=instance_id)
+    refreshed = {"last_seen_at": Now(), "telemetry": info.get("telemetry") or {}}
+    if isinstance(seen, list):
+        refreshed.update(seen_attempts=seen, seen_reported_at=Now())
+    healthy = bool(health.get("healthy", True))
+    health_changed = this_instance.exclude(engine_healthy=healthy).exists()
+    refreshed.update(engine_healthy=healthy, health_detail=str(health.get("detail", ""))[:500])
+    if not this_instance.update(**refreshed):
+        return Heartbeat.UNKNOWN
+    if this_instance.filter(stopped_at__isnull=False).exists():
+        return Heartbeat.STOPPING
+    with transaction.atomic():
+        worker = Worker.objects.select_for_update().get(pk=worker_id)
+        if worker.status == WorkerStatus.OFFLINE:
+            _set_status(worker, WorkerStatus.IDLE)
+        elif health_changed:
+            refresh_machine_status(worker.machine_id)
+    return Heartbeat.REFRESHED
+
+
+def deregister_worker(worker_id: str, instance_id: str) -> None:
+    """A graceful stop: the worker takes no more jobs."""
+    with transaction.atomic():
+        worker = Worker.objects.select_for_update().filter(pk=worker_id, instance_id=instance_id).first()
+        if worker is not None:
+            Worker.objects.filter(pk=worker_id).update(stopped_at=Now())
+            _set_status(worker, WorkerStatus.OFFLINE)
+
+
+def mark_silent_workers_offline() -> int:
+    """Workers whose heartbeats stopped are offline (they get no work; their jobs are recovered)."""
+    marked = 0
+    with transaction.atomic():
+        silent = Worker.objects.silent().select_for_update(skip_locked=True)
+        for worker in silent.exclude(status=WorkerStatus.OFFLINE):
+            _set_status(worker, WorkerStatus.OFFLINE)
+            marked += 1
+    return marked
+
+
+def _set_status(worker: Worker, status: WorkerStatus) -> None:
+    previous = worker.status
+    worker.status = status
+    worker.save(update_fields=["status"])
+    record_worker_event(
+        EventType.WORKER_STATUS_CHANGED, worker.id, worker.machine_id, {"from": previous, "to": status}
+    )
+    refresh_machine_status(worker.machine_id)
+
+
+def _register_machine(machine_id: str, info: dict[str, Any]) -> Machine:
+    """Create or refresh the machine a registering worker runs on (locked, after the worker)."""
+    described = info.get("machine") or {}
+    fields = {
+        "hostname": info.get("hostname", ""),
+        "pool": info.get("pool", "standard"),
+        "gpus": described.get("gpus", []),
+        "cpu_count": described.get("cpu_count"),
+        "ram_gb": described.get("ram_gb"),
+        "software": described.get("software", {}),
+        "labels": described.get("labels", {}),
+        "last_seen_at": Now(),
+    }
+    _, created = Machine.objects.get_or_create(id=machine_id, defaults=fields)
+    machine = Machine.objects.select_for_update().get(pk=machine_id)
+    for name, value in fields.items():
+        setattr(machine, name, value)
+    machine.save()
+    if created:
+        record_machine_event(
+            EventType.MACHINE_REGISTERED,
+            machine_id,
+            {"hostname": machine.hostname, "pool": machine.pool, "gpu_count": len(machine.gpus)},
+        )
+    return machine
+
+
+def refresh_machine_status(machine_id: str) -> Machine | None:
+    """A machine is online while a worker of its is live, in error when every live one's engine is
+    failing, offline when none is live; each change is a `machine_status_changed` event."""
+    machine = Machine.objects.select_for_update().filter(pk=machine_id).first()
+    if machine is None:
+        return None
+    live = Worker.objects.live().filter(machine_id=machine_id)
+    if not live.exists():
+        status = MachineStatus.OFFLINE
+    elif not live.filter(engine_healthy=True).exists():
+        status = MachineStatus.ERROR
+    else:
+        status = MachineStatus.ONLINE
+    if status != machine.status:
+        record_machine_event(
+            EventType.MACHINE_STATUS_CHANGED,
+            machine_id,
+            {"from": machine.status, "to": status, "draining": machine.draining},
+        )
+        machine.status = status
+        machine.save(update_fields=["status"])
+    return machine
+
+
+def set_draining(machine_id: str, draining: bool) -> Machine:
+    """Drain (no new work; running jobs finish) or resume a machine."""
+    with transaction.atomic():
+        Worker.objects.filter(machine_id=machine_id).update(draining=draining)  # workers first, as everywhere
+        machine = Machine.objects.select_for_update().get(pk=machine_id)
+        if machine.draining != draining:
+            machine.draining = draining
+            machine.save(update_fields=["draining"])
+            record_machine_event(
+                EventType.MACHINE_STATUS_CHANGED,
+                machine_id,
+                {"from": machine.status, "to": machine.status, "draining": draining},
+            )
+    return machine

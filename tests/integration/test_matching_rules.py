@@ -1,0 +1,93 @@
+"""Eligibility and liveness are each one rule in several forms (SQL for the dispatcher, querysets,
+Python for loaded rows and for "why is this job waiting"): over a grid of jobs and workers, every
+form gives the same answer."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from dispatch.matching import JOB_MATCHES_WORKER, TAKES_WORK, explain, takes_work
+from jobqueue.models import Job
+from machines.models import LIVE_WORKER_SQL, Worker, WorkerStatus, heard_since
+from tests.factories import make_job, make_worker
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _jobs() -> list[Job]:
+    jobs = []
+    for type_, caps, models, memory, pool in itertools.product(
+        ("simulation", "comfyui"), ((), ("fp16",)), ((), ("sdxl",)), (None, 40), (None, "fast")
+    ):
+        jobs.append(make_job(type=type_, capabilities=caps, models=models, gpu_memory_gb=memory, pool=pool))
+    for customer, strict in (("acme", False), ("acme", True), ("globex", False)):
+        job = make_job()
+        Job.objects.filter(pk=job.pk).update(customer_id=customer, requires_dedicated_worker=strict)
+        jobs.append(Job.objects.get(pk=job.pk))
+    return jobs
+
+
+def _workers() -> list[Worker]:
+    workers = [
+        make_worker(),
+        make_worker(job_types=("simulation", "comfyui"), capabilities=("fp16",), models=("sdxl",), gpu_memory_gb=48),
+        make_worker(pool="fast", gpu_memory_gb=80, capabilities=("fp16",)),
+    ]
+    for changes in (
+        {"draining": True},
+        {"engine_healthy": False},
+        {"customer_allowlist": ["acme"]},
+        {"customer_denylist": ["globex"]},
+        {"status": WorkerStatus.OFFLINE},
+        {"last_seen_at": timezone.now() - timedelta(hours=1)},
+    ):
+        worker = make_worker(job_types=("simulation", "comfyui"))
+        Worker.objects.filter(pk=worker.pk).update(**changes)
+        workers.append(Worker.objects.get(pk=worker.pk))
+    return workers
+
+
+def _sql_pairs(condition: str) -> set[tuple[str, str]]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT j.id::text, w.id FROM jobqueue_job j, machines_worker w WHERE j.status = 'pending' AND {condition}",
+            {"heard_since": heard_since()},
+        )
+        return set(cursor.fetchall())
+
+
+def test_the_dispatchers_sql_and_the_waiting_explanation_agree_on_every_pair():
+    jobs, workers = _jobs(), _workers()
+    in_sql = _sql_pairs(f"{JOB_MATCHES_WORKER} AND {TAKES_WORK}")
+    in_python = {
+        (str(job.pk), worker.pk)
+        for job in jobs
+        for worker in workers
+        if takes_work(worker) and explain(job, [worker])["eligible_workers"] == 1
+    }
+    assert in_sql == in_python
+    assert 0 < len(in_sql) < len(jobs) * len(workers)  # the grid has both answers
+
+
+def test_a_waiting_job_is_explained_by_the_first_rule_every_live_worker_fails():
+    [job] = [make_job(type="comfyui", gpu_memory_gb=200)]
+    make_worker(job_types=("comfyui",), gpu_memory_gb=24)
+    answer = explain(job)
+    assert answer["eligible_workers"] == 0
+    assert answer["unmet"]["requirement"] == "gpu_memory_gb"
+
+
+def test_liveness_is_the_same_in_sql_in_querysets_and_on_loaded_rows():
+    workers = _workers()
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT w.id FROM machines_worker w WHERE {LIVE_WORKER_SQL}", {"heard_since": heard_since()})
+        in_sql = {row[0] for row in cursor.fetchall()}
+    in_queryset = set(Worker.objects.live().values_list("id", flat=True))
+    on_rows = {worker.pk for worker in workers if worker.is_live}
+    assert in_sql == in_queryset == on_rows
+    assert 0 < len(on_rows) < len(workers)

@@ -1,0 +1,39 @@
+"""Retry timing rules: jobs' backoff and webhooks' schedule."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from jobqueue.backoff import retry_delay_seconds
+from webhooks.retry import is_final_rejection, parse_retry_after, retry_delay
+
+
+def test_job_backoff_stays_under_its_exponential_ceiling_and_the_cap(settings):
+    settings.RETRY_BACKOFF_BASE_SECONDS, settings.RETRY_BACKOFF_FACTOR = 1.0, 2.0
+    settings.RETRY_BACKOFF_CAP_SECONDS = 10.0
+    for retry_number, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (10, 10.0)]:
+        delays = [retry_delay_seconds(retry_number) for _ in range(200)]
+        assert all(0 <= d <= ceiling for d in delays)
+        assert max(delays) > ceiling / 2  # full jitter spreads over the whole range
+
+
+def test_webhook_schedule_ends_and_honours_retry_after(settings):
+    settings.WEBHOOK_RETRY_SCHEDULE_SECONDS = [0.0, 5.0]
+    settings.WEBHOOK_RETRY_JITTER = 0.0
+    settings.WEBHOOK_MAX_RETRY_AFTER_SECONDS = 60
+    assert retry_delay(1) == 5.0
+    assert retry_delay(1, retry_after=30.0) == 30.0
+    assert retry_delay(1, retry_after=3600.0) == 60.0
+    assert retry_delay(2) is None
+
+
+def test_which_answers_are_final():
+    assert is_final_rejection(400) and is_final_rejection(404)
+    assert not any(is_final_rejection(code) for code in (408, 409, 429, 500, 503, None))
+
+
+def test_retry_after_reads_seconds_and_http_dates():
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    assert parse_retry_after("120", now) == 120.0
+    assert parse_retry_after("Thu, 01 Jan 2026 12:01:00 GMT", now) == 60.0
+    assert parse_retry_after("soon", now) is None

@@ -1,0 +1,123 @@
+"""What an attempt's answer means for its delivery (succeeded, retried at the next step of the schedule,
+or dead-lettered) and for its endpoint's health (a failure streak, disabling it), in one transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from events.recording import record_webhook_event
+from events.types import EventType
+from webhooks.models import (
+    DeliveryDeadLetterReason,
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from webhooks.retry import GONE, after, is_final_rejection, retry_delay
+from webhooks.send import SendResult
+
+_OUTCOME_FIELDS = [
+    "attempt_count",
+    "last_attempt_at",
+    "leased_until",
+    "status",
+    "delivered_at",
+    "dead_letter_reason",
+    "dead_lettered_at",
+    "next_attempt_at",
+]
+_SUCCESS_STAMP_EVERY = timedelta(seconds=1)  # an endpoint's last_success_at, refreshed at most this often
+
+
+def record(
+    delivery_id: int, started_at: datetime, result: SendResult, *, retries: bool = True
+) -> WebhookAttempt:
+    """Log the attempt and decide the delivery's fate, in one transaction."""
+    now = timezone.now()
+    with transaction.atomic():
+        delivery = WebhookDelivery.objects.select_for_update().get(pk=delivery_id)
+        delivery.attempt_count += 1
+        delivery.last_attempt_at = started_at
+        delivery.leased_until = None
+        next_attempt_at = None
+        if result.succeeded:
+            delivery.status, delivery.delivered_at = DeliveryStatus.SUCCEEDED, now
+        else:
+            reason = _final_reason(result)
+            delay = (
+                None
+                if reason or not retries
+                else retry_delay(delivery.attempts_in_schedule, result.retry_after)
+            )
+            if delay is None:
+                _mark_dead(delivery, reason or DeliveryDeadLetterReason.EXHAUSTED, now)
+            else:
+                next_attempt_at = delivery.next_attempt_at = after(now, delay)
+        delivery.save(update_fields=_OUTCOME_FIELDS)  # never the (large, unchanged) body
+        attempt = WebhookAttempt.objects.create(
+            delivery=delivery,
+            number=delivery.attempt_count,
+            started_at=started_at,
+            latency_ms=result.latency_ms,
+            status_code=result.status_code,
+            response_excerpt=result.response_excerpt,
+            error=result.error,
+            succeeded=result.succeeded,
+            next_attempt_at=next_attempt_at,
+        )
+        if delivery.endpoint_id and retries:
+            _update_endpoint_health(delivery.endpoint_id, result, now)
+    return attempt
+
+
+def disable_endpoint(endpoint: WebhookEndpoint, reason: str) -> None:
+    """Stop delivering to a (locked) endpoint, and say so in the event log."""
+    endpoint.enabled, endpoint.disabled_reason = False, reason
+    endpoint.save(update_fields=["enabled", "disabled_reason", "updated_at"])
+    payload: dict[str, Any] = {"endpoint_id": str(endpoint.id), "url": endpoint.url, "reason": reason}
+    record_webhook_event(EventType.WEBHOOK_ENDPOINT_DISABLED, payload)
+
+
+def _final_reason(result: SendResult) -> DeliveryDeadLetterReason | None:
+    if result.blocked:
+        return DeliveryDeadLetterReason.BLOCKED_TARGET
+    if result.status_code == GONE:
+        return DeliveryDeadLetterReason.GONE
+    if is_final_rejection(result.status_code):
+        return DeliveryDeadLetterReason.REJECTED
+    return None
+
+
+def _mark_dead(delivery: WebhookDelivery, reason: DeliveryDeadLetterReason, now: datetime) -> None:
+    delivery.status = DeliveryStatus.DEAD_LETTERED
+    delivery.dead_letter_reason = reason
+    delivery.dead_lettered_at = now
+    delivery.next_attempt_at = None
+
+
+def _update_endpoint_health(endpoint_id: Any, result: SendResult, now: datetime) -> None:
+    if result.succeeded:
+        # No lock in the common case: only a change (or a stale stamp) is written.
+        WebhookEndpoint.objects.filter(pk=endpoint_id).filter(
+            Q(failing_since__isnull=False)
+            | Q(last_success_at__isnull=True)
+            | Q(last_success_at__lt=now - _SUCCESS_STAMP_EVERY)
+        ).update(failing_since=None, last_success_at=now)
+        return
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint_id)
+    endpoint.last_failure_at = now
+    endpoint.failing_since = endpoint.failing_since or now
+    endpoint.save(update_fields=["last_failure_at", "failing_since", "updated_at"])
+    if not endpoint.enabled:
+        return
+    if result.status_code == GONE:
+        disable_endpoint(endpoint, "the receiver answered 410 Gone")
+    elif (now - endpoint.failing_since).total_seconds() >= settings.WEBHOOK_DISABLE_AFTER_SECONDS:
+        disable_endpoint(endpoint, f"every delivery failed since {endpoint.failing_since.isoformat()}")
