@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
+from rest_framework.request import Request
 
 from accounts.models import ApiKey
 
@@ -45,3 +46,10 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return {"type": "apiKey", "in": "header", "name": HEADER}
+
+
+def api_key_of(request: Request) -> ApiKey:
+    """The key an authenticated API request came with (every API view requires one)."""
+    if not isinstance(request.auth, ApiKey):
+        raise exceptions.NotAuthenticated()
+    return request.auth

@@ -23,7 +23,7 @@ from gpu_worker.supervisor import run_supervisor
 logger = logging.getLogger("gpu_worker")
 
 EXIT_STUCK_JOB = 75  # EX_TEMPFAIL: restart me
-_exit_code = 0
+_exit_code: int = 0
 
 
 class Heartbeat(threading.Thread):
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         logger.info("no NVIDIA GPU found: running on configured values (%.0f GB)", config.gpu_memory_gb)
     if not config.supervised and len(config.worker_slots_by_gpu) > 1:
         sys.exit(run_supervisor(argv, config))
-    app.conf.broker_url = config.broker_url
+    app.conf.broker_url = config.broker_url  # type: ignore[misc]  # Celery's settings are writable
     connectors = build_connectors(config.connectors)
     instance_id = uuid.uuid4().hex
     reporter = Reporter(app, config.worker_id)
@@ -135,7 +135,7 @@ def _restart_after_stuck_job(job_id: str) -> None:
     logger.error("job %s is stuck in its connector; shutting down for a restart", job_id)
     global _exit_code
     _exit_code = EXIT_STUCK_JOB
-    celery_worker_state.should_stop = EXIT_STUCK_JOB
+    celery_worker_state.should_stop = EXIT_STUCK_JOB  # type: ignore[assignment]  # Celery reads an exit code
 
 
 def _celery_args(config: WorkerConfig) -> list[str]:

@@ -56,7 +56,7 @@ class CancelWatch:
         except redis.RedisError:
             logger.warning("could not read the cancellation flag of job %s", job_id)
             return False
-        return flag is not None and int(flag) >= attempt
+        return flag is not None and int(flag) >= attempt  # type: ignore[arg-type]  # a sync client
 
 
 @dataclass
@@ -178,11 +178,13 @@ class JobRunner:
             error = attempt_error("UNSUPPORTED_JOB_TYPE", f"no connector runs {spec['type']!r}", "permanent")
             self._report_final(job_id, attempt, lambda: self.reporter.failed(job_id, attempt, error))
             return "failed"
+
+        def report_progress(progress: int, stage: str = "") -> None:
+            self.reporter.progress(job_id, attempt, progress, stage)
+
         context = JobContext(
             spec=spec,
-            report_progress=lambda progress, stage="": self.reporter.progress(
-                job_id, attempt, progress, stage
-            ),
+            report_progress=report_progress,
             is_cancelled=_either(self.cancel_watch.checker(job_id, attempt), self.hand_back.is_set),
             deadline=_deadline(spec.get("timeout_seconds")),
         )

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from events.recording import record_job_event
 from events.types import EventType
-from gpu_worker.protocol import attempt_error
+from gpu_worker.protocol import ErrorClass, attempt_error
 from jobqueue import lifecycle
 from jobqueue.backoff import retry_delay_seconds
 from jobqueue.models import ACTIVE_STATUSES, DeadLetterJob, DeadLetterReason, ExecutionOutcome, Job, JobStatus
@@ -174,7 +174,7 @@ def return_to_pending(
 def normalise_error(error: dict[str, Any] | None) -> dict[str, Any]:
     """A worker's (or client's) error as the job stores it: a known class, bounded code and message."""
     error = dict(error or {})
-    error_class = error.get("class") if error.get("class") in {"transient", "permanent"} else "transient"
+    error_class: ErrorClass = "permanent" if error.get("class") == "permanent" else "transient"
     details = error["details"] if isinstance(error.get("details"), dict) else None
     return attempt_error(
         str(error.get("code") or "WORKER_ERROR")[:100],

@@ -30,9 +30,10 @@ def cancel_job(job_id, reason: str = "") -> Job:
         if job.status in TERMINAL_STATUSES:
             raise JobAlreadyFinished(f"job is already {job.status}", status=job.status)
         if job.status in NOT_STARTED_STATUSES:
-            job = cancel_unstarted(job.pk, reason)
-            lifecycle.job_finished(job)
-            return job
+            cancelled = cancel_unstarted(job.pk, reason)
+            assert cancelled is not None  # the row is locked and not started
+            lifecycle.job_finished(cancelled)
+            return cancelled
         if job.status in ACTIVE_STATUSES and job.cancel_requested_at is None:
             Job.objects.filter(pk=job.pk).update(
                 cancel_requested_at=Now(), cancel_reason=reason, updated_at=Now()

@@ -32,7 +32,7 @@ def requeue(dead_letter_id: int, requeued_by: str = "") -> Job:
         dead_letter = DeadLetterJob.objects.select_for_update(of=("self",)).filter(pk=dead_letter_id).first()
         if dead_letter is None:
             raise DeadLetterNotFound()
-        if not dead_letter.is_open:
+        if dead_letter.requeued_at is not None:
             raise DeadLetterAlreadyRequeued(
                 requeued_at=dead_letter.requeued_at.isoformat(), job_id=str(dead_letter.job_id)
             )

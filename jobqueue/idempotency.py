@@ -23,7 +23,7 @@ def create_once(
     def existing() -> M | None:
         if not idempotency_key:
             return None
-        return model.objects.filter(api_key=api_key, idempotency_key=idempotency_key).first()
+        return model._default_manager.filter(api_key=api_key, idempotency_key=idempotency_key).first()
 
     found = existing()
     if found is not None:

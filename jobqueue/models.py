@@ -33,18 +33,13 @@ NOT_STARTED_STATUSES = frozenset({JobStatus.SCHEDULED, JobStatus.WAITING, JobSta
 
 #: Dispatch order: highest effective priority, then the workflow's (or job's) time, then exact submission
 #: order. The pending-job index, the dispatcher's SQL and every list "in line" use this one definition.
-DISPATCH_ORDER = (models.F("effective_priority").desc(), "order_time", "submit_seq")
+_DISPATCH_COLUMNS = (("effective_priority", "DESC"), ("order_time", "ASC"), ("submit_seq", "ASC"))
+DISPATCH_ORDER = tuple(models.F(c).desc() if d == "DESC" else c for c, d in _DISPATCH_COLUMNS)
 
 
 def dispatch_order_sql(alias: str) -> str:
     """DISPATCH_ORDER as an SQL ORDER BY list over the job rows `alias`."""
-    terms = []
-    for term in DISPATCH_ORDER:
-        if isinstance(term, str):
-            terms.append(f"{alias}.{term}")
-        else:
-            terms.append(f"{alias}.{term.expression.name} {'DESC' if term.descending else 'ASC'}")
-    return ", ".join(terms)
+    return ", ".join(f"{alias}.{column}{' DESC' if d == 'DESC' else ''}" for column, d in _DISPATCH_COLUMNS)
 
 
 class Job(models.Model):

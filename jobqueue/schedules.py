@@ -19,6 +19,7 @@ DUE_BATCH = 200
 def next_run_after(schedule: JobSchedule, after: datetime) -> datetime:
     if schedule.cron:
         return croniter(schedule.cron, after).get_next(datetime)
+    assert schedule.interval_seconds is not None  # a schedule has a cron or an interval (a constraint)
     return after + timedelta(seconds=schedule.interval_seconds)
 
 
@@ -37,6 +38,7 @@ def run_due_schedules(request_from_template: Callable[[dict[str, Any]], JobReque
             enabled=True, next_run_at__lte=now
         )
         for schedule in due.order_by("next_run_at")[:DUE_BATCH]:
+            assert schedule.next_run_at is not None  # due: filtered on it
             request = request_from_template(schedule.job_template)
             request.idempotency_key = f"schedule:{schedule.id}:{schedule.next_run_at.isoformat()}"
             request.metadata = {**request.metadata, "schedule_id": str(schedule.id)}

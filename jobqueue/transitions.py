@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection
+from django.db import connection, models
 from django.db.models.functions import Now
 from psycopg.types.json import Jsonb
 
@@ -38,7 +38,7 @@ class IllegalTransition(Exception):
     """The state machine has no such edge; this is a programming error, not a race."""
 
 
-def sources_for(target: JobStatus, candidates: set[JobStatus] | frozenset[JobStatus]) -> list[str]:
+def sources_for(target: JobStatus, candidates: set[JobStatus] | frozenset[JobStatus]) -> list[JobStatus]:
     sources = [s for s in candidates if target in ALLOWED_TRANSITIONS[s]]
     if len(sources) != len(candidates):
         illegal = sorted(set(candidates) - set(sources))
@@ -106,6 +106,7 @@ def transition(
     params: list[Any] = [to]
     for name, value in changes.items():
         field = Job._meta.get_field(name)
+        assert isinstance(field, models.Field)  # a column of the job row, not a relation's reverse side
         if isinstance(value, Now):
             assignments.append(f'"{field.column}" = clock_timestamp()')
         elif isinstance(value, StartedBefore):

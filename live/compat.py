@@ -41,10 +41,10 @@ class ClientCompatConsumer(LiveConsumer):
         await super().connect()
 
     def _key_from_query(self, query: dict[str, list[str]]) -> str | None:
-        return (query.get("token") or query.get("api_key") or [None])[0]
+        return next(iter(query.get("token") or query.get("api_key") or []), None)
 
     async def receive_json(self, content: Any, **kwargs) -> None:
-        kind = content.get("type") if isinstance(content, dict) else None
+        kind = str(content.get("type")) if isinstance(content, dict) else ""
         handler = {
             "submit_job": self._submit,
             "subscribe_progress": self._subscribe_progress,
@@ -121,7 +121,7 @@ class ClientCompatConsumer(LiveConsumer):
 
     async def _push(self, event: dict[str, Any]) -> None:
         """Events become the replaced system's two messages; others are not its business."""
-        payload, job_id = event["payload"], event.get("job_id")
+        payload, job_id = event["payload"], str(event.get("job_id"))
         if event["type"] == "job_progress":
             await self.send_json(
                 {
@@ -174,7 +174,7 @@ class MonitorCompatConsumer(LiveConsumer):
         await super().connect()
 
     def _key_from_query(self, query: dict[str, list[str]]) -> str | None:
-        return (query.get("token") or query.get("api_key") or [None])[0]
+        return next(iter(query.get("token") or query.get("api_key") or []), None)
 
     async def receive_json(self, content: Any, **kwargs) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
@@ -193,7 +193,10 @@ class MonitorCompatConsumer(LiveConsumer):
         page = pagination.get("page", 1) if isinstance(pagination, dict) else None
         size = pagination.get("pageSize", 20) if isinstance(pagination, dict) else None
         if (
-            not all(isinstance(v, int) and not isinstance(v, bool) for v in (page, size))
+            not isinstance(page, int)
+            or not isinstance(size, int)
+            or isinstance(page, bool)
+            or isinstance(size, bool)
             or page < 1
             or not (1 <= size <= MAX_FINISHED_PAGE_SIZE)
         ):

@@ -7,7 +7,7 @@ from collections import defaultdict
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import Count, Min, Q
+from django.db.models import BooleanField, Count, ExpressionWrapper, Min, Q
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
@@ -19,7 +19,7 @@ from jobqueue.models import (
     Job,
     JobStatus,
 )
-from machines.models import Worker, heard_since
+from machines.models import Worker, live_condition
 
 WAITING_JOBS_SHOWN = 100
 RECENT_WORKFLOWS_SHOWN = 10
@@ -44,9 +44,12 @@ JOB_FIELDS = (
 
 def full_state(finished_page: int = 1, finished_page_size: int = 20) -> dict[str, Any]:
     """The replaced system's `full_state_snapshot` data: one consistent read for a dashboard."""
-    live_since = heard_since()
-    workers = list(
-        Worker.objects.order_by("id").values(
+    live = ExpressionWrapper(live_condition(), output_field=BooleanField())
+    workers: list[dict[str, Any]] = [
+        dict(row)
+        for row in Worker.objects.annotate(live=live)
+        .order_by("id")
+        .values(
             "id",
             "machine_id",
             "status",
@@ -61,14 +64,14 @@ def full_state(finished_page: int = 1, finished_page_size: int = 20) -> dict[str
             "engine_healthy",
             "health_detail",
             "telemetry",
+            "live",
         )
-    )
+    ]
     running = defaultdict(list)
     for worker_id, job_id in Job.objects.filter(status__in=ACTIVE_STATUSES).values_list("worker_id", "id"):
         running[worker_id].append(str(job_id))
     machines: dict[str, dict[str, Any]] = {}
     for worker in workers:
-        worker["live"] = worker["status"] != "offline" and worker["last_seen_at"] >= live_since
         worker["current_jobs"] = running.get(worker["id"], [])
         machine = machines.setdefault(
             worker["machine_id"], {"id": worker["machine_id"], "workers": [], "live": False}

@@ -52,7 +52,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self._authenticate(raw_key)
 
     def _key_from_query(self, query: dict[str, list[str]]) -> str | None:
-        return (query.get("api_key") or [None])[0]
+        return next(iter(query.get("api_key", [])), None)
 
     async def disconnect(self, code: int) -> None:
         for group in list(self.groups_joined):
@@ -60,7 +60,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
-            content = await self.decode_json(text_data if text_data is not None else bytes_data.decode())
+            content = await self.decode_json(
+                text_data if text_data is not None else (bytes_data or b"").decode()
+            )
         except (ValueError, UnicodeDecodeError):
             await self._error("invalid_message", "messages are JSON objects")
             return

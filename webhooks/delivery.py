@@ -73,7 +73,7 @@ def _over_rate_limit(endpoint: WebhookEndpoint) -> bool:
     """A one-second window per endpoint, shared by every delivery worker (in the broker's Redis)."""
     key = f"webhooks:rate:{endpoint.id}:{int(time.time())}"
     client = redis_client()
-    sent = client.incr(key)
+    sent = int(client.incr(key))  # type: ignore[arg-type]  # a sync client
     if sent == 1:
         client.expire(key, 2)
-    return sent > endpoint.rate_limit_per_second
+    return sent > (endpoint.rate_limit_per_second or 0)

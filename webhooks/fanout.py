@@ -64,7 +64,7 @@ def matches(endpoint: WebhookEndpoint, event_type: str, attributes: dict[str, An
 def _deliveries_for(
     event: Event, subject: Subject, endpoints: list[WebhookEndpoint]
 ) -> list[WebhookDelivery]:
-    targets = [
+    targets: list[tuple[WebhookEndpoint | None, str, int | None]] = [
         (endpoint, endpoint.url, endpoint.owner_id)
         for endpoint in endpoints
         if matches(endpoint, event.type, subject.attributes)
@@ -128,14 +128,14 @@ def _subjects(events: Iterable[Event]) -> dict[int, Subject]:
         workflow_id = event.workflow_id or (job and job["workflow_id"])
         worker_id = event.worker_id or (job and job["worker_id"])
         subjects[event.id] = Subject(
-            job=job,
-            workflow=workflows.get(workflow_id) if workflow_id else None,
+            job=dict(job) if job else None,
+            workflow=dict(workflows[workflow_id]) if workflow_id in workflows else None,
             attributes={
                 "job_type": job and job["type"],
                 "priority": job and job["priority"],
                 "workflow_id": workflow_id,
                 "worker_id": worker_id,
-                "machine_id": event.machine_id or machines.get(worker_id),
+                "machine_id": event.machine_id or (machines.get(worker_id) if worker_id else None),
             },
         )
     return subjects

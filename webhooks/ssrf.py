@@ -58,7 +58,7 @@ def check_url_shape(url: str) -> tuple[str, int]:
 
 
 def resolve(host: str, port: int) -> list[str]:
-    return sorted({info[4][0] for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)})
+    return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)})
 
 
 def check_target(url: str, *, unresolvable_ok: bool = False) -> None:

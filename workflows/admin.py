@@ -11,7 +11,7 @@ from workflows.models import Workflow, WorkflowStep
 
 class WorkflowStepInline(admin.TabularInline):
     model = WorkflowStep
-    fields = ["index", "name", "job", "job_status", "open_dependencies"]
+    fields = ("index", "name", "job", "job_status", "open_dependencies")
     readonly_fields = fields
     extra = 0
     can_delete = False

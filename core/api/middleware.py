@@ -1,15 +1,18 @@
-"""Correlation ids: taken from `x-correlation-id` or generated, echoed on the response."""
+"""Correlation ids: taken from `x-correlation-id` or generated, echoed on the response, and carried by
+every job and event the request creates."""
 
 from __future__ import annotations
 
 import re
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
 HEADER = "x-correlation-id"
+_ATTRIBUTE = "correlation_id"
 _VALID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 
 
@@ -19,7 +22,13 @@ class CorrelationIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         supplied = request.headers.get(HEADER, "")
-        request.correlation_id = supplied  # type: ignore[attr-defined]  # read by views if _VALID.match(supplied) else uuid.uuid4().hex
+        value = supplied if _VALID.match(supplied) else uuid.uuid4().hex
+        setattr(request, _ATTRIBUTE, value)
         response = self.get_response(request)
-        response[HEADER] = request.correlation_id  # type: ignore[attr-defined]
+        response[HEADER] = value
         return response
+
+
+def correlation_id(request: Any) -> str:
+    """The request's correlation id (a Django or DRF request; set by the middleware)."""
+    return str(getattr(request, _ATTRIBUTE, ""))

@@ -13,8 +13,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.auth import api_key_of
 from core.api.serializers import StrictSerializer
-from accounts.models import ApiKey
 from dispatch.delegation import complete_delegated
 from dispatch.matching import explain
 from jobqueue.api.serializers import CancelSerializer, JobDetailSerializer, JobSerializer
@@ -66,12 +66,7 @@ class JobResultView(APIView):
         """Complete (or fail) a pending job of a type no worker runs: delegated work, by a delegate key."""
         body = DelegatedResultSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        job = complete_delegated(job_id, _api_key(request), **body.validated_data)
+        job = complete_delegated(job_id, api_key_of(request), **body.validated_data)
         return Response(
             {"success": True, "job_id": str(job.id), "status": job.status, "job": JobSerializer(job).data}
         )
-
-
-def _api_key(request: Request) -> ApiKey:
-    assert isinstance(request.auth, ApiKey)  # the API's only authentication (IsAuthenticated)
-    return request.auth

@@ -8,7 +8,7 @@ optionally HTTP_CONNECTOR_HEALTH_URL (GET, 2xx = healthy).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 from gpu_worker.connectors.base import Connector, JobContext, PermanentError
 from gpu_worker.connectors.engine_http import check, engine_errors, engine_session, timeout_for
@@ -18,14 +18,15 @@ ENGINE = "http"
 
 class HttpJsonConnector(Connector):
     name = "http"
-    job_types = ("http",)
+    job_types: ClassVar[tuple[str, ...]] = ("http",)
 
     def __init__(
         self, url: str | None = None, job_types: tuple[str, ...] | None = None, health_url: str | None = None
     ):
         self.url = url or os.environ.get("HTTP_CONNECTOR_URL", "")
         configured = os.environ.get("HTTP_CONNECTOR_JOB_TYPES", "")
-        self.job_types = (
+        # Per instance: one server may run the job types it is configured for.
+        self.job_types = (  # type: ignore[misc]
             job_types or tuple(t.strip() for t in configured.split(",") if t.strip()) or ("http",)
         )
         self.health_url = (

@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.auth import api_key_of
 from core.api.filters import filter_or_400, filter_parameters
 from core.api.pagination import page_response, read_page
 from jobqueue import dead_letters
@@ -99,7 +100,7 @@ class BulkRequeueSerializer(StrictSerializer):
 
 
 def _actor(request: Request) -> str:
-    return f"api:{request.auth.name}" if request.auth is not None else "api"
+    return f"api:{api_key_of(request).name}"
 
 
 class DeadLetterCollectionView(APIView):

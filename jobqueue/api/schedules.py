@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.auth import api_key_of
 from core.api.pagination import page_response, read_page
 from jobqueue.api.serializers import JobSubmitSerializer, StrictSerializer
 from jobqueue.models import JobSchedule
@@ -84,7 +85,7 @@ class ScheduleCollectionView(APIView):
     def post(self, request: Request) -> Response:
         body = ScheduleSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        schedule = body.save(api_key=request.auth)
+        schedule = body.save(api_key=api_key_of(request))
         return Response(
             {"success": True, "schedule": ScheduleSerializer(schedule).data}, status=status.HTTP_201_CREATED
         )

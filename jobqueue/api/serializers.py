@@ -114,8 +114,8 @@ class JobSubmitSerializer(StrictSerializer):
             raise serializers.ValidationError(
                 {"timeout_seconds": ["send timeout_seconds or timeout_minutes"]}
             )
-        steps = attrs.get("current_step"), attrs.get("total_steps")
-        if None not in steps and steps[0] > steps[1]:
+        current, total = attrs.get("current_step"), attrs.get("total_steps")
+        if current is not None and total is not None and current > total:
             raise serializers.ValidationError({"current_step": ["current_step is greater than total_steps"]})
         requirements = attrs.get("requirements") or {}
         if requirements.get("customer_isolation") == "strict" and not attrs.get("customer_id"):
@@ -150,6 +150,8 @@ def job_request_from(data: dict[str, Any]) -> JobRequest:
     if "model" in requirements:
         models.append(requirements["model"])
     gpu_memory = requirements.get("gpu_memory_gb", (requirements.get("hardware") or {}).get("gpu_memory_gb"))
+    # Optional fields every dialect names as the job does.
+    optional: dict[str, Any] = {name: data.get(name) for name in _OPTIONAL_AS_IS}
     timeout = data.get("timeout_seconds") or (
         data["timeout_minutes"] * 60 if "timeout_minutes" in data else settings.JOB_DEFAULT_TIMEOUT_SECONDS
     )
@@ -165,8 +167,7 @@ def job_request_from(data: dict[str, Any]) -> JobRequest:
         max_retries=data.get("max_retries", settings.JOB_DEFAULT_MAX_RETRIES),
         timeout_seconds=timeout,
         metadata=data.get("metadata") or {},
-        # Optional fields every dialect names as the job does.
-        **{name: data.get(name) for name in _OPTIONAL_AS_IS},
+        **optional,
     )
 
 

@@ -10,7 +10,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.auth import api_key_of
 from core.api.filters import filter_or_400, filter_parameters
+from core.api.middleware import correlation_id
 from core.api.pagination import page_response, read_page
 from events.models import Event
 from events.serializers import EventSerializer
@@ -36,7 +38,7 @@ class JobCollectionView(APIView):
     def post(self, request: Request) -> Response:
         submission = JobSubmitSerializer(data=request.data)
         submission.is_valid(raise_exception=True)
-        job, created = submit_job(submission.to_job_request(), request.auth, request.correlation_id)
+        job, created = submit_job(submission.to_job_request(), api_key_of(request), correlation_id(request))
         return Response(
             {
                 "success": True,

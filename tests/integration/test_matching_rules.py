@@ -35,7 +35,9 @@ def _jobs() -> list[Job]:
 def _workers() -> list[Worker]:
     workers = [
         make_worker(),
-        make_worker(job_types=("simulation", "comfyui"), capabilities=("fp16",), models=("sdxl",), gpu_memory_gb=48),
+        make_worker(
+            job_types=("simulation", "comfyui"), capabilities=("fp16",), models=("sdxl",), gpu_memory_gb=48
+        ),
         make_worker(pool="fast", gpu_memory_gb=80, capabilities=("fp16",)),
     ]
     for changes in (
@@ -85,7 +87,9 @@ def test_a_waiting_job_is_explained_by_the_first_rule_every_live_worker_fails():
 def test_liveness_is_the_same_in_sql_in_querysets_and_on_loaded_rows():
     workers = _workers()
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT w.id FROM machines_worker w WHERE {LIVE_WORKER_SQL}", {"heard_since": heard_since()})
+        cursor.execute(
+            f"SELECT w.id FROM machines_worker w WHERE {LIVE_WORKER_SQL}", {"heard_since": heard_since()}
+        )
         in_sql = {row[0] for row in cursor.fetchall()}
     in_queryset = set(Worker.objects.live().values_list("id", flat=True))
     on_rows = {worker.pk for worker in workers if worker.is_live}

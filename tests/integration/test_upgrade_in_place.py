@@ -31,9 +31,20 @@ def empty_database(services: Services):
 
 
 def _run(phase: str, database_url: str, services: Services) -> str:
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": services.redis_url, "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": services.redis_url,
+        "PYTHONPATH": str(ROOT),
+    }
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), phase], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
+        [sys.executable, str(SCRIPT), phase],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,  # the assertion below shows its stderr
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout

@@ -38,14 +38,22 @@ def build_old() -> None:
         model("contenttypes", "ContentType").objects.create(app_label="jobqueue", model=name)
     key = model("jobqueue", "ApiKey").objects.create(name="emprops", prefix="jq_old", key_hash="h" * 64)
     job = model("jobqueue", "Job").objects.create(
-        id=JOB_ID, type="simulation", status="failed", timeout_seconds=60, order_time="2026-11-01T00:00Z",
-        api_key=key, attempt=1, workflow_id="wf-old",
+        id=JOB_ID,
+        type="simulation",
+        status="failed",
+        timeout_seconds=60,
+        order_time="2026-11-01T00:00Z",
+        api_key=key,
+        attempt=1,
+        workflow_id="wf-old",
     )
     model("jobqueue", "JobExecution").objects.create(job=job, attempt=1, worker_id="w1", outcome="failed")
     model("jobqueue", "DeadLetterJob").objects.create(job=job, reason="retries_exhausted", attempts=1)
     model("jobqueue", "Event").objects.create(type="job_failed", job_id=JOB_ID, payload={"status": "failed"})
     model("jobqueue", "EventRelayCursor").objects.create(name="webhooks", last_txid=7, last_id=1)
-    model("jobqueue", "JobSchedule").objects.create(name="nightly", cron="0 3 * * *", job_template={}, api_key=key)
+    model("jobqueue", "JobSchedule").objects.create(
+        name="nightly", cron="0 3 * * *", job_template={}, api_key=key
+    )
     workflow = model("workflows", "Workflow").objects.create(id="wf-old", api_key=key, total_steps=1)
     model("workflows", "WorkflowStep").objects.create(workflow=workflow, index=0, name="only", job=job)
     endpoint = model("webhooks", "WebhookEndpoint").objects.create(
@@ -54,7 +62,9 @@ def build_old() -> None:
     delivery = model("webhooks", "WebhookDelivery").objects.create(
         endpoint=endpoint, url=endpoint.url, owner=key, event_type="job_failed", message_id="msg_1", body="{}"
     )
-    model("webhooks", "WebhookAttempt").objects.create(delivery=delivery, number=1, started_at="2026-11-01T00:00Z")
+    model("webhooks", "WebhookAttempt").objects.create(
+        delivery=delivery, number=1, started_at="2026-11-01T00:00Z"
+    )
     model("webhooks", "DefaultSigningSecret").objects.create(owner=key, secret_encrypted="y")
 
 
@@ -78,7 +88,9 @@ def read_new() -> dict:
         "executions": job.executions.count(),
         "open_dead_letters": job.dead_letters.filter(requeued_at__isnull=True).count(),
         "events": list(Event.objects.filter(job_id=JOB_ID).values_list("type", flat=True)),
-        "cursor": list(EventRelayCursor.objects.filter(name="webhooks").values_list("last_txid", "last_id")[0]),
+        "cursor": list(
+            EventRelayCursor.objects.filter(name="webhooks").values_list("last_txid", "last_id")[0]
+        ),
         "events_consumable": len(seen),
         "schedule_key": JobSchedule.objects.get(name="nightly").api_key.name,
         "workflow_key": Workflow.objects.get(pk="wf-old").api_key.name,

@@ -8,7 +8,11 @@ from jobqueue.attempts import normalise_error
 
 
 def test_an_attempt_error_is_transient_unless_said_otherwise():
-    assert attempt_error("TIMEOUT", "too slow") == {"code": "TIMEOUT", "message": "too slow", "class": "transient"}
+    assert attempt_error("TIMEOUT", "too slow") == {
+        "code": "TIMEOUT",
+        "message": "too slow",
+        "class": "transient",
+    }
 
 
 def test_connector_errors_report_in_the_same_shape():

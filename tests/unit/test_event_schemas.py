@@ -13,7 +13,7 @@ def test_every_event_type_has_a_schema_and_no_schema_lacks_a_type():
 
 
 def test_a_payload_missing_a_key_names_the_key():
-    with pytest.raises(InvalidEvent, match="payload.reason"):
+    with pytest.raises(InvalidEvent, match=r"payload\.reason"):
         validate_event(EventType.JOB_QUEUED, {"status": "pending", "attempt": 1})
 
 

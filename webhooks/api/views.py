@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.auth import api_key_of
 from core.api.pagination import page_response, read_page
 from webhooks import endpoints
 from webhooks.api.serializers import (
@@ -31,7 +32,7 @@ from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 
 def _own_endpoint(request: Request, endpoint_id) -> WebhookEndpoint:
-    return get_object_or_404(WebhookEndpoint, pk=endpoint_id, owner=request.auth)
+    return get_object_or_404(WebhookEndpoint, pk=endpoint_id, owner=api_key_of(request))
 
 
 def _rotated(request: Request, rotate: Callable[[timedelta], tuple[str, datetime | None]]) -> Response:
@@ -53,14 +54,14 @@ def _deliveries(request: Request, queryset) -> Response:
 class EndpointCollectionView(APIView):
     @extend_schema(responses=EndpointSerializer(many=True))
     def get(self, request: Request) -> Response:
-        queryset = WebhookEndpoint.objects.filter(owner=request.auth).order_by("created_at")
+        queryset = WebhookEndpoint.objects.filter(owner=api_key_of(request)).order_by("created_at")
         return page_response("webhooks", queryset, EndpointSerializer, read_page(request))
 
     @extend_schema(request=EndpointWriteSerializer, responses={201: EndpointSerializer})
     def post(self, request: Request) -> Response:
         body = EndpointWriteSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        endpoint, secret = endpoints.create_endpoint(request.auth, body.validated_data)
+        endpoint, secret = endpoints.create_endpoint(api_key_of(request), body.validated_data)
         return Response(
             {"success": True, "webhook": EndpointSerializer(endpoint).data, "secret": secret},
             status=status.HTTP_201_CREATED,
@@ -99,7 +100,9 @@ class DefaultSecretRotateView(APIView):
     @extend_schema(request=RotateSecretSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request) -> Response:
         """The secret signing this key's per-job and per-workflow `webhook_url` messages."""
-        return _rotated(request, lambda overlap: endpoints.rotate_default_secret(request.auth, overlap))
+        return _rotated(
+            request, lambda overlap: endpoints.rotate_default_secret(api_key_of(request), overlap)
+        )
 
 
 class EndpointTestView(APIView):
@@ -140,14 +143,14 @@ class DeliveryCollectionView(APIView):
     )
     def get(self, request: Request) -> Response:
         """Every delivery of this key's: its endpoints' and its jobs' and workflows' own URLs."""
-        return _deliveries(request, WebhookDelivery.objects.filter(owner=request.auth))
+        return _deliveries(request, WebhookDelivery.objects.filter(owner=api_key_of(request)))
 
 
 class DeliveryDetailView(APIView):
     @extend_schema(responses=DeliveryDetailSerializer)
     def get(self, request: Request, delivery_id: int) -> Response:
         delivery = get_object_or_404(
-            WebhookDelivery.objects.prefetch_related("attempts"), pk=delivery_id, owner=request.auth
+            WebhookDelivery.objects.prefetch_related("attempts"), pk=delivery_id, owner=api_key_of(request)
         )
         return Response({"success": True, "delivery": DeliveryDetailSerializer(delivery).data})
 
@@ -155,8 +158,8 @@ class DeliveryDetailView(APIView):
 class DeliveryRedeliverView(APIView):
     @extend_schema(request=None, responses=DeliverySerializer)
     def post(self, request: Request, delivery_id: int) -> Response:
-        get_object_or_404(WebhookDelivery, pk=delivery_id, owner=request.auth)
-        delivery = endpoints.redeliver(delivery_id, request.auth)
+        get_object_or_404(WebhookDelivery, pk=delivery_id, owner=api_key_of(request))
+        delivery = endpoints.redeliver(delivery_id, api_key_of(request))
         return Response({"success": True, "delivery": DeliverySerializer(delivery).data})
 
 
@@ -174,7 +177,7 @@ class BulkRedeliverView(APIView):
         if endpoint_id is not None:
             _own_endpoint(request, endpoint_id)
         outcome = endpoints.redeliver_failed(
-            request.auth, body.validated_data["since"], endpoint_id, body.validated_data["limit"]
+            api_key_of(request), body.validated_data["since"], endpoint_id, body.validated_data["limit"]
         )
         return Response(
             {

@@ -35,9 +35,9 @@ class WorkflowStepSubmitSerializer(JobSubmitSerializer):
 
     name = NameField("step name", required=False)
     depends_on = serializers.ListField(child=DependencyField(), required=False, max_length=100)
-    # Set by the workflow for each step.
-    workflow_id = workflow_priority = workflow_datetime = current_step = total_steps = None
-    idempotency_key = scheduled_at = retry_count = None
+    # Set by the workflow for each step (DRF drops a field declared None in a subclass).
+    workflow_id = workflow_priority = workflow_datetime = current_step = total_steps = None  # type: ignore[assignment]
+    idempotency_key = scheduled_at = retry_count = None  # type: ignore[assignment]
 
 
 class WorkflowSubmitSerializer(StrictSerializer):
@@ -50,7 +50,7 @@ class WorkflowSubmitSerializer(StrictSerializer):
         required=False, allow_null=True, max_length=2000, validators=[URLValidator(schemes=["http", "https"])]
     )
     metadata = serializers.DictField(required=False)
-    source = serializers.CharField(required=False, allow_blank=True, max_length=50)
+    source = serializers.CharField(required=False, allow_blank=True, max_length=50)  # type: ignore[assignment]  # a field named source
     idempotency_key = serializers.CharField(required=False, max_length=255, allow_null=True)
 
     def to_internal_value(self, data):

@@ -11,14 +11,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.auth import api_key_of
 from core.api.filters import StatusInFilter, filter_or_400, filter_parameters
+from core.api.middleware import correlation_id
 from core.api.pagination import page_response, read_page
 from jobqueue.api.views import StatsQuerySerializer
 from workflows.api.serializers import WorkflowCancelSerializer, WorkflowSerializer, WorkflowSubmitSerializer
 from workflows.cancellation import cancel_workflow
 from workflows.creation import create_workflow
 from workflows.models import Workflow, WorkflowDependency, WorkflowStatus
-from workflows.release import workflow_progress
+from workflows.settle import workflow_progress
 from workflows.stats import workflow_stats
 from workflows.step_details import step_details
 
@@ -42,7 +44,7 @@ class WorkflowCollectionView(APIView):
         submission = WorkflowSubmitSerializer(data=request.data)
         submission.is_valid(raise_exception=True)
         workflow, created = create_workflow(
-            submission.to_workflow_request(), request.auth, request.correlation_id
+            submission.to_workflow_request(), api_key_of(request), correlation_id(request)
         )
         job_ids = [
             str(job_id) for job_id in workflow.steps.order_by("index").values_list("job_id", flat=True)

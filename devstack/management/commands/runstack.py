@@ -34,7 +34,7 @@ FLOWER_LOGIN_FILE = "flower-login"
 class Child:
     name: str
     argv: list[str]
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen[bytes] | None = None
     # Restarted when it exits (a GPU worker exits to shed a job stuck past its hard time limit).
     restart: bool = False
     env: dict[str, str] = field(default_factory=dict)  # on top of the stack's environment
@@ -82,17 +82,15 @@ class Command(BaseCommand):
                 child.process = subprocess.Popen(child.argv, env={**env, **child.env}, start_new_session=True)
             self._banner(host, port, flower_port, api_key)
             while not stopping:
-                dead = next((c for c in children if c.process.poll() is not None), None)
+                dead = next((c for c in children if c.process and c.process.poll() is not None), None)
                 if dead is not None and dead.restart:
-                    self._say(f"{dead.name} exited with code {dead.process.returncode}; restarting it")
+                    self._say(f"{dead.name} exited with code {_exit_code(dead)}; restarting it")
                     time.sleep(RESTART_DELAY_S)
                     dead.process = subprocess.Popen(
                         dead.argv, env={**env, **dead.env}, start_new_session=True
                     )
                 elif dead is not None:
-                    self.stderr.write(
-                        f"{dead.name} exited with code {dead.process.returncode}; stopping everything"
-                    )
+                    self.stderr.write(f"{dead.name} exited with code {_exit_code(dead)}; stopping everything")
                     break
                 time.sleep(0.5)
         finally:
@@ -102,13 +100,15 @@ class Command(BaseCommand):
                 server.stop()
             self._say("stopped")
 
-    def _start_servers(self) -> list:
-        servers = []
+    def _start_servers(self) -> list[EmbeddedPostgres | EmbeddedRedis]:
+        servers: list[EmbeddedPostgres | EmbeddedRedis] = []
         if settings.USES_EMBEDDED_POSTGRES:
-            server = EmbeddedPostgres(settings.DATA_DIR, settings.EMBEDDED_PG_PORT)
-            self._say(f"starting embedded Postgres on 127.0.0.1:{server.port} (data in {settings.DATA_DIR})")
-            server.start()
-            servers.append(server)
+            postgres = EmbeddedPostgres(settings.DATA_DIR, settings.EMBEDDED_PG_PORT)
+            self._say(
+                f"starting embedded Postgres on 127.0.0.1:{postgres.port} (data in {settings.DATA_DIR})"
+            )
+            postgres.start()
+            servers.append(postgres)
         if settings.USES_EMBEDDED_REDIS:
             server = EmbeddedRedis(settings.DATA_DIR, settings.EMBEDDED_REDIS_PORT)
             self._say(f"starting embedded Redis on 127.0.0.1:{server.port}")
@@ -243,6 +243,10 @@ class Command(BaseCommand):
     def _say(self, message: str) -> None:
         self.stdout.write(f"[runstack] {message}")
         self.stdout.flush()
+
+
+def _exit_code(child: Child) -> int | None:
+    return child.process.returncode if child.process else None
 
 
 def _stop_children(children: list[Child]) -> None:
