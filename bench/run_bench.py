@@ -88,24 +88,7 @@ class Stack:
     def _start_processes(self) -> None:
         python = sys.executable
         celery = [python, "-m", "celery", "-A", "settings.celery"]
-        self._spawn(
-            "api",
-            [
-                python,
-                "-m",
-                "uvicorn",
-                "settings.asgi:application",
-                "--port",
-                str(self.api_port),
-                "--workers",
-                str(self.api_workers),
-                "--no-access-log",
-                "--log-level",
-                "warning",
-                "--lifespan",
-                "off",
-            ],
-        )
+        self._spawn("api", api_server_argv(self.api_port, self.api_workers))
         self._spawn(
             "control",
             [
@@ -182,6 +165,25 @@ class Stack:
         stop_processes(self.processes.values())
         self.redis.stop()
         self.pg.stop()
+
+
+def api_server_argv(port: int, workers: int = 1) -> list[str]:
+    """The API (uvicorn, quiet), as every benchmark starts it."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "settings.asgi:application",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--lifespan",
+        "off",
+    ]
 
 
 def measure_on(stack: Stack, measure: Callable[[Stack, str], T]) -> T:

@@ -28,7 +28,14 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run_bench import Stack, machine_facts, measure_on, percentile, save_result  # noqa: E402
+from bench.run_bench import (  # noqa: E402
+    Stack,
+    api_server_argv,
+    machine_facts,
+    measure_on,
+    percentile,
+    save_result,
+)
 from devstack.embedded import port_is_open  # noqa: E402
 
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -48,20 +55,7 @@ class LiveStack(Stack):
 
     def _start_processes(self) -> None:
         python = sys.executable
-        self._spawn(
-            "api",
-            [
-                python,
-                "-m",
-                "uvicorn",
-                "settings.asgi:application",
-                "--port",
-                str(self.api_port),
-                "--no-access-log",
-                "--lifespan",
-                "off",
-            ],
-        )
+        self._spawn("api", api_server_argv(self.api_port))
         self._spawn("relay", [python, "manage.py", "relay_events"])
         deadline = time.monotonic() + 60
         while not port_is_open(self.api_port):

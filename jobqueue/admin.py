@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from core.errors import DomainError
+from core.admin import act_on_each
 from events.models import Event
 from jobqueue import dead_letters
 from jobqueue.cancellation import cancel_job
@@ -22,14 +22,13 @@ class JobExecutionInline(admin.TabularInline):
 
 @admin.action(description="Cancel selected jobs")
 def cancel_jobs(modeladmin, request, queryset):
-    done = 0
-    for job in queryset:
-        try:
-            cancel_job(job.pk, reason=f"cancelled by {request.user} from the admin")
-            done += 1
-        except DomainError as exc:
-            messages.warning(request, f"{job.pk}: {exc.message}")
-    messages.info(request, f"cancellation requested for {done} job(s)")
+    reason = f"cancelled by {request.user} from the admin"
+    act_on_each(
+        request,
+        queryset,
+        lambda job: cancel_job(job.pk, reason=reason),
+        "cancellation requested for {count} job(s)",
+    )
 
 
 @admin.action(description="Retry selected jobs (submit a fresh copy)")
@@ -93,9 +92,9 @@ class DeadLetterStateFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "open":
-            return queryset.filter(requeued_at__isnull=True)
+            return queryset.open()
         if self.value() == "requeued":
-            return queryset.filter(requeued_at__isnull=False)
+            return queryset.requeued()
         return queryset
 
 

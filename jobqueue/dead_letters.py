@@ -18,12 +18,8 @@ from events.recording import record_job_event
 from events.types import EventType
 from jobqueue import lifecycle
 from jobqueue.errors import DeadLetterAlreadyRequeued, DeadLetterNotFound
-from jobqueue.models import DeadLetterJob, Job, JobStatus
+from jobqueue.models import OPEN_DEAD_LETTER, DeadLetterJob, Job, JobStatus
 from jobqueue.transitions import transition
-
-
-def open_dead_letters() -> QuerySet[DeadLetterJob]:
-    return DeadLetterJob.objects.filter(requeued_at__isnull=True)
 
 
 def requeue(dead_letter_id: int, requeued_by: str = "") -> Job:
@@ -54,14 +50,15 @@ def requeue_many(dead_letters: QuerySet[DeadLetterJob], limit: int, requeued_by:
 
     Each job is requeued in its own short transaction, so a large redrive never holds many locks and
     a concurrent redrive of the same rows skips them instead of waiting or requeueing twice."""
-    candidates = dead_letters.filter(requeued_at__isnull=True)
+    candidates = dead_letters.filter(OPEN_DEAD_LETTER)
     matched = candidates.count()
     requeued = 0
     for dead_letter_id in candidates.order_by("created_at", "id").values_list("id", flat=True)[:limit]:
         with transaction.atomic():
             dead_letter = (
                 DeadLetterJob.objects.select_for_update(of=("self",), skip_locked=True)
-                .filter(pk=dead_letter_id, requeued_at__isnull=True)
+                .open()
+                .filter(pk=dead_letter_id)
                 .first()
             )
             if dead_letter is not None:

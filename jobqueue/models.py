@@ -197,6 +197,18 @@ class DeadLetterReason(models.TextChoices):
     POISON = "poison"
 
 
+#: A dead letter is open until an operator requeues its job; a job has at most one open (constraint).
+OPEN_DEAD_LETTER = Q(requeued_at__isnull=True)
+
+
+class DeadLetterQuerySet(models.QuerySet["DeadLetterJob"]):
+    def open(self) -> DeadLetterQuerySet:
+        return self.filter(OPEN_DEAD_LETTER)
+
+    def requeued(self) -> DeadLetterQuerySet:
+        return self.exclude(OPEN_DEAD_LETTER)
+
+
 class DeadLetterJob(models.Model):
     """A job that failed for good: retries exhausted, a permanent error, or poison.
 
@@ -210,11 +222,13 @@ class DeadLetterJob(models.Model):
     requeued_at = models.DateTimeField(null=True, blank=True)
     requeued_by = models.CharField(max_length=100, blank=True, default="")
 
+    objects = DeadLetterQuerySet.as_manager()
+
     class Meta:
         indexes = [models.Index(fields=["-created_at"], name="deadletter_created")]
         constraints = [
             models.UniqueConstraint(
-                fields=["job"], condition=Q(requeued_at__isnull=True), name="one_open_dead_letter_per_job"
+                fields=["job"], condition=OPEN_DEAD_LETTER, name="one_open_dead_letter_per_job"
             )
         ]
 

@@ -124,7 +124,7 @@ def full_state(finished_page: int = 1, finished_page_size: int = 20) -> dict[str
         "queues": _queue_depths(),
         "workflows": _recent_workflows(),
         "dead_letters": list(
-            DeadLetterJob.objects.filter(requeued_at=None)
+            DeadLetterJob.objects.open()
             .order_by("-created_at")
             .values("id", "job_id", "job__type", "reason", "created_at")[:DEAD_LETTERS_SHOWN]
         ),

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from django.contrib import admin, messages
+from django.contrib import admin
 
-from core.errors import DomainError
+from core.admin import act_on_each
 from workflows.cancellation import cancel_workflow
 from workflows.models import Workflow, WorkflowStep
 
@@ -27,14 +27,13 @@ class WorkflowStepInline(admin.TabularInline):
 
 @admin.action(description="Cancel selected workflows")
 def cancel_workflows(modeladmin, request, queryset):
-    done = 0
-    for workflow in queryset:
-        try:
-            cancel_workflow(workflow.pk, reason=f"cancelled by {request.user} from the admin")
-            done += 1
-        except DomainError as exc:
-            messages.warning(request, f"{workflow.pk}: {exc.message}")
-    messages.info(request, f"cancellation requested for {done} workflow(s)")
+    reason = f"cancelled by {request.user} from the admin"
+    act_on_each(
+        request,
+        queryset,
+        lambda workflow: cancel_workflow(workflow.pk, reason=reason),
+        "cancellation requested for {count} workflow(s)",
+    )
 
 
 @admin.register(Workflow)

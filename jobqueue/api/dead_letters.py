@@ -40,14 +40,14 @@ class DeadLetterFilter(django_filters.FilterSet):
 
     def filter_queryset(self, queryset):
         if not self.form.cleaned_data.get("state"):
-            queryset = queryset.filter(requeued_at__isnull=True)
+            queryset = queryset.open()
         return super().filter_queryset(queryset)
 
     def filter_state(self, queryset, _name, value):
         if value == "open":
-            return queryset.filter(requeued_at__isnull=True)
+            return queryset.open()
         if value == "requeued":
-            return queryset.filter(requeued_at__isnull=False)
+            return queryset.requeued()
         return queryset
 
 

@@ -12,7 +12,7 @@ from rest_framework import serializers
 
 from core.api.serializers import StrictSerializer
 from jobqueue.models import Job, JobExecution
-from jobqueue.submission import JobRequest
+from jobqueue.submission import STORED_AS_IS, JobRequest
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,99}$")
 NAME_HELP = "letters, digits and . _ : / + - (max 100), starting with a letter or digit"
@@ -150,40 +150,25 @@ def job_request_from(data: dict[str, Any]) -> JobRequest:
     if "model" in requirements:
         models.append(requirements["model"])
     gpu_memory = requirements.get("gpu_memory_gb", (requirements.get("hardware") or {}).get("gpu_memory_gb"))
-    # Optional fields every dialect names as the job does.
-    optional: dict[str, Any] = {name: data.get(name) for name in _OPTIONAL_AS_IS}
     timeout = data.get("timeout_seconds") or (
         data["timeout_minutes"] * 60 if "timeout_minutes" in data else settings.JOB_DEFAULT_TIMEOUT_SECONDS
     )
-    return JobRequest(
-        type=data.get("type") or data.get("service_required") or data["job_type"],
-        payload=payload,
-        priority=data.get("priority", settings.JOB_DEFAULT_PRIORITY),
-        requirements=requirements,
-        required_capabilities=list(requirements.get("capabilities", [])),
-        required_models=models,
-        required_gpu_memory_gb=gpu_memory,
-        required_pool=requirements.get("pool"),
-        max_retries=data.get("max_retries", settings.JOB_DEFAULT_MAX_RETRIES),
-        timeout_seconds=timeout,
-        metadata=data.get("metadata") or {},
-        **optional,
-    )
-
-
-# Optional submission fields that every dialect names as the job stores them (submission.STORED_AS_IS).
-_OPTIONAL_AS_IS = (
-    "scheduled_at",
-    "webhook_url",
-    "idempotency_key",
-    "customer_id",
-    "ctx",
-    "workflow_id",
-    "workflow_priority",
-    "workflow_datetime",
-    "current_step",
-    "total_steps",
-)
+    translated: dict[str, Any] = {
+        "type": data.get("type") or data.get("service_required") or data["job_type"],
+        "payload": payload,
+        "priority": data.get("priority", settings.JOB_DEFAULT_PRIORITY),
+        "requirements": requirements,
+        "required_capabilities": list(requirements.get("capabilities", [])),
+        "required_models": models,
+        "required_gpu_memory_gb": gpu_memory,
+        "required_pool": requirements.get("pool"),
+        "max_retries": data.get("max_retries", settings.JOB_DEFAULT_MAX_RETRIES),
+        "timeout_seconds": timeout,
+        "metadata": data.get("metadata") or {},
+    }
+    # Every other field the job stores as it is, every dialect names as the job does (or leaves out).
+    as_named: dict[str, Any] = {name: data.get(name) for name in STORED_AS_IS if name not in translated}
+    return JobRequest(**translated, **as_named)
 
 
 class CancelSerializer(StrictSerializer):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -84,12 +86,22 @@ def cancel_response(request: Request, job_id) -> Response:
     )
 
 
-class JobStatsView(APIView):
+class StatsView(APIView):
+    """Counts and rates over `timeframe` (hour, day, week); subclasses say of what."""
+
+    def stats(self, timeframe: str) -> dict[str, Any]:
+        raise NotImplementedError
+
     @extend_schema(parameters=[StatsQuerySerializer], responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         query = StatsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        return Response({"success": True, **job_stats(query.validated_data["timeframe"])})
+        return Response({"success": True, **self.stats(query.validated_data["timeframe"])})
+
+
+class JobStatsView(StatsView):
+    def stats(self, timeframe: str) -> dict[str, Any]:
+        return job_stats(timeframe)
 
 
 class JobTimelineView(APIView):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import django_filters
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -15,7 +17,7 @@ from accounts.auth import api_key_of
 from core.api.filters import StatusInFilter, filter_or_400, filter_parameters
 from core.api.middleware import correlation_id
 from core.api.pagination import page_response, read_page
-from jobqueue.api.views import StatsQuerySerializer
+from jobqueue.api.views import StatsView
 from workflows.api.serializers import WorkflowCancelSerializer, WorkflowSerializer, WorkflowSubmitSerializer
 from workflows.cancellation import cancel_workflow
 from workflows.creation import create_workflow
@@ -113,9 +115,6 @@ class WorkflowCancelView(APIView):
         )
 
 
-class WorkflowStatsView(APIView):
-    @extend_schema(parameters=[StatsQuerySerializer], responses=OpenApiTypes.OBJECT)
-    def get(self, request: Request) -> Response:
-        query = StatsQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        return Response({"success": True, **workflow_stats(query.validated_data["timeframe"])})
+class WorkflowStatsView(StatsView):
+    def stats(self, timeframe: str) -> dict[str, Any]:
+        return workflow_stats(timeframe)
