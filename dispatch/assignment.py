@@ -21,7 +21,7 @@ from events.types import EventType
 from gpu_worker import protocol
 from gpu_worker.protocol import attempt_error
 from jobqueue import attempts
-from jobqueue.models import ACTIVE_STATUSES, Job, JobStatus, dispatch_order_sql
+from jobqueue.models import ACTIVE_STATUSES, Job, JobStatus, dispatch_order_sql, statuses_sql
 from machines.models import Worker, heard_since
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,9 @@ logger = logging.getLogger(__name__)
 # execution rows and `job_assigned` events. The slot count is read here, after the worker row was
 # locked by the previous statement: a statement that waited on a lock keeps its pre-wait snapshot.
 _ACTIVE_ON_WORKER = (
-    "(SELECT count(*) FROM jobqueue_job a WHERE a.worker_id = {worker} AND a.status = ANY(%(active)s))"
+    "(SELECT count(*) FROM jobqueue_job a WHERE a.worker_id = {worker} AND a.status IN "
+    + statuses_sql(ACTIVE_STATUSES)
+    + ")"
 )
 _ASSIGN_BEST_JOBS = f"""
     WITH picked AS (
@@ -154,7 +156,7 @@ def _dispatch_safely(job_ids: list[Any]) -> None:
 
 
 def _liveness_params() -> dict[str, Any]:
-    return {"heard_since": heard_since(), "active": list(ACTIVE_STATUSES)}
+    return {"heard_since": heard_since()}
 
 
 def _match_params(worker: Worker) -> dict[str, Any]:
@@ -163,7 +165,6 @@ def _match_params(worker: Worker) -> dict[str, Any]:
         "machine_id": worker.machine_id,
         "queue": worker.queue,
         "slots": worker.slots,
-        "active": list(ACTIVE_STATUSES),
         "event_type": EventType.JOB_ASSIGNED.value,
     }
 

@@ -16,7 +16,7 @@ from dispatch.cancel_flags import stop_attempt_quietly
 from dispatch.recovery import RECOVERY_BATCH, recover_lost_messages
 from dispatch.reports import job_failed, worker_lost
 from gpu_worker.protocol import attempt_error
-from jobqueue.models import ACTIVE_STATUSES, Job
+from jobqueue.models import ACTIVE_STATUSES, Job, statuses_sql
 from machines.models import Worker
 from machines.registry import mark_silent_workers_offline
 
@@ -36,9 +36,9 @@ def expire_leases() -> int:
     return recovered
 
 
-_OVERDUE = """
+_OVERDUE = f"""
     SELECT id, attempt FROM jobqueue_job
-    WHERE status = ANY(%s)
+    WHERE status IN {statuses_sql(ACTIVE_STATUSES)}
       AND coalesce(started_at, assigned_at)
           + make_interval(secs => timeout_seconds + %s) < clock_timestamp()
     LIMIT %s
@@ -50,7 +50,7 @@ def fail_timed_out_jobs() -> int:
     the worker to report its own TIMEOUT) fails with TIMEOUT, a transient error, and is retried by the
     usual rules. Any later report from that attempt is ignored."""
     with connection.cursor() as cursor:
-        cursor.execute(_OVERDUE, [list(ACTIVE_STATUSES), settings.JOB_TIMEOUT_GRACE_SECONDS, RECOVERY_BATCH])
+        cursor.execute(_OVERDUE, [settings.JOB_TIMEOUT_GRACE_SECONDS, RECOVERY_BATCH])
         overdue = cursor.fetchall()
     failed = 0
     for job_id, attempt in overdue:

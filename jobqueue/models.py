@@ -31,6 +31,13 @@ TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.
 ACTIVE_STATUSES = frozenset({JobStatus.ASSIGNED, JobStatus.RUNNING})
 NOT_STARTED_STATUSES = frozenset({JobStatus.SCHEDULED, JobStatus.WAITING, JobStatus.PENDING})
 
+
+def statuses_sql(statuses: frozenset[JobStatus]) -> str:
+    """A set of statuses as an SQL list literal, `('assigned', 'running')`: constants in the statement
+    (not parameters), so the planner can match the partial indexes built on the same condition."""
+    return "(" + ", ".join(f"'{status.value}'" for status in sorted(statuses)) + ")"
+
+
 #: Dispatch order: highest effective priority, then the workflow's (or job's) time, then exact submission
 #: order. The pending-job index, the dispatcher's SQL and every list "in line" use this one definition.
 _DISPATCH_COLUMNS = (("effective_priority", "DESC"), ("order_time", "ASC"), ("submit_seq", "ASC"))
