@@ -8,7 +8,9 @@ with `transaction.on_commit`. Lock order: they may lock other jobs' rows and the
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -39,6 +41,8 @@ class JobListener:
 
 
 _listeners: list[JobListener] = []
+# While a batch is open, jobs that become pending are collected and announced once, at its end.
+_batch: ContextVar[list[Any] | None] = ContextVar("pending_batch", default=None)
 
 
 def register(listener: JobListener) -> None:
@@ -68,9 +72,26 @@ def before_requeue(job: Job) -> None:
 
 def jobs_pending(job_ids: Iterable[Any]) -> None:
     ids = list(job_ids)
+    batch = _batch.get()
+    if batch is not None:
+        batch.extend(ids)
+        return
     if ids:
         for listener in _listeners:
             listener.jobs_pending(ids)
+
+
+@contextmanager
+def pending_in_one_batch() -> Iterator[None]:
+    """Announce the jobs that become pending inside the block once, when it ends without an error
+    (a bulk submit is then one dispatch, not one per job). Use inside the block's transaction."""
+    collected: list[Any] = []
+    token = _batch.set(collected)
+    try:
+        yield
+    finally:
+        _batch.reset(token)
+    jobs_pending(collected)
 
 
 def cancel_requested(job_id: Any, attempt: int) -> None:

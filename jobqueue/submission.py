@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import ApiKey
@@ -86,6 +87,15 @@ def submit_job(request: JobRequest, api_key: ApiKey | None, correlation_id: str 
     return create_once(
         Job, api_key, request.idempotency_key, lambda: _create(request, api_key, correlation_id)
     )
+
+
+def submit_jobs(
+    requests: list[JobRequest], api_key: ApiKey | None, correlation_id: str = ""
+) -> list[tuple[Job, bool]]:
+    """Submit many jobs in one transaction, offered to workers in one dispatch after commit. Each keeps
+    `submit_job`'s idempotency (a repeated key, even within the batch, returns the first job)."""
+    with transaction.atomic(), lifecycle.pending_in_one_batch():
+        return [submit_job(request, api_key, correlation_id) for request in requests]
 
 
 def create_job(request: JobRequest, api_key: ApiKey | None, correlation_id: str = "") -> Job:

@@ -16,14 +16,34 @@ from core.errors import DomainError
 logger = logging.getLogger(__name__)
 
 
-def error_response(
-    http_status: int, code: str, message: str, field: str | None = None, details: dict[str, Any] | None = None
-) -> Response:
+def error_body(
+    code: str, message: str, field: str | None = None, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The envelope's error object: {code, message, field?, details}."""
     error: dict[str, Any] = {"code": code, "message": message}
     if field is not None:
         error["field"] = field
     error["details"] = details or {}
-    return Response({"success": False, "error": error}, status=http_status)
+    return error
+
+
+def error_response(
+    http_status: int, code: str, message: str, field: str | None = None, details: dict[str, Any] | None = None
+) -> Response:
+    return Response(
+        {"success": False, "error": error_body(code, message, field, details)}, status=http_status
+    )
+
+
+def validation_error_body(detail: Any) -> dict[str, Any]:
+    """The error object for a serializer's errors: the first field at fault, and every field's errors."""
+    fields = _flatten(detail)
+    first_field, first_errors = next(
+        iter(fields.items()), ("body", [{"code": "invalid", "message": "invalid"}])
+    )
+    first = first_errors[0]
+    message = f"{first_field}: {first['message']}" if first_field != "body" else first["message"]
+    return error_body("validation_error", message, field=first_field, details={"fields": fields})
 
 
 def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -38,18 +58,7 @@ def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Respo
     if isinstance(exc, Http404):
         return error_response(404, "not_found", "not found")
     if isinstance(exc, exceptions.ValidationError):
-        fields = _flatten(exc.detail)
-        first_field, first_errors = next(
-            iter(fields.items()), ("body", [{"code": "invalid", "message": "invalid"}])
-        )
-        first = first_errors[0]
-        return error_response(
-            400,
-            "validation_error",
-            f"{first_field}: {first['message']}" if first_field != "body" else first["message"],
-            field=first_field,
-            details={"fields": fields},
-        )
+        return Response({"success": False, "error": validation_error_body(exc.detail)}, status=400)
     handled = exception_handler(exc, context)
     if handled is None:
         return None  # unexpected: Django answers 500 without a traceback (DEBUG is off)

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.validators import URLValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.api.serializers import StrictSerializer
@@ -169,6 +170,32 @@ def job_request_from(data: dict[str, Any]) -> JobRequest:
     # Every other field the job stores as it is, every dialect names as the job does (or leaves out).
     as_named: dict[str, Any] = {name: data.get(name) for name in STORED_AS_IS if name not in translated}
     return JobRequest(**translated, **as_named)
+
+
+@extend_schema_field(JobSubmitSerializer(many=True))
+class JobSubmissionsField(serializers.ListField):
+    """Job submissions, each checked on its own (so a non-atomic batch can keep the valid ones)."""
+
+    child = serializers.JSONField()
+
+    def to_internal_value(self, data: Any) -> list[Any]:
+        items: list[Any] = super().to_internal_value(data)
+        if not items:
+            raise serializers.ValidationError("send at least one job", code="empty")
+        if len(items) > settings.JOB_BATCH_MAX_JOBS:
+            raise serializers.ValidationError(
+                f"at most {settings.JOB_BATCH_MAX_JOBS} jobs per batch, got {len(items)}", code="too_many"
+            )
+        return items
+
+
+class JobBatchSerializer(StrictSerializer):
+    jobs = JobSubmissionsField()
+    atomic = serializers.BooleanField(
+        default=True,
+        help_text="true: any invalid job refuses the whole batch (400, nothing created); "
+        "false: the valid jobs are created and each invalid one gets its own error",
+    )
 
 
 class CancelSerializer(StrictSerializer):

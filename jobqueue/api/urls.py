@@ -5,6 +5,7 @@ from jobqueue.api import dead_letters, schedules, views
 urlpatterns = [
     path("jobs", views.JobCollectionView.as_view(), name="jobs"),
     path("jobs/submit", views.JobCollectionView.as_view(http_method_names=["post"]), name="jobs-submit"),
+    path("jobs/batch", views.JobBatchView.as_view(), name="jobs-batch"),
     path("jobs/stats", views.JobStatsView.as_view(), name="jobs-stats"),
     path("jobs/<uuid:job_id>/cancel", views.JobCancelView.as_view(), name="job-cancel"),
     path("jobs/<uuid:job_id>/events", views.JobTimelineView.as_view(), name="job-events"),

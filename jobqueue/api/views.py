@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.auth import api_key_of
+from core.api.errors import validation_error_body
 from core.api.filters import filter_or_400, filter_parameters
 from core.api.middleware import correlation_id
 from core.api.pagination import page_response, read_page
@@ -21,6 +22,7 @@ from events.serializers import EventSerializer
 from jobqueue.api.filters import JobFilter
 from jobqueue.api.serializers import (
     CancelSerializer,
+    JobBatchSerializer,
     JobExecutionSerializer,
     JobSerializer,
     JobSubmitSerializer,
@@ -28,7 +30,7 @@ from jobqueue.api.serializers import (
 from jobqueue.cancellation import cancel_job
 from jobqueue.models import Job
 from jobqueue.stats import TIMEFRAMES, job_stats
-from jobqueue.submission import submit_job
+from jobqueue.submission import submit_job, submit_jobs
 
 
 class StatsQuerySerializer(serializers.Serializer):
@@ -61,6 +63,58 @@ class JobCollectionView(APIView):
         page = read_page(request)
         jobs = filter_or_400(JobFilter, request.query_params, Job.objects.order_by("-created_at"))
         return page_response("jobs", jobs, JobSerializer, page)
+
+
+class JobBatchView(APIView):
+    @extend_schema(request=JobBatchSerializer, responses={201: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT})
+    def post(self, request: Request) -> Response:
+        """Submit up to JOB_BATCH_MAX_JOBS jobs in one transaction and one dispatch. Results come per
+        job, in order: 201 created, 200 already submitted with that idempotency key, 400 invalid."""
+        body = JobBatchSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        parsed = [JobSubmitSerializer(data=item) for item in body.validated_data["jobs"]]
+        invalid = {index: item.errors for index, item in enumerate(parsed) if not item.is_valid()}
+        if invalid and body.validated_data["atomic"]:
+            raise serializers.ValidationError(
+                {"jobs": {str(index): errors for index, errors in invalid.items()}}
+            )
+        valid = [index for index in range(len(parsed)) if index not in invalid]
+        submitted = dict(
+            zip(
+                valid,
+                submit_jobs(
+                    [parsed[i].to_job_request() for i in valid], api_key_of(request), correlation_id(request)
+                ),
+                strict=True,
+            )
+        )
+        results = [
+            _batch_result(index, submitted.get(index), invalid.get(index)) for index in range(len(parsed))
+        ]
+        created = sum(1 for r in results if r["status"] == status.HTTP_201_CREATED)
+        return Response(
+            {
+                "success": not invalid,
+                "created": created,
+                "existing": sum(1 for r in results if r["status"] == status.HTTP_200_OK),
+                "invalid": len(invalid),
+                "results": results,
+            },
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+def _batch_result(index: int, submitted: tuple[Job, bool] | None, errors: Any) -> dict[str, Any]:
+    if submitted is None:
+        return {"index": index, "status": status.HTTP_400_BAD_REQUEST, "error": validation_error_body(errors)}
+    job, created = submitted
+    return {
+        "index": index,
+        "status": status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        "job_id": str(job.id),
+        "job_status": job.status,
+        "created": created,
+    }
 
 
 class JobCancelView(APIView):
