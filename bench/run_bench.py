@@ -241,6 +241,7 @@ def measure_submit_latency(stack: Stack, key: str, requests_per_level: int) -> l
     rows = []
     for clients in CONCURRENCY_LEVELS:
         latencies: list[float] = []
+        started = time.perf_counter()
         with (
             ThreadPoolExecutor(clients) as pool,
             tqdm(total=requests_per_level, desc=f"submit x{clients}") as bar,
@@ -256,10 +257,36 @@ def measure_submit_latency(stack: Stack, key: str, requests_per_level: int) -> l
                 "p95_ms": round(percentile(latencies, 95), 2),
                 "p99_ms": round(percentile(latencies, 99), 2),
                 "mean_ms": round(statistics.fmean(latencies), 2),
+                "jobs_per_s": round(requests_per_level / (time.perf_counter() - started), 1),
             }
         )
     _wait_until_drained(stack)
     return rows
+
+
+BULK_JOB_TYPE = "bench-bulk"  # no worker runs it: the measure is the submission alone
+
+
+def measure_bulk_submit(stack: Stack, key: str, batches: int, size: int) -> dict:
+    """POST /api/jobs/batch from one client, `batches` times `size` jobs; jobs/s of the submissions."""
+    session = requests.Session()
+    session.headers.update({"x-api-key": key})
+    body = {"jobs": [{"type": BULK_JOB_TYPE, "payload": {"n": i}} for i in range(size)]}
+    seconds = []
+    for _ in tqdm(range(batches), desc=f"bulk submit x{size}"):
+        started = time.perf_counter()
+        response = session.post(f"{stack.base}/api/jobs/batch", json=body, timeout=120)
+        seconds.append(time.perf_counter() - started)
+        if response.status_code != 201 or response.json()["created"] != size:
+            raise RuntimeError(f"bulk submit failed: {response.status_code} {response.text[:200]}")
+    with psycopg.connect(stack.pg.url, autocommit=True) as conn:
+        conn.execute("DELETE FROM jobqueue_job WHERE type = %s", [BULK_JOB_TYPE])
+    return {
+        "batches": batches,
+        "jobs_per_batch": size,
+        "batch_p50_ms": round(percentile([s * 1000 for s in seconds], 50), 1),
+        "jobs_per_s": round(batches * size / sum(seconds), 1),
+    }
 
 
 def _unfinished(stack: Stack) -> int:
@@ -430,6 +457,8 @@ def main() -> None:
     parser.add_argument("--api-workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--bare-tasks", type=int, default=BARE_TASKS)
     parser.add_argument("--chain-steps", type=int, default=25, help="steps per workflow chain")
+    parser.add_argument("--bulk-batches", type=int, default=5, help="POST /api/jobs/batch requests")
+    parser.add_argument("--bulk-size", type=int, default=1000, help="jobs per batch")
     args = parser.parse_args()
 
     stack = Stack(Path(tempfile.mkdtemp(prefix="jobqueue-bench-")), args.slots, args.api_workers)
@@ -439,10 +468,11 @@ def main() -> None:
             measure_submit_latency(stack, key, args.latency_requests),
             measure_throughput(stack, key, args.jobs),
             measure_workflow_step_overhead(stack, key, chains=2 * args.slots, steps=args.chain_steps),
+            measure_bulk_submit(stack, key, args.bulk_batches, args.bulk_size),
             measure_bare_celery(stack.redis.url, args.bare_tasks, stack.data_dir),
         )
 
-    latency, throughput, workflow, bare = measure_on(stack, measure)
+    latency, throughput, workflow, bulk, bare = measure_on(stack, measure)
     result = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine_facts(),
@@ -455,6 +485,8 @@ def main() -> None:
         "submit_latency": latency,
         "end_to_end": throughput,
         "workflow_step_overhead": workflow,
+        "bulk_submit": bulk,
+        "bulk_to_single_submit": round(bulk["jobs_per_s"] / max(r["jobs_per_s"] for r in latency), 1),
         "bare_celery": bare,
         "ratio_ours_to_bare": round(throughput["jobs_per_s"] / bare["tasks_per_s"], 3),
     }
@@ -492,6 +524,16 @@ def _print_table(result: dict) -> None:
         p50 = wf[f"parent_completed_to_child_{stage}_p50_ms"]
         p95 = wf[f"parent_completed_to_child_{stage}_p95_ms"]
         print(f"{'child ' + stage:<24} {p50:>8} {p95:>8}")
+    bulk = result["bulk_submit"]
+    best = max(result["submit_latency"], key=lambda r: r["jobs_per_s"])
+    print("\nSubmission rate (jobs/s; the submissions alone)")
+    print(
+        f"  single POST /api/jobs, best of the levels above ({best['clients']} clients): {best['jobs_per_s']}"
+    )
+    print(
+        f"  POST /api/jobs/batch, {bulk['jobs_per_batch']} jobs, 1 client: {bulk['jobs_per_s']} "
+        f"(batch p50 {bulk['batch_p50_ms']} ms) = {result['bulk_to_single_submit']}x"
+    )
     print("\nCPU per completed job, by process (ms; the benchmark's own HTTP clients not included)")
     for name, ms in sorted(e2e["cpu_ms_per_job"].items(), key=lambda kv: -kv[1]):
         print(f"  {name:<10} {ms:>7}")

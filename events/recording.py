@@ -43,9 +43,16 @@ def record_job_event(event_type: EventType, job: JobLike, payload: dict[str, Any
     """Append an event about `job`; ids and correlation id come from the job itself.
 
     Transitions write their events in the same SQL statement instead (`job_events_sql`)."""
+    event = job_event(event_type, job, payload)
+    event.save(force_insert=True)
+    return event
+
+
+def job_event(event_type: EventType, job: JobLike, payload: dict[str, Any] | None = None) -> Event:
+    """The (unsaved, checked) event about `job`, for writers that insert many at once."""
     payload = {"status": job.status, "attempt": job.attempt, **(payload or {})}
     _validate(event_type, payload)
-    return Event.objects.create(
+    return Event(
         type=event_type,
         job_id=job.id,
         workflow_id=job.workflow_id,

@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import ApiKey
-from events.recording import record_job_event
+from events.models import Event
+from events.recording import job_event, record_job_event
 from events.types import EventType
 from jobqueue import lifecycle
 from jobqueue.idempotency import create_once
@@ -93,9 +94,16 @@ def submit_jobs(
     requests: list[JobRequest], api_key: ApiKey | None, correlation_id: str = ""
 ) -> list[tuple[Job, bool]]:
     """Submit many jobs in one transaction, offered to workers in one dispatch after commit. Each keeps
-    `submit_job`'s idempotency (a repeated key, even within the batch, returns the first job)."""
+    `submit_job`'s idempotency (a repeated key, even within the batch, returns the first job).
+
+    The jobs and their events are inserted a statement each; if a concurrent request took one of the
+    batch's idempotency keys meanwhile (the unique constraint), the batch is submitted job by job."""
     with transaction.atomic(), lifecycle.pending_in_one_batch():
-        return [submit_job(request, api_key, correlation_id) for request in requests]
+        try:
+            with transaction.atomic():
+                return _create_many(requests, api_key, correlation_id)
+        except IntegrityError:
+            return [submit_job(request, api_key, correlation_id) for request in requests]
 
 
 def create_job(request: JobRequest, api_key: ApiKey | None, correlation_id: str = "") -> Job:
@@ -104,14 +112,49 @@ def create_job(request: JobRequest, api_key: ApiKey | None, correlation_id: str 
 
 
 def _create(request: JobRequest, api_key: ApiKey | None, correlation_id: str) -> Job:
+    job = _new_job(request, api_key, correlation_id, timezone.now())
+    job.save(force_insert=True)
+    record_job_event(EventType.JOB_SUBMITTED, job, _submitted_payload(job))
+    _announce([(job, request)])
+    return job
+
+
+def _create_many(
+    requests: list[JobRequest], api_key: ApiKey | None, correlation_id: str
+) -> list[tuple[Job, bool]]:
+    keys = {r.idempotency_key for r in requests if r.idempotency_key}
+    by_key = {
+        job.idempotency_key: job for job in Job.objects.filter(api_key=api_key, idempotency_key__in=keys)
+    }
     now = timezone.now()
+    results: list[tuple[Job, bool]] = []
+    created: list[tuple[Job, JobRequest]] = []
+    for request in requests:
+        existing = by_key.get(request.idempotency_key) if request.idempotency_key else None
+        if existing is not None:
+            results.append((existing, False))
+            continue
+        job = _new_job(request, api_key, correlation_id, now)
+        if request.idempotency_key:
+            by_key[request.idempotency_key] = job
+        created.append((job, request))
+        results.append((job, True))
+    Job.objects.bulk_create([job for job, _ in created])
+    Event.objects.bulk_create(
+        [job_event(EventType.JOB_SUBMITTED, job, _submitted_payload(job)) for job, _ in created]
+    )
+    _announce(created)
+    return results
+
+
+def _new_job(request: JobRequest, api_key: ApiKey | None, correlation_id: str, now: datetime) -> Job:
     held = request.scheduled_at is not None and request.scheduled_at > now
     stored = {name: getattr(request, name) for name in STORED_AS_IS}
     stored.update(  # sets, kept sorted so equal requirements compare equal
         required_capabilities=sorted(set(request.required_capabilities)),
         required_models=sorted(set(request.required_models)),
     )
-    job = Job.objects.create(
+    return Job(
         **stored,
         status=JobStatus.WAITING if request.waiting else JobStatus.SCHEDULED if held else JobStatus.PENDING,
         api_key=api_key,
@@ -128,15 +171,17 @@ def _create(request: JobRequest, api_key: ApiKey | None, correlation_id: str) ->
         updated_at=now,
         queued_at=None if held or request.waiting else now,
     )
-    record_job_event(
-        EventType.JOB_SUBMITTED,
-        job,
-        {"type": job.type, "priority": job.priority, "scheduled_at": _iso(job.scheduled_at)},
-    )
-    lifecycle.job_submitted(job, request)
-    if not held and not request.waiting:
-        lifecycle.jobs_pending([job.pk])
-    return job
+
+
+def _submitted_payload(job: Job) -> dict[str, Any]:
+    return {"type": job.type, "priority": job.priority, "scheduled_at": _iso(job.scheduled_at)}
+
+
+def _announce(created: list[tuple[Job, JobRequest]]) -> None:
+    """Apps built on jobs hear of each new job; the pending ones are offered to workers."""
+    for job, request in created:
+        lifecycle.job_submitted(job, request)
+    lifecycle.jobs_pending([job.pk for job, _ in created if job.status == JobStatus.PENDING])
 
 
 def _iso(value: datetime | None) -> str | None:

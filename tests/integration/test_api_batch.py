@@ -115,3 +115,54 @@ def test_a_batch_over_the_limit_is_refused(api, settings):
     assert response.status_code == 400
     assert response.json()["error"]["details"]["fields"]["jobs"][0]["code"] == "too_many"
     assert not Job.objects.exists()
+
+
+def test_an_item_that_is_not_an_object_is_reported_on_its_own(api):
+    response = api.post("/api/jobs/batch", {"jobs": [_job(), "not-a-job"], "atomic": False}, format="json")
+
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [201, 400]
+    assert results[1]["error"]["code"] == "validation_error"
+
+
+def test_concurrent_batches_with_the_same_keys_create_each_job_once(api_key):
+    from accounts.models import ApiKey
+    from jobqueue.submission import JobRequest, submit_jobs
+    from tests.conftest import run_in_threads
+
+    key = ApiKey.objects.get(pk=api_key[0].pk)
+
+    def batch():
+        requests = [
+            JobRequest(
+                type="simulation",
+                payload={},
+                priority=50,
+                requirements={},
+                required_capabilities=[],
+                required_models=[],
+                required_gpu_memory_gb=None,
+                required_pool=None,
+                max_retries=0,
+                timeout_seconds=60,
+                idempotency_key=f"k{i}",
+            )
+            for i in range(50)
+        ]
+        return [str(job.pk) for job, _ in submit_jobs(requests, key)]
+
+    results, errors = run_in_threads(*[batch] * 4)
+    assert not errors
+    assert len({tuple(ids) for ids in results}) == 1  # every batch answered with the same jobs
+    assert Job.objects.count() == 50
+
+
+def test_client_driven_workflow_steps_in_one_batch_join_their_workflow(api):
+    from workflows.models import Workflow
+
+    steps = [_job(workflow_id="wf-batch", current_step=n, total_steps=2) for n in (1, 2)]
+    response = api.post("/api/jobs/batch", {"jobs": steps}, format="json")
+
+    assert response.status_code == 201
+    workflow = Workflow.objects.get(pk="wf-batch")
+    assert sorted(workflow.steps.values_list("index", flat=True)) == [1, 2]
