@@ -457,6 +457,19 @@ def private_stack(services: Services, private_postgres, private_broker) -> Itera
 
 
 @pytest.fixture
+def scaled_out(services: Services, control_worker, transactional_db) -> Iterator[list[str]]:
+    """Scale-out as deployed: a second control worker beside the session's, and two API servers, all
+    on the session's database and broker; yields the API servers' base URLs."""
+    env = _child_env(services)
+    with (
+        _running_control_worker(env, "control-worker-2"),
+        _running_api_server(env) as first,
+        _running_api_server(env) as second,
+    ):
+        yield [first, second]
+
+
+@pytest.fixture
 def journal(tmp_path, monkeypatch) -> Path:
     """A file where every simulated job run that completes appends a line (GPU workers started after
     this fixture inherit it): the ground truth for "nothing ran to completion twice"."""
