@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from devstack.embedded import EmbeddedPostgres, EmbeddedRedis, free_port  # noqa: E402
 from devstack.processes import stop_processes  # noqa: E402
+from gpu_worker import protocol  # noqa: E402
 
 RESULTS_DIR = ROOT / "bench" / "results"
 CONCURRENCY_LEVELS = (1, 8, 32)
@@ -95,7 +96,7 @@ class Stack:
                 *celery,
                 "worker",
                 "-Q",
-                "control",
+                f"{protocol.CONTROL_QUEUE},{protocol.FLEET_QUEUE}",  # reports and heartbeats; no beat here
                 "-c",
                 "2",
                 "--without-gossip",

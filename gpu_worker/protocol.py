@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+# The lanes GPU workers publish on: lifecycle reports, and the fleet's registrations and heartbeats,
+# each with consumers of its own, so a flood of heartbeats never delays a report.
 CONTROL_QUEUE = "control"
+FLEET_QUEUE = "fleet"
 WORKER_QUEUE_PREFIX = "worker."
 
 # Sent by the control plane to a worker's own queue.

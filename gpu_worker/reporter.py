@@ -1,4 +1,5 @@
-"""Lifecycle reports from a GPU worker to the control plane, sent as Celery tasks on the control queue."""
+"""Lifecycle reports from a GPU worker to the control plane, sent as Celery tasks: job reports on the
+control queue, registration and heartbeats on the fleet queue."""
 
 from __future__ import annotations
 
@@ -23,10 +24,8 @@ class Reporter:
         self._last_progress: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def _send(self, task: str, *args: Any) -> None:
-        self.app.send_task(
-            task, args=args, queue=protocol.CONTROL_QUEUE, retry=True, retry_policy=REPORT_RETRY_POLICY
-        )
+    def _send(self, task: str, *args: Any, queue: str = protocol.CONTROL_QUEUE) -> None:
+        self.app.send_task(task, args=args, queue=queue, retry=True, retry_policy=REPORT_RETRY_POLICY)
 
     def started(self, job_id: str, attempt: int, running_for_ms: int = 0) -> None:
         self._send(protocol.REPORT_STARTED_TASK, job_id, attempt, self.worker_id, running_for_ms)
@@ -58,13 +57,13 @@ class Reporter:
         self._send(protocol.REPORT_HANDED_BACK_TASK, job_id, attempt, runtime_ms)
 
     def register(self, info: dict[str, Any]) -> None:
-        self._send(protocol.REGISTER_WORKER_TASK, info)
+        self._send(protocol.REGISTER_WORKER_TASK, info, queue=protocol.FLEET_QUEUE)
 
     def heartbeat(self, instance_id: str, info: dict[str, Any]) -> None:
-        self._send(protocol.HEARTBEAT_TASK, self.worker_id, instance_id, info)
+        self._send(protocol.HEARTBEAT_TASK, self.worker_id, instance_id, info, queue=protocol.FLEET_QUEUE)
 
     def deregister(self, instance_id: str) -> None:
-        self._send(protocol.DEREGISTER_WORKER_TASK, self.worker_id, instance_id)
+        self._send(protocol.DEREGISTER_WORKER_TASK, self.worker_id, instance_id, queue=protocol.FLEET_QUEUE)
 
     def _forget(self, job_id: str) -> None:
         with self._lock:

@@ -227,6 +227,20 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "control"
+# The control plane's lanes, each consumed by workers of its own (`runstack`, docker/compose.yml):
+# GPU workers' job reports, the fleet's registrations and heartbeats, and beat's sweeps, so a flood
+# in one (a thousand heartbeats) never starves another (recovery when it is needed most).
+SWEEPS_QUEUE = "sweeps"
+CONTROL_PLANE_LANES = {
+    protocol.CONTROL_QUEUE: env_int("CONTROL_WORKER_CONCURRENCY", 2),
+    protocol.FLEET_QUEUE: env_int("FLEET_WORKER_CONCURRENCY", 1),
+    SWEEPS_QUEUE: 1,
+}
+CELERY_TASK_ROUTES = {
+    protocol.REGISTER_WORKER_TASK: {"queue": protocol.FLEET_QUEUE},
+    protocol.HEARTBEAT_TASK: {"queue": protocol.FLEET_QUEUE},
+    protocol.DEREGISTER_WORKER_TASK: {"queue": protocol.FLEET_QUEUE},
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Kombu's Redis transport, made to survive losing Redis with unacknowledged messages (gpu_worker/transport.py).
 CELERY_BROKER_TRANSPORT = "gpu_worker.transport:ControlPlaneTransport"
@@ -251,7 +265,6 @@ CELERY_TASK_SEND_SENT_EVENT = False  # costs a publish per task; workers report 
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # Worker reports that meet an unreachable database retry with backoff up to this interval, forever.
 REPORT_RETRY_BACKOFF_MAX_SECONDS = env_int("REPORT_RETRY_BACKOFF_MAX_SECONDS", 10)
-CONTROL_WORKER_CONCURRENCY = env_int("CONTROL_WORKER_CONCURRENCY", 2)
 # Flower's login ("user:password"); `scripts/run` makes a development one when unset.
 FLOWER_BASIC_AUTH = env_str("FLOWER_BASIC_AUTH")
 
@@ -308,7 +321,7 @@ LOGGING = {
 
 def _every(seconds: float, task: str) -> dict:
     # A sweep message that waited five periods is stale: a newer one is already on its way.
-    return {"task": task, "schedule": seconds, "options": {"expires": seconds * 5}}
+    return {"task": task, "schedule": seconds, "options": {"expires": seconds * 5, "queue": SWEEPS_QUEUE}}
 
 
 CELERY_BEAT_SCHEDULE = {

@@ -143,8 +143,10 @@ def _child_env(services: Services) -> dict[str, str]:
 
 @contextlib.contextmanager
 def _running_control_worker(env: dict[str, str], name: str) -> Iterator[subprocess.Popen]:
-    """A real control worker (`celery worker -Q control`) with its output in `.pytest-data/<name>.log`."""
-    argv = [sys.executable, "-m", "celery", "-A", "settings.celery", "worker", "-Q", "control", "-c", "2"]
+    """A real control worker consuming every lane of the control plane (reports, fleet, sweeps), with
+    its output in `.pytest-data/<name>.log`."""
+    lanes = ",".join(settings.CONTROL_PLANE_LANES)
+    argv = [sys.executable, "-m", "celery", "-A", "settings.celery", "worker", "-Q", lanes, "-c", "2"]
     argv += [
         "-n",
         f"{name}-{uuid.uuid4().hex[:6]}@%h",

@@ -1,8 +1,9 @@
 """`manage.py runstack`: the whole system on one machine, stopped cleanly with Ctrl-C.
 
 Starts embedded Postgres and Redis unless DATABASE_URL / REDIS_URL are set, migrates, then runs the
-API (ASGI), the control worker, one GPU worker, Celery beat, the event relay (with the webhook pump),
-the webhook delivery worker and Flower as child processes.
+API (ASGI), the control-plane workers (one per lane: reports, fleet, sweeps), one GPU worker, Celery
+beat, the event relay (with the webhook pump), the webhook delivery worker and Flower as child
+processes.
 """
 
 from __future__ import annotations
@@ -154,23 +155,9 @@ class Command(BaseCommand):
                     "off",
                 ],
             ),
-            Child(
-                "control-worker",
-                [
-                    *celery,
-                    "worker",
-                    "-Q",
-                    "control",
-                    "-n",
-                    "control@%h",
-                    "-c",
-                    str(settings.CONTROL_WORKER_CONCURRENCY),
-                    "--without-gossip",
-                    "--without-mingle",
-                    "-E",
-                    "-l",
-                    "INFO",
-                ],
+            *(
+                Child(f"{lane}-worker", control_plane_worker_argv(lane, concurrency))
+                for lane, concurrency in settings.CONTROL_PLANE_LANES.items()
             ),
             Child("beat", [*celery, "beat", "-s", settings.CELERY_BEAT_SCHEDULE_FILENAME, "-l", "INFO"]),
             Child("relay", [python, str(settings.BASE_DIR / "manage.py"), "relay_events"]),
@@ -243,6 +230,29 @@ class Command(BaseCommand):
     def _say(self, message: str) -> None:
         self.stdout.write(f"[runstack] {message}")
         self.stdout.flush()
+
+
+def control_plane_worker_argv(lane: str, concurrency: int, log_level: str = "INFO") -> list[str]:
+    """A Celery worker consuming one of the control plane's lanes (settings.CONTROL_PLANE_LANES)."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "settings.celery",
+        "worker",
+        "-Q",
+        lane,
+        "-n",
+        f"{lane}@%h",
+        "-c",
+        str(concurrency),
+        "--without-gossip",
+        "--without-mingle",
+        "-E",
+        "-l",
+        log_level,
+    ]
 
 
 def _exit_code(child: Child) -> int | None:

@@ -1,0 +1,60 @@
+"""The control plane's lanes: job reports, the fleet's heartbeats and beat's sweeps travel apart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+from gpu_worker import protocol
+from gpu_worker.reporter import Reporter
+
+
+class RecordingApp:
+    """Stands in for the GPU worker's Celery app: records what would be published where."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def send_task(self, name: str, args: Any = (), queue: str = "", **options: Any) -> None:
+        self.sent.append((name, queue))
+
+
+def test_a_gpu_worker_reports_jobs_on_the_control_lane_and_itself_on_the_fleet_lane():
+    app = RecordingApp()
+    reporter = Reporter(app, "gpu0")  # type: ignore[arg-type]
+    reporter.register({"worker_id": "gpu0"})
+    reporter.heartbeat("instance", {})
+    reporter.started("job", 1)
+    reporter.succeeded("job", 1, {"ok": True})
+    reporter.deregister("instance")
+    assert app.sent == [
+        (protocol.REGISTER_WORKER_TASK, protocol.FLEET_QUEUE),
+        (protocol.HEARTBEAT_TASK, protocol.FLEET_QUEUE),
+        (protocol.REPORT_STARTED_TASK, protocol.CONTROL_QUEUE),
+        (protocol.REPORT_SUCCEEDED_TASK, protocol.CONTROL_QUEUE),
+        (protocol.DEREGISTER_WORKER_TASK, protocol.FLEET_QUEUE),
+    ]
+
+
+def test_every_sweep_runs_on_the_sweeps_lane():
+    assert {entry["options"]["queue"] for entry in settings.CELERY_BEAT_SCHEDULE.values()} == {
+        settings.SWEEPS_QUEUE
+    }
+
+
+def test_the_control_planes_own_publishes_of_fleet_tasks_take_the_fleet_lane():
+    from settings.celery import app
+
+    for task in (protocol.REGISTER_WORKER_TASK, protocol.HEARTBEAT_TASK, protocol.DEREGISTER_WORKER_TASK):
+        assert app.amqp.router.route({}, task)["queue"].name == protocol.FLEET_QUEUE
+    assert app.amqp.router.route({}, protocol.REPORT_SUCCEEDED_TASK)["queue"].name == protocol.CONTROL_QUEUE
+
+
+def test_every_lane_has_consumers():
+    assert set(settings.CONTROL_PLANE_LANES) == {
+        protocol.CONTROL_QUEUE,
+        protocol.FLEET_QUEUE,
+        settings.SWEEPS_QUEUE,
+    }
+    assert all(concurrency >= 1 for concurrency in settings.CONTROL_PLANE_LANES.values())
