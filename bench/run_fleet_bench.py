@@ -1,0 +1,370 @@
+"""Fleet benchmark: N simulated GPU workers speaking the real wire protocol against the real control plane.
+
+    .venv/bin/python bench/run_fleet_bench.py                      # the matrix: 10/100/1000 workers x backlog 0/10,000
+    .venv/bin/python bench/run_fleet_bench.py --workers 1000 --backlog 10000 --seconds 60
+
+One process simulates the fleet: each worker registers with the real self-description
+(`gpu_worker.config`), heartbeats every `--heartbeat-seconds` with the attempts it received, consumes
+its own queue `worker.<id>` and reports each job's outcome after `--job-seconds`, all through the GPU
+worker's own `Reporter`. The control plane is the real one: the API, a worker per lane (control,
+fleet, sweeps) and beat, on embedded Postgres and Redis. Probe jobs arrive over HTTP at `--rate` per
+second; a backlog of jobs no worker can run is submitted first (POST /api/jobs/batch).
+
+Measured over the run: each lane's queue length, how stale the registry's view of the workers is,
+workers the control plane wrongly thinks offline, submit->assigned and report->completed p50/p95/p99,
+and CPU per message by process. Prints a table and writes bench/results/fleet-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import itertools
+import queue
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import redis
+import requests
+from celery import Celery
+from kombu import Connection, Consumer, Exchange, Queue
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.run_bench import Stack, api_server_argv, machine_facts, percentile, save_result  # noqa: E402
+from gpu_worker import protocol  # noqa: E402
+from gpu_worker.config import parse_config  # noqa: E402
+from gpu_worker.reporter import Reporter  # noqa: E402
+
+# As settings.CONTROL_PLANE_LANES (this process runs no Django): lane -> worker concurrency.
+LANES = {protocol.CONTROL_QUEUE: 2, protocol.FLEET_QUEUE: 1, "sweeps": 1}
+UNRUNNABLE_TYPE = "fleet-bench-unrunnable"
+SEEN_FOR_S = 120  # as the GPU worker: attempts received are listed in heartbeats this long
+BATCH = 1000
+
+
+class FleetStack(Stack):
+    """The control plane only: API, a worker per lane, beat (for the lease sweep). No GPU worker."""
+
+    def _start_processes(self) -> None:
+        celery = [sys.executable, "-m", "celery", "-A", "settings.celery"]
+        self._spawn("api", api_server_argv(self.api_port, self.api_workers))
+        for lane, concurrency in LANES.items():
+            argv = [*celery, "worker", "-Q", lane, "-n", f"{lane}@%h", "-c", str(concurrency)]
+            self._spawn(
+                lane, [*argv, "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"]
+            )
+        self._spawn("beat", [*celery, "beat", "-s", str(self.data_dir / "beat-schedule"), "-l", "WARNING"])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.base}/health", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"the control plane did not come up; see logs in {self.data_dir}")
+
+
+@dataclass
+class SimulatedWorker:
+    worker_id: str
+    instance_id: str
+    info: dict[str, Any]
+    next_beat: float
+    seen: dict[tuple[str, int], float] = field(default_factory=dict)
+
+    def seen_attempts(self, now: float) -> list[list[Any]]:
+        for key in [k for k, at in self.seen.items() if now - at > SEEN_FOR_S]:
+            del self.seen[key]
+        return [[job_id, attempt] for job_id, attempt in self.seen]
+
+
+class Fleet:
+    """The simulated workers: one consumer for every worker queue, one thread that publishes."""
+
+    def __init__(self, broker_url: str, count: int, heartbeat_s: float, job_s: float) -> None:
+        self.broker_url, self.heartbeat_s, self.job_s = broker_url, heartbeat_s, job_s
+        self.app = Celery("fleet-bench", broker=broker_url)
+        self.app.conf.update(task_serializer="json", broker_connection_retry_on_startup=True)
+        self.reporters: dict[str, Reporter] = {}
+        self.workers: dict[str, SimulatedWorker] = {}
+        now = time.monotonic()
+        for index in range(count):
+            worker_id = f"sim-{index:05d}"
+            config = parse_config(["--worker-id", worker_id, "--machine-id", f"sim-machine-{index // 8}"])
+            instance_id = uuid.uuid4().hex
+            info = config.registration(instance_id, ["simulation"])
+            # Heartbeats start spread over one interval, as a fleet that came up over time.
+            self.workers[worker_id] = SimulatedWorker(
+                worker_id, instance_id, info, now + heartbeat_s * index / count
+            )
+            self.reporters[worker_id] = Reporter(self.app, worker_id)
+        self.outbox: queue.Queue[tuple[float, str, Any]] = queue.Queue()
+        self.due: list[tuple[float, int, str, str, int]] = []  # (when, tiebreak, worker, job, attempt)
+        self.tiebreak = itertools.count()
+        self.reported_at: dict[str, float] = {}  # job id -> wall time its outcome was sent
+        self.messages = {"heartbeats": 0, "reports": 0}
+        self.stop = threading.Event()
+
+    def start(self) -> None:
+        for worker_id, worker in self.workers.items():
+            self.reporters[worker_id].register(worker.info)
+        threading.Thread(target=self._consume, name="consume", daemon=True).start()
+        threading.Thread(target=self._publish, name="publish", daemon=True).start()
+
+    def _consume(self) -> None:
+        queues = [
+            Queue(
+                protocol.worker_queue(w),
+                Exchange(protocol.worker_queue(w)),
+                routing_key=protocol.worker_queue(w),
+            )
+            for w in self.workers
+        ]
+        with (
+            Connection(self.broker_url) as conn,
+            Consumer(conn, queues=queues, callbacks=[self._on_job], accept=["json"]),
+        ):
+            while not self.stop.is_set():
+                try:
+                    conn.drain_events(timeout=0.5)
+                except TimeoutError:
+                    continue
+
+    def _on_job(self, body: Any, message: Any) -> None:
+        spec = body[1]["spec"]
+        worker_id = message.delivery_info["routing_key"].removeprefix(protocol.WORKER_QUEUE_PREFIX)
+        self.workers[worker_id].seen[(spec["job_id"], spec["attempt"])] = time.monotonic()
+        self.outbox.put((time.monotonic() + self.job_s, worker_id, spec))
+        message.ack()
+
+    def _publish(self) -> None:
+        while not self.stop.is_set():
+            now = time.monotonic()
+            while True:
+                try:
+                    when, worker_id, spec = self.outbox.get_nowait()
+                except queue.Empty:
+                    break
+                heapq.heappush(
+                    self.due, (when, next(self.tiebreak), worker_id, spec["job_id"], spec["attempt"])
+                )
+            while self.due and self.due[0][0] <= now:
+                _, _, worker_id, job_id, attempt = heapq.heappop(self.due)
+                self.reporters[worker_id].succeeded(
+                    job_id, attempt, {"simulated": True}, int(self.job_s * 1000)
+                )
+                self.reported_at[job_id] = time.time()
+                self.messages["reports"] += 1
+            for worker in self.workers.values():
+                if worker.next_beat <= now:
+                    info = {
+                        **worker.info,
+                        "seen_attempts": worker.seen_attempts(now),
+                        "health": {"healthy": True},
+                    }
+                    self.reporters[worker.worker_id].heartbeat(worker.instance_id, info)
+                    worker.next_beat += self.heartbeat_s
+                    self.messages["heartbeats"] += 1
+            time.sleep(0.005)
+
+
+def _wait_registered(stack: FleetStack, count: int) -> None:
+    deadline = time.monotonic() + 300
+    with psycopg.connect(stack.pg.url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            (registered,) = conn.execute(
+                "SELECT count(*) FROM machines_worker WHERE id LIKE 'sim-%%'"
+            ).fetchone()
+            if registered >= count:
+                return
+            time.sleep(0.5)
+    raise RuntimeError(f"only {registered} of {count} simulated workers registered")
+
+
+def _submit_backlog(stack: FleetStack, key: str, count: int) -> None:
+    session = requests.Session()
+    session.headers["x-api-key"] = key
+    for start in tqdm(range(0, count, BATCH), desc=f"backlog of {count}", disable=not count):
+        jobs = [{"type": UNRUNNABLE_TYPE} for _ in range(min(BATCH, count - start))]
+        response = session.post(f"{stack.base}/api/jobs/batch", json={"jobs": jobs}, timeout=300)
+        if response.status_code != 201:
+            raise RuntimeError(f"backlog submit failed: {response.status_code} {response.text[:200]}")
+
+
+def _sample(stack: FleetStack, lanes: redis.Redis, count: int, offline_after_s: float) -> dict[str, Any]:
+    with psycopg.connect(stack.pg.url, autocommit=True) as conn:
+        stale = [
+            row[0]
+            for row in conn.execute(
+                "SELECT extract(epoch FROM now() - last_seen_at) FROM machines_worker WHERE id LIKE 'sim-%%'"
+            )
+        ]
+        (offline,) = conn.execute(
+            "SELECT count(*) FROM machines_worker WHERE id LIKE 'sim-%%' AND (status = 'offline' "
+            "OR last_seen_at < now() - make_interval(secs => %s))",
+            [offline_after_s],
+        ).fetchone()
+    return {
+        "lanes": {lane: lanes.llen(lane) for lane in LANES},
+        "staleness_p95_s": round(float(percentile(stale, 95)), 2) if stale else None,
+        "staleness_max_s": round(float(max(stale)), 2) if stale else None,
+        "wrongly_offline": offline + max(0, count - len(stale)),
+    }
+
+
+def run_cell(args: argparse.Namespace, workers: int, backlog: int) -> dict[str, Any]:
+    stack = FleetStack(Path(tempfile.mkdtemp(prefix="jobqueue-fleet-bench-")), slots=1, api_workers=1)
+    key = stack.start()
+    try:
+        _submit_backlog(stack, key, backlog)
+        fleet = Fleet(stack.redis.url, workers, args.heartbeat_seconds, args.job_seconds)
+        fleet.start()
+        _wait_registered(stack, workers)
+        return _measure(stack, key, fleet, args, workers, backlog)
+    except Exception:
+        print(f"failed; logs in {stack.data_dir}", file=sys.stderr)
+        raise
+    finally:
+        stack.stop()
+
+
+def _measure(
+    stack: FleetStack, key: str, fleet: Fleet, args: argparse.Namespace, workers: int, backlog: int
+) -> dict:
+    lanes = redis.Redis.from_url(stack.redis.url)
+    session = requests.Session()
+    session.headers["x-api-key"] = key
+    probes: list[str] = []
+    samples: list[dict[str, Any]] = []
+    cpu_before, messages_before = stack.cpu_seconds(), dict(fleet.messages)
+    started = time.monotonic()
+    next_probe = next_sample = started
+    with tqdm(total=int(args.seconds), desc=f"{workers} workers, backlog {backlog}") as bar:
+        while (elapsed := time.monotonic() - started) < args.seconds:
+            now = time.monotonic()
+            if now >= next_probe:
+                response = session.post(f"{stack.base}/api/jobs", json={"type": "simulation"}, timeout=30)
+                probes.append(response.json()["job_id"])
+                next_probe += 1 / args.rate
+            if now >= next_sample:
+                samples.append(_sample(stack, lanes, workers, args.offline_after_seconds))
+                next_sample += 1.0
+                bar.n = int(elapsed)
+                bar.refresh()
+            time.sleep(0.005)
+    deadline = time.monotonic() + 120
+    with psycopg.connect(stack.pg.url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            rows = conn.execute(
+                "SELECT id::text, extract(epoch FROM assigned_at - created_at) * 1000, "
+                "extract(epoch FROM completed_at) FROM jobqueue_job WHERE id = ANY(%s::uuid[])",
+                [probes],
+            ).fetchall()
+            if all(row[2] is not None for row in rows):
+                break
+            time.sleep(0.5)
+    fleet.stop.set()
+    cpu_after = stack.cpu_seconds()
+    assigned = [float(r[1]) for r in rows if r[1] is not None]
+    completed = [
+        (float(r[2]) - fleet.reported_at[r[0]]) * 1000
+        for r in rows
+        if r[2] is not None and r[0] in fleet.reported_at
+    ]
+    sent = {kind: fleet.messages[kind] - messages_before[kind] for kind in fleet.messages}
+    total_messages = max(1, sum(sent.values()))
+    return {
+        "workers": workers,
+        "backlog": backlog,
+        "seconds": args.seconds,
+        "probes": len(probes),
+        "probes_completed": len(completed),
+        "messages": sent,
+        "lane_max": {lane: max(s["lanes"][lane] for s in samples) for lane in LANES},
+        "lane_last": samples[-1]["lanes"],
+        "staleness_p95_s": max((s["staleness_p95_s"] or 0) for s in samples),
+        "staleness_max_s": max((s["staleness_max_s"] or 0) for s in samples),
+        "wrongly_offline_max": max(s["wrongly_offline"] for s in samples),
+        "submit_to_assigned_ms": _percentiles(assigned),
+        "report_to_completed_ms": _percentiles(completed),
+        "cpu_ms_per_message": {
+            name: round((cpu_after[name] - cpu_before.get(name, 0.0)) * 1000 / total_messages, 3)
+            for name in cpu_after
+        },
+    }
+
+
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None, "p99": None, "mean": None}
+    return {
+        "p50": round(percentile(values, 50), 1),
+        "p95": round(percentile(values, 95), 1),
+        "p99": round(percentile(values, 99), 1),
+        "mean": round(statistics.fmean(values), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workers", type=int, nargs="*", default=[10, 100, 1000])
+    parser.add_argument("--backlog", type=int, nargs="*", default=[0, 10_000], help="jobs no worker can run")
+    parser.add_argument("--seconds", type=float, default=40, help="measured time per cell")
+    parser.add_argument("--heartbeat-seconds", type=float, default=5.0)
+    parser.add_argument("--job-seconds", type=float, default=0.0, help="how long a simulated job runs")
+    parser.add_argument("--rate", type=float, default=5.0, help="probe jobs submitted per second")
+    parser.add_argument(
+        "--offline-after-seconds", type=float, default=30.0, help="WORKER_OFFLINE_AFTER_SECONDS"
+    )
+    args = parser.parse_args()
+    cells = [run_cell(args, w, b) for w, b in itertools.product(args.workers, args.backlog)]
+    result = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_facts(),
+        "cells": cells,
+    }
+    _print_table(cells)
+    save_result("fleet", result)
+
+
+def _print_table(cells: list[dict[str, Any]]) -> None:
+    print("\nFleet (simulated workers over the real protocol; probe jobs over HTTP)")
+    header = (
+        f"{'workers':>7} {'backlog':>8} {'hb/s':>6} {'control max':>11} {'fleet max':>9} {'fleet last':>10} "
+        f"{'stale p95 s':>11} {'offline':>7} {'sub->asg p50/p95':>17} {'rep->done p50/p95':>18}"
+    )
+    print(header)
+    for c in cells:
+        asg, done = c["submit_to_assigned_ms"], c["report_to_completed_ms"]
+        assigned = f"{asg['p50']}/{asg['p95']}"
+        completed = f"{done['p50']}/{done['p95']}"
+        print(
+            f"{c['workers']:>7} {c['backlog']:>8} {c['messages']['heartbeats'] / c['seconds']:>6.0f} "
+            f"{c['lane_max']['control']:>11} {c['lane_max']['fleet']:>9} {c['lane_last']['fleet']:>10} "
+            f"{c['staleness_p95_s']:>11} {c['wrongly_offline_max']:>7} "
+            f"{assigned:>17} {completed:>18}"
+        )
+    print("\nCPU ms per message (heartbeats + reports), by process")
+    for c in cells:
+        top = sorted(c["cpu_ms_per_message"].items(), key=lambda kv: -kv[1])[:4]
+        print(
+            f"  {c['workers']:>5} workers, backlog {c['backlog']:>6}: "
+            + ", ".join(f"{n} {v}" for n, v in top)
+        )
+
+
+if __name__ == "__main__":
+    main()
