@@ -30,8 +30,12 @@ def register_worker(info: dict[str, Any]) -> Worker:
 
 
 def heartbeat(worker_id: str, instance_id: str, info: dict[str, Any] | None = None) -> bool:
-    """Refresh the worker's lease and offer it work. A heartbeat from an unknown instance re-registers
-    the worker from the self-description it carries. True when a live instance took the heartbeat."""
+    """Refresh the worker's lease. A heartbeat from an unknown instance re-registers the worker from
+    the self-description it carries. True when a live instance took the heartbeat.
+
+    Work is offered only when the worker became able to take it (back from offline, engine
+    recovered): otherwise a slot that frees is refilled by the report that freed it and new work by
+    its submission, so a heartbeat never walks the pending jobs (the dispatch sweep covers races)."""
     beat = registry.heartbeat(worker_id, instance_id, info)
     if beat is registry.Heartbeat.UNKNOWN:
         description = {k: v for k, v in (info or {}).items() if k != "seen_attempts"}
@@ -40,7 +44,8 @@ def heartbeat(worker_id: str, instance_id: str, info: dict[str, Any] | None = No
         return False
     if beat is registry.Heartbeat.STOPPING:
         return False
-    fill_worker(worker_id)
+    if beat is registry.Heartbeat.AVAILABLE:
+        fill_worker(worker_id)
     return True
 
 

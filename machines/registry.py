@@ -32,7 +32,8 @@ _REGISTERED_FIELDS = (
 
 
 class Heartbeat(enum.Enum):
-    REFRESHED = "refreshed"  # a live instance that takes work
+    REFRESHED = "refreshed"  # a live instance, as it was: nothing changed for dispatch
+    AVAILABLE = "available"  # it came back from offline, or its engine recovered: it may take work again
     STOPPING = "stopping"  # refreshed, but the instance deregistered: it only finishes its last job
     UNKNOWN = "unknown"  # not this worker's current instance (its registration was lost, or reset)
 
@@ -79,7 +80,8 @@ def heartbeat(worker_id: str, instance_id: str, info: dict[str, Any] | None = No
     """Refresh liveness (the lease on its jobs), telemetry, engine health and the attempts it holds.
 
     A stopping instance keeps heartbeating while it finishes its last job (so that job's lease holds),
-    but is never brought back to taking work.
+    but is never brought back to taking work. The common case (nothing changed) is three short
+    statements and no transaction: a fleet's heartbeats are most of the control plane's messages.
     """
     info = dict(info or {})
     seen = info.pop("seen_attempts", None)
@@ -93,15 +95,18 @@ def heartbeat(worker_id: str, instance_id: str, info: dict[str, Any] | None = No
     refreshed.update(engine_healthy=healthy, health_detail=str(health.get("detail", ""))[:500])
     if not this_instance.update(**refreshed):
         return Heartbeat.UNKNOWN
-    if this_instance.filter(stopped_at__isnull=False).exists():
+    stopped, status = this_instance.values_list("stopped_at", "status").get()
+    if stopped is not None:
         return Heartbeat.STOPPING
+    if status != WorkerStatus.OFFLINE and not health_changed:
+        return Heartbeat.REFRESHED
     with transaction.atomic():
         worker = Worker.objects.select_for_update().get(pk=worker_id)
         if worker.status == WorkerStatus.OFFLINE:
             _set_status(worker, WorkerStatus.IDLE)
         elif health_changed:
             refresh_machine_status(worker.machine_id)
-    return Heartbeat.REFRESHED
+    return Heartbeat.AVAILABLE if worker.status != WorkerStatus.OFFLINE and healthy else Heartbeat.REFRESHED
 
 
 def deregister_worker(worker_id: str, instance_id: str) -> None:
