@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from celery import Celery
 from celery.signals import task_prerun
@@ -22,3 +23,27 @@ def _check_database_connection(**_kwargs) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+def worker_argv(queue: str, name: str, concurrency: int, log_level: str = "INFO", *extra: str) -> list[str]:
+    """A control-plane Celery worker on one queue, as every launcher (runstack, tests, benchmarks)
+    starts it: no gossip or mingle (a fleet of workers would flood each other at start)."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "settings.celery",
+        "worker",
+        "-Q",
+        queue,
+        "-n",
+        f"{name}@%h",
+        "-c",
+        str(concurrency),
+        "--without-gossip",
+        "--without-mingle",
+        *extra,
+        "-l",
+        log_level,
+    ]

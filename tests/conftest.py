@@ -145,16 +145,10 @@ def _child_env(services: Services) -> dict[str, str]:
 def _running_control_worker(env: dict[str, str], name: str) -> Iterator[subprocess.Popen]:
     """A real control worker consuming every lane of the control plane (reports, fleet, sweeps), with
     its output in `.pytest-data/<name>.log`."""
+    from settings.celery import worker_argv
+
     lanes = ",".join(settings.CONTROL_PLANE_LANES)
-    argv = [sys.executable, "-m", "celery", "-A", "settings.celery", "worker", "-Q", lanes, "-c", "2"]
-    argv += [
-        "-n",
-        f"{name}-{uuid.uuid4().hex[:6]}@%h",
-        "--without-gossip",
-        "--without-mingle",
-        "-l",
-        "WARNING",
-    ]
+    argv = worker_argv(lanes, f"{name}-{uuid.uuid4().hex[:6]}", 2, "WARNING")
     with open(TEST_DATA_DIR / f"{name}.log", "ab") as log:
         process = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         try:

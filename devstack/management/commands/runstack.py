@@ -23,6 +23,7 @@ from django.core.management.base import BaseCommand, CommandError
 from accounts.models import ApiKey
 from devstack.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServiceError
 from devstack.processes import stop_processes
+from settings.celery import worker_argv
 from webhooks.worker import delivery_worker_argv
 
 SHUTDOWN_GRACE_S = 20
@@ -156,7 +157,7 @@ class Command(BaseCommand):
                 ],
             ),
             *(
-                Child(f"{lane}-worker", control_plane_worker_argv(lane, concurrency))
+                Child(f"{lane}-worker", worker_argv(lane, lane, concurrency, "INFO", "-E"))
                 for lane, concurrency in settings.CONTROL_PLANE_LANES.items()
             ),
             Child("beat", [*celery, "beat", "-s", settings.CELERY_BEAT_SCHEDULE_FILENAME, "-l", "INFO"]),
@@ -230,29 +231,6 @@ class Command(BaseCommand):
     def _say(self, message: str) -> None:
         self.stdout.write(f"[runstack] {message}")
         self.stdout.flush()
-
-
-def control_plane_worker_argv(lane: str, concurrency: int, log_level: str = "INFO") -> list[str]:
-    """A Celery worker consuming one of the control plane's lanes (settings.CONTROL_PLANE_LANES)."""
-    return [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "settings.celery",
-        "worker",
-        "-Q",
-        lane,
-        "-n",
-        f"{lane}@%h",
-        "-c",
-        str(concurrency),
-        "--without-gossip",
-        "--without-mingle",
-        "-E",
-        "-l",
-        log_level,
-    ]
 
 
 def _exit_code(child: Child) -> int | None:
