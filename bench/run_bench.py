@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from devstack.embedded import EmbeddedPostgres, EmbeddedRedis, free_port  # noqa: E402
 from devstack.processes import stop_processes  # noqa: E402
 from gpu_worker import protocol  # noqa: E402
+from settings.celery import worker_argv  # noqa: E402
 
 RESULTS_DIR = ROOT / "bench" / "results"
 CONCURRENCY_LEVELS = (1, 8, 32)
@@ -88,24 +89,10 @@ class Stack:
 
     def _start_processes(self) -> None:
         python = sys.executable
-        celery = [python, "-m", "celery", "-A", "settings.celery"]
         self._spawn("api", api_server_argv(self.api_port, self.api_workers))
-        self._spawn(
-            "control",
-            [
-                *celery,
-                "worker",
-                "-Q",
-                f"{protocol.CONTROL_QUEUE},{protocol.FLEET_QUEUE}",  # reports and heartbeats; no beat here
-                "-c",
-                "2",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-l",
-                "WARNING",
-            ],
-        )
+        # Reports and heartbeats in one worker (no beat, so no sweeps, in this benchmark).
+        lanes = f"{protocol.CONTROL_QUEUE},{protocol.FLEET_QUEUE}"
+        self._spawn("control", worker_argv(lanes, "control", 2, "WARNING", "--without-heartbeat"))
         for index in range(2):
             self._spawn(
                 f"gpu{index}",

@@ -46,6 +46,7 @@ from bench.run_bench import Stack, api_server_argv, machine_facts, percentile, s
 from gpu_worker import protocol  # noqa: E402
 from gpu_worker.config import parse_config  # noqa: E402
 from gpu_worker.reporter import Reporter  # noqa: E402
+from settings.celery import worker_argv  # noqa: E402
 
 # As settings.CONTROL_PLANE_LANES (this process runs no Django): lane -> worker concurrency.
 LANES = {protocol.CONTROL_QUEUE: 2, protocol.FLEET_QUEUE: 1, "sweeps": 1}
@@ -61,10 +62,7 @@ class FleetStack(Stack):
         celery = [sys.executable, "-m", "celery", "-A", "settings.celery"]
         self._spawn("api", api_server_argv(self.api_port, self.api_workers))
         for lane, concurrency in LANES.items():
-            argv = [*celery, "worker", "-Q", lane, "-n", f"{lane}@%h", "-c", str(concurrency)]
-            self._spawn(
-                lane, [*argv, "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"]
-            )
+            self._spawn(lane, worker_argv(lane, lane, concurrency, "WARNING", "--without-heartbeat"))
         self._spawn("beat", [*celery, "beat", "-s", str(self.data_dir / "beat-schedule"), "-l", "WARNING"])
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

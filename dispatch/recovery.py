@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -64,22 +65,19 @@ def requeue_undelivered_assignments() -> int:
     Workers list in each heartbeat the attempts they are running or finished recently, so a job
     whose report is merely still queued is never mistaken for one whose message was lost."""
     grace = timedelta(seconds=settings.ASSIGNMENT_DELIVERY_GRACE_SECONDS)
-    requeued = []
+    undelivered: list[tuple[Any, int, str]] = []
     workers = Worker.objects.live().exclude(seen_reported_at=None)
     for worker in workers.only("id", "seen_attempts", "seen_reported_at"):
         seen = {(str(job_id), int(attempt)) for job_id, attempt in worker.seen_attempts}
         overdue = Job.objects.filter(
             status=JobStatus.ASSIGNED, worker_id=worker.id, assigned_at__lt=worker.seen_reported_at - grace
         )
-        for job_id, attempt in overdue.values_list("pk", "attempt")[:RECOVERY_BATCH]:
-            if (str(job_id), attempt) in seen:
-                continue
-            if unassign_unpublished(job_id, attempt, f"worker {worker.id} never received this attempt"):
-                stop_attempt_quietly(str(job_id), attempt, "not delivered")
-                requeued.append(job_id)
-    if requeued:
-        dispatch_jobs(requeued)
-    return len(requeued)
+        undelivered += [
+            (job_id, attempt, f"worker {worker.id} never received this attempt")
+            for job_id, attempt in overdue.values_list("pk", "attempt")[:RECOVERY_BATCH]
+            if (str(job_id), attempt) not in seen
+        ]
+    return _requeue_lost_assignments(undelivered, "not delivered")
 
 
 def recover_after_broker_restart() -> int:
@@ -90,10 +88,20 @@ def recover_after_broker_restart() -> int:
     uptime = int(redis_client().info("server")["uptime_in_seconds"])  # type: ignore[index]  # sync client
     broker_started_at = timezone.now() - timedelta(seconds=uptime + BROKER_CLOCK_MARGIN_S)
     stale = Job.objects.filter(status=JobStatus.ASSIGNED, assigned_at__lt=broker_started_at)
+    reason = "the broker restarted after this job was assigned"
+    lost = [
+        (job_id, attempt, reason) for job_id, attempt in stale.values_list("pk", "attempt")[:RECOVERY_BATCH]
+    ]
+    return _requeue_lost_assignments(lost, "broker restarted")
+
+
+def _requeue_lost_assignments(assignments: list[tuple[Any, int, str]], why: str) -> int:
+    """Each (job, attempt, reason) that is still that assignment goes back to pending without using a
+    retry, and its attempt is told to stop; the requeued jobs are offered to workers again."""
     requeued = []
-    for job_id, attempt in stale.values_list("pk", "attempt")[:RECOVERY_BATCH]:
-        if unassign_unpublished(job_id, attempt, "the broker restarted after this job was assigned"):
-            stop_attempt_quietly(str(job_id), attempt, "broker restarted")
+    for job_id, attempt, reason in assignments:
+        if unassign_unpublished(job_id, attempt, reason):
+            stop_attempt_quietly(str(job_id), attempt, why)
             requeued.append(job_id)
     if requeued:
         dispatch_jobs(requeued)

@@ -82,14 +82,9 @@ def _freed(job: Job | None) -> bool:
     transaction; mark the worker idle if nothing came."""
     if job is None:
         return False
-    release_slot(job.worker_id)
-    return True
-
-
-def release_slot(worker_id: str | None) -> None:
-    if not worker_id:
-        return
-    if not fill_worker(worker_id):
+    worker_id = job.worker_id
+    if worker_id and not fill_worker(worker_id):
         Worker.objects.filter(pk=worker_id, status=WorkerStatus.BUSY).exclude(
             pk__in=Job.objects.filter(worker_id=worker_id, status__in=ACTIVE_STATUSES).values("worker_id")
         ).update(status=WorkerStatus.IDLE)
+    return True
