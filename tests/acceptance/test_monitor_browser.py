@@ -53,12 +53,21 @@ def chromium_page() -> Iterator[tuple[Page, list[str]]]:
             browser.close()
 
 
-def _bar_percent(page, job_id: str) -> float:
-    """Width of the job's progress bar as a share of the track, in percent (what the user sees)."""
-    return page.eval_on_selector(
-        f'#jobs .bar[data-job="{job_id}"]',
-        "bar => 100 * bar.firstElementChild.getBoundingClientRect().width / bar.getBoundingClientRect().width",
+def _bar_and_stage(page, job_id: str) -> tuple[float, str] | None:
+    """The width of the job's progress bar as a share of its track, in percent, and the stage
+    shown beside it (what the user sees), read in one go; None while there is no bar to measure:
+    the row can leave the running table, or not be laid out yet, between two polls."""
+    reading = page.evaluate(
+        """jobId => {
+            const bar = document.querySelector(`#jobs .bar[data-job="${jobId}"]`);
+            const stage = document.querySelector(`[data-stage="${jobId}"]`);
+            const track = bar && bar.getBoundingClientRect().width;
+            if (!track || !bar.firstElementChild || !stage) return null;
+            return [100 * bar.firstElementChild.getBoundingClientRect().width / track, stage.innerText];
+        }""",
+        job_id,
     )
+    return None if reading is None else (reading[0], reading[1])
 
 
 def test_the_monitor_page_shows_a_submitted_job_progress_to_completed(live_stack, api_key, gpu_worker):
@@ -90,9 +99,10 @@ def _watch_a_job_complete(page: Page, errors: list[str], api_url: str, key: str,
     stages: list[str] = []
     deadline = time.monotonic() + PAGE_TIMEOUT_MS / 1000
     while time.monotonic() < deadline and not page.query_selector(f'#finished tr[data-job-row="{job_id}"]'):
-        if page.query_selector(f'#jobs .bar[data-job="{job_id}"]'):
-            seen.append(round(_bar_percent(page, job_id)))
-            stages.append(page.inner_text(f'[data-stage="{job_id}"]'))
+        reading = _bar_and_stage(page, job_id)
+        if reading is not None:
+            seen.append(round(reading[0]))
+            stages.append(reading[1])
             if 40 <= seen[-1] < 100 and not running_shot.exists():
                 page.screenshot(path=str(running_shot))
         page.wait_for_timeout(100)
