@@ -6,6 +6,7 @@ that must stop: a cancelled job's, a lost or timed-out attempt's, or one whose f
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from django.conf import settings
 
@@ -32,16 +33,15 @@ def stop_attempt(job_id: str, attempt: int) -> None:
     )
 
 
-def confirm_final_report(job_id: str, attempt: int) -> None:
-    """Tell the worker its final report for `attempt` arrived (the same flag: that attempt is over),
-    so it stops re-sending it. Short-lived: workers only wait minutes for this."""
-    redis_client().eval(
-        _RAISE_FLAG,
-        1,
-        protocol.cancel_flag_key(job_id),
-        str(attempt),
-        str(settings.REPORT_CONFIRMATION_TTL_SECONDS),
-    )
+def confirm_final_reports(reports: Iterable[tuple[str, int]]) -> None:
+    """Tell each worker its final report for (job, attempt) arrived (the same flag: that attempt is
+    over), so it stops re-sending it; one round trip for them all. Short-lived: workers only wait
+    minutes for this."""
+    pipeline = redis_client().pipeline(transaction=False)
+    ttl = str(settings.REPORT_CONFIRMATION_TTL_SECONDS)
+    for job_id, attempt in reports:
+        pipeline.eval(_RAISE_FLAG, 1, protocol.cancel_flag_key(job_id), str(attempt), ttl)
+    pipeline.execute()
 
 
 def stop_attempt_quietly(job_id: str, attempt: int, why: str) -> None:

@@ -2,11 +2,13 @@
 
 Each report names a job and an attempt; `jobqueue.attempts` applies it as a compare-and-set, so a
 report for any other attempt changes nothing (returns False) and duplicate and late messages are
-harmless. A report that frees a worker slot offers that slot the next job in the same transaction.
+harmless. A report that frees a worker slot offers that slot the next job in the same transaction
+(`refill`; a batch of reports refills each freed worker once, `dispatch/lane_batches.py`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
@@ -26,10 +28,26 @@ def job_progress(job_id: Any, attempt: int, progress: int, stage: str = "") -> b
     return attempts.record_progress(job_id, attempt, progress, stage)
 
 
+def end_succeeded(job_id: Any, attempt: int, result: Any, runtime_ms: int | None = None) -> Job | None:
+    return attempts.complete(job_id, attempt, result, runtime_ms)
+
+
+def end_failed(
+    job_id: Any, attempt: int, error: dict[str, Any] | None, runtime_ms: int | None = None
+) -> Job | None:
+    """A failed attempt (as its worker reports it), retried or dead-lettered by
+    `jobqueue.attempts.fail`'s rules."""
+    return attempts.fail(job_id, attempt, error, ExecutionOutcome.FAILED, runtime_ms)
+
+
+def end_cancelled(job_id: Any, attempt: int, runtime_ms: int | None = None) -> Job | None:
+    """The worker stopped the job because its cancellation was requested."""
+    return attempts.cancel(job_id, attempt, runtime_ms)
+
+
 def job_succeeded(job_id: Any, attempt: int, result: Any, runtime_ms: int | None = None) -> bool:
     with transaction.atomic():
-        job = attempts.complete(job_id, attempt, result, runtime_ms)
-        return _freed(job)
+        return _freed(end_succeeded(job_id, attempt, result, runtime_ms))
 
 
 def job_failed(
@@ -39,7 +57,6 @@ def job_failed(
     outcome: ExecutionOutcome = ExecutionOutcome.FAILED,
     runtime_ms: int | None = None,
 ) -> bool:
-    """A failed attempt, retried or dead-lettered by `jobqueue.attempts.fail`'s rules."""
     with transaction.atomic():
         return _freed(attempts.fail(job_id, attempt, error, outcome, runtime_ms))
 
@@ -51,40 +68,48 @@ def worker_lost(job_id: Any, attempt: int, message: str) -> bool:
 
 
 def job_cancelled(job_id: Any, attempt: int, runtime_ms: int | None = None) -> bool:
-    """The worker stopped the job because its cancellation was requested."""
     with transaction.atomic():
-        return _freed(attempts.cancel(job_id, attempt, runtime_ms))
+        return _freed(end_cancelled(job_id, attempt, runtime_ms))
+
+
+def end_handed_back(job_id: Any, attempt: int, runtime_ms: int | None = None) -> Job | None:
+    """A worker shutting down stopped the job unfinished: back to pending, without using a retry
+    (nothing went wrong with the job), offered to another worker once committed. The attempt is
+    recorded. Its worker is stopping: its slot is not refilled."""
+    error = attempt_error("HANDED_BACK", "its worker shut down before finishing it")
+    job = attempts.return_to_pending(
+        job_id,
+        attempt,
+        ACTIVE_STATUSES,
+        "handed_back",
+        error,
+        progress=0,
+        stage="",
+        **attempts.started_before(runtime_ms),
+    )
+    if job is not None:
+        dispatch_on_commit([job.pk])
+    return job
 
 
 def job_handed_back(job_id: Any, attempt: int, runtime_ms: int | None = None) -> bool:
-    """A worker shutting down stopped the job unfinished: back to pending, without using a retry
-    (nothing went wrong with the job), offered to another worker at once. The attempt is recorded."""
-    error = attempt_error("HANDED_BACK", "its worker shut down before finishing it")
     with transaction.atomic():
-        job = attempts.return_to_pending(
-            job_id,
-            attempt,
-            ACTIVE_STATUSES,
-            "handed_back",
-            error,
-            progress=0,
-            stage="",
-            **attempts.started_before(runtime_ms),
-        )
-        if job is None:
-            return False
-        dispatch_on_commit([job.pk])
-        return True
+        return end_handed_back(job_id, attempt, runtime_ms) is not None
 
 
 def _freed(job: Job | None) -> bool:
-    """The attempt ended (or the report was stale: False). Offer the freed slot the next job, in this
-    transaction; mark the worker idle if nothing came."""
+    """The attempt ended (or the report was stale: False); refill its worker's freed slot."""
     if job is None:
         return False
-    worker_id = job.worker_id
-    if worker_id and not fill_worker(worker_id):
-        Worker.objects.filter(pk=worker_id, status=WorkerStatus.BUSY).exclude(
-            pk__in=Job.objects.filter(worker_id=worker_id, status__in=ACTIVE_STATUSES).values("worker_id")
-        ).update(status=WorkerStatus.IDLE)
+    refill([job.worker_id])
     return True
+
+
+def refill(worker_ids: Iterable[str | None]) -> None:
+    """Offer each worker whose slot freed its next jobs, in the caller's transaction (in id order, as
+    every multi-worker locker does); a worker that got none and runs nothing is idle again."""
+    for worker_id in sorted({worker_id for worker_id in worker_ids if worker_id}):
+        if not fill_worker(worker_id):
+            Worker.objects.filter(pk=worker_id, status=WorkerStatus.BUSY).exclude(
+                pk__in=Job.objects.filter(worker_id=worker_id, status__in=ACTIVE_STATUSES).values("worker_id")
+            ).update(status=WorkerStatus.IDLE)

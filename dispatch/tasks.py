@@ -1,8 +1,11 @@
-"""Control-plane Celery tasks: thin wrappers that apply GPU workers' messages and run beat's sweeps.
+"""Control-plane Celery tasks: beat's sweeps, and GPU workers' messages one at a time.
 
-Report tasks are idempotent (compare-and-set on job id + attempt), so a redelivered message is safe.
-While Postgres is unreachable they retry with backoff instead of failing (`core.tasks.durable_task`).
-Task names are the wire contract (`gpu_worker.protocol`) and beat's schedule; they outlive modules.
+The report and fleet lanes are consumed by `manage.py consume_lanes`, which applies their messages
+in batches (`dispatch/lane_batches.py`); these tasks apply the same messages through the same code
+for a Celery worker that consumes a lane. Reports are idempotent (compare-and-set on job id +
+attempt), so a redelivered message is safe; while Postgres is unreachable they retry with backoff
+(`core.tasks.durable_task`). Task names are the wire contract (`gpu_worker.protocol`) and beat's
+schedule; they outlive modules.
 """
 
 from __future__ import annotations
@@ -10,67 +13,35 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import redis
 from celery import shared_task
 
+from core.batch_consumer import TaskMessage
 from core.tasks import DATABASE_UNREACHABLE, durable_task
-from dispatch import cancel_flags, leases, recovery, reports, worker_reports
+from dispatch import lane_batches, leases, recovery, worker_reports
 from gpu_worker import protocol
-from machines import registry
 
 logger = logging.getLogger(__name__)
 
 
-@durable_task(name=protocol.REPORT_STARTED_TASK)
-def report_started(job_id: str, attempt: int, worker_id: str, running_for_ms: int = 0) -> bool:
-    return reports.job_started(job_id, attempt, worker_id, running_for_ms)
+def _one_message_task(name: str) -> Any:
+    """The lane message `name` as a Celery task of its own: for a Celery worker consuming a lane
+    (`consume_lanes` applies the same messages in batches, through the same code)."""
+
+    def apply(*args: Any, **kwargs: Any) -> None:
+        lane_batches.apply_batch([TaskMessage(name, args, kwargs)])
+
+    apply.__name__ = apply.__qualname__ = name.rpartition(".")[2]
+    return durable_task(name=name)(apply)
 
 
-@durable_task(name=protocol.REPORT_PROGRESS_TASK)
-def report_progress(job_id: str, attempt: int, progress: int, stage: str = "") -> bool:
-    return reports.job_progress(job_id, attempt, progress, stage)
-
-
-@durable_task(name=protocol.REPORT_SUCCEEDED_TASK)
-def report_succeeded(job_id: str, attempt: int, result: Any, runtime_ms: int | None = None) -> bool:
-    applied = reports.job_succeeded(job_id, attempt, result, runtime_ms)
-    _confirm(job_id, attempt)
-    return applied
-
-
-@durable_task(name=protocol.REPORT_FAILED_TASK)
-def report_failed(job_id: str, attempt: int, error: dict[str, Any], runtime_ms: int | None = None) -> bool:
-    applied = reports.job_failed(job_id, attempt, error, runtime_ms=runtime_ms)
-    _confirm(job_id, attempt)
-    return applied
-
-
-@durable_task(name=protocol.REPORT_CANCELLED_TASK)
-def report_cancelled(job_id: str, attempt: int, runtime_ms: int | None = None) -> bool:
-    applied = reports.job_cancelled(job_id, attempt, runtime_ms)
-    _confirm(job_id, attempt)
-    return applied
-
-
-@durable_task(name=protocol.REPORT_HANDED_BACK_TASK)
-def report_handed_back(job_id: str, attempt: int, runtime_ms: int | None = None) -> bool:
-    applied = reports.job_handed_back(job_id, attempt, runtime_ms)
-    _confirm(job_id, attempt)
-    return applied
-
-
-def _confirm(job_id: str, attempt: int) -> None:
-    """A final report was applied (or found already applied or stale): its worker may forget it.
-    Unconfirmed reports are re-sent, so a report lost with a broker that restarted empty arrives."""
-    try:
-        cancel_flags.confirm_final_report(job_id, attempt)
-    except redis.RedisError:
-        logger.warning("could not confirm the final report of job %s attempt %s", job_id, attempt)
-
-
-@durable_task(name=protocol.REGISTER_WORKER_TASK)
-def register_worker(info: dict[str, Any]) -> None:
-    worker_reports.register_worker(info)
+report_started = _one_message_task(protocol.REPORT_STARTED_TASK)
+report_progress = _one_message_task(protocol.REPORT_PROGRESS_TASK)
+report_succeeded = _one_message_task(protocol.REPORT_SUCCEEDED_TASK)
+report_failed = _one_message_task(protocol.REPORT_FAILED_TASK)
+report_cancelled = _one_message_task(protocol.REPORT_CANCELLED_TASK)
+report_handed_back = _one_message_task(protocol.REPORT_HANDED_BACK_TASK)
+register_worker = _one_message_task(protocol.REGISTER_WORKER_TASK)
+deregister_worker = _one_message_task(protocol.DEREGISTER_WORKER_TASK)
 
 
 @shared_task(name=protocol.HEARTBEAT_TASK)
@@ -81,11 +52,6 @@ def worker_heartbeat(worker_id: str, instance_id: str, info: dict[str, Any] | No
         # Not retried: the next heartbeat, seconds away, says the same thing more recently.
         logger.warning("heartbeat of %s dropped, database unreachable: %s", worker_id, exc)
         return False
-
-
-@durable_task(name=protocol.DEREGISTER_WORKER_TASK)
-def deregister_worker(worker_id: str, instance_id: str) -> None:
-    registry.deregister_worker(worker_id, instance_id)
 
 
 @shared_task(name="jobqueue.dispatch_sweep")

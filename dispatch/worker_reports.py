@@ -4,6 +4,7 @@ are failed."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from dispatch.assignment import fill_worker
@@ -30,23 +31,29 @@ def register_worker(info: dict[str, Any]) -> Worker:
 
 
 def heartbeat(worker_id: str, instance_id: str, info: dict[str, Any] | None = None) -> bool:
-    """Refresh the worker's lease. A heartbeat from an unknown instance re-registers the worker from
-    the self-description it carries. True when a live instance took the heartbeat.
+    """`heartbeats` for one: True when a live instance took the heartbeat."""
+    return heartbeats([registry.Beat(worker_id, instance_id, dict(info or {}))])[worker_id]
 
-    Work is offered only when the worker became able to take it (back from offline, engine
+
+def heartbeats(beats: Sequence[registry.Beat]) -> dict[str, bool]:
+    """Refresh the workers' leases, in one statement for the batch. A heartbeat from an unknown
+    instance re-registers the worker from the self-description it carries. By worker id: True when
+    a live instance took the heartbeat.
+
+    Work is offered only when a worker became able to take it (back from offline, engine
     recovered): otherwise a slot that frees is refilled by the report that freed it and new work by
     its submission, so a heartbeat never walks the pending jobs (the dispatch sweep covers races)."""
-    beat = registry.heartbeat(worker_id, instance_id, info)
-    if beat is registry.Heartbeat.UNKNOWN:
-        description = {k: v for k, v in (info or {}).items() if k != "seen_attempts"}
-        if description:
-            register_worker(description)
-        return False
-    if beat is registry.Heartbeat.STOPPING:
-        return False
-    if beat is registry.Heartbeat.AVAILABLE:
-        fill_worker(worker_id)
-    return True
+    outcomes = registry.heartbeats(beats)
+    latest = {beat.worker_id: beat for beat in beats}
+    for worker_id, beat in sorted(outcomes.items()):
+        if beat is registry.Heartbeat.UNKNOWN:
+            description = {k: v for k, v in latest[worker_id].info.items() if k != "seen_attempts"}
+            if description:
+                register_worker(description)
+        elif beat is registry.Heartbeat.AVAILABLE:
+            fill_worker(worker_id)
+    live = {registry.Heartbeat.REFRESHED, registry.Heartbeat.AVAILABLE}
+    return {worker_id: beat in live for worker_id, beat in outcomes.items()}
 
 
 def set_draining(machine_id: str, draining: bool) -> Machine:

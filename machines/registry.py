@@ -5,9 +5,12 @@ machines' status and draining. What follows for their jobs and for dispatch is t
 from __future__ import annotations
 
 import enum
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models.functions import Now
 
 from events.recording import record_machine_event, record_worker_event
@@ -76,37 +79,92 @@ def register_worker(info: dict[str, Any]) -> tuple[Worker, bool]:
     return worker, previous is not None and previous.instance_id != info["instance_id"]
 
 
-def heartbeat(worker_id: str, instance_id: str, info: dict[str, Any] | None = None) -> Heartbeat:
-    """Refresh liveness (the lease on its jobs), telemetry, engine health and the attempts it holds.
+@dataclass(frozen=True)
+class Beat:
+    """One heartbeat as a worker sends it: its instance, telemetry, engine health, attempts it holds."""
 
-    A stopping instance keeps heartbeating while it finishes its last job (so that job's lease holds),
-    but is never brought back to taking work. The common case (nothing changed) is three short
-    statements and no transaction: a fleet's heartbeats are most of the control plane's messages.
+    worker_id: str
+    instance_id: str
+    info: dict[str, Any]
+
+    def row(self) -> dict[str, Any]:
+        health = self.info.get("health") or {}
+        seen = self.info.get("seen_attempts")
+        return {
+            "id": self.worker_id,
+            "instance_id": self.instance_id,
+            "telemetry": self.info.get("telemetry") or {},
+            "seen": seen if isinstance(seen, list) else None,
+            "healthy": bool(health.get("healthy", True)),
+            "detail": str(health.get("detail", ""))[:500],
+        }
+
+
+# Every heartbeat of a batch in one statement: worker rows locked in id order (as every multi-worker
+# locker does), refreshed, and for each the facts that decide what follows. `old` is the row before
+# the update (a self-join in UPDATE ... FROM sees the statement's snapshot).
+_APPLY_HEARTBEATS = """
+    WITH beat AS (
+        SELECT * FROM jsonb_to_recordset(%(beats)s::jsonb)
+            AS b(id text, instance_id text, telemetry jsonb, seen jsonb, healthy boolean, detail text)
+    ), old AS (
+        SELECT w.id, w.engine_healthy FROM machines_worker w
+        JOIN beat b ON b.id = w.id AND b.instance_id = w.instance_id
+        ORDER BY w.id FOR UPDATE OF w
+    )
+    UPDATE machines_worker w
+    SET last_seen_at = now(), telemetry = b.telemetry, engine_healthy = b.healthy,
+        health_detail = b.detail, seen_attempts = coalesce(b.seen, w.seen_attempts),
+        seen_reported_at = CASE WHEN b.seen IS NULL THEN w.seen_reported_at ELSE now() END
+    FROM beat b JOIN old ON old.id = b.id
+    WHERE w.id = b.id
+    RETURNING w.id, w.status, w.stopped_at IS NOT NULL, old.engine_healthy <> b.healthy, b.healthy
+"""
+
+
+def heartbeat(worker_id: str, instance_id: str, info: dict[str, Any] | None = None) -> Heartbeat:
+    """Refresh liveness (the lease on its jobs), telemetry, engine health and the attempts it holds."""
+    return heartbeats([Beat(worker_id, instance_id, dict(info or {}))])[worker_id]
+
+
+def heartbeats(beats: Sequence[Beat]) -> dict[str, Heartbeat]:
+    """Apply a batch of heartbeats; what each means for dispatch, by worker id.
+
+    A worker's latest heartbeat of the batch says everything its earlier ones did. A stopping
+    instance keeps heartbeating while it finishes its last job (so that job's lease holds), but is
+    never brought back to taking work. The common case (nothing changed) costs its row in one
+    statement for the whole batch: a fleet's heartbeats are most of the control plane's messages.
     """
-    info = dict(info or {})
-    seen = info.pop("seen_attempts", None)
-    health = info.get("health") or {}
-    this_instance = Worker.objects.filter(pk=worker_id, instance_id=instance_id)
-    refreshed = {"last_seen_at": Now(), "telemetry": info.get("telemetry") or {}}
-    if isinstance(seen, list):
-        refreshed.update(seen_attempts=seen, seen_reported_at=Now())
-    healthy = bool(health.get("healthy", True))
-    health_changed = this_instance.exclude(engine_healthy=healthy).exists()
-    refreshed.update(engine_healthy=healthy, health_detail=str(health.get("detail", ""))[:500])
-    if not this_instance.update(**refreshed):
-        return Heartbeat.UNKNOWN
-    stopped, status = this_instance.values_list("stopped_at", "status").get()
-    if stopped is not None:
-        return Heartbeat.STOPPING
-    if status != WorkerStatus.OFFLINE and not health_changed:
-        return Heartbeat.REFRESHED
+    latest = {beat.worker_id: beat for beat in beats}
+    if not latest:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(_APPLY_HEARTBEATS, {"beats": json.dumps([beat.row() for beat in latest.values()])})
+        applied = {row[0]: row[1:] for row in cursor.fetchall()}
+    outcomes = {}
+    for worker_id in latest:
+        if worker_id not in applied:
+            outcomes[worker_id] = Heartbeat.UNKNOWN
+            continue
+        status, stopped, health_changed, healthy = applied[worker_id]
+        if stopped:
+            outcomes[worker_id] = Heartbeat.STOPPING
+        elif status != WorkerStatus.OFFLINE and not health_changed:
+            outcomes[worker_id] = Heartbeat.REFRESHED
+        else:
+            outcomes[worker_id] = _back_or_health_changed(worker_id, healthy)
+    return outcomes
+
+
+def _back_or_health_changed(worker_id: str, healthy: bool) -> Heartbeat:
+    """A silent worker is heard again, or its engine's health changed: its status and its machine's."""
     with transaction.atomic():
         worker = Worker.objects.select_for_update().get(pk=worker_id)
         if worker.status == WorkerStatus.OFFLINE:
             _set_status(worker, WorkerStatus.IDLE)
-        elif health_changed:
+        else:
             refresh_machine_status(worker.machine_id)
-    return Heartbeat.AVAILABLE if worker.status != WorkerStatus.OFFLINE and healthy else Heartbeat.REFRESHED
+    return Heartbeat.AVAILABLE if healthy else Heartbeat.REFRESHED
 
 
 def deregister_worker(worker_id: str, instance_id: str) -> None:

@@ -230,12 +230,20 @@ CELERY_TASK_DEFAULT_QUEUE = "control"
 # The control plane's lanes, each consumed by workers of its own (`runstack`, docker/compose.yml):
 # GPU workers' job reports, the fleet's registrations and heartbeats, and beat's sweeps, so a flood
 # in one (a thousand heartbeats) never starves another (recovery when it is needed most).
+# Reports and the fleet's messages are applied in batches by `manage.py consume_lanes` (a transaction
+# per batch, not per message); beat's sweeps by a Celery worker. Lane -> processes that consume it.
 SWEEPS_QUEUE = "sweeps"
+BATCHED_LANES = (protocol.CONTROL_QUEUE, protocol.FLEET_QUEUE)
 CONTROL_PLANE_LANES = {
-    protocol.CONTROL_QUEUE: env_int("CONTROL_WORKER_CONCURRENCY", 2),
-    protocol.FLEET_QUEUE: env_int("FLEET_WORKER_CONCURRENCY", 1),
+    protocol.CONTROL_QUEUE: env_int("CONTROL_LANE_CONSUMERS", 1),
+    protocol.FLEET_QUEUE: env_int("FLEET_LANE_CONSUMERS", 1),
     SWEEPS_QUEUE: 1,
 }
+# A batch takes what has arrived, up to this many messages (also the messages a consumer holds
+# unacknowledged), waiting at most this long after its first for more: latency bought for fewer
+# transactions only when messages trickle in; under load a batch fills while the previous one applies.
+LANE_BATCH_MAX_MESSAGES = env_int("LANE_BATCH_MAX_MESSAGES", 500)
+LANE_BATCH_LINGER_SECONDS = env_float("LANE_BATCH_LINGER_SECONDS", 0.01)
 CELERY_TASK_ROUTES = {
     protocol.REGISTER_WORKER_TASK: {"queue": protocol.FLEET_QUEUE},
     protocol.HEARTBEAT_TASK: {"queue": protocol.FLEET_QUEUE},

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 
 from celery import Celery
 from celery.signals import task_prerun
@@ -47,3 +49,20 @@ def worker_argv(queue: str, name: str, concurrency: int, log_level: str = "INFO"
         "-l",
         log_level,
     ]
+
+
+def lane_consumer_argv(lanes: Sequence[str]) -> list[str]:
+    """A batch consumer of the report and/or fleet lanes (`manage.py consume_lanes`); it logs at
+    LOG_LEVEL."""
+    manage = Path(__file__).resolve().parent.parent / "manage.py"
+    return [sys.executable, str(manage), "consume_lanes", *lanes]
+
+
+def lane_argv(lane: str, name: str, log_level: str = "INFO", *extra: str) -> list[str]:
+    """One consumer process of a control-plane lane, as every launcher starts it: batched lanes
+    through `consume_lanes`, the others as a Celery worker of one process."""
+    from django.conf import settings
+
+    if lane in settings.BATCHED_LANES:
+        return lane_consumer_argv([lane])
+    return worker_argv(lane, name, 1, log_level, *extra)

@@ -143,12 +143,12 @@ def _child_env(services: Services) -> dict[str, str]:
 
 @contextlib.contextmanager
 def _running_control_worker(env: dict[str, str], name: str) -> Iterator[subprocess.Popen]:
-    """A real control worker consuming every lane of the control plane (reports, fleet, sweeps), with
-    its output in `.pytest-data/<name>.log`."""
-    from settings.celery import worker_argv
+    """The control plane's consumer of GPU workers' messages, as deployed: one `consume_lanes`
+    process applying the report and fleet lanes in batches, with its output in
+    `.pytest-data/<name>.log`. (Beat's sweeps run in the tests' own process.)"""
+    from settings.celery import lane_consumer_argv
 
-    lanes = ",".join(settings.CONTROL_PLANE_LANES)
-    argv = worker_argv(lanes, f"{name}-{uuid.uuid4().hex[:6]}", 2, "WARNING")
+    argv = lane_consumer_argv(settings.BATCHED_LANES)
     with open(TEST_DATA_DIR / f"{name}.log", "ab") as log:
         process = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         try:

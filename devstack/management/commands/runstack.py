@@ -23,7 +23,7 @@ from django.core.management.base import BaseCommand, CommandError
 from accounts.models import ApiKey
 from devstack.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServiceError
 from devstack.processes import stop_processes
-from settings.celery import worker_argv
+from settings.celery import lane_argv
 from webhooks.worker import delivery_worker_argv
 
 SHUTDOWN_GRACE_S = 20
@@ -157,8 +157,9 @@ class Command(BaseCommand):
                 ],
             ),
             *(
-                Child(f"{lane}-worker", worker_argv(lane, lane, concurrency, "INFO", "-E"))
-                for lane, concurrency in settings.CONTROL_PLANE_LANES.items()
+                Child(f"{lane}-{n}", lane_argv(lane, f"{lane}-{n}", "INFO", "-E"))
+                for lane, processes in settings.CONTROL_PLANE_LANES.items()
+                for n in range(1, processes + 1)
             ),
             Child("beat", [*celery, "beat", "-s", settings.CELERY_BEAT_SCHEDULE_FILENAME, "-l", "INFO"]),
             Child("relay", [python, str(settings.BASE_DIR / "manage.py"), "relay_events"]),
