@@ -357,6 +357,21 @@ def private_control_worker(services: Services, private_broker: PrivateBroker, tr
         yield process
 
 
+@pytest.fixture
+def private_lane_consumers(
+    services: Services, private_broker: PrivateBroker, transactional_db
+) -> Iterator[Callable[..., subprocess.Popen]]:
+    """Starts `consume_lanes` processes on the private broker, each with extra environment (a test may
+    kill them); all stopped at teardown."""
+    with contextlib.ExitStack() as running:
+
+        def start(**extra_env: str) -> subprocess.Popen:
+            env = {**_child_env(services), "REDIS_URL": private_broker.url, **extra_env}
+            return running.enter_context(_running_control_worker(env, "private-lane-consumer"))
+
+        yield start
+
+
 @dataclass
 class PrivateDatabase:
     """A Postgres server of one test's own, migrated, which the test may stop and start again."""

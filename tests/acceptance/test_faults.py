@@ -13,7 +13,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+import redis
 import requests
+from django.conf import settings as django_settings
 from rest_framework.test import APIClient
 
 from dispatch.leases import expire_leases, fail_timed_out_jobs
@@ -25,6 +27,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 JOBS_PER_PHASE = 100  # with the outage phase, over 200 jobs
 SETTLE_TIMEOUT_S = 240
+UNACKED_CONTROL_KEY = django_settings.CELERY_BROKER_TRANSPORT_OPTIONS["unacked_key"]
 POSTGRES_OUTAGE_S = 4.0  # far longer than a job, so every job running at the stop reports into the outage
 
 
@@ -217,3 +220,38 @@ def test_hanging_jobs_are_failed_by_their_timeout_and_retried(api: APIClient, gp
     timed_out = JobExecution.objects.filter(job_id__in=hanging, outcome="failed", error__code="TIMEOUT")
     assert timed_out.count() == 20
     assert set(Job.objects.filter(pk__in=hanging).values_list("attempt", flat=True)) == {2}
+
+
+def test_the_report_consumer_killed_mid_batch_loses_no_report_and_applies_none_twice(
+    api: APIClient, private_broker, private_lane_consumers, gpu_worker, journal
+):
+    # The killed consumer's unacknowledged messages come back after the visibility timeout: short here.
+    # Its long linger keeps a batch in hand nearly all the time, so the kill lands in one.
+    visibility = {"CONTROL_VISIBILITY_TIMEOUT_SECONDS": "3"}
+    victim = private_lane_consumers(**visibility, LANE_BATCH_LINGER_SECONDS="0.3")
+    for _ in range(3):
+        gpu_worker(broker_url=private_broker.url, slots=2)
+    job_ids = _submit_all(api, [{"payload": {"duration": 0.05, "steps": 2}}] * 240)
+    wait_for(
+        lambda: Job.objects.filter(pk__in=job_ids, status="completed").count() >= 40,
+        timeout=180,
+        what="the run to be under way",
+    )
+
+    broker = redis.Redis.from_url(private_broker.url)
+    wait_for(lambda: broker.hlen(UNACKED_CONTROL_KEY) > 0, timeout=30, interval=0.01, what="a batch in hand")
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+    stranded = broker.hlen(UNACKED_CONTROL_KEY)
+    private_lane_consumers(**visibility)  # its successor
+
+    def settled() -> bool:
+        dispatch_sweep()
+        return _all_finished(job_ids)
+
+    wait_for(settled, timeout=SETTLE_TIMEOUT_S, interval=1, what="every job to finish")
+    tally = _tally("6. kill -9 the report consumer mid-batch", job_ids, journal)
+    assert stranded > 0  # the kill left messages unacknowledged, which had to come back
+    assert (tally.completed, tally.duplicated, tally.lost) == (240, 0, 0)
+    assert JobExecution.objects.filter(job_id__in=job_ids, outcome="completed").count() == 240
+    assert not JobExecution.objects.filter(job_id__in=job_ids).exclude(outcome="completed").exists()

@@ -1,0 +1,159 @@
+"""GPU workers' messages applied in batches (`dispatch/lane_batches.py`), directly and through the batch
+consumer on the real broker (`core/batch_consumer.py`)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import connections
+from django.utils import timezone
+
+from core.batch_consumer import BatchConsumer, TaskMessage
+from core.redis import redis_client
+from dispatch.assignment import fill_worker
+from dispatch.lane_batches import apply_batch
+from events.models import Event
+from gpu_worker import protocol
+from jobqueue.models import Job, JobStatus
+from machines.models import Worker, WorkerStatus
+from tests.conftest import wait_for
+from tests.factories import make_job, make_worker
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _succeeded(job: Job, attempt: int | None = None) -> TaskMessage:
+    attempt = job.attempt if attempt is None else attempt
+    return TaskMessage(protocol.REPORT_SUCCEEDED_TASK, (str(job.pk), attempt, {"ok": True}, 10), {})
+
+
+def _assigned(worker: Worker) -> list[Job]:
+    return list(Job.objects.filter(worker_id=worker.id, status=JobStatus.ASSIGNED).order_by("submit_seq"))
+
+
+def test_a_batch_of_reports_ends_each_attempt_once_and_refills_the_freed_slots():
+    jobs = [make_job() for _ in range(4)]
+    worker = make_worker(slots=2)
+    fill_worker(worker.id)
+    first = _assigned(worker)
+    assert len(first) == 2
+
+    started = TaskMessage(
+        protocol.REPORT_STARTED_TASK, (str(first[0].pk), first[0].attempt, worker.id, 5), {}
+    )
+    progress = [
+        TaskMessage(protocol.REPORT_PROGRESS_TASK, (str(first[0].pk), first[0].attempt, p, f"step {p}"), {})
+        for p in (20, 60)
+    ]
+    stale = _succeeded(first[1], attempt=first[1].attempt + 7)
+    apply_batch([started, *progress, _succeeded(first[0]), _succeeded(first[0]), stale, _succeeded(first[1])])
+
+    statuses = dict(Job.objects.filter(pk__in=[j.pk for j in jobs]).values_list("id", "status"))
+    assert [statuses[j.pk] for j in first] == [JobStatus.COMPLETED, JobStatus.COMPLETED]
+    assert len(_assigned(worker)) == 2  # both freed slots were refilled in the batch's transaction
+    completions = Event.objects.filter(job_id__in=[j.pk for j in first], type="job_completed")
+    assert completions.count() == 2  # the duplicate changed nothing
+    progress_events = Event.objects.filter(job_id=first[0].pk, type="job_progress")
+    assert [e.payload["progress"] for e in progress_events] == [60]  # only the batch's latest applies
+    for job in first:  # each worker learns its final report arrived, after the commit
+        assert int(redis_client().get(protocol.cancel_flag_key(str(job.pk)))) >= job.attempt
+
+
+def test_a_batch_of_heartbeats_refreshes_known_instances_and_brings_back_or_registers_the_others():
+    live, silent = make_worker(), make_worker()
+    long_ago = timezone.now() - timedelta(minutes=10)
+    Worker.objects.filter(pk__in=[live.pk, silent.pk]).update(last_seen_at=long_ago)
+    Worker.objects.filter(pk=silent.pk).update(status=WorkerStatus.OFFLINE)
+    newcomer = f"unit-{uuid.uuid4().hex[:8]}"
+    description = {
+        "worker_id": newcomer,
+        "instance_id": "new-instance",
+        "machine_id": "unit-machine",
+        "job_types": ["simulation"],
+        "telemetry": {"gpu_utilization": 3},
+    }
+    beats = [
+        TaskMessage(protocol.HEARTBEAT_TASK, (live.id, live.instance_id, {"telemetry": {"n": 1}}), {}),
+        TaskMessage(protocol.HEARTBEAT_TASK, (live.id, live.instance_id, {"telemetry": {"n": 2}}), {}),
+        TaskMessage(protocol.HEARTBEAT_TASK, (silent.id, silent.instance_id, {"seen_attempts": []}), {}),
+        TaskMessage(protocol.HEARTBEAT_TASK, (newcomer, "new-instance", description), {}),
+    ]
+    apply_batch(beats)
+
+    refreshed = Worker.objects.get(pk=live.pk)
+    assert refreshed.last_seen_at > long_ago and refreshed.telemetry == {"n": 2}  # the latest one counts
+    back = Worker.objects.get(pk=silent.pk)
+    assert back.status == WorkerStatus.IDLE and back.seen_reported_at is not None
+    changes = Event.objects.filter(type="worker_status_changed", worker_id=silent.id)
+    assert [(e.payload["from"], e.payload["to"]) for e in changes] == [("offline", "idle")]
+    assert Worker.objects.get(pk=newcomer).instance_id == "new-instance"  # re-registered from its beat
+
+
+def _publish(queue: str, task: str, *args: object) -> None:
+    from settings.celery import app
+
+    app.send_task(task, args=args, queue=queue)
+
+
+def _consume_until(consumer: BatchConsumer, messages: int) -> None:
+    def consume() -> None:
+        try:
+            consumer.run()
+        finally:
+            connections.close_all()  # this thread's own connection
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    try:
+        wait_for(lambda: consumer.stats.messages + consumer.stats.dropped >= messages, what="the batch")
+    finally:
+        consumer.stop()
+        thread.join(10)
+
+
+def test_a_message_that_cannot_be_applied_is_dropped_and_the_rest_of_its_batch_applied():
+    jobs = [make_job() for _ in range(2)]
+    worker = make_worker(slots=2)
+    fill_worker(worker.id)
+    queue = f"lane-test-{uuid.uuid4().hex[:6]}"
+    first, second = (Job.objects.get(pk=job.pk) for job in jobs)
+    _publish(queue, protocol.REPORT_SUCCEEDED_TASK, str(first.pk), first.attempt, {"ok": 1}, 5)
+    _publish(queue, protocol.REPORT_SUCCEEDED_TASK, "not-a-job-id", "not-an-attempt")  # raises
+    _publish(queue, protocol.REPORT_SUCCEEDED_TASK, str(second.pk), second.attempt, {"ok": 2}, 5)
+    consumer = BatchConsumer([queue], apply_batch, linger_s=0.5)
+
+    _consume_until(consumer, 3)
+
+    assert set(Job.objects.filter(pk__in=[first.pk, second.pk]).values_list("status", flat=True)) == {
+        JobStatus.COMPLETED
+    }
+    assert consumer.stats.dropped == 1
+    assert redis_client().llen(queue) == 0  # acknowledged: nothing will come back
+
+
+def test_a_batch_that_meets_an_unreachable_database_is_retried_until_it_applies(monkeypatch):
+    job = make_job()
+    worker = make_worker()
+    fill_worker(worker.id)
+    job.refresh_from_db()
+    queue = f"lane-test-{uuid.uuid4().hex[:6]}"
+    _publish(queue, protocol.REPORT_SUCCEEDED_TASK, str(job.pk), job.attempt, {"ok": 1}, 5)
+    outages = iter([True, True])
+
+    def flaky_apply(batch):
+        from django.db import OperationalError
+
+        if next(outages, False):
+            raise OperationalError("connection refused")
+        apply_batch(batch)
+
+    monkeypatch.setattr("core.batch_consumer.RECONNECT_BACKOFF_S", 0.01)
+    consumer = BatchConsumer([queue], flaky_apply, linger_s=0.01)
+
+    _consume_until(consumer, 1)
+
+    assert Job.objects.get(pk=job.pk).status == JobStatus.COMPLETED
+    assert consumer.stats.retried == 2 and consumer.stats.dropped == 0
