@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from devstack.embedded import EmbeddedPostgres, EmbeddedRedis, free_port  # noqa: E402
 from devstack.processes import stop_processes  # noqa: E402
 from gpu_worker import protocol  # noqa: E402
-from settings.celery import worker_argv  # noqa: E402
+from settings.celery import lane_consumer_argv  # noqa: E402
 
 RESULTS_DIR = ROOT / "bench" / "results"
 CONCURRENCY_LEVELS = (1, 8, 32)
@@ -90,9 +90,8 @@ class Stack:
     def _start_processes(self) -> None:
         python = sys.executable
         self._spawn("api", api_server_argv(self.api_port, self.api_workers))
-        # Reports and heartbeats in one worker (no beat, so no sweeps, in this benchmark).
-        lanes = f"{protocol.CONTROL_QUEUE},{protocol.FLEET_QUEUE}"
-        self._spawn("control", worker_argv(lanes, "control", 2, "WARNING", "--without-heartbeat"))
+        # Reports and heartbeats in one batch consumer (no beat, so no sweeps, in this benchmark).
+        self._spawn("control", lane_consumer_argv([protocol.CONTROL_QUEUE, protocol.FLEET_QUEUE]))
         for index in range(2):
             self._spawn(
                 f"gpu{index}",

@@ -46,10 +46,12 @@ from bench.run_bench import Stack, api_server_argv, machine_facts, percentile, s
 from gpu_worker import protocol  # noqa: E402
 from gpu_worker.config import parse_config  # noqa: E402
 from gpu_worker.reporter import Reporter  # noqa: E402
-from settings.celery import worker_argv  # noqa: E402
+from settings.celery import lane_consumer_argv, worker_argv  # noqa: E402
 
-# As settings.CONTROL_PLANE_LANES (this process runs no Django): lane -> worker concurrency.
-LANES = {protocol.CONTROL_QUEUE: 2, protocol.FLEET_QUEUE: 1, "sweeps": 1}
+# As settings.CONTROL_PLANE_LANES (this process runs no Django): the batched lanes' consumers and the
+# sweeps' Celery worker, a process each.
+BATCHED_LANES = (protocol.CONTROL_QUEUE, protocol.FLEET_QUEUE)
+SWEEPS_LANE = "sweeps"
 UNRUNNABLE_TYPE = "fleet-bench-unrunnable"
 SEEN_FOR_S = 120  # as the GPU worker: attempts received are listed in heartbeats this long
 BATCH = 1000
@@ -61,8 +63,9 @@ class FleetStack(Stack):
     def _start_processes(self) -> None:
         celery = [sys.executable, "-m", "celery", "-A", "settings.celery"]
         self._spawn("api", api_server_argv(self.api_port, self.api_workers))
-        for lane, concurrency in LANES.items():
-            self._spawn(lane, worker_argv(lane, lane, concurrency, "WARNING", "--without-heartbeat"))
+        for lane in BATCHED_LANES:
+            self._spawn(lane, lane_consumer_argv([lane]))
+        self._spawn(SWEEPS_LANE, worker_argv(SWEEPS_LANE, SWEEPS_LANE, 1, "WARNING", "--without-heartbeat"))
         self._spawn("beat", [*celery, "beat", "-s", str(self.data_dir / "beat-schedule"), "-l", "WARNING"])
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -216,7 +219,7 @@ def _sample(stack: FleetStack, lanes: redis.Redis, count: int, offline_after_s: 
             [offline_after_s],
         ).fetchone()
     return {
-        "lanes": {lane: lanes.llen(lane) for lane in LANES},
+        "lanes": {lane: lanes.llen(lane) for lane in (*BATCHED_LANES, SWEEPS_LANE)},
         "staleness_p95_s": round(float(percentile(stale, 95)), 2) if stale else None,
         "staleness_max_s": round(float(max(stale)), 2) if stale else None,
         "wrongly_offline": offline + max(0, count - len(stale)),
@@ -291,7 +294,7 @@ def _measure(
         "probes": len(probes),
         "probes_completed": len(completed),
         "messages": sent,
-        "lane_max": {lane: max(s["lanes"][lane] for s in samples) for lane in LANES},
+        "lane_max": {lane: max(s["lanes"][lane] for s in samples) for lane in (*BATCHED_LANES, SWEEPS_LANE)},
         "lane_last": samples[-1]["lanes"],
         "staleness_p95_s": max((s["staleness_p95_s"] or 0) for s in samples),
         "staleness_max_s": max((s["staleness_max_s"] or 0) for s in samples),

@@ -12,28 +12,64 @@ acknowledges the messages only after the applier returned, i.e. after its transa
 - a message the applier cannot apply (a bug, a malformed message) must not block the others: the
   batch is applied again one message at a time and the culprit is logged and dropped, as a failing
   Celery task's message would be.
+
+Messages are taken from kombu's Redis lists by one script per batch (`_TAKE_BATCH`) rather than by a
+kombu consumer: kombu moves one message per BRPOP and records each in its unacknowledged set with
+another round trip (measured: ~0.8 ms of CPU per message, more than applying it). The script keeps
+kombu's own bookkeeping (the unacknowledged hash and index, kombu's format), so publishers, Flower and
+kombu's visibility-timeout restore, which this consumer also runs, work unchanged.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
 import logging
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.db import close_old_connections
 from kombu import Connection, Exchange, Queue
-from kombu.message import Message
 
 from core.tasks import DATABASE_UNREACHABLE
 
 logger = logging.getLogger(__name__)
 
-IDLE_POLL_S = 1.0  # how often an idle consumer looks up to see whether it was asked to stop
+IDLE_POLL_S = 0.005  # how often an idle consumer looks for messages (a script call; Redis barely notices)
 RECONNECT_BACKOFF_S = 0.5  # the first wait after losing the broker, doubled up to the reports' maximum
+RESTORE_EVERY_S = 1.0  # how often to put back messages left unacknowledged past the visibility timeout
+PRIORITY_SEPARATOR = "\x06\x16"  # kombu's Redis transport: a queue's lists by priority step
+PRIORITY_STEPS = (0, 3, 6, 9)
+
+# KEYS: the unacknowledged hash, its index, then the lists to take from in order. ARGV: most
+# messages, the time. Each message taken is recorded as kombu's own consumer records it, in the same
+# script, so a consumer that dies right after holds them unacknowledged, never loses them.
+_TAKE_BATCH = """
+local taken = {}
+local most = tonumber(ARGV[1])
+for i = 3, #KEYS do
+  if #taken >= most then break end
+  local popped = redis.call('RPOP', KEYS[i], most - #taken)
+  if popped then
+    for _, raw in ipairs(popped) do
+      local properties = cjson.decode(raw)['properties']
+      local info = properties['delivery_info']
+      local tag = properties['delivery_tag']
+      redis.call('ZADD', KEYS[2], ARGV[2], tag)
+      redis.call('HSET', KEYS[1], tag,
+        '[' .. raw .. ',' .. cjson.encode(info['exchange']) .. ',' .. cjson.encode(info['routing_key']) .. ']')
+      taken[#taken + 1] = raw
+    end
+  end
+end
+return taken
+"""
 
 
 @dataclass(frozen=True)
@@ -59,15 +95,31 @@ class ConsumerStats:
     by_task: dict[str, int] = field(default_factory=dict)
 
 
-def decode(message: Message) -> TaskMessage:
-    body = message.decode()
-    task = (message.headers or {}).get("task")
-    if not isinstance(task, str) or not isinstance(body, (list, tuple)) or len(body) < 2:
-        raise TypeError("not a Celery protocol 2 task message")
-    args, kwargs = body[0], body[1]
-    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
-        raise TypeError("a task message whose args or kwargs are malformed")
-    return TaskMessage(task, tuple(args), kwargs)
+@dataclass(frozen=True)
+class Received:
+    """A message taken from the broker: its delivery tag (to acknowledge it) and the task it carries."""
+
+    delivery_tag: str
+    message: TaskMessage | None  # None: not a task message this consumer can read
+
+
+def decode(raw: bytes) -> Received:
+    """kombu's envelope around a Celery protocol 2 task message: the task name in the headers, the
+    (args, kwargs, embed) body, base64-encoded JSON."""
+    envelope = json.loads(raw)
+    tag = str(envelope["properties"]["delivery_tag"])
+    try:
+        body = envelope["body"]
+        if envelope["properties"].get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args, kwargs, *_ = json.loads(body)
+        task = envelope["headers"]["task"]
+        if not isinstance(task, str) or not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise TypeError("not a Celery protocol 2 task message")
+    except (KeyError, TypeError, ValueError):
+        logger.exception("a message this lane cannot read: %r", raw[:200])
+        return Received(tag, None)
+    return Received(tag, TaskMessage(task, tuple(args), kwargs))
 
 
 class BatchConsumer:
@@ -89,7 +141,11 @@ class BatchConsumer:
         self.broker_url = broker_url or settings.CELERY_BROKER_URL
         self.stats = ConsumerStats()
         self._stopping = False
-        self._pending: list[Message] = []
+        options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+        self._unacked_key = str(options.get("unacked_key", "unacked"))
+        self._unacked_index_key = str(options.get("unacked_index_key", "unacked_index"))
+        # Lists in the order kombu's own consumer reads them: every queue's first priority step first.
+        self._lists = [_list_for(queue, step) for step in PRIORITY_STEPS for queue in self.queue_names]
 
     def stop(self, *_signal: Any) -> None:
         """Finish (and acknowledge) the batch in hand, then return from `run`."""
@@ -100,72 +156,75 @@ class BatchConsumer:
             signal.signal(signum, self.stop)
 
     def run(self) -> ConsumerStats:
-        """Consume until stopped; rides out broker outages (unacknowledged messages stay in Redis)."""
+        """Consume until stopped; rides out broker outages (what was taken and not acknowledged
+        stays recorded in Redis and comes back after the visibility timeout)."""
         backoff = RECONNECT_BACKOFF_S
         while not self._stopping:
-            connection = self._connection()
             try:
-                self._consume(connection)
+                with self._kombu_channel() as channel:
+                    self._consume(redis.Redis.from_url(self.broker_url), channel)
                 backoff = RECONNECT_BACKOFF_S
-            except connection.connection_errors as exc:
-                self._broker_lost(exc, backoff)
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                logger.warning("broker connection lost (%s); reconnecting in %.1fs", exc, backoff)
+                time.sleep(backoff)
                 backoff = min(backoff * 2, settings.REPORT_RETRY_BACKOFF_MAX_SECONDS)
-            finally:
-                connection.release()
         return self.stats
 
-    def _connection(self) -> Connection:
-        return Connection(
+    def _kombu_channel(self) -> Any:
+        """kombu's view of the same broker: to declare the queues as Celery does (the exchange
+        bindings kombu's restore follows) and to run kombu's restore of expired unacknowledged
+        messages."""
+        connection = Connection(
             self.broker_url,
             transport=settings.CELERY_BROKER_TRANSPORT,
             transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
         )
+        channel = connection.channel()
+        for name in self.queue_names:
+            Queue(name, Exchange(name, type="direct"), routing_key=name)(channel).declare()
+        return _closing(connection, channel)
 
-    def _broker_lost(self, exc: BaseException, backoff: float) -> None:
-        # What was not acknowledged stays in Redis and is redelivered after the visibility timeout.
-        logger.warning("broker connection lost (%s); reconnecting in %.1fs", exc, backoff)
-        self._pending.clear()
-        time.sleep(backoff)
+    def _consume(self, client: redis.Redis, channel: Any) -> None:
+        take = client.register_script(_TAKE_BATCH)
+        restored_at = 0.0
+        while not self._stopping:
+            if time.monotonic() - restored_at >= RESTORE_EVERY_S:
+                channel.qos.restore_visible(num=self.batch_max, interval=1)
+                restored_at = time.monotonic()
+            batch = self._gather(take)
+            if batch:
+                self._apply_and_acknowledge(client, batch)
+            else:
+                time.sleep(IDLE_POLL_S)
 
-    def _consume(self, connection: Connection) -> None:
-        # Declared as Celery declares them, so either may create the queue first.
-        queues = [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in self.queue_names]
-        with connection.Consumer(
-            queues, callbacks=[self._receive], accept=["json"], prefetch_count=self.batch_max
-        ):
-            while not self._stopping:
-                if self._fill(connection):
-                    self._apply_and_acknowledge()
-
-    def _receive(self, _body: Any, message: Message) -> None:
-        self._pending.append(message)
-
-    def _fill(self, connection: Connection) -> bool:
-        """Wait for a first message, then gather more for at most `linger_s`; True if any came."""
-        if not self._pending and not _drain(connection, IDLE_POLL_S):
-            return False
+    def _gather(self, take: Any) -> list[bytes]:
+        """What has arrived, up to `batch_max`; if that is less, wait up to `linger_s` for more."""
+        batch: list[bytes] = self._take(take, self.batch_max)
+        if not batch or len(batch) >= self.batch_max or self.linger_s <= 0:
+            return batch
         deadline = time.monotonic() + self.linger_s
-        while len(self._pending) < self.batch_max:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not _drain(connection, remaining):
-                break
-        return True
+        while len(batch) < self.batch_max and time.monotonic() < deadline:
+            time.sleep(min(IDLE_POLL_S, max(0.0, deadline - time.monotonic())))
+            batch += self._take(take, self.batch_max - len(batch))
+        return batch
 
-    def _apply_and_acknowledge(self) -> None:
-        batch, self._pending = self._pending, []
-        decoded: list[TaskMessage] = []
-        for message in batch:
-            try:
-                decoded.append(decode(message))
-            except Exception:
-                logger.exception("dropping a message this lane cannot decode: %r", message.headers)
-                self.stats.dropped += 1
+    def _take(self, take: Any, most: int) -> list[bytes]:
+        keys = [self._unacked_key, self._unacked_index_key, *self._lists]
+        return list(take(keys=keys, args=[most, time.time()]))
+
+    def _apply_and_acknowledge(self, client: redis.Redis, batch: list[bytes]) -> None:
+        received = [decode(raw) for raw in batch]
+        messages = [r.message for r in received if r.message is not None]
+        self.stats.dropped += len(received) - len(messages)
         started = time.monotonic()
-        self._apply_durably(decoded)
+        self._apply_durably(messages)
         self.stats.apply_seconds += time.monotonic() - started
-        for message in batch:
-            message.ack()
-        self._count(decoded)
+        tags = [r.delivery_tag for r in received]
+        acknowledge = client.pipeline(transaction=False)
+        acknowledge.zrem(self._unacked_index_key, *tags)
+        acknowledge.hdel(self._unacked_key, *tags)
+        acknowledge.execute()
+        self._count(messages)
 
     def _apply_durably(self, batch: list[TaskMessage]) -> None:
         """Apply the batch, retrying while Postgres is unreachable; isolate a message that fails."""
@@ -184,6 +243,8 @@ class BatchConsumer:
                 backoff = min(backoff * 2, settings.REPORT_RETRY_BACKOFF_MAX_SECONDS)
 
     def _apply_isolating_failures(self, batch: list[TaskMessage]) -> None:
+        if not batch:
+            return
         try:
             self.apply(batch)
             return
@@ -207,10 +268,17 @@ class BatchConsumer:
             stats.by_task[message.task] = stats.by_task.get(message.task, 0) + 1
 
 
-def _drain(connection: Connection, timeout: float) -> bool:
-    """Deliver what has arrived to the consumer's callback; False when nothing came in `timeout`."""
+def _list_for(queue: str, step: int) -> str:
+    return f"{queue}{PRIORITY_SEPARATOR}{step}" if step else queue
+
+
+@contextlib.contextmanager
+def _closing(connection: Connection, channel: Any) -> Iterator[Any]:
     try:
-        connection.drain_events(timeout=timeout)
-    except TimeoutError:
-        return False
-    return True
+        yield channel
+    finally:
+        try:
+            channel.close()
+            connection.release()
+        except Exception:  # the broker is gone: nothing left to close
+            logger.debug("closing the kombu connection failed", exc_info=True)

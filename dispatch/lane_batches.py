@@ -10,6 +10,7 @@ one by one, in the order they came, before the batch's heartbeats.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import Callable, Sequence
@@ -103,7 +104,12 @@ def _latest_progress_only(batch: Sequence[TaskMessage]) -> list[TaskMessage]:
 
 def _arguments(func: Callable[..., Any], message: TaskMessage) -> dict[str, Any]:
     """The message's arguments by name; a message whose arguments do not fit is refused (TypeError)."""
-    return inspect.signature(func).bind(*message.args, **message.kwargs).arguments
+    return _signature(func).bind(*message.args, **message.kwargs).arguments
+
+
+@functools.cache
+def _signature(func: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(func)
 
 
 def _job_and_attempt(func: Callable[..., Any], message: TaskMessage) -> tuple[str, int]:

@@ -16,6 +16,7 @@ No Django here: GPU workers import it.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 
 from kombu.transport import redis, virtual
 
@@ -54,12 +55,30 @@ class SafeQoS(redis.QoS):
         return super().restore_unacked(client)
 
 
-class ControlPlaneChannel(redis.Channel):
+class ReusingClientChannel(redis.Channel):
+    """Kombu builds a new Redis client (not a connection: a client object, ~0.4 ms of CPU) for every
+    acknowledgement and every delivery's bookkeeping; one per pool serves them all (clients are
+    thread-safe, the pool holds the connections)."""
+
     QoS = SafeQoS
+    _reused_client = None
+
+    @contextmanager
+    def conn_or_acquire(self, client=None):
+        if client:
+            yield client
+            return
+        reused = self._reused_client
+        if reused is None or reused.connection_pool is not self.pool:
+            reused = self._reused_client = self._create_client()
+        yield reused
 
 
-class GpuWorkerChannel(redis.Channel):
-    QoS = SafeQoS
+class ControlPlaneChannel(ReusingClientChannel):
+    pass
+
+
+class GpuWorkerChannel(ReusingClientChannel):
     do_restore = False
 
 
