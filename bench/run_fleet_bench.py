@@ -55,6 +55,7 @@ SWEEPS_LANE = "sweeps"
 UNRUNNABLE_TYPE = "fleet-bench-unrunnable"
 SEEN_FOR_S = 120  # as the GPU worker: attempts received are listed in heartbeats this long
 BATCH = 1000
+SETTLE_DEADLINE_S = 300
 
 
 class FleetStack(Stack):
@@ -190,9 +191,22 @@ def _wait_registered(stack: FleetStack, count: int) -> None:
                 "SELECT count(*) FROM machines_worker WHERE id LIKE 'sim-%%'"
             ).fetchone()
             if registered >= count:
-                return
+                break
             time.sleep(0.5)
-    raise RuntimeError(f"only {registered} of {count} simulated workers registered")
+        else:
+            raise RuntimeError(f"only {registered} of {count} simulated workers registered")
+
+
+def _wait_settled(stack: FleetStack, one_second_of_traffic: float) -> float:
+    """Registering a fleet is a burst (one transaction per worker) during which heartbeats queue:
+    measure the steady state, once the lanes hold less than a second of traffic. Returns the wait."""
+    lanes = redis.Redis.from_url(stack.redis.url)
+    started = time.monotonic()
+    while time.monotonic() - started < SETTLE_DEADLINE_S:
+        if all(lanes.llen(lane) <= one_second_of_traffic for lane in BATCHED_LANES):
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise RuntimeError(f"the lanes did not drain within {SETTLE_DEADLINE_S} s of the registrations")
 
 
 def _submit_backlog(stack: FleetStack, key: str, count: int) -> None:
@@ -234,7 +248,11 @@ def run_cell(args: argparse.Namespace, workers: int, backlog: int) -> dict[str, 
         fleet = Fleet(stack.redis.url, workers, args.heartbeat_seconds, args.job_seconds)
         fleet.start()
         _wait_registered(stack, workers)
-        return _measure(stack, key, fleet, args, workers, backlog)
+        settled_after = _wait_settled(stack, workers / args.heartbeat_seconds)
+        return {
+            **_measure(stack, key, fleet, args, workers, backlog),
+            "settled_after_s": round(settled_after, 1),
+        }
     except Exception:
         print(f"failed; logs in {stack.data_dir}", file=sys.stderr)
         raise
@@ -299,6 +317,7 @@ def _measure(
         "staleness_p95_s": max((s["staleness_p95_s"] or 0) for s in samples),
         "staleness_max_s": max((s["staleness_max_s"] or 0) for s in samples),
         "wrongly_offline_max": max(s["wrongly_offline"] for s in samples),
+        "timeline": samples,  # one sample a second: lanes, registry staleness, workers wrongly offline
         "submit_to_assigned_ms": _percentiles(assigned),
         "report_to_completed_ms": _percentiles(completed),
         "cpu_ms_per_message": {

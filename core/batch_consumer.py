@@ -41,7 +41,8 @@ from core.tasks import DATABASE_UNREACHABLE
 
 logger = logging.getLogger(__name__)
 
-IDLE_POLL_S = 0.005  # how often an idle consumer looks for messages (a script call; Redis barely notices)
+IDLE_WAIT_S = 1  # seconds an idle consumer of one lane blocks at most before it looks around
+IDLE_POLL_S = 0.005  # how often a consumer of several lanes looks at the lanes it does not block on
 RECONNECT_BACKOFF_S = 0.5  # the first wait after losing the broker, doubled up to the reports' maximum
 RESTORE_EVERY_S = 1.0  # how often to put back messages left unacknowledged past the visibility timeout
 PRIORITY_SEPARATOR = "\x06\x16"  # kombu's Redis transport: a queue's lists by priority step
@@ -195,7 +196,16 @@ class BatchConsumer:
             if batch:
                 self._apply_and_acknowledge(client, batch)
             else:
-                time.sleep(IDLE_POLL_S)
+                self._wait_for_messages(client)
+
+    def _wait_for_messages(self, client: redis.Redis) -> None:
+        """Block until a consumed lane has a message (or IDLE_WAIT_S passed, to run the restore and
+        look at `stop`). BLMOVE of a list onto itself leaves it as it was; Redis wakes it on a push.
+        Consuming several queues, this waits on the first one's list and polls the others."""
+        if len(self.queue_names) == 1:
+            client.blmove(self._lists[0], self._lists[0], IDLE_WAIT_S, "RIGHT", "RIGHT")
+        else:
+            time.sleep(IDLE_POLL_S)
 
     def _gather(self, take: Any) -> list[bytes]:
         """What has arrived, up to `batch_max`; if that is less, wait up to `linger_s` for more."""

@@ -240,10 +240,11 @@ CONTROL_PLANE_LANES = {
     SWEEPS_QUEUE: 1,
 }
 # A batch takes what has arrived, up to this many messages (also the messages a consumer holds
-# unacknowledged), waiting at most this long after its first for more: latency bought for fewer
-# transactions only when messages trickle in; under load a batch fills while the previous one applies.
+# unacknowledged), optionally waiting this long after its first for more. Under load a batch fills by
+# itself while the previous one applies; a linger only trades latency for fewer transactions when
+# messages trickle in. Consumers need Redis 6.2 or later (RPOP with a count, BLMOVE).
 LANE_BATCH_MAX_MESSAGES = env_int("LANE_BATCH_MAX_MESSAGES", 500)
-LANE_BATCH_LINGER_SECONDS = env_float("LANE_BATCH_LINGER_SECONDS", 0.01)
+LANE_BATCH_LINGER_SECONDS = env_float("LANE_BATCH_LINGER_SECONDS", 0.0)
 CELERY_TASK_ROUTES = {
     protocol.REGISTER_WORKER_TASK: {"queue": protocol.FLEET_QUEUE},
     protocol.HEARTBEAT_TASK: {"queue": protocol.FLEET_QUEUE},
