@@ -21,7 +21,14 @@ from events.types import EventType
 from gpu_worker import protocol
 from gpu_worker.protocol import attempt_error
 from jobqueue import attempts
-from jobqueue.models import ACTIVE_STATUSES, Job, JobStatus, dispatch_order_sql, statuses_sql
+from jobqueue.models import (
+    ACTIVE_STATUSES,
+    PENDING_POOL_SQL,
+    Job,
+    JobStatus,
+    dispatch_order_sql,
+    statuses_sql,
+)
 from machines.models import Worker, heard_since
 
 logger = logging.getLogger(__name__)
@@ -34,19 +41,33 @@ _ACTIVE_ON_WORKER = (
     + statuses_sql(ACTIVE_STATUSES)
     + ")"
 )
+_FREE_SLOTS = f"greatest(0, %(slots)s - {_ACTIVE_ON_WORKER.format(worker='%(worker_id)s')})"
+# The best jobs are read per (type, pool) the worker serves, each from its own range of the
+# `job_dispatch_by_type_pool` index, in dispatch order: jobs of other types and pools, however many,
+# are never read. The best `free slots` of each range, merged in dispatch order, are exactly the
+# best of all. Rows another dispatcher holds are skipped, as everywhere.
 _ASSIGN_BEST_JOBS = f"""
     WITH picked AS (
-        SELECT j.id FROM jobqueue_job j, machines_worker w
-        WHERE w.id = %(worker_id)s AND j.status = 'pending' AND {JOB_MATCHES_WORKER}
-        ORDER BY {dispatch_order_sql("j")}
-        LIMIT greatest(0, %(slots)s - {_ACTIVE_ON_WORKER.format(worker="%(worker_id)s")})
-        FOR UPDATE OF j SKIP LOCKED
+        SELECT best.id FROM machines_worker w,
+            LATERAL (SELECT DISTINCT jsonb_array_elements_text(w.job_types) AS type) t,
+            LATERAL (SELECT DISTINCT unnest(ARRAY['', w.pool]) AS pool) p,
+            LATERAL (
+                SELECT j.id, j.effective_priority, j.order_time, j.submit_seq FROM jobqueue_job j
+                WHERE j.status = 'pending' AND j.type = t.type AND {PENDING_POOL_SQL.format(alias="j")} = p.pool
+                  AND {JOB_MATCHES_WORKER}
+                ORDER BY {dispatch_order_sql("j")}
+                LIMIT {_FREE_SLOTS}
+                FOR UPDATE OF j SKIP LOCKED
+            ) best
+        WHERE w.id = %(worker_id)s
+        ORDER BY {dispatch_order_sql("best")}
+        LIMIT {_FREE_SLOTS}
     ), assigned AS (
         UPDATE jobqueue_job j
         SET status = 'assigned', attempt = j.attempt + 1, worker_id = %(worker_id)s,
             machine_id = %(machine_id)s, assigned_at = clock_timestamp(),
             updated_at = clock_timestamp(), started_at = NULL, progress = 0, stage = ''
-        FROM picked WHERE j.id = picked.id
+        WHERE j.id = ANY(ARRAY(SELECT id FROM picked))  -- by primary key: a join would scan the table
         RETURNING j.*
     ), executions AS (
         INSERT INTO jobqueue_jobexecution (job_id, attempt, worker_id, machine_id, outcome, assigned_at)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
-from django.db.models import Q
-from django.db.models.functions import Now
+from django.db.models import Q, Value
+from django.db.models.functions import Coalesce, Now
 
 from accounts.models import ApiKey
 
@@ -42,6 +42,11 @@ def statuses_sql(statuses: frozenset[JobStatus]) -> str:
 #: order. The pending-job index, the dispatcher's SQL and every list "in line" use this one definition.
 _DISPATCH_COLUMNS = (("effective_priority", "DESC"), ("order_time", "ASC"), ("submit_seq", "ASC"))
 DISPATCH_ORDER = tuple(models.F(c).desc() if d == "DESC" else c for c, d in _DISPATCH_COLUMNS)
+
+
+#: The pool a pending job is filed under: its required pool, '' for any pool.
+PENDING_POOL = Coalesce("required_pool", Value(""))
+PENDING_POOL_SQL = "coalesce({alias}.required_pool, '')"
 
 
 def dispatch_order_sql(alias: str) -> str:
@@ -141,6 +146,16 @@ class Job(models.Model):
             models.Index(
                 *DISPATCH_ORDER,
                 name="job_dispatch_order",
+                condition=Q(status="pending"),
+            ),
+            # The pending set by what decides whether a worker can run a job at all (its type and
+            # pool), in dispatch order within each: a worker reads only the jobs of its types and
+            # pools, however many others wait (dispatch/assignment.py).
+            models.Index(
+                "type",
+                PENDING_POOL,
+                *DISPATCH_ORDER,
+                name="job_dispatch_by_type_pool",
                 condition=Q(status="pending"),
             ),
             models.Index(
