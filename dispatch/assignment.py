@@ -42,19 +42,23 @@ _ACTIVE_ON_WORKER = (
     + ")"
 )
 _FREE_SLOTS = f"greatest(0, %(slots)s - {_ACTIVE_ON_WORKER.format(worker='%(worker_id)s')})"
-# The best jobs are read per (type, pool) the worker serves, each from its own range of the
-# `job_dispatch_by_type_pool` index, in dispatch order: jobs of other types and pools, however many,
-# are never read. The best `free slots` of each range, merged in dispatch order, are exactly the
-# best of all. Rows another dispatcher holds are skipped, as everywhere.
+# The ranges of the `job_dispatch_by_type_pool` index a worker `w` serves: each type it runs, for
+# its own pool and for any pool. Jobs outside them, however many, are never read.
+_SERVED_RANGES = """
+    LATERAL (SELECT DISTINCT jsonb_array_elements_text(w.job_types) AS type) t,
+    LATERAL (SELECT DISTINCT unnest(ARRAY['', w.pool]) AS pool) p
+"""
+_PENDING_IN_RANGE = (
+    f"j.status = 'pending' AND j.type = t.type AND {PENDING_POOL_SQL.format(alias='j')} = p.pool"
+)
+# The best `free slots` jobs of each range, merged in dispatch order, are exactly the best of all.
+# Rows another dispatcher holds are skipped, as everywhere.
 _ASSIGN_BEST_JOBS = f"""
     WITH picked AS (
-        SELECT best.id FROM machines_worker w,
-            LATERAL (SELECT DISTINCT jsonb_array_elements_text(w.job_types) AS type) t,
-            LATERAL (SELECT DISTINCT unnest(ARRAY['', w.pool]) AS pool) p,
+        SELECT best.id FROM machines_worker w, {_SERVED_RANGES},
             LATERAL (
                 SELECT j.id, j.effective_priority, j.order_time, j.submit_seq FROM jobqueue_job j
-                WHERE j.status = 'pending' AND j.type = t.type AND {PENDING_POOL_SQL.format(alias="j")} = p.pool
-                  AND {JOB_MATCHES_WORKER}
+                WHERE {_PENDING_IN_RANGE} AND {JOB_MATCHES_WORKER}
                 ORDER BY {dispatch_order_sql("j")}
                 LIMIT {_FREE_SLOTS}
                 FOR UPDATE OF j SKIP LOCKED
@@ -96,8 +100,10 @@ _FREE_WORKERS_FOR_JOBS = f"""
     ORDER BY w.last_assigned_at NULLS FIRST
 """
 
-_FREE_WORKERS = f"""
+# ... that could run at least one pending job (a fleet idle for want of work costs the sweep nothing).
+_FREE_WORKERS_WITH_WORK = f"""
     {_LIVE_WORKERS_WITH_A_FREE_SLOT}
+      AND EXISTS (SELECT 1 FROM {_SERVED_RANGES}, jobqueue_job j WHERE {_PENDING_IN_RANGE} AND {JOB_MATCHES_WORKER})
     ORDER BY w.last_assigned_at NULLS FIRST
 """
 
@@ -153,9 +159,9 @@ def dispatch_jobs(job_ids: Iterable[Any]) -> list[Assignment]:
 
 
 def dispatch_all() -> list[Assignment]:
-    """Offer every live worker with a free slot its best jobs (beat's safety net)."""
+    """Offer every live worker with a free slot and work it could run its best jobs (beat's safety net)."""
     with connection.cursor() as cursor:
-        cursor.execute(_FREE_WORKERS, _liveness_params())
+        cursor.execute(_FREE_WORKERS_WITH_WORK, _liveness_params())
         worker_ids = [row[0] for row in cursor.fetchall()]
     assignments: list[Assignment] = []
     for worker_id in worker_ids:

@@ -10,6 +10,7 @@ from typing import Any
 
 import redis
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from core.redis import redis_client
@@ -17,7 +18,7 @@ from dispatch import cancel_flags
 from dispatch.assignment import dispatch_all, dispatch_jobs, unassign_unpublished
 from dispatch.cancel_flags import stop_attempt_quietly
 from jobqueue.models import ACTIVE_STATUSES, Job, JobStatus
-from machines.models import Worker
+from machines.models import LIVE_WORKER_SQL, heard_since
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,17 @@ def recover_lost_messages() -> None:
         logger.warning("broker unreachable; undelivered assignments are checked later")
 
 
+# Assignments to live workers that reported, well after the assignment, the attempts they hold,
+# without this one: one statement for the whole fleet (the attempts are [job id, attempt] pairs).
+_UNDELIVERED = f"""
+    SELECT j.id, j.attempt, w.id FROM jobqueue_job j JOIN machines_worker w ON w.id = j.worker_id
+    WHERE j.status = 'assigned' AND {LIVE_WORKER_SQL} AND w.seen_reported_at IS NOT NULL
+      AND j.assigned_at < w.seen_reported_at - make_interval(secs => %(grace)s)
+      AND NOT w.seen_attempts @> jsonb_build_array(jsonb_build_array(j.id::text, j.attempt))
+    LIMIT %(most)s
+"""
+
+
 def requeue_undelivered_assignments() -> int:
     """An assignment its (live) worker says it never received, well after it was made, was lost on
     the way (a broker that restarted empty, a dropped message): the job goes back to pending without
@@ -64,18 +76,16 @@ def requeue_undelivered_assignments() -> int:
 
     Workers list in each heartbeat the attempts they are running or finished recently, so a job
     whose report is merely still queued is never mistaken for one whose message was lost."""
-    grace = timedelta(seconds=settings.ASSIGNMENT_DELIVERY_GRACE_SECONDS)
-    undelivered: list[tuple[Any, int, str]] = []
-    workers = Worker.objects.live().exclude(seen_reported_at=None)
-    for worker in workers.only("id", "seen_attempts", "seen_reported_at"):
-        seen = {(str(job_id), int(attempt)) for job_id, attempt in worker.seen_attempts}
-        overdue = Job.objects.filter(
-            status=JobStatus.ASSIGNED, worker_id=worker.id, assigned_at__lt=worker.seen_reported_at - grace
-        )
-        undelivered += [
-            (job_id, attempt, f"worker {worker.id} never received this attempt")
-            for job_id, attempt in overdue.values_list("pk", "attempt")[:RECOVERY_BATCH]
-            if (str(job_id), attempt) not in seen
+    params: dict[str, Any] = {
+        "grace": settings.ASSIGNMENT_DELIVERY_GRACE_SECONDS,
+        "most": RECOVERY_BATCH,
+        "heard_since": heard_since(),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_UNDELIVERED, params)
+        undelivered = [
+            (job_id, attempt, f"worker {worker_id} never received this attempt")
+            for job_id, attempt, worker_id in cursor.fetchall()
         ]
     return _requeue_lost_assignments(undelivered, "not delivered")
 
