@@ -101,9 +101,13 @@ _FREE_WORKERS_FOR_JOBS = f"""
 """
 
 # ... that could run at least one pending job (a fleet idle for want of work costs the sweep nothing).
+# Each range is probed in a LATERAL of its own: as a plain join the planner reads whole ranges.
 _FREE_WORKERS_WITH_WORK = f"""
     {_LIVE_WORKERS_WITH_A_FREE_SLOT}
-      AND EXISTS (SELECT 1 FROM {_SERVED_RANGES}, jobqueue_job j WHERE {_PENDING_IN_RANGE} AND {JOB_MATCHES_WORKER})
+      AND EXISTS (
+        SELECT 1 FROM {_SERVED_RANGES},
+            LATERAL (SELECT 1 FROM jobqueue_job j WHERE {_PENDING_IN_RANGE} AND {JOB_MATCHES_WORKER} LIMIT 1) one
+      )
     ORDER BY w.last_assigned_at NULLS FIRST
 """
 

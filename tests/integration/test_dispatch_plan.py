@@ -1,5 +1,6 @@
-"""The dispatcher's query plan: assigning a worker reads only jobs of its types and pools, however many
-others wait (checked with EXPLAIN ANALYZE on the real statement, then rolled back)."""
+"""The dispatcher's query plans: assigning a worker, and the sweep looking for workers to offer work, read
+only jobs of the workers' types and pools, however many others wait (EXPLAIN ANALYZE on the real
+statements; the assignment's is rolled back)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from typing import Any
 import pytest
 from django.db import connection, transaction
 
-from dispatch.assignment import _ASSIGN_BEST_JOBS, _match_params
+from dispatch.assignment import (
+    _ASSIGN_BEST_JOBS,
+    _FREE_WORKERS_WITH_WORK,
+    _liveness_params,
+    _match_params,
+    dispatch_all,
+)
 from jobqueue.models import Job, JobStatus
 from jobqueue.submission import JobRequest, submit_jobs
 from machines.models import Worker
@@ -19,6 +26,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 UNRUNNABLE = 3_000  # of a type no worker runs, and of the worker's type for a pool it is not in
 MOST_ROWS_READ = 20  # index entries and rows any one scan of the job table may touch
+SWEPT_WORKERS = 20
 
 
 class RolledBack(Exception):
@@ -42,22 +50,47 @@ def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _nodes(child)
 
 
-def test_a_backlog_no_worker_can_run_is_never_read_when_a_worker_is_assigned():
+@pytest.fixture
+def unrunnable_backlog() -> None:
+    """Pending jobs no worker here can run, older than any other: first in dispatch order."""
     other_type = JobRequest.from_job(make_job(type="nobody-runs-this"))
     other_pool = JobRequest.from_job(make_job(pool="heavy"))
     submit_jobs([other_type] * (UNRUNNABLE // 2) + [other_pool] * (UNRUNNABLE // 2), api_key=None)
-    runnable = make_job(priority=10)  # lowest priority, newest: last in line of every pending job
+
+
+def _analyze() -> None:
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE jobqueue_job")
-    worker = make_worker()
 
-    plan = _explain_assignment(worker)
 
+def _assert_reads_only_what_workers_can_run(plan: dict[str, Any]) -> None:
     scans = [n for n in _nodes(plan) if n.get("Relation Name") == "jobqueue_job" and "Scan" in n["Node Type"]]
     assert "Seq Scan" not in {n["Node Type"] for n in scans}
     assert "job_dispatch_by_type_pool" in {n.get("Index Name") for n in scans}
     for scan in scans:
         touched = scan["Actual Rows"] * scan["Actual Loops"] + scan.get("Rows Removed by Filter", 0)
         assert touched <= MOST_ROWS_READ, (scan["Node Type"], scan.get("Index Name"), touched)
+
+
+def test_a_backlog_no_worker_can_run_is_never_read_when_a_worker_is_assigned(unrunnable_backlog):
+    runnable = make_job(priority=10)  # lowest priority, newest: last in line of every pending job
+    _analyze()
+    worker = make_worker()
+
+    _assert_reads_only_what_workers_can_run(_explain_assignment(worker))
+
     assert Job.objects.filter(status=JobStatus.PENDING).count() == UNRUNNABLE + 3  # rolled back
     assert Job.objects.get(pk=runnable.pk).status == JobStatus.PENDING
+
+
+def test_the_dispatch_sweep_reads_no_backlog_no_worker_can_run(unrunnable_backlog):
+    workers = [make_worker() for _ in range(SWEPT_WORKERS)]
+    _analyze()
+
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + _FREE_WORKERS_WITH_WORK, _liveness_params())
+        plan = cursor.fetchone()[0][0]["Plan"]
+
+    _assert_reads_only_what_workers_can_run(plan)
+    assert dispatch_all() == []  # and nobody is offered anything
+    assert not Worker.objects.filter(pk__in=[w.pk for w in workers], last_assigned_at__isnull=False).exists()
