@@ -138,7 +138,9 @@ class BatchConsumer:
         self.queue_names = list(queues)
         self.apply = apply
         self.batch_max = batch_max or settings.LANE_BATCH_MAX_MESSAGES
-        self.linger_s = settings.LANE_BATCH_LINGER_SECONDS if linger_s is None else linger_s
+        # Serving several lanes, the most impatient one's linger.
+        lingers = [settings.LANE_BATCH_LINGER_SECONDS.get(queue, 0.0) for queue in self.queue_names]
+        self.linger_s = min(lingers) if linger_s is None else linger_s
         self.broker_url = broker_url or settings.CELERY_BROKER_URL
         self.stats = ConsumerStats()
         self._stopping = False

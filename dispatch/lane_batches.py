@@ -43,6 +43,10 @@ _WORKER_CHANGES: dict[str, Callable[..., Any]] = {
     protocol.REGISTER_WORKER_TASK: worker_reports.register_worker,
     protocol.DEREGISTER_WORKER_TASK: registry.deregister_worker,
 }
+_REPORT_SIGNATURES: dict[str, Callable[..., Any]] = {
+    **{task: end for task, (end, _) in _FINAL_REPORTS.items()},
+    **_PROGRESS_REPORTS,
+}
 LANE_TASKS = frozenset({*_FINAL_REPORTS, *_PROGRESS_REPORTS, *_WORKER_CHANGES, protocol.HEARTBEAT_TASK})
 
 
@@ -75,7 +79,7 @@ def apply_reports(batch: Sequence[TaskMessage]) -> None:
     confirmations: list[tuple[str, int]] = []
     with transaction.atomic():
         freed: list[str | None] = []
-        for message in _latest_progress_only(batch):
+        for message in _in_job_order(_latest_progress_only(batch)):
             if message.task in _PROGRESS_REPORTS:
                 _PROGRESS_REPORTS[message.task](*message.args, **message.kwargs)
                 continue
@@ -100,6 +104,12 @@ def _latest_progress_only(batch: Sequence[TaskMessage]) -> list[TaskMessage]:
     return [
         m for index, (m, key) in enumerate(zip(batch, keys, strict=True)) if key is None or last[key] == index
     ]
+
+
+def _in_job_order(batch: list[TaskMessage]) -> list[TaskMessage]:
+    """Job rows are locked in id order, as by every batch (no deadlock between two consumers); a
+    job's own reports keep their order (the sort is stable)."""
+    return sorted(batch, key=lambda m: _job_and_attempt(_REPORT_SIGNATURES[m.task], m)[0])
 
 
 def _arguments(func: Callable[..., Any], message: TaskMessage) -> dict[str, Any]:

@@ -240,11 +240,16 @@ CONTROL_PLANE_LANES = {
     SWEEPS_QUEUE: 1,
 }
 # A batch takes what has arrived, up to this many messages (also the messages a consumer holds
-# unacknowledged), optionally waiting this long after its first for more. Under load a batch fills by
-# itself while the previous one applies; a linger only trades latency for fewer transactions when
-# messages trickle in. Consumers need Redis 6.2 or later (RPOP with a count, BLMOVE).
+# unacknowledged), waiting up to the lane's linger after its first for more. Under load a batch fills
+# by itself while the previous one applies; a linger trades latency for fewer, larger batches when
+# messages trickle in: none for reports (a job's completion waits on it), a tenth of a second for
+# heartbeats (nothing waits on those; a thousand workers' 200/s then come in batches of ~20).
+# Consumers need Redis 6.2 or later (RPOP with a count, BLMOVE).
 LANE_BATCH_MAX_MESSAGES = env_int("LANE_BATCH_MAX_MESSAGES", 500)
-LANE_BATCH_LINGER_SECONDS = env_float("LANE_BATCH_LINGER_SECONDS", 0.0)
+LANE_BATCH_LINGER_SECONDS = {
+    protocol.CONTROL_QUEUE: env_float("CONTROL_LANE_LINGER_SECONDS", 0.0),
+    protocol.FLEET_QUEUE: env_float("FLEET_LANE_LINGER_SECONDS", 0.1),
+}
 CELERY_TASK_ROUTES = {
     protocol.REGISTER_WORKER_TASK: {"queue": protocol.FLEET_QUEUE},
     protocol.HEARTBEAT_TASK: {"queue": protocol.FLEET_QUEUE},

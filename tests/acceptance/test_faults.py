@@ -228,7 +228,7 @@ def test_the_report_consumer_killed_mid_batch_loses_no_report_and_applies_none_t
     # The killed consumer's unacknowledged messages come back after the visibility timeout: short here.
     # Its long linger keeps a batch in hand nearly all the time, so the kill lands in one.
     visibility = {"CONTROL_VISIBILITY_TIMEOUT_SECONDS": "3"}
-    victim = private_lane_consumers(**visibility, LANE_BATCH_LINGER_SECONDS="0.3")
+    victim = private_lane_consumers(**visibility, CONTROL_LANE_LINGER_SECONDS="0.3")
     for _ in range(3):
         gpu_worker(broker_url=private_broker.url, slots=2)
     job_ids = _submit_all(api, [{"payload": {"duration": 0.05, "steps": 2}}] * 240)
