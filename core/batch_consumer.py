@@ -59,12 +59,17 @@ for i = 3, #KEYS do
   local popped = redis.call('RPOP', KEYS[i], most - #taken)
   if popped then
     for _, raw in ipairs(popped) do
-      local properties = cjson.decode(raw)['properties']
-      local info = properties['delivery_info']
-      local tag = properties['delivery_tag']
-      redis.call('ZADD', KEYS[2], ARGV[2], tag)
-      redis.call('HSET', KEYS[1], tag,
-        '[' .. raw .. ',' .. cjson.encode(info['exchange']) .. ',' .. cjson.encode(info['routing_key']) .. ']')
+      -- Nothing below may raise once messages are popped (a script's writes are not undone):
+      -- a message that is not kombu's envelope is handed over unrecorded, to be logged and dropped.
+      local ok, message = pcall(cjson.decode, raw)
+      local properties = ok and type(message) == 'table' and message['properties']
+      local info = type(properties) == 'table' and properties['delivery_info']
+      local tag = type(properties) == 'table' and properties['delivery_tag']
+      if type(info) == 'table' and type(tag) == 'string' then
+        redis.call('ZADD', KEYS[2], ARGV[2], tag)
+        redis.call('HSET', KEYS[1], tag, '[' .. raw .. ',' .. cjson.encode(info['exchange'] or '') .. ','
+          .. cjson.encode(info['routing_key'] or '') .. ']')
+      end
       taken[#taken + 1] = raw
     end
   end
@@ -100,16 +105,17 @@ class ConsumerStats:
 class Received:
     """A message taken from the broker: its delivery tag (to acknowledge it) and the task it carries."""
 
-    delivery_tag: str
+    delivery_tag: str | None  # None: not kombu's envelope (never recorded, nothing to acknowledge)
     message: TaskMessage | None  # None: not a task message this consumer can read
 
 
 def decode(raw: bytes) -> Received:
     """kombu's envelope around a Celery protocol 2 task message: the task name in the headers, the
     (args, kwargs, embed) body, base64-encoded JSON."""
-    envelope = json.loads(raw)
-    tag = str(envelope["properties"]["delivery_tag"])
+    tag = None
     try:
+        envelope = json.loads(raw)
+        tag = str(envelope["properties"]["delivery_tag"])
         body = envelope["body"]
         if envelope["properties"].get("body_encoding") == "base64":
             body = base64.b64decode(body)
@@ -118,7 +124,7 @@ def decode(raw: bytes) -> Received:
         if not isinstance(task, str) or not isinstance(args, list) or not isinstance(kwargs, dict):
             raise TypeError("not a Celery protocol 2 task message")
     except (KeyError, TypeError, ValueError):
-        logger.exception("a message this lane cannot read: %r", raw[:200])
+        logger.exception("dropping a message this lane cannot read: %r", raw[:200])
         return Received(tag, None)
     return Received(tag, TaskMessage(task, tuple(args), kwargs))
 
@@ -210,13 +216,10 @@ class BatchConsumer:
             time.sleep(IDLE_POLL_S)
 
     def _gather(self, take: Any) -> list[bytes]:
-        """What has arrived, up to `batch_max`; if that is less, wait up to `linger_s` for more."""
+        """What has arrived, up to `batch_max`; if that is less, once more after `linger_s`."""
         batch: list[bytes] = self._take(take, self.batch_max)
-        if not batch or len(batch) >= self.batch_max or self.linger_s <= 0:
-            return batch
-        deadline = time.monotonic() + self.linger_s
-        while len(batch) < self.batch_max and time.monotonic() < deadline:
-            time.sleep(min(IDLE_POLL_S, max(0.0, deadline - time.monotonic())))
+        if batch and len(batch) < self.batch_max and self.linger_s > 0:
+            time.sleep(self.linger_s)
             batch += self._take(take, self.batch_max - len(batch))
         return batch
 
@@ -231,11 +234,12 @@ class BatchConsumer:
         started = time.monotonic()
         self._apply_durably(messages)
         self.stats.apply_seconds += time.monotonic() - started
-        tags = [r.delivery_tag for r in received]
-        acknowledge = client.pipeline(transaction=False)
-        acknowledge.zrem(self._unacked_index_key, *tags)
-        acknowledge.hdel(self._unacked_key, *tags)
-        acknowledge.execute()
+        tags = [r.delivery_tag for r in received if r.delivery_tag is not None]
+        if tags:
+            acknowledge = client.pipeline(transaction=False)
+            acknowledge.zrem(self._unacked_index_key, *tags)
+            acknowledge.hdel(self._unacked_key, *tags)
+            acknowledge.execute()
         self._count(messages)
 
     def _apply_durably(self, batch: list[TaskMessage]) -> None:

@@ -8,6 +8,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
@@ -114,7 +115,7 @@ def _consume_until(consumer: BatchConsumer, messages: int) -> None:
         thread.join(10)
 
 
-def test_a_message_that_cannot_be_applied_is_dropped_and_the_rest_of_its_batch_applied():
+def test_messages_that_cannot_be_read_or_applied_are_dropped_and_the_rest_of_their_batch_applied():
     jobs = [make_job() for _ in range(2)]
     worker = make_worker(slots=2)
     fill_worker(worker.id)
@@ -123,15 +124,18 @@ def test_a_message_that_cannot_be_applied_is_dropped_and_the_rest_of_its_batch_a
     _publish(queue, protocol.REPORT_SUCCEEDED_TASK, str(first.pk), first.attempt, {"ok": 1}, 5)
     _publish(queue, protocol.REPORT_SUCCEEDED_TASK, "not-a-job-id", "not-an-attempt")  # raises
     _publish(queue, protocol.REPORT_SUCCEEDED_TASK, str(second.pk), second.attempt, {"ok": 2}, 5)
+    redis_client().lpush(queue, b"\xff not even JSON", b'{"properties": "not an envelope"}')
     consumer = BatchConsumer([queue], apply_batch, linger_s=0.5)
 
-    _consume_until(consumer, 3)
+    _consume_until(consumer, 5)
 
     assert set(Job.objects.filter(pk__in=[first.pk, second.pk]).values_list("status", flat=True)) == {
         JobStatus.COMPLETED
     }
-    assert consumer.stats.dropped == 1
-    assert redis_client().llen(queue) == 0  # acknowledged: nothing will come back
+    assert consumer.stats.dropped == 3
+    assert redis_client().llen(queue) == 0
+    unacked = settings.CELERY_BROKER_TRANSPORT_OPTIONS["unacked_key"]
+    assert not any(queue.encode() in entry for entry in redis_client().hvals(unacked))  # nothing comes back
 
 
 def test_a_batch_that_meets_an_unreachable_database_is_retried_until_it_applies(monkeypatch):
