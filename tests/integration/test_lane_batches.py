@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
+from core.batch_consumer import _TAKE_BATCH as TAKE_BATCH_SCRIPT
 from core.batch_consumer import BatchConsumer, TaskMessage
 from core.redis import redis_client
 from dispatch.assignment import fill_worker
@@ -161,3 +162,24 @@ def test_a_batch_that_meets_an_unreachable_database_is_retried_until_it_applies(
 
     assert Job.objects.get(pk=job.pk).status == JobStatus.COMPLETED
     assert consumer.stats.retried == 2 and consumer.stats.dropped == 0
+
+
+def test_messages_a_dead_consumer_took_come_back_after_the_visibility_timeout(settings):
+    job = make_job()
+    worker = make_worker()
+    fill_worker(worker.id)
+    job.refresh_from_db()
+    queue = f"lane-test-{uuid.uuid4().hex[:6]}"
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {
+        **settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+        "visibility_timeout": 1,
+    }
+    _publish(queue, protocol.REPORT_SUCCEEDED_TASK, str(job.pk), job.attempt, {"ok": 1}, 5)
+    dead = BatchConsumer([queue], apply_batch)
+    taken = dead._take(redis_client().register_script(TAKE_BATCH_SCRIPT), 10)  # ... and then it died
+    assert len(taken) == 1 and redis_client().llen(queue) == 0
+    successor = BatchConsumer([queue], apply_batch)
+
+    _consume_until(successor, 1)
+
+    assert Job.objects.get(pk=job.pk).status == JobStatus.COMPLETED
