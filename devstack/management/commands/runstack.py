@@ -1,7 +1,8 @@
 """`manage.py runstack`: the whole system on one machine, stopped cleanly with Ctrl-C.
 
 Starts embedded Postgres and Redis unless DATABASE_URL / REDIS_URL are set, migrates, then runs the
-API (ASGI), the control-plane workers (one per lane: reports, fleet, sweeps), one GPU worker, Celery
+API (ASGI), the control plane's lane consumers (reports and fleet in batches, `consume_lanes`; a
+Celery worker for beat's sweeps), one GPU worker, Celery
 beat, the event relay (with the webhook pump), the webhook delivery worker and Flower as child
 processes.
 """
