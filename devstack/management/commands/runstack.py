@@ -2,9 +2,8 @@
 
 Starts embedded Postgres and Redis unless DATABASE_URL / REDIS_URL are set, migrates, then runs the
 API (ASGI), the control plane's lane consumers (reports and fleet in batches, `consume_lanes`; a
-Celery worker for beat's sweeps), one GPU worker, Celery
-beat, the event relay (with the webhook pump), the webhook delivery worker and Flower as child
-processes.
+Celery worker for beat's sweeps), one GPU worker, Celery beat, the event relay (with the webhook
+pump), the webhook delivery worker and Flower as child processes.
 """
 
 from __future__ import annotations
