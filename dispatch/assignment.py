@@ -86,9 +86,15 @@ _ASSIGN_BEST_JOBS = f"""
 """
 
 # ... with a free slot.
+# (The active jobs of every worker counted in one pass over `job_active_by_worker`: a count per
+# worker row cost ~2 ms per dispatch at 1,000 live workers.)
 _LIVE_WORKERS_WITH_A_FREE_SLOT = f"""
     SELECT w.id FROM machines_worker w
-    WHERE {TAKES_WORK} AND {_ACTIVE_ON_WORKER.format(worker="w.id")} < w.slots
+    LEFT JOIN (
+        SELECT a.worker_id, count(*) AS active FROM jobqueue_job a
+        WHERE a.status IN {statuses_sql(ACTIVE_STATUSES)} AND a.worker_id IS NOT NULL GROUP BY a.worker_id
+    ) busy ON busy.worker_id = w.id
+    WHERE {TAKES_WORK} AND coalesce(busy.active, 0) < w.slots
 """
 
 # ... that could run at least one of the given pending jobs.
