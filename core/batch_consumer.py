@@ -29,7 +29,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -97,8 +97,6 @@ class ConsumerStats:
     dropped: int = 0
     retried: int = 0
     largest_batch: int = 0
-    apply_seconds: float = 0.0
-    by_task: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -231,9 +229,7 @@ class BatchConsumer:
         received = [decode(raw) for raw in batch]
         messages = [r.message for r in received if r.message is not None]
         self.stats.dropped += len(received) - len(messages)
-        started = time.monotonic()
         self._apply_durably(messages)
-        self.stats.apply_seconds += time.monotonic() - started
         tags = [r.delivery_tag for r in received if r.delivery_tag is not None]
         if tags:
             acknowledge = client.pipeline(transaction=False)
@@ -280,8 +276,6 @@ class BatchConsumer:
         stats.batches += 1
         stats.messages += len(batch)
         stats.largest_batch = max(stats.largest_batch, len(batch))
-        for message in batch:
-            stats.by_task[message.task] = stats.by_task.get(message.task, 0) + 1
 
 
 def _list_for(queue: str, step: int) -> str:
