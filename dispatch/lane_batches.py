@@ -79,12 +79,11 @@ def apply_reports(batch: Sequence[TaskMessage]) -> None:
     confirmations: list[tuple[str, int]] = []
     with transaction.atomic():
         freed: list[str | None] = []
-        for message in _in_job_order(_latest_progress_only(batch)):
+        for (job_id, attempt), message in _in_job_order(_latest_progress_only(_by_attempt(batch))):
             if message.task in _PROGRESS_REPORTS:
                 _PROGRESS_REPORTS[message.task](*message.args, **message.kwargs)
                 continue
             end, refills = _FINAL_REPORTS[message.task]
-            job_id, attempt = _job_and_attempt(end, message)
             job = end(*message.args, **message.kwargs)
             confirmations.append((job_id, attempt))  # applied, or found stale: either way, it arrived
             if job is not None and refills:
@@ -94,22 +93,29 @@ def apply_reports(batch: Sequence[TaskMessage]) -> None:
         _confirm(confirmations)
 
 
-def _latest_progress_only(batch: Sequence[TaskMessage]) -> list[TaskMessage]:
+Keyed = list[tuple[tuple[str, int], TaskMessage]]
+
+
+def _by_attempt(batch: Sequence[TaskMessage]) -> Keyed:
+    """Each report with the (job id, attempt) it is about; a report whose arguments do not fit its
+    task is refused here (TypeError)."""
+    return [(_job_and_attempt(_REPORT_SIGNATURES[m.task], m), m) for m in batch]
+
+
+def _latest_progress_only(batch: Keyed) -> Keyed:
     """A job's progress reports in one batch: only its last says anything still true."""
-    keys = [
-        _job_and_attempt(reports.job_progress, m) if m.task == protocol.REPORT_PROGRESS_TASK else None
-        for m in batch
-    ]
-    last = {key: index for index, key in enumerate(keys) if key is not None}
+    last = {key: index for index, (key, m) in enumerate(batch) if m.task == protocol.REPORT_PROGRESS_TASK}
     return [
-        m for index, (m, key) in enumerate(zip(batch, keys, strict=True)) if key is None or last[key] == index
+        (key, m)
+        for index, (key, m) in enumerate(batch)
+        if m.task != protocol.REPORT_PROGRESS_TASK or last[key] == index
     ]
 
 
-def _in_job_order(batch: list[TaskMessage]) -> list[TaskMessage]:
+def _in_job_order(batch: Keyed) -> Keyed:
     """Job rows are locked in id order, as by every batch (no deadlock between two consumers); a
     job's own reports keep their order (the sort is stable)."""
-    return sorted(batch, key=lambda m: _job_and_attempt(_REPORT_SIGNATURES[m.task], m)[0])
+    return sorted(batch, key=lambda keyed: keyed[0][0])
 
 
 def _arguments(func: Callable[..., Any], message: TaskMessage) -> dict[str, Any]:
