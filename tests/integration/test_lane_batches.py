@@ -139,13 +139,21 @@ def test_messages_that_cannot_be_read_or_applied_are_dropped_and_the_rest_of_the
     assert not any(queue.encode() in entry for entry in redis_client().hvals(unacked))  # nothing comes back
 
 
-def test_a_batch_that_meets_an_unreachable_database_is_retried_until_it_applies(monkeypatch):
+@pytest.fixture
+def succeeded_report_queued() -> tuple[Job, str]:
+    """A job assigned to a worker, and a lane queue of this test's own holding its success report."""
     job = make_job()
-    worker = make_worker()
-    fill_worker(worker.id)
+    fill_worker(make_worker().id)
     job.refresh_from_db()
     queue = f"lane-test-{uuid.uuid4().hex[:6]}"
     _publish(queue, protocol.REPORT_SUCCEEDED_TASK, str(job.pk), job.attempt, {"ok": 1}, 5)
+    return job, queue
+
+
+def test_a_batch_that_meets_an_unreachable_database_is_retried_until_it_applies(
+    monkeypatch, succeeded_report_queued
+):
+    job, queue = succeeded_report_queued
     outages = iter([True, True])
 
     def flaky_apply(batch):
@@ -164,17 +172,14 @@ def test_a_batch_that_meets_an_unreachable_database_is_retried_until_it_applies(
     assert consumer.stats.retried == 2 and consumer.stats.dropped == 0
 
 
-def test_messages_a_dead_consumer_took_come_back_after_the_visibility_timeout(settings):
-    job = make_job()
-    worker = make_worker()
-    fill_worker(worker.id)
-    job.refresh_from_db()
-    queue = f"lane-test-{uuid.uuid4().hex[:6]}"
+def test_messages_a_dead_consumer_took_come_back_after_the_visibility_timeout(
+    settings, succeeded_report_queued
+):
+    job, queue = succeeded_report_queued
     settings.CELERY_BROKER_TRANSPORT_OPTIONS = {
         **settings.CELERY_BROKER_TRANSPORT_OPTIONS,
         "visibility_timeout": 1,
     }
-    _publish(queue, protocol.REPORT_SUCCEEDED_TASK, str(job.pk), job.attempt, {"ok": 1}, 5)
     dead = BatchConsumer([queue], apply_batch)
     taken = dead._take(redis_client().register_script(TAKE_BATCH_SCRIPT), 10)  # ... and then it died
     assert len(taken) == 1 and redis_client().llen(queue) == 0
