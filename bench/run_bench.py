@@ -1,6 +1,6 @@
 """Benchmark: submit latency, end-to-end throughput, and bare Celery on the same broker.
 
-Starts its own Postgres and Redis (embedded, free loopback ports), the API (uvicorn), the control
+Starts its own Postgres and Redis (embedded, free loopback ports), the API (API_SERVER), the control
 worker and two GPU-worker processes, measures, stops everything, prints a table and writes JSON.
 
     .venv/bin/python bench/run_bench.py [--jobs 2000] [--latency-requests 300] [--slots 1]
@@ -40,6 +40,7 @@ from devstack.embedded import EmbeddedPostgres, EmbeddedRedis, free_port  # noqa
 from devstack.processes import stop_processes  # noqa: E402
 from gpu_worker import protocol  # noqa: E402
 from settings.celery import lane_consumer_argv  # noqa: E402
+from settings.http_servers import DEFAULT_API_SERVER, HTTP_SERVERS  # noqa: E402
 
 RESULTS_DIR = ROOT / "bench" / "results"
 CONCURRENCY_LEVELS = (1, 8, 32)
@@ -52,8 +53,15 @@ T = TypeVar("T")
 class Stack:
     """Our system's processes, on the benchmark's own servers."""
 
-    def __init__(self, data_dir: Path, slots: int, api_workers: int) -> None:
-        self.data_dir, self.slots, self.api_workers = data_dir, slots, api_workers
+    def __init__(
+        self, data_dir: Path, slots: int, api_workers: int, api_server: str = DEFAULT_API_SERVER
+    ) -> None:
+        self.data_dir, self.slots, self.api_workers, self.api_server = (
+            data_dir,
+            slots,
+            api_workers,
+            api_server,
+        )
         self.pg = EmbeddedPostgres(data_dir, free_port())
         self.redis = EmbeddedRedis(data_dir, free_port(), appendonly=False)
         self.api_port = free_port()
@@ -89,7 +97,7 @@ class Stack:
 
     def _start_processes(self) -> None:
         python = sys.executable
-        self._spawn("api", api_server_argv(self.api_port, self.api_workers))
+        self._spawn("api", api_server_argv(self.api_port, self.api_workers, self.api_server))
         # Reports and heartbeats in one batch consumer (no beat, so no sweeps, in this benchmark).
         self._spawn("control", lane_consumer_argv([protocol.CONTROL_QUEUE, protocol.FLEET_QUEUE]))
         for index in range(2):
@@ -154,23 +162,9 @@ class Stack:
         self.pg.stop()
 
 
-def api_server_argv(port: int, workers: int = 1) -> list[str]:
-    """The API (uvicorn, quiet), as every benchmark starts it."""
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "settings.asgi:application",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--no-access-log",
-        "--log-level",
-        "warning",
-        "--lifespan",
-        "off",
-    ]
+def api_server_argv(port: int, workers: int = 1, server: str = DEFAULT_API_SERVER) -> list[str]:
+    """The API under `server` (settings.http_servers), quiet, as every benchmark starts it."""
+    return HTTP_SERVERS[server].argv("127.0.0.1", port, workers, quiet=True)
 
 
 def measure_on(stack: Stack, measure: Callable[[Stack, str], T]) -> T:
@@ -441,14 +435,17 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2000, help="jobs for the end-to-end run")
     parser.add_argument("--latency-requests", type=int, default=300, help="submits per concurrency level")
     parser.add_argument("--slots", type=int, default=1, help="slots per GPU-worker process")
-    parser.add_argument("--api-workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--api-workers", type=int, default=1, help="API server processes")
+    parser.add_argument("--api-server", choices=sorted(HTTP_SERVERS), default=DEFAULT_API_SERVER)
     parser.add_argument("--bare-tasks", type=int, default=BARE_TASKS)
     parser.add_argument("--chain-steps", type=int, default=25, help="steps per workflow chain")
     parser.add_argument("--bulk-batches", type=int, default=5, help="POST /api/jobs/batch requests")
     parser.add_argument("--bulk-size", type=int, default=1000, help="jobs per batch")
     args = parser.parse_args()
 
-    stack = Stack(Path(tempfile.mkdtemp(prefix="jobqueue-bench-")), args.slots, args.api_workers)
+    stack = Stack(
+        Path(tempfile.mkdtemp(prefix="jobqueue-bench-")), args.slots, args.api_workers, args.api_server
+    )
 
     def measure(stack: Stack, key: str) -> tuple:
         return (
@@ -467,6 +464,7 @@ def main() -> None:
             "gpu_worker_processes": 2,
             "slots_per_worker": args.slots,
             "api_workers": args.api_workers,
+            "api_server": args.api_server,
             "control_worker_concurrency": 2,
         },
         "submit_latency": latency,

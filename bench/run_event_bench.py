@@ -37,6 +37,7 @@ from bench.run_bench import (  # noqa: E402
     save_result,
 )
 from devstack.embedded import port_is_open  # noqa: E402
+from settings.http_servers import DEFAULT_LIVE_SERVER  # noqa: E402
 
 RESULTS_DIR = ROOT / "bench" / "results"
 EVENTS_PER_TRANSACTION = 100
@@ -55,7 +56,7 @@ class LiveStack(Stack):
 
     def _start_processes(self) -> None:
         python = sys.executable
-        self._spawn("api", api_server_argv(self.api_port))
+        self._spawn("api", api_server_argv(self.api_port, server=DEFAULT_LIVE_SERVER))  # the WebSockets
         self._spawn("relay", [python, "manage.py", "relay_events"])
         deadline = time.monotonic() + 60
         while not port_is_open(self.api_port):

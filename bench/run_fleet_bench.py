@@ -63,7 +63,7 @@ class FleetStack(Stack):
 
     def _start_processes(self) -> None:
         celery = [sys.executable, "-m", "celery", "-A", "settings.celery"]
-        self._spawn("api", api_server_argv(self.api_port, self.api_workers))
+        self._spawn("api", api_server_argv(self.api_port, self.api_workers, self.api_server))
         for lane in BATCHED_LANES:
             self._spawn(lane, lane_consumer_argv([lane]))
         self._spawn(SWEEPS_LANE, worker_argv(SWEEPS_LANE, SWEEPS_LANE, 1, "WARNING", "--without-heartbeat"))

@@ -32,7 +32,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run_bench import Stack, machine_facts, measure_on, percentile, save_result  # noqa: E402
+from bench.run_bench import Stack, api_server_argv, machine_facts, measure_on, percentile, save_result  # noqa: E402
 from bench.run_event_bench import _INSERT, EVENTS_PER_TRANSACTION  # noqa: E402
 from devstack.embedded import port_is_open  # noqa: E402
 
@@ -53,13 +53,7 @@ class WebhookStack(Stack):
         from webhooks.worker import delivery_worker_argv
 
         python = sys.executable
-        self._spawn(
-            "api",
-            [
-                *(python, "-m", "uvicorn", "settings.asgi:application", "--port", str(self.api_port)),
-                *("--no-access-log", "--lifespan", "off"),
-            ],
-        )
+        self._spawn("api", api_server_argv(self.api_port))
         self._spawn("pump", [python, "manage.py", "relay_events"])
         for n in range(DELIVERY_WORKERS):
             self._spawn(f"delivery-{n}", delivery_worker_argv(f"bench-webhooks-{n}", log_level="WARNING"))

@@ -7,7 +7,9 @@ STAMP="$VENV/.installed-$(sha1sum "$ROOT/pyproject.toml" | cut -c1-12)"
 if [ ! -f "$STAMP" ]; then
     echo "Setting up $VENV (first run or pyproject.toml changed)..." >&2
     python3 -m venv "$VENV"
-    if ! { "$VENV/bin/pip" install --upgrade pip && "$VENV/bin/pip" install -e "$ROOT[test]"; } \
+    # uv installs the pinned set in seconds (pip took about 95 s here).
+    if ! { "$VENV/bin/pip" install uv==0.13.8 \
+        && "$VENV/bin/uv" pip install --python "$VENV/bin/python" -e "$ROOT[test]"; } \
         >"$VENV/install.log" 2>&1; then
         tail -40 "$VENV/install.log" >&2
         echo "Installing dependencies failed; full log in $VENV/install.log" >&2

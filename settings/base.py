@@ -9,6 +9,7 @@ import django_stubs_ext
 
 from devstack import embedded
 from gpu_worker import protocol
+from settings import http_servers
 from settings.env import env_bool, env_float, env_int, env_list, env_str
 
 django_stubs_ext.monkeypatch()  # ModelAdmin[Machine] and the like, for the type checker
@@ -99,8 +100,9 @@ USES_EMBEDDED_POSTGRES = not env_str("DATABASE_URL")
 USES_EMBEDDED_REDIS = not env_str("REDIS_URL")
 
 
-# A connection pool per process. The ASGI server needs it: Django runs each request in a fresh
-# thread there, so thread-local persistent connections would reconnect on every request.
+# A connection pool per process, turned on by the HTTP servers' entry points (settings.asgi and
+# settings.wsgi): under ASGI Django runs each request in a fresh thread, so thread-local persistent
+# connections would reconnect on every request; a WSGI server's threads share the pool.
 # Celery's prefork children keep plain persistent connections (a pool's threads do not survive fork).
 DATABASE_POOL = env_bool("DATABASE_POOL", False)
 DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 20)
@@ -178,6 +180,15 @@ JOB_DEFAULT_TIMEOUT_SECONDS = env_int("JOB_DEFAULT_TIMEOUT_SECONDS", 1800)
 JOB_MAX_TIMEOUT_SECONDS = env_int("JOB_MAX_TIMEOUT_SECONDS", 24 * 3600)
 # The most jobs one POST /api/jobs/batch may carry.
 JOB_BATCH_MAX_JOBS = env_int("JOB_BATCH_MAX_JOBS", 1000)
+
+# --- HTTP servers (settings.http_servers; bench/run_api_bench.py measures them) ---------------------
+# The REST API runs under a WSGI server, cheaper per request than the ASGI server; the ASGI server
+# carries the WebSockets; the front (nginx, docker/nginx/) routes between them on one public port.
+API_SERVER = env_str("API_SERVER") or http_servers.DEFAULT_API_SERVER
+API_PROCESSES = env_int("API_PROCESSES", 1)
+LIVE_SERVER = env_str("LIVE_SERVER") or http_servers.DEFAULT_LIVE_SERVER
+FRONT_MAX_BODY = str(DATA_UPLOAD_MAX_MEMORY_SIZE)
+
 # Retries: exponential backoff with full jitter (see jobqueue/backoff.py).
 RETRY_BACKOFF_BASE_SECONDS = env_float("RETRY_BACKOFF_BASE_SECONDS", 1.0)
 RETRY_BACKOFF_FACTOR = env_float("RETRY_BACKOFF_FACTOR", 2.0)

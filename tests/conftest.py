@@ -24,6 +24,7 @@ from rest_framework.test import APIClient
 
 from devstack.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from devstack.processes import stop_process
+from settings.http_servers import server_named
 
 if TYPE_CHECKING:
     from tests.webhook_receiver import WebhookReceiver
@@ -416,14 +417,15 @@ _collect_static_files.done = False
 
 
 @contextlib.contextmanager
-def _running_api_server(env: dict[str, str]) -> Iterator[str]:
-    """The ASGI server (uvicorn), as `runstack` starts it; yields its base URL."""
+def _running_api_server(env: dict[str, str], interface: str = "wsgi") -> Iterator[str]:
+    """The API as `runstack` starts it, yielding its base URL: under the REST API's WSGI server
+    (API_SERVER), or with interface="asgi" the live server (LIVE_SERVER: HTTP and the WebSockets)."""
     from devstack.embedded import port_is_open
 
     _collect_static_files(env)
     port = free_port()
-    argv = [sys.executable, "-m", "uvicorn", "settings.asgi:application", "--host", "127.0.0.1"]
-    argv += ["--port", str(port), "--no-access-log", "--lifespan", "off"]
+    name = settings.API_SERVER if interface == "wsgi" else settings.LIVE_SERVER
+    argv = server_named(name, interface).argv("127.0.0.1", port)
     with open(TEST_DATA_DIR / "api-server.log", "ab") as log:
         process = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -542,7 +544,8 @@ def tally_faults(
 
 @dataclass
 class LiveStack:
-    """The ASGI server and the event relay, on the session's database and Redis."""
+    """The live server (ASGI: HTTP and the WebSockets) and the event relay, on the session's database
+    and Redis."""
 
     ws_url: str
     api_url: str
@@ -555,7 +558,7 @@ def live_stack(services: Services, transactional_db, django_db_blocker) -> Itera
     with open(TEST_DATA_DIR / "relay.log", "ab") as log:
         relay = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
-        with _running_api_server(env) as api_url:
+        with _running_api_server(env, "asgi") as api_url:
             yield LiveStack(ws_url=api_url.replace("http://", "ws://") + "/ws", api_url=api_url)
     finally:
         stop_process(relay, timeout=TEST_STOP_TIMEOUT_S)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import time
 
 import pytest
 import requests
+from websockets.sync.client import connect
 
 from devstack.embedded import free_port, port_is_open
 from tests.conftest import ROOT, wait_for
@@ -50,6 +52,16 @@ def _status(job_url: str, headers: dict) -> str:
     return requests.get(job_url, headers=headers, timeout=5).json()["job"]["status"]
 
 
+def _next_event_of(socket, job_id: str, event_type: str) -> dict:
+    """The first `event_type` message about `job_id` on a socket subscribed to every event."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        message = json.loads(socket.recv(timeout=deadline - time.monotonic()))
+        if message["type"] == event_type and message.get("data", {}).get("job_id") == job_id:
+            return message
+    raise AssertionError(f"no {event_type} for {job_id} over the front's WebSocket")
+
+
 def _stop(stack: subprocess.Popen) -> int:
     stack.send_signal(signal.SIGINT)
     return stack.wait(60)
@@ -73,15 +85,22 @@ def test_the_run_command_serves_the_api_runs_jobs_and_stops_cleanly(tmp_path, we
             timeout=5,
         )
         webhook_receiver.expect_secret("/hook", hook.json()["secret"])
-        submitted = requests.post(
-            f"{base}/api/jobs",
-            json={"type": "simulation", "payload": {"duration": 0.2}},
-            headers=headers,
-            timeout=5,
-        )
-        assert submitted.status_code == 201
-        job_url = f"{base}/api/jobs/{submitted.json()['job_id']}"
-        wait_for(lambda: _status(job_url, headers) == "completed")
+        # The front carries the REST API (WSGI) and the WebSockets (ASGI) on the one public port.
+        with connect(f"ws://127.0.0.1:{ports['api']}/ws?api_key={key}", open_timeout=10) as socket:
+            assert json.loads(socket.recv(timeout=10))["type"] == "authenticated"
+            socket.send(json.dumps({"type": "subscribe_all"}))
+            assert json.loads(socket.recv(timeout=10))["type"] == "subscribed"
+            submitted = requests.post(
+                f"{base}/api/jobs",
+                json={"type": "simulation", "payload": {"duration": 0.2}},
+                headers=headers,
+                timeout=5,
+            )
+            assert submitted.status_code == 201
+            job_id = submitted.json()["job_id"]
+            assert _next_event_of(socket, job_id, "job_completed")["data"]["job_id"] == job_id
+        job_url = f"{base}/api/jobs/{job_id}"
+        assert _status(job_url, headers) == "completed"
         [message] = wait_for(lambda: webhook_receiver.at("/hook"), what="the job_completed webhook")
         assert message.verified and message.json["job_id"] == submitted.json()["job_id"]
 

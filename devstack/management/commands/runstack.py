@@ -1,7 +1,8 @@
 """`manage.py runstack`: the whole system on one machine, stopped cleanly with Ctrl-C.
 
 Starts embedded Postgres and Redis unless DATABASE_URL / REDIS_URL are set, migrates, then runs the
-API (ASGI), the control plane's lane consumers (reports and fleet in batches, `consume_lanes`; a
+front (nginx on the public port), the REST API (WSGI), the live server (ASGI, the WebSockets), the
+control plane's lane consumers (reports and fleet in batches, `consume_lanes`; a
 Celery worker for beat's sweeps), one GPU worker, Celery beat, the event relay (with the webhook
 pump), the webhook delivery worker and Flower as child processes.
 """
@@ -21,9 +22,11 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import ApiKey
-from devstack.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServiceError
+from devstack.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServiceError, free_port
+from devstack.front import FrontUnavailable, front_argv
 from devstack.processes import stop_processes
 from settings.celery import lane_argv
+from settings.http_servers import server_named
 from webhooks.worker import delivery_worker_argv
 
 SHUTDOWN_GRACE_S = 20
@@ -43,7 +46,7 @@ class Child:
 
 
 class Command(BaseCommand):
-    help = "Run the API, control worker, GPU worker, beat and Flower (and embedded Postgres/Redis)."
+    help = "Run the front, API, live server, control plane, GPU worker, beat and Flower (and embedded Postgres/Redis)."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
@@ -72,7 +75,10 @@ class Command(BaseCommand):
             call_command("migrate", interactive=False, verbosity=0)
             call_command("collectstatic", interactive=False, verbosity=0)
             api_key = self._development_key()
-            children = self._children(host, port, flower_port, no_gpu_worker)
+            try:
+                children = self._children(host, port, flower_port, no_gpu_worker)
+            except FrontUnavailable as exc:
+                raise CommandError(str(exc)) from exc
             env = {
                 **os.environ,
                 "DATABASE_URL": settings.DATABASE_URL,
@@ -139,23 +145,16 @@ class Command(BaseCommand):
     def _children(self, host: str, port: int, flower_port: int, no_gpu_worker: bool) -> list[Child]:
         python = sys.executable
         celery = [python, "-m", "celery", "-A", "settings.celery"]
+        api_port, live_port = free_port(), free_port()
+        front = front_argv(
+            settings.DATA_DIR / "front", f"{host}:{port}", f"127.0.0.1:{api_port}", f"127.0.0.1:{live_port}"
+        )
+        api = server_named(settings.API_SERVER, "wsgi")
+        live = server_named(settings.LIVE_SERVER, "asgi")
         children = [
-            Child(
-                "api",
-                [
-                    python,
-                    "-m",
-                    "uvicorn",
-                    "settings.asgi:application",
-                    "--host",
-                    host,
-                    "--port",
-                    str(port),
-                    "--no-access-log",
-                    "--lifespan",
-                    "off",
-                ],
-            ),
+            Child("front", front),
+            Child("api", api.argv("127.0.0.1", api_port, settings.API_PROCESSES)),
+            Child("live", live.argv("127.0.0.1", live_port)),
             *(
                 Child(f"{lane}-{n}", lane_argv(lane, f"{lane}-{n}", "INFO", "-E"))
                 for lane, processes in settings.CONTROL_PLANE_LANES.items()
@@ -211,6 +210,7 @@ class Command(BaseCommand):
             f"  API docs     {base}/api/docs",
             f"  Health       {base}/health",
             f"  Monitor      {base}/monitor   (paste the API key below)",
+            f"  Live push    ws://{host}:{port}/ws",
             f"  Admin        {base}/admin/   (create a login: .venv/bin/python manage.py createsuperuser)",
             f"  Flower       http://127.0.0.1:{flower_port}/   (login: {self._flower_login_hint()})",
             f"  Database     {_redact(settings.DATABASE_URL)}",
