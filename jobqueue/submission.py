@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import ApiKey
+from core.db import insert_many
 from events.models import Event
 from events.recording import job_event, record_job_event
 from events.types import EventType
@@ -96,7 +97,7 @@ def submit_jobs(
     """Submit many jobs in one transaction, offered to workers in one dispatch after commit. Each keeps
     `submit_job`'s idempotency (a repeated key, even within the batch, returns the first job).
 
-    The jobs and their events are inserted a statement each; if a concurrent request took one of the
+    The jobs and their events are inserted a statement each (`insert_many`); if a concurrent request took one of the
     batch's idempotency keys meanwhile (the unique constraint), the batch is submitted job by job."""
     with transaction.atomic(), lifecycle.pending_in_one_batch():
         try:
@@ -139,9 +140,9 @@ def _create_many(
             by_key[request.idempotency_key] = job
         created.append((job, request))
         results.append((job, True))
-    Job.objects.bulk_create([job for job, _ in created])
-    Event.objects.bulk_create(
-        [job_event(EventType.JOB_SUBMITTED, job, _submitted_payload(job)) for job, _ in created]
+    insert_many(Job, [job for job, _ in created])
+    insert_many(
+        Event, [job_event(EventType.JOB_SUBMITTED, job, _submitted_payload(job)) for job, _ in created]
     )
     _announce(created)
     return results

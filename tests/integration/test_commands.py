@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
+import psutil
 import pytest
+import requests
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from accounts.models import ApiKey
+from devstack.embedded import free_port
+from devstack.processes import stop_process
+from tests.conftest import ROOT, _child_env, wait_for
 
 
 @pytest.mark.django_db
@@ -25,3 +32,23 @@ def test_create_api_key_prints_a_working_key_once_and_stores_only_its_hash(setti
     assert raw_key not in stored.key_hash
     with pytest.raises(CommandError, match="already exists"):
         call_command("create_api_key", "script-client", stdout=io.StringIO())
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("role", "server"), [("api", "granian"), ("live", "uvicorn")])
+def test_serve_http_runs_the_configured_server_in_its_place(services, role, server):
+    port = free_port()
+    argv = [sys.executable, "manage.py", "serve_http", role, "--port", str(port)]
+    process = subprocess.Popen(argv, cwd=ROOT, env=_child_env(services), stdout=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: _health(port) == 200, what=f"{role} to answer /health")
+        assert server in " ".join(psutil.Process(process.pid).cmdline())  # exec'd, not a child
+    finally:
+        stop_process(process, timeout=10)
+
+
+def _health(port: int) -> int | None:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code
+    except requests.RequestException:
+        return None
