@@ -6,22 +6,24 @@ from datetime import timedelta
 
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import authentication, exceptions
+from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, Role
 
 HEADER = "x-api-key"
 LAST_USED_RESOLUTION = timedelta(minutes=1)  # don't write on every request
 
 
 def api_key_for(raw_key: str) -> ApiKey | None:
-    """The active key matching `raw_key` (its last use noted, at most once a minute), or None."""
+    """The usable key matching `raw_key` (active, not revoked, not expired; its last use noted, at
+    most once a minute), or None."""
     api_key = ApiKey.objects.filter(key_hash=ApiKey.hash_key(raw_key), is_active=True).first()
-    if api_key is not None:
-        now = timezone.now()
-        if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
-            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+    now = timezone.now()
+    if api_key is None or not api_key.is_usable(now):
+        return None  # unknown, revoked or expired
+    if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
     return api_key
 
 
@@ -53,3 +55,15 @@ def api_key_of(request: Request) -> ApiKey:
     if not isinstance(request.auth, ApiKey):
         raise exceptions.NotAuthenticated()
     return request.auth
+
+
+class OperatorsOnly(permissions.BasePermission):
+    """The fleet's endpoints: machines, workers, pools, drain and resume."""
+
+    def has_permission(self, request, view) -> bool:
+        if isinstance(request.auth, ApiKey) and not request.auth.has_role(Role.OPERATOR):
+            raise exceptions.PermissionDenied(
+                "this key's role is client; the fleet needs an operator or admin key",
+                code="operator_role_required",
+            )
+        return True

@@ -1,16 +1,55 @@
-"""API clients: keys, stored only as hashes."""
+"""Tenants and their API clients: keys, stored only as hashes, each with a role."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import datetime
 
 from django.db import models
+from django.utils import timezone
+
+#: The tenant of a single-team install: every row that existed before tenants belongs to it, and so
+#: does work created without a key (`create_job(..., api_key=None)`).
+DEFAULT_TENANT_NAME = "default"
+
+
+class Tenant(models.Model):
+    """An organisation or project: owns jobs, workflows, schedules and the keys that reach them."""
+
+    name = models.CharField(max_length=100, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def default(cls) -> Tenant:
+        tenant, _ = cls.objects.get_or_create(name=DEFAULT_TENANT_NAME)
+        return tenant
+
+    @classmethod
+    def id_of(cls, api_key: ApiKey | None) -> int:
+        """The tenant that owns what `api_key` creates: its own, or the default one for no key."""
+        return api_key.tenant_id if api_key is not None else cls.default().pk
+
+
+class Role(models.TextChoices):
+    """What a key may do; each role can do everything the roles before it can."""
+
+    CLIENT = "client", "client: submits and reads its tenant's work"
+    OPERATOR = "operator", "operator: also runs the fleet and reads every tenant's jobs and dead letters"
+    ADMIN = "admin", "admin: also manages tenants and keys"
+
+
+_RANK = {Role.CLIENT: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
 
 
 class ApiKey(models.Model):
-    """An API client. Only a SHA-256 of the key is stored; the key itself is shown once."""
+    """An API client of one tenant. Only a SHA-256 of the key is stored; the key is shown once."""
 
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="api_keys")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.CLIENT)
     name = models.CharField(max_length=100, unique=True)
     prefix = models.CharField(max_length=16, help_text="First characters of the key, to recognise it.")
     key_hash = models.CharField(max_length=64, unique=True)
@@ -20,6 +59,8 @@ class ApiKey(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Refused from then on; none: never.")
+    revoked_at = models.DateTimeField(null=True, blank=True, help_text="Refused from then on.")
 
     class Meta:
         db_table = "jobqueue_apikey"  # created by the jobqueue app; moved here with its table
@@ -34,15 +75,42 @@ class ApiKey(models.Model):
         return hashlib.sha256(raw_key.encode()).hexdigest()
 
     @classmethod
-    def issue(cls, name: str, *, can_complete_delegated: bool = False) -> tuple[ApiKey, str]:
+    def issue(
+        cls,
+        name: str,
+        *,
+        tenant: Tenant | None = None,
+        role: str = Role.CLIENT,
+        can_complete_delegated: bool = False,
+        expires_at: datetime | None = None,
+    ) -> tuple[ApiKey, str]:
         raw_key = f"jq_{secrets.token_urlsafe(32)}"
         api_key = cls.objects.create(
             name=name,
+            tenant=tenant or Tenant.default(),
+            role=role,
             prefix=raw_key[:10],
             key_hash=cls.hash_key(raw_key),
             can_complete_delegated=can_complete_delegated,
+            expires_at=expires_at,
         )
         return api_key, raw_key
+
+    def is_usable(self, now: datetime | None = None) -> bool:
+        """Active, not revoked and not expired."""
+        now = now or timezone.now()
+        return (
+            self.is_active and self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+        )
+
+    def revoke(self) -> None:
+        self.revoked_at = timezone.now()
+        self.is_active = False
+        self.save(update_fields=["revoked_at", "is_active"])
+
+    def has_role(self, role: str) -> bool:
+        """This key's role is `role` or one above it."""
+        return _RANK[Role(self.role)] >= _RANK[Role(role)]
 
     @property
     def is_authenticated(self) -> bool:

@@ -15,6 +15,9 @@ class Event(models.Model):
     type = models.CharField(max_length=64)
     version = models.PositiveSmallIntegerField(default=1)
     created_at = models.DateTimeField(db_default=Now())
+    # The tenant whose job or workflow it is about (no foreign key: the event log knows no other app's
+    # tables); none for the fleet's own events (machines, workers), which only operators see.
+    tenant_id = models.BigIntegerField(null=True, blank=True)
     job_id = models.UUIDField(null=True, blank=True)
     workflow_id = models.CharField(max_length=100, null=True, blank=True)
     machine_id = models.CharField(max_length=200, null=True, blank=True)
@@ -31,6 +34,7 @@ class Event(models.Model):
             models.Index(fields=["workflow_id", "id"], name="event_workflow"),
             models.Index(fields=["txid", "id"], name="event_relay_order"),
             models.Index(fields=["type", "id"], name="event_type"),
+            models.Index(fields=["tenant_id", "id"], name="event_tenant"),
             models.Index(fields=["created_at"], name="event_created"),
         ]
 

@@ -16,6 +16,7 @@ class JobLike(Protocol):
     id: uuid.UUID
     status: str
     attempt: int
+    tenant_id: int
     workflow_id: str | None
     worker_id: str | None
     machine_id: str | None
@@ -32,9 +33,10 @@ def job_events_sql(source: str, event_type: str, payload: str) -> str:
     `record_job_event`'s."""
     return f"""
         INSERT INTO {_EVENT_TABLE}
-            (type, version, created_at, job_id, workflow_id, machine_id, worker_id, correlation_id, payload)
-        SELECT {event_type}, 1, clock_timestamp(), id, workflow_id, machine_id, worker_id, correlation_id,
-               jsonb_build_object('status', status, 'attempt', attempt) || {payload}
+            (type, version, created_at, tenant_id, job_id, workflow_id, machine_id, worker_id, correlation_id,
+             payload)
+        SELECT {event_type}, 1, clock_timestamp(), tenant_id, id, workflow_id, machine_id, worker_id,
+               correlation_id, jsonb_build_object('status', status, 'attempt', attempt) || {payload}
         FROM {source}
     """
 
@@ -54,6 +56,7 @@ def job_event(event_type: EventType, job: JobLike, payload: dict[str, Any] | Non
     _validate(event_type, payload)
     return Event(
         type=event_type,
+        tenant_id=job.tenant_id,
         job_id=job.id,
         workflow_id=job.workflow_id,
         worker_id=job.worker_id,
@@ -71,11 +74,15 @@ def record_worker_event(
 
 
 def record_workflow_event(
-    event_type: EventType, workflow_id: str, correlation_id: str, payload: dict[str, Any]
+    event_type: EventType, workflow_id: str, correlation_id: str, payload: dict[str, Any], *, tenant_id: int
 ) -> Event:
     _validate(event_type, payload)
     return Event.objects.create(
-        type=event_type, workflow_id=workflow_id, correlation_id=correlation_id, payload=payload
+        type=event_type,
+        tenant_id=tenant_id,
+        workflow_id=workflow_id,
+        correlation_id=correlation_id,
+        payload=payload,
     )
 
 

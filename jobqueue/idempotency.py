@@ -1,4 +1,4 @@
-"""Creating something at most once per (API key, idempotency key)."""
+"""Creating something at most once per (tenant, idempotency key)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,11 @@ from typing import TypeVar
 
 from django.db import IntegrityError, models, transaction
 
-from accounts.models import ApiKey
-
 M = TypeVar("M", bound=models.Model)
 
 
 def create_once(
-    model: type[M], api_key: ApiKey | None, idempotency_key: str | None, create: Callable[[], M]
+    model: type[M], tenant_id: int, idempotency_key: str | None, create: Callable[[], M]
 ) -> tuple[M, bool]:
     """Run `create` in a transaction, unless a `model` row with this key already exists; when a
     concurrent request with the same key wins the race (unique constraint), return its row.
@@ -23,7 +21,7 @@ def create_once(
     def existing() -> M | None:
         if not idempotency_key:
             return None
-        return model._default_manager.filter(api_key=api_key, idempotency_key=idempotency_key).first()
+        return model._default_manager.filter(tenant_id=tenant_id, idempotency_key=idempotency_key).first()
 
     found = existing()
     if found is not None:

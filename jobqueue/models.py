@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import Q, Value
 from django.db.models.functions import Coalesce, Now
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, Tenant
 
 
 class JobStatus(models.TextChoices):
@@ -91,6 +91,7 @@ class Job(models.Model):
 
     webhook_url = models.URLField(max_length=2000, null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
     api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
     created_by = models.CharField(max_length=100, blank=True, default="")
     customer_id = models.CharField(max_length=200, null=True, blank=True)
@@ -137,9 +138,9 @@ class Job(models.Model):
             models.CheckConstraint(condition=Q(priority__lte=100), name="job_priority_0_100"),
             models.CheckConstraint(condition=Q(progress__lte=100), name="job_progress_0_100"),
             models.UniqueConstraint(
-                fields=["api_key", "idempotency_key"],
+                fields=["tenant", "idempotency_key"],
                 condition=Q(idempotency_key__isnull=False),
-                name="job_idempotency_key_per_api_key",
+                name="job_idempotency_key_per_tenant",
             ),
         ]
         indexes = [
@@ -168,6 +169,7 @@ class Job(models.Model):
             models.Index(fields=["type", "-created_at"], name="job_type_created"),
             models.Index(fields=["created_by", "-created_at"], name="job_creator_created"),
             models.Index(fields=["-created_at"], name="job_created"),
+            models.Index(fields=["tenant", "-created_at"], name="job_tenant_created"),
             models.Index(fields=["workflow_id"], name="job_workflow", condition=Q(workflow_id__isnull=False)),
         ]
 
@@ -266,7 +268,7 @@ class JobSchedule(models.Model):
     """A recurring job: a submission template run on a cron expression or a fixed interval."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    name = models.CharField(max_length=200, unique=True)
+    name = models.CharField(max_length=200)
     cron = models.CharField(max_length=200, blank=True, default="", help_text="Five-field cron, in UTC.")
     interval_seconds = models.PositiveIntegerField(null=True, blank=True)
     job_template = models.JSONField(help_text="A POST /api/jobs body.")
@@ -274,6 +276,7 @@ class JobSchedule(models.Model):
     next_run_at = models.DateTimeField(null=True, blank=True)
     last_run_at = models.DateTimeField(null=True, blank=True)
     last_job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
     api_key = models.ForeignKey(
         ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="schedules"
     )
@@ -286,7 +289,8 @@ class JobSchedule(models.Model):
                 condition=(Q(cron="") & Q(interval_seconds__isnull=False))
                 | (~Q(cron="") & Q(interval_seconds__isnull=True)),
                 name="schedule_cron_xor_interval",
-            )
+            ),
+            models.UniqueConstraint(fields=["tenant", "name"], name="schedule_name_per_tenant"),
         ]
         indexes = [models.Index(fields=["next_run_at"], name="schedule_due", condition=Q(enabled=True))]
 

@@ -42,6 +42,7 @@ def run_due_schedules(request_from_template: Callable[[dict[str, Any]], JobReque
             request = request_from_template(schedule.job_template)
             request.idempotency_key = f"schedule:{schedule.id}:{schedule.next_run_at.isoformat()}"
             request.metadata = {**request.metadata, "schedule_id": str(schedule.id)}
+            request.tenant_id = schedule.tenant_id
             job, _ = submit_job(request, schedule.api_key)
             schedule.last_run_at = schedule.next_run_at
             schedule.last_job = job

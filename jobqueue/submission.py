@@ -9,7 +9,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, Tenant
 from core.db import insert_many
 from events.models import Event
 from events.recording import job_event, record_job_event
@@ -44,6 +44,9 @@ class JobRequest:
     workflow_datetime: datetime | None = None
     current_step: int | None = None
     total_steps: int | None = None
+    # Its owner when it is not the submitting key's tenant (a workflow's step, a schedule's run, a
+    # resubmission): None means the key's tenant (the default tenant for no key).
+    tenant_id: int | None = None
     # Created by the workflow engine as a step: it starts `waiting` when it has dependencies.
     workflow_step: bool = False
     waiting: bool = False
@@ -57,6 +60,7 @@ class JobRequest:
 #: The request fields a job stores as they are, under the same name (the one JobRequest <-> Job
 #: mapping; what is derived, such as the status and the place in line, is computed in `_create`).
 STORED_AS_IS = (
+    "tenant_id",
     "type",
     "payload",
     "priority",
@@ -87,7 +91,10 @@ def submit_job(request: JobRequest, api_key: ApiKey | None, correlation_id: str 
     Returns (job, created).
     """
     return create_once(
-        Job, api_key, request.idempotency_key, lambda: _create(request, api_key, correlation_id)
+        Job,
+        _owner(request, api_key),
+        request.idempotency_key,
+        lambda: _create(request, api_key, correlation_id),
     )
 
 
@@ -123,9 +130,10 @@ def _create(request: JobRequest, api_key: ApiKey | None, correlation_id: str) ->
 def _create_many(
     requests: list[JobRequest], api_key: ApiKey | None, correlation_id: str
 ) -> list[tuple[Job, bool]]:
+    tenant_id = Tenant.id_of(api_key)  # a batch is one key's: its requests name no other owner
     keys = {r.idempotency_key for r in requests if r.idempotency_key}
     by_key = {
-        job.idempotency_key: job for job in Job.objects.filter(api_key=api_key, idempotency_key__in=keys)
+        job.idempotency_key: job for job in Job.objects.filter(tenant_id=tenant_id, idempotency_key__in=keys)
     }
     now = timezone.now()
     results: list[tuple[Job, bool]] = []
@@ -151,6 +159,7 @@ def _create_many(
 def _new_job(request: JobRequest, api_key: ApiKey | None, correlation_id: str, now: datetime) -> Job:
     held = request.scheduled_at is not None and request.scheduled_at > now
     stored = {name: getattr(request, name) for name in STORED_AS_IS}
+    stored["tenant_id"] = _owner(request, api_key)
     stored.update(  # sets, kept sorted so equal requirements compare equal
         required_capabilities=sorted(set(request.required_capabilities)),
         required_models=sorted(set(request.required_models)),
@@ -172,6 +181,14 @@ def _new_job(request: JobRequest, api_key: ApiKey | None, correlation_id: str, n
         updated_at=now,
         queued_at=None if held or request.waiting else now,
     )
+
+
+def _owner(request: JobRequest, api_key: ApiKey | None) -> int:
+    """The tenant the job will belong to: the one the request names, or the key's (settled on the
+    request, so its idempotency check and its row agree)."""
+    if request.tenant_id is None:
+        request.tenant_id = Tenant.id_of(api_key)
+    return request.tenant_id
 
 
 def _submitted_payload(job: Job) -> dict[str, Any]:

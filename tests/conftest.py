@@ -260,6 +260,7 @@ def immediate_retries(settings) -> None:
 
 @pytest.fixture
 def api_key(db):
+    """A client key of the default tenant (the one work submitted without a key belongs to)."""
     from accounts.models import ApiKey
 
     return ApiKey.issue(f"tests-{uuid.uuid4().hex[:8]}")
@@ -267,12 +268,15 @@ def api_key(db):
 
 @pytest.fixture
 def api_client_for_new_key(db) -> Callable[[], APIClient]:
-    """API clients, each authenticated with a key of its own (another tenant's view)."""
+    """API clients, each authenticated with a client key of a tenant of its own."""
     from accounts.models import ApiKey
 
     def make() -> APIClient:
+        from accounts.models import Tenant
+
+        name = f"other-{uuid.uuid4().hex[:8]}"
         client = APIClient()
-        client.credentials(HTTP_X_API_KEY=ApiKey.issue(f"other-{uuid.uuid4().hex[:8]}")[1])
+        client.credentials(HTTP_X_API_KEY=ApiKey.issue(name, tenant=Tenant.objects.create(name=name))[1])
         return client
 
     return make

@@ -38,7 +38,11 @@ def cancel_workflow(workflow_id: str, reason: str = "") -> Workflow:
         if workflow.cancel_requested_at is None:
             Workflow.objects.filter(pk=workflow.pk).update(cancel_requested_at=Now(), updated_at=Now())
             record_workflow_event(
-                EventType.WORKFLOW_CANCEL_REQUESTED, workflow.pk, workflow.correlation_id, {"reason": reason}
+                EventType.WORKFLOW_CANCEL_REQUESTED,
+                workflow.pk,
+                workflow.correlation_id,
+                {"reason": reason},
+                tenant_id=workflow.tenant_id,
             )
     unfinished = Job.objects.filter(workflow_step__workflow_id=workflow_id).exclude(
         status__in=TERMINAL_STATUSES

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
+from core.errors import NotFound
 from events.recording import record_workflow_event
 from events.types import EventType
 from jobqueue.errors import JobConflict
@@ -21,6 +22,9 @@ def join_workflow(job: Job, request: JobRequest) -> None:
     Every step takes the workflow's priority and original time (from its first step), so an older
     workflow's next step goes before a newer workflow's at the same priority."""
     workflow = _lock_or_create(job, request)
+    if workflow.tenant_id != job.tenant_id:
+        # Another tenant's workflow: answered as if it did not exist, so its id leaks nothing.
+        raise NotFound(f"workflow {workflow.pk} not found", field="workflow_id", code="workflow_not_found")
     if workflow.mode != WorkflowMode.CLIENT:
         raise JobConflict(
             f"workflow {workflow.pk} was created by POST /api/workflows; its steps are not submitted as jobs",
@@ -69,6 +73,7 @@ def _lock_or_create(job: Job, request: JobRequest) -> Workflow:
                 else request.priority,
                 order_time=request.workflow_datetime or job.created_at,
                 total_steps=request.total_steps or 0,
+                tenant_id=job.tenant_id,
                 api_key=job.api_key,
                 created_by=job.created_by,
                 correlation_id=job.correlation_id,
@@ -80,5 +85,6 @@ def _lock_or_create(job: Job, request: JobRequest) -> Workflow:
         workflow.pk,
         workflow.correlation_id,
         {"mode": WorkflowMode.CLIENT, "total_steps": workflow.total_steps, "priority": workflow.priority},
+        tenant_id=workflow.tenant_id,
     )
     return Workflow.objects.select_for_update().get(pk=workflow.pk)

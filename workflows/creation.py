@@ -8,7 +8,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, Tenant
 from events.recording import record_workflow_event
 from events.types import EventType
 from jobqueue.idempotency import create_once
@@ -49,7 +49,7 @@ def create_workflow(
     )
     return create_once(
         Workflow,
-        api_key,
+        Tenant.id_of(api_key),
         request.idempotency_key,
         lambda: _create(request, dependencies, api_key, correlation_id),
     )
@@ -69,6 +69,7 @@ def _create(
         webhook_url=request.webhook_url,
         metadata=request.metadata,
         total_steps=len(request.steps),
+        tenant_id=Tenant.id_of(api_key),
         api_key=api_key,
         created_by=api_key.name if api_key else "",
         idempotency_key=request.idempotency_key,
@@ -86,6 +87,7 @@ def _create(
             "priority": workflow.priority,
             "failure_policy": request.failure_policy,
         },
+        tenant_id=workflow.tenant_id,
     )
     steps = []
     for index, (step, parents) in enumerate(zip(request.steps, dependencies, strict=True)):
@@ -102,6 +104,7 @@ def _create(
                 total_steps=len(request.steps),
                 workflow_step=True,
                 waiting=bool(parents),
+                tenant_id=workflow.tenant_id,
             ),
             api_key,
             correlation_id,

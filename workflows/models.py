@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, Tenant
 from jobqueue.models import Job
 
 
@@ -65,6 +65,7 @@ class Workflow(models.Model):
     progress = models.PositiveSmallIntegerField(default=0)
     step_details = models.JSONField(null=True, blank=True, help_text="Frozen when the workflow ends.")
 
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
     api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL)
     created_by = models.CharField(max_length=100, blank=True, default="")
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
@@ -81,12 +82,13 @@ class Workflow(models.Model):
         indexes = [
             models.Index(fields=["status", "-created_at"], name="workflow_status_created"),
             models.Index(fields=["-created_at"], name="workflow_created"),
+            models.Index(fields=["tenant", "-created_at"], name="workflow_tenant_created"),
         ]
         constraints = [
             models.UniqueConstraint(
-                fields=["api_key", "idempotency_key"],
+                fields=["tenant", "idempotency_key"],
                 condition=Q(idempotency_key__isnull=False),
-                name="workflow_idempotency_per_key",
+                name="workflow_idempotency_per_tenant",
             ),
             models.CheckConstraint(condition=Q(progress__lte=100), name="workflow_progress_0_100"),
         ]

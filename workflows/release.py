@@ -49,6 +49,7 @@ def mark_running(workflow_id: str) -> None:
             workflow_id,
             workflow.correlation_id,
             {"status": WorkflowStatus.RUNNING},
+            tenant_id=workflow.tenant_id,
         )
 
 

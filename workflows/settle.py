@@ -95,6 +95,7 @@ def _record_step_event(workflow: Workflow, step: WorkflowStep, job: Job) -> None
             "total_steps": workflow.total_steps,
             "progress": workflow.progress,
         },
+        tenant_id=workflow.tenant_id,
     )
 
 
@@ -120,5 +121,9 @@ def _record_status_event(workflow: Workflow, was: str) -> None:
             step_details=workflow.step_details,
         )
     record_workflow_event(
-        _STATUS_EVENTS[WorkflowStatus(workflow.status)], workflow.pk, workflow.correlation_id, payload
+        _STATUS_EVENTS[WorkflowStatus(workflow.status)],
+        workflow.pk,
+        workflow.correlation_id,
+        payload,
+        tenant_id=workflow.tenant_id,
     )

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F
+from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, QuerySet
 from django.utils import timezone
 
 from jobqueue.stats import TIMEFRAMES
 from workflows.models import Workflow, WorkflowStatus
 
 
-def workflow_stats(timeframe: str) -> dict[str, Any]:
+def workflow_stats(timeframe: str, workflows: QuerySet[Workflow]) -> dict[str, Any]:
+    """Counts of `workflows` (the caller's: a tenant's, or every tenant's for an operator)."""
     since = timezone.now() - TIMEFRAMES[timeframe]
-    recent = Workflow.objects.filter(created_at__gte=since)
+    recent = workflows.filter(created_at__gte=since)
     by_status = dict.fromkeys(WorkflowStatus.values, 0)
     for row in recent.values("status").annotate(count=Count("id")).order_by():
         by_status[row["status"]] = row["count"]

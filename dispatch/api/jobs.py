@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.auth import api_key_of
+from accounts.scoping import readable
 from core.api.serializers import StrictSerializer
 from dispatch.delegation import complete_delegated
 from dispatch.matching import explain
@@ -25,7 +26,8 @@ from jobqueue.models import Job, JobStatus
 class JobDetailView(APIView):
     @extend_schema(responses=JobDetailSerializer)
     def get(self, request: Request, job_id: UUID) -> Response:
-        job = get_object_or_404(Job.objects.prefetch_related("executions"), pk=job_id)
+        visible = readable(Job.objects.prefetch_related("executions"), api_key_of(request))
+        job = get_object_or_404(visible, pk=job_id)
         body = JobDetailSerializer(job).data
         if job.status == JobStatus.PENDING:
             body["eligibility"] = explain(job)  # "no eligible worker", and which requirement, if so

@@ -6,10 +6,12 @@ import django_filters
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.auth import OperatorsOnly
 from core.api.filters import filter_or_400, filter_parameters
 from dispatch import fleet, worker_reports
 from machines.models import Machine, MachineStatus, Worker
@@ -35,6 +37,8 @@ class WorkerFilter(django_filters.FilterSet):
 
 
 class MachineCollectionView(APIView):
+    permission_classes = [IsAuthenticated, OperatorsOnly]
+
     @extend_schema(
         operation_id="machines_list",
         parameters=filter_parameters(MachineFilter, paged=False),
@@ -46,6 +50,8 @@ class MachineCollectionView(APIView):
 
 
 class MachineDetailView(APIView):
+    permission_classes = [IsAuthenticated, OperatorsOnly]
+
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, machine_id: str) -> Response:
         get_object_or_404(Machine, pk=machine_id)
@@ -55,6 +61,7 @@ class MachineDetailView(APIView):
 
 
 class MachineDrainView(APIView):
+    permission_classes = [IsAuthenticated, OperatorsOnly]
     drain = True
 
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
@@ -67,6 +74,8 @@ class MachineDrainView(APIView):
 
 
 class WorkerCollectionView(APIView):
+    permission_classes = [IsAuthenticated, OperatorsOnly]
+
     @extend_schema(parameters=filter_parameters(WorkerFilter, paged=False), responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         queryset = filter_or_400(WorkerFilter, request.query_params, Worker.objects.all())
@@ -74,6 +83,8 @@ class WorkerCollectionView(APIView):
 
 
 class PoolsView(APIView):
+    permission_classes = [IsAuthenticated, OperatorsOnly]
+
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         return Response({"success": True, **fleet.pools()})

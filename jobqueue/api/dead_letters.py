@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.auth import api_key_of
+from accounts.scoping import readable
 from core.api.filters import filter_or_400, filter_parameters
 from core.api.pagination import page_response, read_page
 from jobqueue import dead_letters
@@ -51,9 +52,14 @@ class DeadLetterFilter(django_filters.FilterSet):
         return queryset
 
 
-def filtered_dead_letters(params) -> QuerySet[DeadLetterJob]:
-    queryset = DeadLetterJob.objects.select_related("job").order_by("-created_at", "-id")
+def filtered_dead_letters(request: Request, params) -> QuerySet[DeadLetterJob]:
+    """The dead letters the caller may reach (its tenant's; an operator's: every tenant's), filtered."""
+    queryset = _reachable(request).select_related("job").order_by("-created_at", "-id")
     return filter_or_400(DeadLetterFilter, params, queryset)
+
+
+def _reachable(request: Request) -> QuerySet[DeadLetterJob]:
+    return readable(DeadLetterJob.objects.all(), api_key_of(request), tenant_field="job__tenant")
 
 
 class DeadLetterSerializer(serializers.ModelSerializer):
@@ -111,7 +117,7 @@ class DeadLetterCollectionView(APIView):
     def get(self, request: Request) -> Response:
         page = read_page(request)
         return page_response(
-            "dead_letters", filtered_dead_letters(request.query_params), DeadLetterSerializer, page
+            "dead_letters", filtered_dead_letters(request, request.query_params), DeadLetterSerializer, page
         )
 
 
@@ -119,12 +125,13 @@ class DeadLetterDetailView(APIView):
     @extend_schema(responses=DeadLetterDetailSerializer)
     def get(self, request: Request, dead_letter_id: int) -> Response:
         dead_letter = get_object_or_404(
-            DeadLetterJob.objects.select_related("job").prefetch_related("job__executions"), pk=dead_letter_id
+            _reachable(request).select_related("job").prefetch_related("job__executions"), pk=dead_letter_id
         )
         return Response({"success": True, "dead_letter": DeadLetterDetailSerializer(dead_letter).data})
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, dead_letter_id: int) -> Response:
+        get_object_or_404(_reachable(request), pk=dead_letter_id)
         dead_letters.discard(dead_letter_id, discarded_by=_actor(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -132,6 +139,7 @@ class DeadLetterDetailView(APIView):
 class DeadLetterRequeueView(APIView):
     @extend_schema(request=None, responses=JobSerializer)
     def post(self, request: Request, dead_letter_id: int) -> Response:
+        get_object_or_404(_reachable(request), pk=dead_letter_id)
         job = dead_letters.requeue(dead_letter_id, requeued_by=_actor(request))
         return Response({"success": True, "job_id": str(job.pk), "job": JobSerializer(job).data})
 
@@ -143,7 +151,7 @@ class DeadLetterBulkRequeueView(APIView):
     def post(self, request: Request) -> Response:
         body = BulkRequeueSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        matching = filtered_dead_letters(body.validated_data["filter"])
+        matching = filtered_dead_letters(request, body.validated_data["filter"])
         outcome = dead_letters.requeue_many(
             matching, body.validated_data["limit"], requeued_by=_actor(request)
         )

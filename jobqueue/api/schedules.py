@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from croniter import croniter
+from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -12,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.auth import api_key_of
+from accounts.scoping import owned
 from core.api.pagination import page_response, read_page
 from jobqueue.api.serializers import JobSubmitSerializer, StrictSerializer
 from jobqueue.models import JobSchedule
@@ -44,6 +46,14 @@ class ScheduleSerializer(StrictSerializer, serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["id", "next_run_at", "last_run_at", "last_job_id", "created_at", "updated_at"]
+
+    def validate_name(self, value: str) -> str:
+        taken = JobSchedule.objects.filter(tenant_id=self.context["tenant_id"], name=value)
+        if self.instance is not None:
+            taken = taken.exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise serializers.ValidationError("a schedule with this name already exists", code="unique")
+        return value
 
     def validate_cron(self, value: str) -> str:
         value = " ".join(value.split())
@@ -80,12 +90,18 @@ class ScheduleSerializer(StrictSerializer, serializers.ModelSerializer):
         return schedule
 
 
+def _owned(request: Request) -> QuerySet[JobSchedule]:
+    """The caller's tenant's schedules (an operator does not reach other tenants' schedules)."""
+    return owned(JobSchedule.objects.all(), api_key_of(request))
+
+
 class ScheduleCollectionView(APIView):
     @extend_schema(request=ScheduleSerializer, responses={201: ScheduleSerializer})
     def post(self, request: Request) -> Response:
-        body = ScheduleSerializer(data=request.data)
+        api_key = api_key_of(request)
+        body = ScheduleSerializer(data=request.data, context={"tenant_id": api_key.tenant_id})
         body.is_valid(raise_exception=True)
-        schedule = body.save(api_key=api_key_of(request))
+        schedule = body.save(api_key=api_key, tenant_id=api_key.tenant_id)
         return Response(
             {"success": True, "schedule": ScheduleSerializer(schedule).data}, status=status.HTTP_201_CREATED
         )
@@ -96,24 +112,27 @@ class ScheduleCollectionView(APIView):
     )
     def get(self, request: Request) -> Response:
         return page_response(
-            "schedules", JobSchedule.objects.order_by("name"), ScheduleSerializer, read_page(request)
+            "schedules", _owned(request).order_by("name"), ScheduleSerializer, read_page(request)
         )
 
 
 class ScheduleDetailView(APIView):
     @extend_schema(responses=ScheduleSerializer)
     def get(self, request: Request, schedule_id) -> Response:
-        schedule = get_object_or_404(JobSchedule, pk=schedule_id)
+        schedule = get_object_or_404(_owned(request), pk=schedule_id)
         return Response({"success": True, "schedule": ScheduleSerializer(schedule).data})
 
     @extend_schema(request=ScheduleSerializer, responses=ScheduleSerializer)
     def patch(self, request: Request, schedule_id) -> Response:
-        schedule = get_object_or_404(JobSchedule, pk=schedule_id)
-        body = ScheduleSerializer(schedule, data=request.data, partial=True)
+        schedule = get_object_or_404(_owned(request), pk=schedule_id)
+        context = {"tenant_id": schedule.tenant_id}
+        body = ScheduleSerializer(schedule, data=request.data, partial=True, context=context)
         body.is_valid(raise_exception=True)
-        return Response({"success": True, "schedule": ScheduleSerializer(body.save()).data})
+        # Its runs submit with the key that saved it last, never with a key of the one who made it.
+        saved = body.save(api_key=api_key_of(request))
+        return Response({"success": True, "schedule": ScheduleSerializer(saved).data})
 
     @extend_schema(responses={200: None})
     def delete(self, request: Request, schedule_id) -> Response:
-        get_object_or_404(JobSchedule, pk=schedule_id).delete()
+        get_object_or_404(_owned(request), pk=schedule_id).delete()
         return Response({"success": True, "deleted": str(schedule_id)})

@@ -13,6 +13,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.auth import api_key_of
+from accounts.models import ApiKey
+from accounts.scoping import owned, readable
 from core.api.errors import validation_error_body
 from core.api.filters import filter_or_400, filter_parameters
 from core.api.middleware import correlation_id
@@ -62,7 +64,8 @@ class JobCollectionView(APIView):
     )
     def get(self, request: Request) -> Response:
         page = read_page(request)
-        jobs = filter_or_400(JobFilter, request.query_params, Job.objects.order_by("-created_at"))
+        visible = readable(Job.objects.all(), api_key_of(request))
+        jobs = filter_or_400(JobFilter, request.query_params, visible.order_by("-created_at"))
         return page_response("jobs", jobs, JobSerializer, page)
 
 
@@ -135,6 +138,7 @@ def cancel_response(request: Request, job_id) -> Response:
     """Cancel the job and answer with it (DELETE /api/jobs/{id} and POST …/cancel)."""
     body = CancelSerializer(data=request.data or {})
     body.is_valid(raise_exception=True)
+    get_object_or_404(owned(Job.objects.all(), api_key_of(request)), pk=job_id)
     job = cancel_job(job_id, body.validated_data.get("reason", ""))
     return Response(
         {
@@ -151,26 +155,28 @@ def cancel_response(request: Request, job_id) -> Response:
 class StatsView(APIView):
     """Counts and rates over `timeframe` (hour, day, week); subclasses say of what."""
 
-    def stats(self, timeframe: str) -> dict[str, Any]:
+    def stats(self, timeframe: str, api_key: ApiKey) -> dict[str, Any]:
         raise NotImplementedError
 
     @extend_schema(parameters=[StatsQuerySerializer], responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         query = StatsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        return Response({"success": True, **self.stats(query.validated_data["timeframe"])})
+        return Response(
+            {"success": True, **self.stats(query.validated_data["timeframe"], api_key_of(request))}
+        )
 
 
 class JobStatsView(StatsView):
-    def stats(self, timeframe: str) -> dict[str, Any]:
-        return job_stats(timeframe)
+    def stats(self, timeframe: str, api_key: ApiKey) -> dict[str, Any]:
+        return job_stats(timeframe, readable(Job.objects.all(), api_key))
 
 
 class JobTimelineView(APIView):
     @extend_schema(responses=EventSerializer(many=True))
     def get(self, request: Request, job_id) -> Response:
         """Everything that happened to one job, and each attempt's worker, error and timings."""
-        job = get_object_or_404(Job, pk=job_id)
+        job = get_object_or_404(readable(Job.objects.all(), api_key_of(request)), pk=job_id)
         return Response(
             {
                 "success": True,

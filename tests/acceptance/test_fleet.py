@@ -7,9 +7,11 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import uuid
 
 import pytest
 
+from accounts.models import ApiKey, Role
 from events.models import Event
 from jobqueue.models import Job, JobStatus
 from machines.models import Machine, Worker
@@ -24,6 +26,12 @@ def _machine_flag(machine_id: str) -> tuple[str, ...]:
 
 def _job(api, job_id: str) -> dict:
     return api.get(f"/api/jobs/{job_id}").json()["job"]
+
+
+@pytest.fixture
+def api_key(db):
+    """The fleet is run by an operator (a client key is refused: tests/integration/test_tenancy.py)."""
+    return ApiKey.issue(f"operator-{uuid.uuid4().hex[:8]}", role=Role.OPERATOR)
 
 
 def test_three_workers_on_two_pools_each_get_only_jobs_they_can_run(api, submit, gpu_worker, wait_for_status):

@@ -85,11 +85,8 @@ def test_the_same_idempotency_key_returns_the_existing_job(api):
     assert Job.objects.count() == 1
 
 
-def test_idempotency_keys_are_scoped_per_api_key(api, db):
-    from accounts.models import ApiKey
-
-    other = APIClient()
-    other.credentials(HTTP_X_API_KEY=ApiKey.issue("other-client")[1])
+def test_idempotency_keys_are_scoped_per_tenant(api, api_client_for_new_key):
+    other = api_client_for_new_key()  # a key of another tenant (same tenant: test_tenancy.py)
     body = {"type": "simulation", "idempotency_key": "same"}
 
     a = api.post("/api/jobs", body, format="json").json()["job_id"]

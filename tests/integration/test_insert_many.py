@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from django.forms.models import model_to_dict
 
+from accounts.models import Tenant
 from core.db import insert_many
 from events.models import Event
 from jobqueue.models import Job
@@ -24,6 +25,7 @@ def _job(**fields) -> Job:
         order_time=datetime(2026, 12, 2, 4, 5, 6, 123456, tzinfo=UTC),
         metadata={"k": "v"},
         timeout_seconds=60,
+        tenant=Tenant.default(),
         **fields,
     )
 

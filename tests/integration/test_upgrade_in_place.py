@@ -1,5 +1,6 @@
-"""A database built before the renovation upgrades in place: every row written then is found, with
-its relations, through the models' new homes (the tables never moved)."""
+"""A database built before the renovation and before tenants upgrades in place: every row written
+then is found, with its relations, through the models' new homes (the tables never moved), owned by
+the default tenant."""
 
 from __future__ import annotations
 
@@ -70,4 +71,10 @@ def test_a_database_from_before_the_renovation_keeps_every_row(empty_database, s
         "key_jobs": 1,
         "content_types": ["accounts.apikey", "events.event", "events.eventrelaycursor"],
         "new_event_ok": True,
+        "tenants": {
+            "key": ["default", "admin"],
+            "job": "default",
+            "schedule": "default",
+            "workflow": "default",
+        },
     }

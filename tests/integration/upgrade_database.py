@@ -105,6 +105,14 @@ def read_new() -> dict:
             for ct in ContentType.objects.filter(model__in=["apikey", "event", "eventrelaycursor"])
         ),
         "new_event_ok": Event.objects.create(type="job_queued", payload={}).txid > 0,
+        # Tenants came later: everything that existed belongs to the default one, and the keys that
+        # existed keep every power they had (admins).
+        "tenants": {
+            "key": [key.tenant.name, key.role],
+            "job": job.tenant.name,
+            "schedule": JobSchedule.objects.get(name="nightly").tenant.name,
+            "workflow": Workflow.objects.get(pk="wf-old").tenant.name,
+        },
     }
 
 

@@ -12,7 +12,7 @@ from jobqueue.submission import STORED_AS_IS, JobRequest
 
 def test_every_field_stored_as_is_exists_on_both_sides():
     request_fields = {f.name for f in dataclasses.fields(JobRequest)}
-    job_fields = {f.name for f in Job._meta.get_fields()}
+    job_fields = {f.name for f in Job._meta.get_fields()} | {f.attname for f in Job._meta.concrete_fields}
     assert set(STORED_AS_IS) <= request_fields & job_fields
 
 

@@ -14,6 +14,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.auth import api_key_of
+from accounts.models import ApiKey
+from accounts.scoping import owned, readable
 from core.api.filters import StatusInFilter, filter_or_400, filter_parameters
 from core.api.middleware import correlation_id
 from core.api.pagination import page_response, read_page
@@ -68,16 +70,15 @@ class WorkflowCollectionView(APIView):
     )
     def get(self, request: Request) -> Response:
         page = read_page(request)
-        workflows = filter_or_400(
-            WorkflowFilter, request.query_params, Workflow.objects.order_by("-created_at")
-        )
+        visible = readable(Workflow.objects.all(), api_key_of(request))
+        workflows = filter_or_400(WorkflowFilter, request.query_params, visible.order_by("-created_at"))
         return page_response("workflows", workflows, WorkflowSerializer, page)
 
 
 class WorkflowDetailView(APIView):
     @extend_schema(responses=WorkflowSerializer)
     def get(self, request: Request, workflow_id: str) -> Response:
-        workflow = get_object_or_404(Workflow, pk=workflow_id)
+        workflow = get_object_or_404(readable(Workflow.objects.all(), api_key_of(request)), pk=workflow_id)
         steps = list(workflow.steps.select_related("job"))
         body = WorkflowSerializer(workflow).data
         if not workflow.is_terminal:
@@ -103,6 +104,7 @@ class WorkflowCancelView(APIView):
     def post(self, request: Request, workflow_id: str) -> Response:
         body = WorkflowCancelSerializer(data=request.data or {})
         body.is_valid(raise_exception=True)
+        get_object_or_404(owned(Workflow.objects.all(), api_key_of(request)), pk=workflow_id)
         workflow = cancel_workflow(workflow_id, body.validated_data.get("reason", ""))
         return Response(
             {
@@ -116,5 +118,5 @@ class WorkflowCancelView(APIView):
 
 
 class WorkflowStatsView(StatsView):
-    def stats(self, timeframe: str) -> dict[str, Any]:
-        return workflow_stats(timeframe)
+    def stats(self, timeframe: str, api_key: ApiKey) -> dict[str, Any]:
+        return workflow_stats(timeframe, readable(Workflow.objects.all(), api_key))

@@ -1,13 +1,17 @@
-"""`manage.py create_api_key NAME`: create an API key and print it (it is shown only this once)."""
+"""`manage.py create_api_key NAME [--tenant T] [--role R] [--expires-in-days N] [--delegate]`: create
+an API key and print it (it is shown only this once)."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import IntegrityError, connections
+from django.utils import timezone
 
-from accounts.models import ApiKey
+from accounts.models import DEFAULT_TENANT_NAME, ApiKey, Role, Tenant
 from devstack.embedded import running_postgres
 
 
@@ -16,6 +20,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("name", help="a unique name for the client using this key")
+        parser.add_argument("--tenant", default=DEFAULT_TENANT_NAME, help="its tenant (created if new)")
+        parser.add_argument("--role", choices=Role.values, default=Role.CLIENT)
+        parser.add_argument(
+            "--expires-in-days", type=int, default=None, help="refused after that; default never"
+        )
         parser.add_argument(
             "--delegate",
             action="store_true",
@@ -23,21 +32,30 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, name: str, delegate: bool = False, **options) -> None:
+        if options["expires_in_days"] is not None and options["expires_in_days"] < 1:
+            raise CommandError("--expires-in-days must be at least 1")
         if not settings.USES_EMBEDDED_POSTGRES:
-            self._create(name, delegate)
+            self._create(name, delegate, options)
             return
         # Works whether or not the embedded stack is running: start its Postgres for this command if needed.
         with running_postgres(settings.DATA_DIR, settings.EMBEDDED_PG_PORT) as started:
             try:
                 if started is not None:
                     call_command("migrate", interactive=False, verbosity=0)
-                self._create(name, delegate)
+                self._create(name, delegate, options)
             finally:
                 connections.close_all()
 
-    def _create(self, name: str, delegate: bool) -> None:
+    def _create(self, name: str, delegate: bool, options: dict) -> None:
+        days = options["expires_in_days"]
         try:
-            _, raw_key = ApiKey.issue(name, can_complete_delegated=delegate)
+            _, raw_key = ApiKey.issue(
+                name,
+                tenant=Tenant.objects.get_or_create(name=options["tenant"])[0],
+                role=options["role"],
+                can_complete_delegated=delegate,
+                expires_at=timezone.now() + timedelta(days=days) if days else None,
+            )
         except IntegrityError as exc:
             raise CommandError(f"an API key named {name!r} already exists") from exc
         self.stdout.write(raw_key)

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, Role
 from devstack.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServiceError, free_port
 from devstack.front import FrontUnavailable, front_argv
 from devstack.processes import stop_processes
@@ -137,7 +137,7 @@ class Command(BaseCommand):
             if ApiKey.objects.filter(key_hash=ApiKey.hash_key(raw_key), is_active=True).exists():
                 return raw_key
         name = f"development-{int(time.time())}"
-        _, raw_key = ApiKey.issue(name)
+        _, raw_key = ApiKey.issue(name, role=Role.ADMIN)  # an admin of the default tenant
         key_file.write_text(raw_key + "\n")
         key_file.chmod(0o600)
         return raw_key

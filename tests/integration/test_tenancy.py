@@ -1,0 +1,204 @@
+"""Tenant boundaries and roles: a key of tenant B reaches none of tenant A's work (404, never 403, so
+ids leak nothing), operators read every tenant's work and run the fleet, clients do not."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from accounts.models import ApiKey, Role, Tenant
+from jobqueue.models import Job
+from tests.factories import make_job
+from tests.integration.test_dead_letters import dead_letter
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _client(tenant: Tenant, role: str = Role.CLIENT, **key_fields) -> APIClient:
+    client = APIClient()
+    raw = ApiKey.issue(
+        f"{tenant.name}-{role}-{uuid.uuid4().hex[:6]}", tenant=tenant, role=role, **key_fields
+    )[1]
+    client.credentials(HTTP_X_API_KEY=raw)
+    return client
+
+
+@pytest.fixture
+def tenants() -> tuple[Tenant, Tenant]:
+    return Tenant.objects.create(name="acme"), Tenant.objects.create(name="globex")
+
+
+@pytest.fixture
+def a(tenants) -> APIClient:
+    return _client(tenants[0])
+
+
+@pytest.fixture
+def b(tenants) -> APIClient:
+    return _client(tenants[1])
+
+
+def _job(client: APIClient, **body) -> str:
+    response = client.post("/api/jobs", {"type": "simulation", **body}, format="json")
+    assert response.status_code == 201, response.json()
+    return response.json()["job_id"]
+
+
+def test_another_tenants_job_is_not_found_for_reading_cancelling_or_its_timeline(a, b):
+    job_id = _job(a)
+
+    for path in (f"/api/jobs/{job_id}", f"/api/jobs/{job_id}/status", f"/api/jobs/{job_id}/events"):
+        assert b.get(path).status_code == 404, path
+        assert a.get(path).status_code == 200, path
+    assert b.post(f"/api/jobs/{job_id}/cancel", {}, format="json").status_code == 404
+    assert b.delete(f"/api/jobs/{job_id}").status_code == 404
+    assert (
+        Job.objects.get(pk=job_id).cancel_requested_at is None
+        and Job.objects.get(pk=job_id).status == "pending"
+    )
+    assert b.get("/api/jobs").json()["pagination"]["total"] == 0
+    assert b.get("/api/jobs/stats").json()["total"] == 0
+    assert a.get("/api/jobs/stats").json()["total"] == 1
+
+
+def test_idempotency_keys_are_unique_per_tenant_not_per_key(tenants, a, b):
+    body = {"idempotency_key": "order-7"}
+    first = _job(a, **body)
+    assert _job(b, **body) != first  # another tenant: its own job
+    same_tenant = _client(tenants[0]).post("/api/jobs", {"type": "simulation", **body}, format="json")
+    assert same_tenant.status_code == 200 and same_tenant.json()["job_id"] == first
+
+
+def test_another_tenants_workflow_is_not_found_and_cannot_be_cancelled_or_joined(a, b):
+    created = a.post("/api/workflows", {"steps": [{"name": "s", "type": "simulation"}]}, format="json").json()
+    workflow_id = created["workflow_id"]
+
+    assert b.get(f"/api/workflows/{workflow_id}").status_code == 404
+    assert b.post(f"/api/workflows/{workflow_id}/cancel", {}, format="json").status_code == 404
+    assert b.get("/api/workflows").json()["pagination"]["total"] == 0
+    assert a.get(f"/api/workflows/{workflow_id}").json()["workflow"]["status"] != "cancelled"
+
+    # A client-driven workflow: B cannot add a step to A's.
+    a_step = _job(a, workflow_id="wf-acme-1", current_step=1, total_steps=2)
+    joined = b.post(
+        "/api/jobs", {"type": "simulation", "workflow_id": "wf-acme-1", "current_step": 2}, format="json"
+    )
+    assert joined.status_code == 404 and joined.json()["error"]["code"] == "workflow_not_found"
+    assert Job.objects.filter(workflow_id="wf-acme-1").count() == 1 and a_step
+
+
+def test_another_tenants_schedule_is_not_found_for_reading_editing_or_deleting(a, b):
+    body = {"name": f"nightly-{uuid.uuid4().hex[:6]}", "cron": "0 3 * * *", "job": {"type": "simulation"}}
+    schedule_id = a.post("/api/schedules", body, format="json").json()["schedule"]["id"]
+
+    assert b.get(f"/api/schedules/{schedule_id}").status_code == 404
+    assert b.patch(f"/api/schedules/{schedule_id}", {"enabled": False}, format="json").status_code == 404
+    assert b.delete(f"/api/schedules/{schedule_id}").status_code == 404
+    assert b.get("/api/schedules").json()["pagination"]["total"] == 0
+    assert a.get(f"/api/schedules/{schedule_id}").json()["schedule"]["enabled"] is True
+
+
+def test_another_tenants_dead_letter_is_not_found_and_cannot_be_requeued(tenants, b):
+    dead = dead_letter()
+    Job.objects.filter(pk=dead.job_id).update(tenant=tenants[0])
+
+    assert b.get(f"/api/dead-letters/{dead.pk}").status_code == 404
+    assert b.post(f"/api/dead-letters/{dead.pk}/requeue").status_code == 404
+    assert b.delete(f"/api/dead-letters/{dead.pk}").status_code == 404
+    bulk = b.post("/api/dead-letters/requeue", {"filter": {}}, format="json").json()
+    assert (bulk["matched"], bulk["requeued"]) == (0, 0)
+    assert b.get("/api/dead-letters").json()["pagination"]["total"] == 0
+    dead.refresh_from_db()
+    assert dead.requeued_at is None
+
+
+def test_another_tenants_webhook_endpoint_is_not_found(a, b, settings):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    created = a.post("/api/webhooks", {"url": "http://127.0.0.1:9/hook"}, format="json")
+    assert created.status_code == 201, created.json()
+    endpoint_id = created.json()["webhook"]["id"]
+
+    assert b.get(f"/api/webhooks/{endpoint_id}").status_code == 404
+    assert b.patch(f"/api/webhooks/{endpoint_id}", {"enabled": False}, format="json").status_code == 404
+    assert b.delete(f"/api/webhooks/{endpoint_id}").status_code == 404
+    assert b.get("/api/webhooks").json()["pagination"]["total"] == 0
+    assert a.get(f"/api/webhooks/{endpoint_id}").json()["webhook"]["enabled"] is True
+
+
+def test_an_operator_reads_every_tenants_work_but_changes_only_its_own(tenants, a):
+    job_id = _job(a)
+    operator = _client(tenants[1], Role.OPERATOR)
+
+    assert operator.get(f"/api/jobs/{job_id}").status_code == 200
+    assert operator.get("/api/jobs").json()["pagination"]["total"] == 1
+    assert operator.post(f"/api/jobs/{job_id}/cancel", {}, format="json").status_code == 404
+    assert Job.objects.get(pk=job_id).status == "pending"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/machines"),
+        ("get", "/api/machines/box-1"),
+        ("post", "/api/machines/box-1/drain"),
+        ("post", "/api/machines/box-1/resume"),
+        ("get", "/api/workers"),
+        ("get", "/api/pools"),
+    ],
+)
+def test_a_client_key_cannot_reach_the_fleet(a, tenants, method, path):
+    refused = getattr(a, method)(path)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "operator_role_required"
+    allowed = getattr(_client(tenants[0], Role.OPERATOR), method)(path)
+    assert allowed.status_code in (200, 404)  # 404: no such machine
+
+
+def test_revoked_and_expired_keys_are_refused(tenants):
+    tenant = tenants[0]
+    expired = _client(tenant, expires_at=timezone.now() - timedelta(seconds=1))
+    assert expired.get("/api/jobs").status_code == 401
+
+    key, raw = ApiKey.issue("to-revoke", tenant=tenant)
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=raw)
+    assert client.get("/api/jobs").status_code == 200
+    key.revoke()
+    assert client.get("/api/jobs").status_code == 401
+
+
+def test_work_submitted_without_a_key_belongs_to_the_default_tenant():
+    assert make_job().tenant == Tenant.default()  # make_job submits with no key
+
+
+def test_schedule_names_are_unique_per_tenant(a, b):
+    body = {"name": "nightly", "cron": "0 3 * * *", "job": {"type": "simulation"}}
+    assert a.post("/api/schedules", body, format="json").status_code == 201
+    assert b.post("/api/schedules", body, format="json").status_code == 201  # another tenant's
+    again = a.post("/api/schedules", body, format="json")
+    assert again.status_code == 400
+    assert (
+        again.json()["error"]["field"] == "name"
+        and again.json()["error"]["details"]["fields"]["name"][0]["code"] == "unique"
+    )
+
+
+def test_the_event_log_carries_the_tenant_and_api_events_shows_only_the_callers(tenants, a, b):
+    from events.models import Event
+
+    job_id = _job(a)
+    workflow = a.post(
+        "/api/workflows", {"steps": [{"name": "s", "type": "simulation"}]}, format="json"
+    ).json()
+
+    events = Event.objects.filter(job_id=job_id) | Event.objects.filter(workflow_id=workflow["workflow_id"])
+    assert events.exists() and set(events.values_list("tenant_id", flat=True)) == {tenants[0].pk}
+    assert b.get("/api/events").json()["events"] == []
+    seen_by_a = {e["job_id"] for e in a.get("/api/events").json()["events"]}
+    assert job_id in seen_by_a
+    operator = _client(tenants[1], Role.OPERATOR)
+    assert job_id in {e["job_id"] for e in operator.get("/api/events?limit=1000").json()["events"]}
