@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from croniter import croniter
+from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import ErrorDetail
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -101,7 +103,13 @@ class ScheduleCollectionView(APIView):
         api_key = api_key_of(request)
         body = ScheduleSerializer(data=request.data, context={"tenant_id": api_key.tenant_id})
         body.is_valid(raise_exception=True)
-        schedule = body.save(api_key=api_key, tenant_id=api_key.tenant_id)
+        try:
+            with transaction.atomic():
+                schedule = body.save(api_key=api_key, tenant_id=api_key.tenant_id)
+        except IntegrityError as exc:  # the same name, saved by a concurrent request
+            raise serializers.ValidationError(
+                {"name": [ErrorDetail("a schedule with this name already exists", code="unique")]}
+            ) from exc
         return Response(
             {"success": True, "schedule": ScheduleSerializer(schedule).data}, status=status.HTTP_201_CREATED
         )

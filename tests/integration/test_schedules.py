@@ -90,3 +90,18 @@ def test_a_disabled_schedule_does_not_run_and_can_be_patched_and_deleted(api):
     assert api.get("/api/schedules").json()["pagination"]["total"] == 1
     assert api.delete(f"/api/schedules/{schedule_id}").status_code == 200
     assert api.get(f"/api/schedules/{schedule_id}").status_code == 404
+
+
+def test_concurrent_creates_of_one_name_make_one_schedule_and_the_rest_are_told_why(api_key):
+    from rest_framework.test import APIClient
+
+    def create() -> int:
+        client = APIClient()  # one per thread
+        client.credentials(HTTP_X_API_KEY=api_key[1])
+        return _create(client, interval_seconds=60).status_code
+
+    statuses, errors = run_in_threads(*[create] * 4)
+
+    assert errors == []
+    assert sorted(statuses) == [201, 400, 400, 400]  # never a 500 when two pass the check at once
+    assert JobSchedule.objects.count() == 1
