@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -81,15 +83,18 @@ class Services:
 
 @pytest.fixture(scope="session")
 def services() -> Iterator[Services]:
-    TEST_DATA_DIR.mkdir(exist_ok=True)
+    # Under pytest-xdist (scripts/test runs the integration tier on both cores) each worker process
+    # has servers of its own, in a folder of its own.
+    data_dir = TEST_DATA_DIR / os.environ.get("PYTEST_XDIST_WORKER", "")
+    data_dir.mkdir(parents=True, exist_ok=True)
     started = []
     database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
     if not database_url:
-        pg = EmbeddedPostgres(TEST_DATA_DIR, free_port())
+        pg = EmbeddedPostgres(data_dir, free_port())
         database_url = pg.start()
         started.append(pg)
     if not redis_url:
-        redis_server = EmbeddedRedis(TEST_DATA_DIR, free_port(), appendonly=False)
+        redis_server = EmbeddedRedis(data_dir, free_port(), appendonly=False)
         redis_url = redis_server.start()
         started.append(redis_server)
     yield Services(database_url, redis_url)
@@ -398,14 +403,18 @@ class PrivateDatabase:
 
 
 @pytest.fixture
-def private_postgres(tmp_path) -> Iterator[PrivateDatabase]:
-    server = EmbeddedPostgres(tmp_path / "private-postgres", free_port())
+def private_postgres() -> Iterator[PrivateDatabase]:
+    # A short folder of its own: Postgres's socket path must fit in 107 bytes, which pytest's
+    # per-worker tmp_path under xdist does not.
+    folder = Path(tempfile.mkdtemp(prefix="jq-pg-"))
+    server = EmbeddedPostgres(folder, free_port())
     url = server.start()
     env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "settings.base"}
     manage = [sys.executable, "manage.py"]
     subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], env=env, cwd=ROOT, check=True)
     yield PrivateDatabase(server, url)
     server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _collect_static_files(env: dict[str, str]) -> None:
