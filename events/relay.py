@@ -55,7 +55,8 @@ def relay_once(batch: int | None = None) -> int:
 def _publish_events(events: list[Event]) -> None:
     deliveries = []
     for event in sorted(events, key=lambda e: e.id):  # one job's events in the order they happened
-        message = {"type": "event.message", "event": event_message(event)}
+        # The tenant travels beside the event: each socket passes on only what its key may see.
+        message = {"type": "event.message", "event": event_message(event), "tenant_id": event.tenant_id}
         deliveries += [(group, message) for group in groups_of(event)]
     async_to_sync(_publish)(deliveries)
 

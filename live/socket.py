@@ -25,6 +25,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.auth import api_key_for
+from accounts.models import Role
+from accounts.scoping import readable
 from events.models import Event
 from events.relay import ALL_EVENTS_GROUP, event_message, group_for
 
@@ -97,8 +99,12 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self._error("unknown_message_type", f"unknown message type {kind!r}", field="type")
 
     async def event_message(self, message: dict[str, Any]) -> None:
-        """An event from the relay, for a group this connection joined."""
-        await self._push(message["event"])
+        """An event from the relay, for a group this connection joined: passed on if its key may see
+        it (its tenant's events; an operator's: every tenant's and the fleet's own)."""
+        if self.api_key is not None and (
+            self.api_key.has_role(Role.OPERATOR) or message.get("tenant_id") == self.api_key.tenant_id
+        ):
+            await self._push(message["event"])
 
     async def _authenticate(self, raw_key: Any) -> None:
         api_key = await database_sync_to_async(api_key_for)(raw_key) if isinstance(raw_key, str) else None
@@ -134,7 +140,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     def _missed(self, last_event_id: int) -> list[dict[str, Any]]:
         """Events after `last_event_id` for this connection's subscriptions, from the log."""
-        events = Event.objects.filter(id__gt=last_event_id).order_by("id")
+        assert self.api_key is not None  # resume is refused before authentication
+        events = readable(Event.objects.all(), self.api_key).filter(id__gt=last_event_id).order_by("id")
         if ALL_EVENTS_GROUP not in self.groups_joined:
             match = Q(pk__in=[])
             for kind, entity_id in self.groups_joined.values():

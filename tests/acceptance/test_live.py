@@ -350,3 +350,28 @@ def test_the_monitor_page_is_served_with_its_script(client):
     assert page.status_code == 200
     assert b"live/monitor.js" in page.content and b'id="key-form"' in page.content
     assert finders.find("live/monitor.js") and finders.find("live/monitor.css")
+
+
+def test_a_socket_gets_only_its_tenants_events_live_and_on_resume(live_stack, api_key):
+    from accounts.models import ApiKey, Tenant
+
+    stranger_key = ApiKey.issue("stranger", tenant=Tenant.objects.create(name="stranger"))[1]
+    mine, theirs = (
+        Client(f"{live_stack.ws_url}?api_key={api_key[1]}"),
+        Client(f"{live_stack.ws_url}?api_key={stranger_key}"),
+    )
+    try:
+        for client in (mine, theirs):
+            assert client.next()["type"] == "authenticated"
+            client.send(type="subscribe_all")
+            assert client.next()["type"] == "subscribed"
+        job = make_job()  # the default tenant's, as the fixture's key is
+
+        mine.until(lambda m: m.get("job_id") == str(job.id))  # published to every subscriber by now
+        theirs.send(type="ping")
+        assert theirs.next()["type"] == "pong"  # nothing of the other tenant's came first
+        theirs.send(type="resume", last_event_id=0)
+        assert theirs.next() == {"type": "resumed", "replayed": 0}
+    finally:
+        mine.close()
+        theirs.close()
