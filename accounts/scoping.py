@@ -18,6 +18,16 @@ def owned(queryset: QuerySet[M], api_key: ApiKey, tenant_field: str = "tenant") 
     return queryset.filter(**{f"{tenant_field}_id": api_key.tenant_id})
 
 
+def reads_every_tenant(api_key: ApiKey) -> bool:
+    return api_key.has_role(Role.OPERATOR)
+
+
 def readable(queryset: QuerySet[M], api_key: ApiKey, tenant_field: str = "tenant") -> QuerySet[M]:
     """The rows `api_key` may read: its tenant's, or every tenant's for an operator."""
-    return queryset if api_key.has_role(Role.OPERATOR) else owned(queryset, api_key, tenant_field)
+    return queryset if reads_every_tenant(api_key) else owned(queryset, api_key, tenant_field)
+
+
+def may_read(api_key: ApiKey, tenant_id: int | None) -> bool:
+    """`readable` for one row already in hand (an event the relay pushed, say) whose tenant is
+    `tenant_id` (none: the fleet's own, for operators only)."""
+    return reads_every_tenant(api_key) or tenant_id == api_key.tenant_id

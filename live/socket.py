@@ -25,8 +25,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.auth import api_key_for
-from accounts.models import Role
-from accounts.scoping import readable
+from accounts.scoping import may_read, readable
 from events.models import Event
 from events.relay import ALL_EVENTS_GROUP, event_message, group_for
 
@@ -101,9 +100,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def event_message(self, message: dict[str, Any]) -> None:
         """An event from the relay, for a group this connection joined: passed on if its key may see
         it (its tenant's events; an operator's: every tenant's and the fleet's own)."""
-        if self.api_key is not None and (
-            self.api_key.has_role(Role.OPERATOR) or message.get("tenant_id") == self.api_key.tenant_id
-        ):
+        if self.api_key is not None and may_read(self.api_key, message.get("tenant_id")):
             await self._push(message["event"])
 
     async def _authenticate(self, raw_key: Any) -> None:
