@@ -7,11 +7,13 @@ on a loopback port with their data in a local folder. Nothing here imports Djang
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import socket
 import stat
 import subprocess
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -68,7 +70,11 @@ def _postgres_os_user(paths: list[Path]) -> str | None:
     )
 
     user = "pgserver"
-    ensure_user_exists(user)
+    # Two processes creating the user at once (the test tiers' xdist workers on a fresh machine) can
+    # both run useradd and end with the folder chowned to a uid that is not the user's.
+    with open(Path(tempfile.gettempdir()) / "jobqueue-postgres-user.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ensure_user_exists(user)
     readable = stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH
     for bin_path in POSTGRES_VERSIONS.values():
         ensure_prefix_permissions(bin_path)

@@ -91,9 +91,10 @@ def record_machine_event(event_type: EventType, machine_id: str, payload: dict[s
     return Event.objects.create(type=event_type, machine_id=machine_id, payload=payload)
 
 
-def record_webhook_event(event_type: EventType, payload: dict[str, Any]) -> Event:
+def record_webhook_event(event_type: EventType, payload: dict[str, Any], *, tenant_id: int) -> Event:
+    """An event about a tenant's webhook endpoint: that tenant's to see."""
     _validate(event_type, payload)
-    return Event.objects.create(type=event_type, payload=payload)
+    return Event.objects.create(type=event_type, tenant_id=tenant_id, payload=payload)
 
 
 def _validate(event_type: str, payload: dict[str, Any]) -> None:

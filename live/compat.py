@@ -20,10 +20,12 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 from rest_framework import serializers
 
+from accounts.scoping import owned, readable
 from core.errors import DomainError
 from events.relay import ALL_EVENTS_GROUP, group_for
 from jobqueue.api.serializers import JobSubmitSerializer
 from jobqueue.cancellation import cancel_job
+from jobqueue.errors import JobNotFound
 from jobqueue.models import TERMINAL_STATUSES, Job, JobStatus
 from jobqueue.submission import submit_job
 from live.snapshot import full_state
@@ -86,7 +88,9 @@ class ClientCompatConsumer(LiveConsumer):
         if not isinstance(job_id, str) or not is_uuid(job_id):
             await self._compat_error(message.get("message_id"), "invalid_message", "job_id must be a UUID")
             return
-        job = await database_sync_to_async(Job.objects.filter(pk=job_id).first)()
+        assert self.api_key is not None  # refused before authentication
+        visible = readable(Job.objects.all(), self.api_key)  # another tenant's job: "no such job"
+        job = await database_sync_to_async(visible.filter(pk=job_id).first)()
         if job is None:
             await self._compat_error(message.get("message_id"), "not_found", "no such job")
             return
@@ -113,11 +117,17 @@ class ClientCompatConsumer(LiveConsumer):
             await self._compat_error(message_id, "invalid_message", "job_id must be a UUID")
             return
         try:
-            await database_sync_to_async(cancel_job)(job_id, "cancelled by the client")
+            await database_sync_to_async(self._cancel_own)(job_id)
         except DomainError as exc:
             await self._compat_error(message_id, exc.code, exc.message)
             return
         await self.send_json({"type": "job_cancelled", "job_id": job_id, "message_id": message_id, **_now()})
+
+    def _cancel_own(self, job_id: str) -> None:
+        assert self.api_key is not None  # refused before authentication
+        if not owned(Job.objects.all(), self.api_key).filter(pk=job_id).exists():
+            raise JobNotFound()  # or another tenant's: its id leaks nothing
+        cancel_job(job_id, "cancelled by the client")
 
     async def _push(self, event: dict[str, Any]) -> None:
         """Events become the replaced system's two messages; others are not its business."""
@@ -206,7 +216,7 @@ class MonitorCompatConsumer(LiveConsumer):
                 field="finishedJobsPagination",
             )
             return
-        data = await database_sync_to_async(full_state)(page, size)
+        data = await database_sync_to_async(full_state)(self.api_key, page, size)
         await self.send_json(
             {"type": "full_state_snapshot", "monitor_id": self.monitor_id, "data": data, **_now()}
         )

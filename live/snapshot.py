@@ -1,5 +1,6 @@
 """What a monitor sees at once: workers, machines, jobs by status, queues, workflows, dead letters,
-throughput, and system counts."""
+throughput, and system counts — of the work its key may read (`accounts.scoping.readable`: its
+tenant's, or every tenant's for an operator); the fleet (workers, machines) only for operators."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from collections import defaultdict
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import BooleanField, Count, ExpressionWrapper, Min, Q
+from django.db.models import BooleanField, Count, ExpressionWrapper, Min, Q, QuerySet
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
+from accounts.models import ApiKey
+from accounts.scoping import readable, reads_every_tenant
 from jobqueue.models import (
     ACTIVE_STATUSES,
     DISPATCH_ORDER,
@@ -42,12 +45,14 @@ JOB_FIELDS = (
 )
 
 
-def full_state(finished_page: int = 1, finished_page_size: int = 20) -> dict[str, Any]:
+def full_state(api_key: ApiKey, finished_page: int = 1, finished_page_size: int = 20) -> dict[str, Any]:
     """The replaced system's `full_state_snapshot` data: one consistent read for a dashboard."""
+    jobs = readable(Job.objects.all(), api_key)
     live = ExpressionWrapper(live_condition(), output_field=BooleanField())
+    fleet = Worker.objects.all() if reads_every_tenant(api_key) else Worker.objects.none()
     workers: list[dict[str, Any]] = [
         dict(row)
-        for row in Worker.objects.annotate(live=live)
+        for row in fleet.annotate(live=live)
         .order_by("id")
         .values(
             "id",
@@ -68,7 +73,7 @@ def full_state(finished_page: int = 1, finished_page_size: int = 20) -> dict[str
         )
     ]
     running = defaultdict(list)
-    for worker_id, job_id in Job.objects.filter(status__in=ACTIVE_STATUSES).values_list("worker_id", "id"):
+    for worker_id, job_id in jobs.filter(status__in=ACTIVE_STATUSES).values_list("worker_id", "id"):
         running[worker_id].append(str(job_id))
     machines: dict[str, dict[str, Any]] = {}
     for worker in workers:
@@ -78,13 +83,11 @@ def full_state(finished_page: int = 1, finished_page_size: int = 20) -> dict[str
         )
         machine["workers"].append(worker["id"])
         machine["live"] = machine["live"] or worker["live"]
-    finished = Job.objects.filter(status__in=(JobStatus.COMPLETED, JobStatus.FAILED)).order_by(
-        "-completed_at"
-    )
+    finished = jobs.filter(status__in=(JobStatus.COMPLETED, JobStatus.FAILED)).order_by("-completed_at")
     finished_total = finished.count()
     start = (finished_page - 1) * finished_page_size
     page = list(finished[start : start + finished_page_size].values(*JOB_FIELDS))
-    counts = Job.objects.aggregate(
+    counts = jobs.aggregate(
         total_jobs=Count("id"),
         pending_jobs=Count("id", filter=Q(status__in=NOT_STARTED_STATUSES)),
         active_jobs=Count("id", filter=Q(status__in=ACTIVE_STATUSES)),
@@ -96,12 +99,12 @@ def full_state(finished_page: int = 1, finished_page_size: int = 20) -> dict[str
         "machines": list(machines.values()),
         "jobs": {
             "pending": list(
-                Job.objects.filter(status__in=NOT_STARTED_STATUSES)
+                jobs.filter(status__in=NOT_STARTED_STATUSES)
                 .order_by(*DISPATCH_ORDER)
                 .values(*JOB_FIELDS)[:WAITING_JOBS_SHOWN]
             ),
             "active": list(
-                Job.objects.filter(status__in=ACTIVE_STATUSES).order_by("assigned_at").values(*JOB_FIELDS)
+                jobs.filter(status__in=ACTIVE_STATUSES).order_by("assigned_at").values(*JOB_FIELDS)
             ),
             "completed": [j for j in page if j["status"] == JobStatus.COMPLETED],
             "failed": [j for j in page if j["status"] == JobStatus.FAILED],
@@ -121,22 +124,22 @@ def full_state(finished_page: int = 1, finished_page_size: int = 20) -> dict[str
                 "hasPreviousPage": finished_page > 1,
             }
         },
-        "queues": _queue_depths(),
-        "workflows": _recent_workflows(),
+        "queues": _queue_depths(jobs),
+        "workflows": _recent_workflows(api_key),
         "dead_letters": list(
-            DeadLetterJob.objects.open()
+            readable(DeadLetterJob.objects.open(), api_key, tenant_field="job__tenant")
             .order_by("-created_at")
             .values("id", "job_id", "job__type", "reason", "created_at")[:DEAD_LETTERS_SHOWN]
         ),
-        "throughput": _completed_per_minute(),
+        "throughput": _completed_per_minute(jobs),
         "timestamp": timezone.now().isoformat(),
     }
 
 
-def _queue_depths() -> list[dict[str, Any]]:
+def _queue_depths(jobs: QuerySet[Job]) -> list[dict[str, Any]]:
     """Waiting jobs per (type, pool, capabilities), with the oldest one's queue time."""
     rows = (
-        Job.objects.filter(status__in=NOT_STARTED_STATUSES)
+        jobs.filter(status__in=NOT_STARTED_STATUSES)
         .values("type", "required_pool", "required_capabilities")
         .annotate(depth=Count("id"), oldest=Min("queued_at"))
         .order_by("-depth")[:50]
@@ -153,12 +156,14 @@ def _queue_depths() -> list[dict[str, Any]]:
     ]
 
 
-def _recent_workflows() -> list[dict[str, Any]]:
+def _recent_workflows(api_key: ApiKey) -> list[dict[str, Any]]:
     from workflows.models import Workflow
 
-    workflows = Workflow.objects.order_by("-created_at").prefetch_related("steps__job")[
-        :RECENT_WORKFLOWS_SHOWN
-    ]
+    workflows = (
+        readable(Workflow.objects.all(), api_key)
+        .order_by("-created_at")
+        .prefetch_related("steps__job")[:RECENT_WORKFLOWS_SHOWN]
+    )
     return [
         {
             "id": w.pk,
@@ -172,13 +177,13 @@ def _recent_workflows() -> list[dict[str, Any]]:
     ]
 
 
-def _completed_per_minute() -> list[int]:
+def _completed_per_minute(jobs: QuerySet[Job]) -> list[int]:
     """Jobs completed in each of the last THROUGHPUT_MINUTES minutes, oldest first."""
     now = timezone.now()
     since = now - timedelta(minutes=THROUGHPUT_MINUTES)
     counts = [0] * THROUGHPUT_MINUTES
     rows = (
-        Job.objects.filter(status=JobStatus.COMPLETED, completed_at__gte=since)
+        jobs.filter(status=JobStatus.COMPLETED, completed_at__gte=since)
         .annotate(minute=TruncMinute("completed_at"))
         .values("minute")
         .annotate(n=Count("id"))

@@ -11,6 +11,7 @@ A bad message gets an error; the connection stays up.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections import OrderedDict
@@ -25,6 +26,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.auth import api_key_for
+from accounts.revocation import key_group
 from accounts.scoping import may_read, readable
 from events.models import Event
 from events.relay import ALL_EVENTS_GROUP, event_message, group_for
@@ -45,6 +47,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         self.api_key = None
+        self.expiry: asyncio.TimerHandle | None = None
         self.groups_joined: dict[str, tuple[str, str]] = {}  # group -> (kind, id)
         self.sent: OrderedDict[int, None] = OrderedDict()
         await self.accept()
@@ -58,6 +61,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         for group in list(self.groups_joined):
             await self.channel_layer.group_discard(group, self.channel_name)
+        await self._forget_key()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
@@ -109,8 +113,28 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self._error("invalid_api_key", "the API key is missing, unknown or revoked")
             await self.close(code=4401)
             return
+        await self._forget_key()
         self.api_key = api_key
+        # Revoked, deactivated or deleted: announced to this group (accounts.revocation). Expired: timed here.
+        await self.channel_layer.group_add(key_group(api_key.pk), self.channel_name)
+        if api_key.expires_at is not None:
+            seconds = (api_key.expires_at - timezone.now()).total_seconds()
+            self.expiry = asyncio.get_running_loop().call_later(
+                max(seconds, 0), lambda: asyncio.ensure_future(self.api_key_closed({}))
+            )
         await self.send_json({"type": "authenticated", "client": api_key.name})
+
+    async def api_key_closed(self, message: dict[str, Any]) -> None:
+        """This socket's key was revoked, deactivated, deleted or has expired: the socket ends."""
+        await self._error("api_key_revoked", "the API key was revoked or has expired")
+        await self.close(code=4401)
+
+    async def _forget_key(self) -> None:
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
+        if self.api_key is not None:
+            await self.channel_layer.group_discard(key_group(self.api_key.pk), self.channel_name)
 
     async def _subscription(self, subscribe: bool, group: str, kind: str, entity_id: str) -> None:
         if subscribe:

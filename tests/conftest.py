@@ -272,6 +272,15 @@ def api_key(db):
 
 
 @pytest.fixture
+def operator_key(db):
+    """An operator key of the default tenant: it also sees the fleet (the monitor's workers) and every
+    tenant's work."""
+    from accounts.models import ApiKey, Role
+
+    return ApiKey.issue(f"operator-{uuid.uuid4().hex[:8]}", role=Role.OPERATOR)
+
+
+@pytest.fixture
 def api_client_for_new_key(db) -> Callable[[], APIClient]:
     """API clients, each authenticated with a client key of a tenant of its own."""
     from accounts.models import ApiKey

@@ -14,6 +14,7 @@ from webhooks.outcome import disable_endpoint
 class WebhookEndpointAdmin(admin.ModelAdmin):
     list_display = (
         "url",
+        "tenant",
         "owner",
         "enabled",
         "event_types",
@@ -21,7 +22,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         "last_success_at",
         "created_at",
     )
-    list_filter = ("enabled",)
+    list_filter = ("enabled", "tenant")
     search_fields = ("url", "description")
     readonly_fields = (
         "failing_since",
@@ -63,8 +64,17 @@ class WebhookAttemptInline(admin.TabularInline):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(admin.ModelAdmin):
-    list_display = ("id", "event_type", "url", "status", "dead_letter_reason", "attempt_count", "created_at")
-    list_filter = ("status", "dead_letter_reason", "event_type")
+    list_display = (
+        "id",
+        "event_type",
+        "url",
+        "tenant",
+        "status",
+        "dead_letter_reason",
+        "attempt_count",
+        "created_at",
+    )
+    list_filter = ("status", "dead_letter_reason", "event_type", "tenant")
     search_fields = ("url", "message_id", "job_id", "workflow_id")
     readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
     inlines = [WebhookAttemptInline]

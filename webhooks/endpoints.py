@@ -47,7 +47,7 @@ def validate_target(url: str) -> None:
 def create_endpoint(owner: ApiKey, fields: dict[str, Any]) -> tuple[WebhookEndpoint, str]:
     """A new endpoint and its secret (the only time the secret is shown)."""
     validate_target(fields["url"])
-    endpoint = WebhookEndpoint(owner=owner, **fields)
+    endpoint = WebhookEndpoint(owner=owner, tenant_id=owner.tenant_id, **fields)
     secret = endpoint.set_new_secret(timedelta(0), timezone.now())
     endpoint.save()
     return endpoint, secret
@@ -70,10 +70,10 @@ def rotate_secret(endpoint_id: Any, overlap: timedelta) -> tuple[str, datetime |
     return _rotate(WebhookEndpoint.objects.filter(pk=endpoint_id), overlap)
 
 
-def rotate_default_secret(owner: ApiKey, overlap: timedelta) -> tuple[str, datetime | None]:
-    """The secret signing the owner's per-job and per-workflow `webhook_url` messages, renewed."""
-    default_signing_secret(owner.pk)  # exists from here on
-    return _rotate(DefaultSigningSecret.objects.filter(owner=owner), overlap)
+def rotate_default_secret(tenant_id: int, overlap: timedelta) -> tuple[str, datetime | None]:
+    """The secret signing the tenant's per-job and per-workflow `webhook_url` messages, renewed."""
+    default_signing_secret(tenant_id)  # exists from here on
+    return _rotate(DefaultSigningSecret.objects.filter(tenant_id=tenant_id), overlap)
 
 
 def _rotate(holder: QuerySet, overlap: timedelta) -> tuple[str, datetime | None]:
@@ -90,6 +90,7 @@ def send_test(endpoint: WebhookEndpoint) -> WebhookAttempt:
     test = WebhookDelivery.objects.create(
         endpoint=endpoint,
         url=endpoint.url,
+        tenant_id=endpoint.tenant_id,
         owner_id=endpoint.owner_id,
         event_type=TEST_EVENT_TYPE,
         message_id="",
@@ -102,10 +103,10 @@ def send_test(endpoint: WebhookEndpoint) -> WebhookAttempt:
     return record(test.pk, now, result, retries=False)
 
 
-def redeliver(delivery_id: int, owner: ApiKey) -> WebhookDelivery:
+def redeliver(delivery_id: int, tenant_id: int) -> WebhookDelivery:
     """Send a finished delivery again: same webhook-id and body, a fresh retry schedule."""
     with transaction.atomic():
-        delivery = WebhookDelivery.objects.select_for_update().get(pk=delivery_id, owner=owner)
+        delivery = WebhookDelivery.objects.select_for_update().get(pk=delivery_id, tenant_id=tenant_id)
         if delivery.status == DeliveryStatus.PENDING:
             raise DeliveryAlreadyPending(field="delivery_id", delivery_id=delivery_id)
         restart(delivery)
@@ -119,10 +120,10 @@ class RedeliveryOutcome:
 
 
 def redeliver_failed(
-    owner: ApiKey, since: datetime, endpoint_id: Any | None, limit: int
+    tenant_id: int, since: datetime, endpoint_id: Any | None, limit: int
 ) -> RedeliveryOutcome:
-    """Every dead-lettered delivery of the owner's since `since` (optionally one endpoint's), again."""
-    matching = failed_since(owner, since, endpoint_id)
+    """Every dead-lettered delivery of the tenant's since `since` (optionally one endpoint's), again."""
+    matching = failed_since(tenant_id, since, endpoint_id)
     matched = matching.count()
     redelivered = 0
     for delivery_id in matching.values_list("pk", flat=True)[:limit]:
@@ -138,9 +139,9 @@ def redeliver_failed(
     return RedeliveryOutcome(matched=matched, redelivered=redelivered)
 
 
-def failed_since(owner: ApiKey, since: datetime, endpoint_id: Any | None) -> QuerySet[WebhookDelivery]:
+def failed_since(tenant_id: int, since: datetime, endpoint_id: Any | None) -> QuerySet[WebhookDelivery]:
     queryset = WebhookDelivery.objects.filter(
-        owner=owner, status=DeliveryStatus.DEAD_LETTERED, dead_lettered_at__gte=since
+        tenant_id=tenant_id, status=DeliveryStatus.DEAD_LETTERED, dead_lettered_at__gte=since
     ).exclude(event_type=TEST_EVENT_TYPE)
     if endpoint_id is not None:
         queryset = queryset.filter(endpoint_id=endpoint_id)

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.conf import settings
 
+from accounts.scoping import reads_every_tenant
 from events.cursors import consume_events
 from events.models import Event
 from events.types import EventType
@@ -43,12 +44,20 @@ def fan_out_once(batch: int | None = None) -> int:
 
 
 def _create_deliveries(events: list[Event]) -> None:
-    endpoints = list(WebhookEndpoint.objects.filter(enabled=True))
+    endpoints = list(WebhookEndpoint.objects.filter(enabled=True).select_related("owner"))
     subjects = _subjects(events)
     deliveries = []
     for event in events:
         deliveries += _deliveries_for(event, subjects[event.id], endpoints)
     WebhookDelivery.objects.bulk_create(deliveries, ignore_conflicts=True)
+
+
+def receives(endpoint: WebhookEndpoint, tenant_id: int | None) -> bool:
+    """An endpoint receives its own tenant's events only; the fleet's own (no tenant) only if the key
+    that made it may read them (an operator's)."""
+    if tenant_id is None:
+        return endpoint.owner is not None and reads_every_tenant(endpoint.owner)
+    return tenant_id == endpoint.tenant_id
 
 
 def matches(endpoint: WebhookEndpoint, event_type: str, attributes: dict[str, Any]) -> bool:
@@ -64,14 +73,14 @@ def matches(endpoint: WebhookEndpoint, event_type: str, attributes: dict[str, An
 def _deliveries_for(
     event: Event, subject: Subject, endpoints: list[WebhookEndpoint]
 ) -> list[WebhookDelivery]:
-    targets: list[tuple[WebhookEndpoint | None, str, int | None]] = [
-        (endpoint, endpoint.url, endpoint.owner_id)
+    targets: list[tuple[WebhookEndpoint | None, str, int, int | None]] = [
+        (endpoint, endpoint.url, endpoint.tenant_id, endpoint.owner_id)
         for endpoint in endpoints
-        if matches(endpoint, event.type, subject.attributes)
+        if receives(endpoint, event.tenant_id) and matches(endpoint, event.type, subject.attributes)
     ]
     entity = subject.workflow if event.job_id is None else subject.job
     if event.type in ENTITY_URL_EVENTS and entity and entity.get("webhook_url"):
-        targets.append((None, entity["webhook_url"], entity["api_key_id"]))
+        targets.append((None, entity["webhook_url"], entity["tenant_id"], entity["api_key_id"]))
     if not targets:
         return []
     body = event_body(event, subject)
@@ -79,6 +88,7 @@ def _deliveries_for(
         WebhookDelivery(
             endpoint=endpoint,
             url=url,
+            tenant_id=tenant_id,
             owner_id=owner_id,
             event_id=event.id,
             event_type=event.type,
@@ -87,7 +97,7 @@ def _deliveries_for(
             workflow_id=event.workflow_id or subject.attributes.get("workflow_id"),
             body=body,
         )
-        for endpoint, url, owner_id in targets
+        for endpoint, url, tenant_id, owner_id in targets
     ]
 
 
@@ -102,6 +112,7 @@ def _subjects(events: Iterable[Event]) -> dict[int, Subject]:
             "priority",
             "worker_id",
             "workflow_id",
+            "tenant_id",
             "api_key_id",
             "webhook_url",
             "created_at",
@@ -115,7 +126,7 @@ def _subjects(events: Iterable[Event]) -> dict[int, Subject]:
     workflows = {
         row["id"]: row
         for row in Workflow.objects.filter(id__in=workflow_ids).values(
-            "id", "name", "api_key_id", "webhook_url", "total_steps", "created_at"
+            "id", "name", "tenant_id", "api_key_id", "webhook_url", "total_steps", "created_at"
         )
     }
     worker_ids = {e.worker_id for e in events if e.worker_id} | {

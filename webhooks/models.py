@@ -9,7 +9,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, Tenant
 from webhooks import secrets
 
 
@@ -49,10 +49,18 @@ class SigningSecrets(models.Model):
 
 
 class WebhookEndpoint(SigningSecrets):
-    """A receiver: which events it wants, how to reach it, and how healthy it is."""
+    """A receiver of one tenant's events: which it wants, how to reach it, and how healthy it is."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    owner = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="webhook_endpoints")
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
+    owner = models.ForeignKey(
+        ApiKey,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="webhook_endpoints",
+        help_text="The key that created it; the endpoint is its tenant's.",
+    )
     url = models.URLField(max_length=2000)
     description = models.CharField(max_length=500, blank=True, default="")
     event_types = models.JSONField(default=list, blank=True, help_text="Event types delivered; empty: all.")
@@ -81,21 +89,12 @@ class WebhookEndpoint(SigningSecrets):
 
 
 class DefaultSigningSecret(SigningSecrets):
-    """The secret that signs an owner's per-job and per-workflow `webhook_url` deliveries."""
+    """The secret that signs a tenant's per-job and per-workflow `webhook_url` deliveries."""
 
-    owner = models.OneToOneField(
-        ApiKey, null=True, blank=True, on_delete=models.CASCADE, related_name="default_signing_secret"
-    )
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["owner"], name="one_default_secret_without_owner", nulls_distinct=False
-            )
-        ]
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="+")
 
     def __str__(self) -> str:
-        return f"default signing secret of {self.owner or 'jobs without an owner'}"
+        return f"default signing secret of {self.tenant}"
 
 
 class DeliveryStatus(models.TextChoices):
@@ -122,6 +121,7 @@ class WebhookDelivery(models.Model):
     url = models.URLField(
         max_length=2000, help_text="The endpoint's URL, or a job's or workflow's webhook_url."
     )
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
     owner = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     event_id = models.BigIntegerField(null=True, blank=True, help_text="Null for test messages.")
     event_type = models.CharField(max_length=64)
@@ -168,6 +168,7 @@ class WebhookDelivery(models.Model):
                 fields=["next_attempt_at"], condition=Q(status="pending"), name="webhook_delivery_due"
             ),
             models.Index(fields=["endpoint", "status", "id"], name="webhook_delivery_endpoint"),
+            models.Index(fields=["tenant", "id"], name="webhook_delivery_tenant"),
             models.Index(fields=["status", "dead_lettered_at"], name="webhook_delivery_dead"),
         ]
 

@@ -82,7 +82,7 @@ def disable_endpoint(endpoint: WebhookEndpoint, reason: str) -> None:
     endpoint.enabled, endpoint.disabled_reason = False, reason
     endpoint.save(update_fields=["enabled", "disabled_reason", "updated_at"])
     payload: dict[str, Any] = {"endpoint_id": str(endpoint.id), "url": endpoint.url, "reason": reason}
-    record_webhook_event(EventType.WEBHOOK_ENDPOINT_DISABLED, payload)
+    record_webhook_event(EventType.WEBHOOK_ENDPOINT_DISABLED, payload, tenant_id=endpoint.tenant_id)
 
 
 def _final_reason(result: SendResult) -> DeliveryDeadLetterReason | None:

@@ -34,18 +34,18 @@ class SendResult:
 def signing_secrets(delivery: WebhookDelivery, now: datetime) -> list[str]:
     if delivery.endpoint is not None:
         return delivery.endpoint.signing_secrets(now)
-    return default_signing_secret(delivery.owner_id).signing_secrets(now)
+    return default_signing_secret(delivery.tenant_id).signing_secrets(now)
 
 
-def default_signing_secret(owner_id: int | None) -> DefaultSigningSecret:
-    """The owner's default secret, created (unseen until rotated through the API) on first use."""
-    existing = DefaultSigningSecret.objects.filter(owner_id=owner_id).first()
+def default_signing_secret(tenant_id: int) -> DefaultSigningSecret:
+    """The tenant's default secret, created (unseen until rotated through the API) on first use."""
+    existing = DefaultSigningSecret.objects.filter(tenant_id=tenant_id).first()
     if existing is not None:
         return existing
-    created = DefaultSigningSecret(owner_id=owner_id)
+    created = DefaultSigningSecret(tenant_id=tenant_id)
     created.set_new_secret(timedelta(0), timezone.now())
     DefaultSigningSecret.objects.bulk_create([created], ignore_conflicts=True)
-    return DefaultSigningSecret.objects.get(owner_id=owner_id)
+    return DefaultSigningSecret.objects.get(tenant_id=tenant_id)
 
 
 def send(url: str, message_id: str, body: str, secrets: list[str], headers: dict[str, str]) -> SendResult:

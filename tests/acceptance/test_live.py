@@ -300,11 +300,11 @@ def test_a_bad_submission_over_the_client_socket_is_an_error_naming_its_message(
 # --- the replaced system's monitor socket ----------------------------------------------------------
 
 
-def test_a_monitor_gets_the_full_state_and_then_every_event(live_stack, api_key, gpu_worker):
+def test_a_monitor_gets_the_full_state_and_then_every_event(live_stack, operator_key, gpu_worker):
     worker = gpu_worker()
     done, later = make_job(type="upscale"), make_job(type="upscale")  # no worker here runs upscales
     cancel_job(done.id)
-    monitor = Client(f"{live_stack.ws_url}/monitor/monitor-id-1?token={api_key[1]}")
+    monitor = Client(f"{live_stack.ws_url}/monitor/monitor-id-1?token={operator_key[1]}")
     try:
         assert monitor.next()["type"] == "authenticated"
         monitor.send(type="subscribe", topics=["workers", "jobs"])
@@ -375,3 +375,94 @@ def test_a_socket_gets_only_its_tenants_events_live_and_on_resume(live_stack, ap
     finally:
         mine.close()
         theirs.close()
+
+
+def test_a_strangers_monitor_sees_neither_another_tenants_jobs_nor_the_fleet(live_stack, gpu_worker):
+    from accounts.models import ApiKey, Tenant
+
+    gpu_worker()
+    job = make_job(type="upscale")  # the default tenant's; nobody here runs upscales
+    stranger_key = ApiKey.issue("stranger", tenant=Tenant.objects.create(name="stranger"))[1]
+    monitor = Client(f"{live_stack.ws_url}/monitor/m-2?token={stranger_key}")
+    try:
+        assert monitor.next()["type"] == "authenticated"
+        monitor.send(type="subscribe", topics=["jobs"])
+        monitor.until(lambda m: m["type"] == "subscribed")
+        monitor.send(type="request_full_state", finishedJobsPagination={"page": 1, "pageSize": 5})
+        data = monitor.until(lambda m: m["type"] == "full_state_snapshot")[-1]["data"]
+
+        assert data["system_stats"]["total_jobs"] == 0 and data["jobs"]["pending"] == []
+        assert data["queues"] == [] and data["workers"] == [] and data["machines"] == []
+        cancel_job(job.id)
+        relay_once()  # what the relay process would publish by now, published here for certain
+        monitor.send(type="ping")
+        before_pong = monitor.until(lambda m: m["type"] == "pong")
+        assert [m for m in before_pong if m.get("job_id")] == []
+    finally:
+        monitor.close()
+
+
+def test_a_revoked_keys_open_socket_is_closed_within_seconds(live_stack):
+    from accounts.models import ApiKey
+
+    key, raw = ApiKey.issue("short-lived")
+    client = Client(f"{live_stack.ws_url}?api_key={raw}")
+    try:
+        assert client.next()["type"] == "authenticated"
+        client.send(type="subscribe_all")
+        assert client.next()["type"] == "subscribed"
+
+        key.revoke()
+
+        assert client.next(timeout=5) == {
+            "type": "error",
+            "code": "api_key_revoked",
+            "message": "the API key was revoked or has expired",
+        }
+        with pytest.raises(ConnectionClosed) as closed:
+            client.next(timeout=5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+    finally:
+        client.close()
+
+
+def test_an_expiring_keys_open_socket_is_closed_when_it_expires(live_stack):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts.models import ApiKey
+
+    raw = ApiKey.issue("expiring", expires_at=timezone.now() + timedelta(seconds=2))[1]
+    client = Client(f"{live_stack.ws_url}?api_key={raw}")
+    try:
+        assert client.next()["type"] == "authenticated"
+        assert client.next(timeout=6)["code"] == "api_key_revoked"
+        with pytest.raises(ConnectionClosed):
+            client.next(timeout=5)
+    finally:
+        client.close()
+
+
+def test_a_strangers_client_socket_can_neither_follow_nor_cancel_another_tenants_job(live_stack):
+    from accounts.models import ApiKey, Tenant
+
+    job, finished = make_job(type="upscale"), make_job(type="upscale")  # the default tenant's
+    cancel_job(finished.id)
+    stranger_key = ApiKey.issue("stranger", tenant=Tenant.objects.create(name="stranger"))[1]
+    client = Client(f"{live_stack.ws_url}/client/stranger-1?token={stranger_key}")
+    try:
+        assert client.next()["type"] == "authenticated"
+        for job_id in (job.id, finished.id):  # a finished job's result would come first: it must not
+            client.send(type="subscribe_progress", job_id=str(job_id), message_id="m1")
+            assert client.next()["code"] == "not_found"
+        client.send(type="cancel_job", job_id=str(job.id), message_id="m2")
+        assert client.next()["code"] == "not_found"
+        job.refresh_from_db()
+        assert job.cancel_requested_at is None and job.status == "pending"
+        cancel_job(job.id)  # by its owner: the events go to its own tenant only
+        relay_once()
+        client.send(type="ping")
+        assert [m for m in client.until(lambda m: m["type"] == "pong") if m.get("job_id")] == []
+    finally:
+        client.close()

@@ -70,10 +70,10 @@ def _bar_and_stage(page, job_id: str) -> tuple[float, str] | None:
     return None if reading is None else (reading[0], reading[1])
 
 
-def test_the_monitor_page_shows_a_submitted_job_progress_to_completed(live_stack, api_key, gpu_worker):
+def test_the_monitor_page_shows_a_submitted_job_progress_to_completed(live_stack, operator_key, gpu_worker):
     worker = gpu_worker()
     with chromium_page() as (page, errors):
-        _watch_a_job_complete(page, errors, live_stack.api_url, api_key[1], worker.worker_id)
+        _watch_a_job_complete(page, errors, live_stack.api_url, operator_key[1], worker.worker_id)
 
 
 def _watch_a_job_complete(page: Page, errors: list[str], api_url: str, key: str, worker_id: str) -> None:

@@ -11,9 +11,13 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import ApiKey, Role, Tenant
+from events.recording import record_machine_event
+from events.types import EventType
 from jobqueue.models import Job
 from tests.factories import make_job
 from tests.integration.test_dead_letters import dead_letter
+from webhooks.fanout import fan_out_once
+from webhooks.models import DefaultSigningSecret, WebhookDelivery, WebhookEndpoint
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -116,7 +120,7 @@ def test_another_tenants_dead_letter_is_not_found_and_cannot_be_requeued(tenants
     assert dead.requeued_at is None
 
 
-def test_another_tenants_webhook_endpoint_is_not_found(a, b, settings):
+def test_another_tenants_webhook_endpoint_is_not_found(tenants, a, b, settings):
     settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
     created = a.post("/api/webhooks", {"url": "http://127.0.0.1:9/hook"}, format="json")
     assert created.status_code == 201, created.json()
@@ -127,6 +131,70 @@ def test_another_tenants_webhook_endpoint_is_not_found(a, b, settings):
     assert b.delete(f"/api/webhooks/{endpoint_id}").status_code == 404
     assert b.get("/api/webhooks").json()["pagination"]["total"] == 0
     assert a.get(f"/api/webhooks/{endpoint_id}").json()["webhook"]["enabled"] is True
+    # The endpoint is the tenant's, not only its creator's: another key of A reaches it.
+    assert _client(tenants[0]).get(f"/api/webhooks/{endpoint_id}").status_code == 200
+
+
+def _endpoint(client: APIClient, path: str) -> WebhookEndpoint:
+    created = client.post("/api/webhooks", {"url": f"http://127.0.0.1:9/{path}"}, format="json")
+    assert created.status_code == 201, created.json()
+    return WebhookEndpoint.objects.get(pk=created.json()["webhook"]["id"])
+
+
+def test_an_endpoint_receives_only_its_own_tenants_events_and_the_fleets_only_for_operators(
+    tenants, a, b, settings
+):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    a_hook, b_hook = _endpoint(a, "a"), _endpoint(b, "b")
+    operator_hook = _endpoint(_client(tenants[1], Role.OPERATOR), "operator")
+    job_id = _job(a)
+    record_machine_event(
+        EventType.MACHINE_REGISTERED, "box-1", {"hostname": "box-1", "pool": "default", "gpu_count": 1}
+    )
+
+    fan_out_once(batch=1000)
+
+    def received(endpoint: WebhookEndpoint) -> set[tuple[str, str | None]]:
+        return {(d.event_type, d.job_id and str(d.job_id)) for d in endpoint.deliveries.all()}
+
+    assert ("job_submitted", job_id) in received(a_hook)
+    assert ("machine_registered", None) not in received(a_hook)
+    assert received(b_hook) == set()
+    assert received(operator_hook) == {("machine_registered", None)}  # its own tenant (B) had no work
+    assert set(WebhookDelivery.objects.filter(endpoint=a_hook).values_list("tenant", flat=True)) == {
+        tenants[0].pk
+    }
+
+
+def test_another_tenants_webhook_delivery_is_not_found_nor_redelivered(tenants, a, b, settings):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    endpoint = _endpoint(a, "a")
+    delivery = WebhookDelivery.objects.create(
+        endpoint=endpoint,
+        url=endpoint.url,
+        tenant=tenants[0],
+        event_type="job_failed",
+        message_id="msg_1",
+        body="{}",
+        status="dead_lettered",
+        dead_lettered_at=timezone.now(),
+    )
+
+    assert b.get(f"/api/webhooks/deliveries/{delivery.pk}").status_code == 404
+    assert b.post(f"/api/webhooks/deliveries/{delivery.pk}/redeliver").status_code == 404
+    assert b.get("/api/webhooks/deliveries").json()["pagination"]["total"] == 0
+    since = (timezone.now() - timedelta(hours=1)).isoformat()
+    bulk = b.post("/api/webhooks/deliveries/redeliver", {"since": since}, format="json").json()
+    assert (bulk["matched"], bulk["redelivered"]) == (0, 0)
+    delivery.refresh_from_db()
+    assert delivery.status == "dead_lettered" and delivery.redelivery_count == 0
+    assert a.get(f"/api/webhooks/deliveries/{delivery.pk}").status_code == 200
+
+
+def test_each_tenant_has_its_own_default_signing_secret(a, b):
+    rotated_a = a.post("/api/webhooks/default-secret/rotate", {}, format="json").json()["secret"]
+    rotated_b = b.post("/api/webhooks/default-secret/rotate", {}, format="json").json()["secret"]
+    assert rotated_a != rotated_b and DefaultSigningSecret.objects.count() == 2
 
 
 def test_an_operator_reads_every_tenants_work_but_changes_only_its_own(tenants, a):

@@ -67,7 +67,7 @@ def test_a_database_from_before_the_renovation_keeps_every_row(empty_database, s
         "endpoint_key": "emprops",
         "delivery_key": "emprops",
         "attempts": 1,
-        "default_secret_key": "emprops",
+        "default_secret": [["default", "z"]],
         "key_jobs": 1,
         "content_types": ["accounts.apikey", "events.event", "events.eventrelaycursor"],
         "new_event_ok": True,
@@ -76,5 +76,7 @@ def test_a_database_from_before_the_renovation_keeps_every_row(empty_database, s
             "job": "default",
             "schedule": "default",
             "workflow": "default",
+            "endpoint": "default",
+            "delivery": "default",
         },
     }

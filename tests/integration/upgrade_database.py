@@ -66,6 +66,12 @@ def build_old() -> None:
         delivery=delivery, number=1, started_at="2026-11-01T00:00Z"
     )
     model("webhooks", "DefaultSigningSecret").objects.create(owner=key, secret_encrypted="y")
+    # Three default secrets of what becomes one tenant: the most recently rotated one stays.
+    other = model("jobqueue", "ApiKey").objects.create(name="other", prefix="jq_old2", key_hash="i" * 64)
+    model("webhooks", "DefaultSigningSecret").objects.create(
+        owner=other, secret_encrypted="z", secret_rotated_at="2026-11-02T00:00Z"
+    )
+    model("webhooks", "DefaultSigningSecret").objects.create(owner=None, secret_encrypted="n")
 
 
 def read_new() -> dict:
@@ -98,7 +104,9 @@ def read_new() -> dict:
         "endpoint_key": WebhookEndpoint.objects.get().owner.name,
         "delivery_key": WebhookDelivery.objects.get().owner.name,
         "attempts": WebhookAttempt.objects.count(),
-        "default_secret_key": DefaultSigningSecret.objects.get().owner.name,
+        "default_secret": [
+            (secret.tenant.name, secret.secret_encrypted) for secret in DefaultSigningSecret.objects.all()
+        ],
         "key_jobs": key.jobs.count(),
         "content_types": sorted(
             f"{ct.app_label}.{ct.model}"
@@ -112,6 +120,8 @@ def read_new() -> dict:
             "job": job.tenant.name,
             "schedule": JobSchedule.objects.get(name="nightly").tenant.name,
             "workflow": Workflow.objects.get(pk="wf-old").tenant.name,
+            "endpoint": WebhookEndpoint.objects.get().tenant.name,
+            "delivery": WebhookDelivery.objects.get().tenant.name,
         },
     }
 

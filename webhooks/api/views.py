@@ -1,12 +1,15 @@
 """Webhook API views: /api/webhooks (endpoints, secrets, tests, stats, deliveries, redelivery).
 
-Every endpoint and delivery belongs to an API key; a key sees and changes only its own."""
+Every endpoint and delivery belongs to a tenant; a key sees and changes only its tenant's (another
+tenant's id is a 404)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
+from django.db.models import Model, QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -16,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.auth import api_key_of
+from accounts.scoping import owned
 from core.api.pagination import page_response, read_page
 from webhooks import endpoints
 from webhooks.api.serializers import (
@@ -30,9 +34,15 @@ from webhooks.api.serializers import (
 )
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 
+M = TypeVar("M", bound=Model)
+
 
 def _own_endpoint(request: Request, endpoint_id) -> WebhookEndpoint:
-    return get_object_or_404(WebhookEndpoint, pk=endpoint_id, owner=api_key_of(request))
+    return get_object_or_404(_own(WebhookEndpoint.objects.all(), request), pk=endpoint_id)
+
+
+def _own(queryset: QuerySet[M], request: Request) -> QuerySet[M]:
+    return owned(queryset, api_key_of(request))
 
 
 def _rotated(request: Request, rotate: Callable[[timedelta], tuple[str, datetime | None]]) -> Response:
@@ -54,7 +64,7 @@ def _deliveries(request: Request, queryset) -> Response:
 class EndpointCollectionView(APIView):
     @extend_schema(responses=EndpointSerializer(many=True))
     def get(self, request: Request) -> Response:
-        queryset = WebhookEndpoint.objects.filter(owner=api_key_of(request)).order_by("created_at")
+        queryset = _own(WebhookEndpoint.objects.all(), request).order_by("created_at")
         return page_response("webhooks", queryset, EndpointSerializer, read_page(request))
 
     @extend_schema(request=EndpointWriteSerializer, responses={201: EndpointSerializer})
@@ -99,9 +109,9 @@ class EndpointRotateSecretView(APIView):
 class DefaultSecretRotateView(APIView):
     @extend_schema(request=RotateSecretSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request) -> Response:
-        """The secret signing this key's per-job and per-workflow `webhook_url` messages."""
+        """The secret signing this tenant's per-job and per-workflow `webhook_url` messages."""
         return _rotated(
-            request, lambda overlap: endpoints.rotate_default_secret(api_key_of(request), overlap)
+            request, lambda overlap: endpoints.rotate_default_secret(api_key_of(request).tenant_id, overlap)
         )
 
 
@@ -142,15 +152,15 @@ class DeliveryCollectionView(APIView):
         responses=DeliverySerializer(many=True),
     )
     def get(self, request: Request) -> Response:
-        """Every delivery of this key's: its endpoints' and its jobs' and workflows' own URLs."""
-        return _deliveries(request, WebhookDelivery.objects.filter(owner=api_key_of(request)))
+        """Every delivery of this tenant's: its endpoints' and its jobs' and workflows' own URLs."""
+        return _deliveries(request, _own(WebhookDelivery.objects.all(), request))
 
 
 class DeliveryDetailView(APIView):
     @extend_schema(responses=DeliveryDetailSerializer)
     def get(self, request: Request, delivery_id: int) -> Response:
         delivery = get_object_or_404(
-            WebhookDelivery.objects.prefetch_related("attempts"), pk=delivery_id, owner=api_key_of(request)
+            _own(WebhookDelivery.objects.prefetch_related("attempts"), request), pk=delivery_id
         )
         return Response({"success": True, "delivery": DeliveryDetailSerializer(delivery).data})
 
@@ -158,8 +168,8 @@ class DeliveryDetailView(APIView):
 class DeliveryRedeliverView(APIView):
     @extend_schema(request=None, responses=DeliverySerializer)
     def post(self, request: Request, delivery_id: int) -> Response:
-        get_object_or_404(WebhookDelivery, pk=delivery_id, owner=api_key_of(request))
-        delivery = endpoints.redeliver(delivery_id, api_key_of(request))
+        get_object_or_404(_own(WebhookDelivery.objects.all(), request), pk=delivery_id)
+        delivery = endpoints.redeliver(delivery_id, api_key_of(request).tenant_id)
         return Response({"success": True, "delivery": DeliverySerializer(delivery).data})
 
 
@@ -177,7 +187,10 @@ class BulkRedeliverView(APIView):
         if endpoint_id is not None:
             _own_endpoint(request, endpoint_id)
         outcome = endpoints.redeliver_failed(
-            api_key_of(request), body.validated_data["since"], endpoint_id, body.validated_data["limit"]
+            api_key_of(request).tenant_id,
+            body.validated_data["since"],
+            endpoint_id,
+            body.validated_data["limit"],
         )
         return Response(
             {
