@@ -14,6 +14,11 @@ from django.db.models.expressions import DatabaseDefault
 
 M = TypeVar("M", bound=models.Model)
 
+#: The largest values Postgres' integer columns hold (`integer`, `bigint`): an API field stored in one,
+#: or passed to one (a page's OFFSET), is bounded by it, so a larger number is a 400, not a 500.
+INT_MAX = 2**31 - 1
+BIGINT_MAX = 2**63 - 1
+
 
 class CurrentTransactionId(models.Func):
     """The writing transaction's id, as a bigint. The event log's consumers only read events of

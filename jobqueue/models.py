@@ -276,6 +276,12 @@ class JobSchedule(models.Model):
     next_run_at = models.DateTimeField(null=True, blank=True)
     last_run_at = models.DateTimeField(null=True, blank=True)
     last_job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    last_error = models.CharField(
+        max_length=500,
+        blank=True,
+        default="",
+        help_text="Why the last run could not submit (it was disabled).",
+    )
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
     api_key = models.ForeignKey(
         ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="schedules"

@@ -2,25 +2,42 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from django.db import transaction
 from django.utils import timezone
+from rest_framework.exceptions import ValidationError
 
+from core.errors import DomainError
 from jobqueue.models import JobSchedule
 from jobqueue.submission import JobRequest, submit_job
 
 DUE_BATCH = 200
+log = logging.getLogger(__name__)
 
 
 def next_run_after(schedule: JobSchedule, after: datetime) -> datetime:
     if schedule.cron:
-        return croniter(schedule.cron, after).get_next(datetime)
+        return _next_cron_run(schedule.cron, after)
     assert schedule.interval_seconds is not None  # a schedule has a cron or an interval (a constraint)
     return after + timedelta(seconds=schedule.interval_seconds)
+
+
+def _next_cron_run(cron: str, after: datetime) -> datetime:
+    return croniter(cron, after).get_next(datetime)
+
+
+def fires(cron: str, after: datetime) -> bool:
+    """A valid cron may still never match a date (`0 0 31 2 *`): its next run cannot be computed."""
+    try:
+        _next_cron_run(cron, after)
+    except CroniterBadDateError:
+        return False
+    return True
 
 
 def run_due_schedules(request_from_template: Callable[[dict[str, Any]], JobRequest]) -> int:
@@ -38,15 +55,35 @@ def run_due_schedules(request_from_template: Callable[[dict[str, Any]], JobReque
             enabled=True, next_run_at__lte=now
         )
         for schedule in due.order_by("next_run_at")[:DUE_BATCH]:
-            assert schedule.next_run_at is not None  # due: filtered on it
-            request = request_from_template(schedule.job_template)
-            request.idempotency_key = f"schedule:{schedule.id}:{schedule.next_run_at.isoformat()}"
-            request.metadata = {**request.metadata, "schedule_id": str(schedule.id)}
-            request.tenant_id = schedule.tenant_id
-            job, _ = submit_job(request, schedule.api_key)
-            schedule.last_run_at = schedule.next_run_at
-            schedule.last_job = job
-            schedule.next_run_at = next_run_after(schedule, max(now, schedule.next_run_at))
-            schedule.save(update_fields=["last_run_at", "last_job", "next_run_at", "updated_at"])
-            submitted += 1
+            try:
+                with transaction.atomic():  # a savepoint: one schedule that cannot run spoils no other
+                    _run(schedule, request_from_template, now)
+                submitted += 1
+            except (ValidationError, DomainError, ValueError) as exc:
+                _disable(schedule, exc)
     return submitted
+
+
+def _run(
+    schedule: JobSchedule, request_from_template: Callable[[dict[str, Any]], JobRequest], now: datetime
+) -> None:
+    assert schedule.next_run_at is not None  # due: filtered on it
+    request = request_from_template(schedule.job_template)
+    request.idempotency_key = f"schedule:{schedule.id}:{schedule.next_run_at.isoformat()}"
+    request.metadata = {**request.metadata, "schedule_id": str(schedule.id)}
+    request.tenant_id = schedule.tenant_id
+    job, _ = submit_job(request, schedule.api_key)
+    schedule.last_run_at = schedule.next_run_at
+    schedule.last_job = job
+    schedule.next_run_at = next_run_after(schedule, max(now, schedule.next_run_at))
+    schedule.save(update_fields=["last_run_at", "last_job", "next_run_at", "updated_at"])
+
+
+def _disable(schedule: JobSchedule, exc: Exception) -> None:
+    """A schedule whose run cannot be submitted (saved before today's checks, say) would fail every
+    beat again: it is disabled, and says why, until its owner mends it."""
+    log.warning("schedule %s disabled: its run cannot be submitted: %s", schedule.id, exc)
+    schedule.enabled = False
+    schedule.next_run_at = None
+    schedule.last_error = f"disabled: its run could not be submitted: {exc}"[:500]
+    schedule.save(update_fields=["enabled", "next_run_at", "last_error", "updated_at"])

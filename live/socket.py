@@ -28,6 +28,8 @@ from django.utils import timezone
 from accounts.auth import api_key_for
 from accounts.revocation import key_group
 from accounts.scoping import may_read, readable
+from core import json_input
+from core.db import BIGINT_MAX
 from events.models import Event
 from events.relay import ALL_EVENTS_GROUP, event_message, group_for
 
@@ -64,11 +66,18 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await self._forget_key()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        try:
-            content = await self.decode_json(
-                text_data if text_data is not None else (bytes_data or b"").decode()
+        raw = text_data if text_data is not None else bytes_data or b""
+        if len(raw) > settings.LIVE_MAX_MESSAGE_BYTES:
+            await self._error(
+                "message_too_large", f"messages are at most {settings.LIVE_MAX_MESSAGE_BYTES} bytes"
             )
-        except (ValueError, UnicodeDecodeError):
+            return
+        try:
+            content = json_input.loads(raw)
+        except json_input.UnstorableJson as refused:
+            await self._error(refused.code, refused.message, field=refused.path or None)
+            return
+        except ValueError:  # malformed JSON, or bytes that are not UTF-8
             await self._error("invalid_message", "messages are JSON objects")
             return
         await self.receive_json(content)
@@ -149,7 +158,11 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(reply)
 
     async def _resume(self, last_event_id: Any) -> None:
-        if isinstance(last_event_id, bool) or not isinstance(last_event_id, int) or last_event_id < 0:
+        if (
+            isinstance(last_event_id, bool)
+            or not isinstance(last_event_id, int)
+            or not 0 <= last_event_id <= BIGINT_MAX
+        ):
             await self._error(
                 "invalid_message", "resume needs last_event_id (an integer)", field="last_event_id"
             )

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "core.api.middleware.RefuseNulInUrls",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -170,8 +171,11 @@ SPECTACULAR_SETTINGS = {
 }
 API_PAGE_SIZE_DEFAULT = env_int("API_PAGE_SIZE_DEFAULT", 50)
 API_PAGE_SIZE_MAX = env_int("API_PAGE_SIZE_MAX", 500)
-# Largest request body (a job's payload with inline images can be big); larger is a 400.
+# Largest request body (a job's payload with inline images can be big); larger is a 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("API_MAX_BODY_BYTES", 10 * 1024 * 1024)
+# Deepest JSON taken in a body or a WebSocket message (a ComfyUI workflow is under ten levels).
+API_JSON_MAX_DEPTH = env_int("API_JSON_MAX_DEPTH", 64)
+API_JSON_MAX_KEY_LENGTH = env_int("API_JSON_MAX_KEY_LENGTH", 1000)
 
 # --- Jobs and dispatch ------------------------------------------------------------------------------
 JOB_DEFAULT_PRIORITY = 50
@@ -210,6 +214,9 @@ EVENT_RELAY_BATCH = env_int("EVENT_RELAY_BATCH", 500)
 EVENT_CONSUMERS = ["events.relay.run_relay", "webhooks.pump.run_webhook_pump"]
 # What a reconnecting WebSocket client may replay with `resume`, at most.
 LIVE_RESUME_MAX_EVENTS = env_int("LIVE_RESUME_MAX_EVENTS", 5000)
+# Largest WebSocket message a client may send (a job submitted over /ws/client carries its payload);
+# larger gets an error message and the connection stays up.
+LIVE_MAX_MESSAGE_BYTES = env_int("LIVE_MAX_MESSAGE_BYTES", 1024 * 1024)
 
 # The most steps one workflow may have (the replaced system's limit).
 WORKFLOW_MAX_STEPS = env_int("WORKFLOW_MAX_STEPS", 50)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, DataError, IntegrityError
 from django.http import Http404
 from rest_framework import exceptions
@@ -47,7 +49,20 @@ def validation_error_body(detail: Any) -> dict[str, Any]:
 
 
 def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    if isinstance(exc, DatabaseError) and not isinstance(exc, IntegrityError | DataError):
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return error_response(413, "request_too_large", f"the request body is over {limit} bytes")
+    if isinstance(exc, IntegrityError):
+        # A constraint caught what validation did not (two requests racing for one name, say): the
+        # request conflicts with the data; nothing was changed (its transaction rolled back).
+        logger.warning("integrity error answered 409: %s", exc)
+        return error_response(
+            409, "conflict", "the request conflicts with existing data; nothing was changed"
+        )
+    if isinstance(exc, DataError):
+        logger.warning("data error answered 400: %s", exc)
+        return error_response(400, "invalid_value", "a value is out of range or cannot be stored")
+    if isinstance(exc, DatabaseError):
         # Postgres is down or restarting: say so, and let clients retry.
         logger.warning("database unavailable: %s", exc)
         response = error_response(503, "database_unavailable", "the database is unavailable; retry shortly")

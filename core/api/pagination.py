@@ -11,12 +11,14 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.db import BIGINT_MAX
+
 
 class PageSerializer(serializers.Serializer[Any]):
     limit = serializers.IntegerField(
         min_value=1, max_value=settings.API_PAGE_SIZE_MAX, default=settings.API_PAGE_SIZE_DEFAULT
     )
-    offset = serializers.IntegerField(min_value=0, default=0)
+    offset = serializers.IntegerField(min_value=0, max_value=BIGINT_MAX, default=0)
 
 
 @dataclass(frozen=True)

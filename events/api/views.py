@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from accounts.auth import api_key_of
 from accounts.scoping import readable
 from core.api.serializers import StrictSerializer
+from core.db import BIGINT_MAX
 from events.models import Event
 from events.serializers import EventSerializer
 from events.types import EventType
@@ -34,7 +35,9 @@ class EventTypesField(serializers.CharField):
 
 
 class ReplayQuerySerializer(StrictSerializer):
-    after = serializers.IntegerField(min_value=0, default=0, help_text="the last event id you have")
+    after = serializers.IntegerField(
+        min_value=0, max_value=BIGINT_MAX, default=0, help_text="the last event id you have"
+    )
     type = EventTypesField(required=False)
     job_id = serializers.UUIDField(required=False)
     workflow_id = serializers.CharField(required=False, max_length=100)

@@ -19,7 +19,7 @@ from accounts.scoping import owned
 from core.api.pagination import page_response, read_page
 from jobqueue.api.serializers import JobSubmitSerializer, StrictSerializer
 from jobqueue.models import JobSchedule
-from jobqueue.schedules import next_run_after
+from jobqueue.schedules import fires, next_run_after
 
 MAX_INTERVAL_SECONDS = 366 * 24 * 3600
 TEMPLATE_FORBIDDEN = ("idempotency_key", "scheduled_at")  # each run gets its own
@@ -44,10 +44,19 @@ class ScheduleSerializer(StrictSerializer, serializers.ModelSerializer):
             "next_run_at",
             "last_run_at",
             "last_job_id",
+            "last_error",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["id", "next_run_at", "last_run_at", "last_job_id", "created_at", "updated_at"]
+        read_only_fields = [
+            "id",
+            "next_run_at",
+            "last_run_at",
+            "last_job_id",
+            "last_error",
+            "created_at",
+            "updated_at",
+        ]
 
     def validate_name(self, value: str) -> str:
         taken = JobSchedule.objects.filter(tenant_id=self.context["tenant_id"], name=value)
@@ -61,6 +70,10 @@ class ScheduleSerializer(StrictSerializer, serializers.ModelSerializer):
         value = " ".join(value.split())
         if value and (len(value.split()) != 5 or not croniter.is_valid(value)):
             raise serializers.ValidationError("not a valid five-field cron expression", code="invalid_cron")
+        if value and not fires(value, timezone.now()):
+            raise serializers.ValidationError(
+                "this cron expression never fires (such as 31 February)", code="cron_never_fires"
+            )
         return value
 
     def validate_job(self, template: dict) -> dict:
@@ -85,6 +98,8 @@ class ScheduleSerializer(StrictSerializer, serializers.ModelSerializer):
         timing_changed = self.instance is None or any(
             name in self.validated_data for name in ("cron", "interval_seconds", "enabled")
         )
+        if self.instance is not None:
+            kwargs["last_error"] = ""  # changed by its owner: tried afresh
         schedule = super().save(**kwargs)
         if timing_changed:
             schedule.next_run_at = next_run_after(schedule, timezone.now()) if schedule.enabled else None

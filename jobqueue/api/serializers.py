@@ -12,6 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.api.serializers import StrictSerializer
+from core.db import INT_MAX
 from jobqueue.models import Job, JobExecution
 from jobqueue.submission import STORED_AS_IS, JobRequest
 
@@ -96,10 +97,10 @@ class JobSubmitSerializer(StrictSerializer):
     workflow_id = serializers.CharField(required=False, max_length=100, allow_null=True)
     workflow_priority = serializers.IntegerField(min_value=0, max_value=100, required=False, allow_null=True)
     workflow_datetime = EpochMillisOrDateTimeField(required=False, allow_null=True)
-    current_step = serializers.IntegerField(min_value=1, required=False, allow_null=True)
-    total_steps = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    current_step = serializers.IntegerField(min_value=1, max_value=INT_MAX, required=False, allow_null=True)
+    total_steps = serializers.IntegerField(min_value=1, max_value=INT_MAX, required=False, allow_null=True)
     # Sent by the replaced system's clients; the attempt count is ours to keep, so it is ignored.
-    retry_count = serializers.IntegerField(min_value=0, required=False)
+    retry_count = serializers.IntegerField(min_value=0, max_value=INT_MAX, required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         names = {attrs[k] for k in ("type", "service_required", "job_type") if k in attrs}

@@ -200,6 +200,29 @@ def test_bad_messages_get_a_clear_error_and_the_connection_stays_up(ws):
     assert client.next()["type"] == "pong"
 
 
+@pytest.mark.parametrize("socket_path", ["", "/monitor/m-1", "/client/c-1"])
+def test_every_socket_answers_deep_huge_and_unstorable_messages_with_an_error_and_stays_up(
+    live_stack, api_key, socket_path, settings
+):
+    client = Client(f"{live_stack.ws_url}{socket_path}?api_key={api_key[1]}&token={api_key[1]}")
+    try:
+        assert client.next()["type"] == "authenticated"
+        for raw, code in [
+            ("[" * 10_000 + "]" * 10_000, "too_deep"),
+            ('{"type": "ping", "note": "\\u0000"}', "null_character"),
+            ('{"type": "ping", "note": "\\ud800"}', "invalid_unicode"),
+            ("{" * 3, "invalid_message"),
+            ("x" * (settings.LIVE_MAX_MESSAGE_BYTES + 1), "message_too_large"),
+        ]:
+            client.socket.send(raw)
+            assert client.until(lambda m: m["type"] == "error")[-1]["code"] == code, raw[:40]
+        client.send(type="ping")
+        assert client.until(lambda m: m["type"] == "pong")
+    finally:
+        client.close()
+    assert Event.objects.count() == 0
+
+
 def test_a_client_must_authenticate_before_subscribing(ws, api_key):
     client = ws(authenticated=False)
     client.send(type="subscribe_all")

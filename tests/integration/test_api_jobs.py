@@ -268,13 +268,14 @@ def test_correlation_id_is_taken_from_the_request_and_stored(api):
     assert Event.objects.get(job_id=job_id, type="job_submitted").correlation_id == "trace-abc"
 
 
-def test_a_body_over_the_size_limit_is_a_400_in_the_envelope(api, settings):
+def test_a_body_over_the_size_limit_is_a_413_in_the_envelope(api, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
 
     response = api.post("/api/jobs", {"type": "simulation", "payload": {"blob": "x" * 2000}}, format="json")
 
-    assert response.status_code == 400
+    assert response.status_code == 413
     assert response.json()["success"] is False
+    assert response.json()["error"]["code"] == "request_too_large"
     assert Job.objects.count() == 0
 
 
