@@ -57,13 +57,30 @@ def api_key_of(request: Request) -> ApiKey:
     return request.auth
 
 
-class OperatorsOnly(permissions.BasePermission):
-    """The fleet's endpoints: machines, workers, pools, drain and resume."""
+class _RoleRequired(permissions.BasePermission):
+    """Refuses keys whose role is below `role` with a 403 coded `<role>_role_required`."""
+
+    role: Role
+    needed_for: str
 
     def has_permission(self, request, view) -> bool:
-        if isinstance(request.auth, ApiKey) and not request.auth.has_role(Role.OPERATOR):
+        api_key = request.auth
+        if isinstance(api_key, ApiKey) and not api_key.has_role(self.role):
             raise exceptions.PermissionDenied(
-                "this key's role is client; the fleet needs an operator or admin key",
-                code="operator_role_required",
+                f"this key's role is {api_key.role}; {self.needed_for}", code=f"{self.role}_role_required"
             )
         return True
+
+
+class OperatorsOnly(_RoleRequired):
+    """The fleet's endpoints: machines, workers, pools, drain and resume."""
+
+    role = Role.OPERATOR
+    needed_for = "the fleet needs an operator or admin key"
+
+
+class AdminsOnly(_RoleRequired):
+    """Tenants and keys."""
+
+    role = Role.ADMIN
+    needed_for = "tenants and keys need an admin key"

@@ -6,6 +6,7 @@ import hashlib
 import secrets
 from datetime import datetime
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -14,14 +15,32 @@ from django.utils import timezone
 DEFAULT_TENANT_NAME = "default"
 
 
+#: A tenant's limits: its field (none: the install's default, the setting of the same name in capitals).
+QUOTAS = ("max_queued_jobs", "max_submits_per_second", "max_webhook_endpoints", "max_schedules")
+
+
+def _quota(help_text: str) -> models.PositiveIntegerField:
+    return models.PositiveIntegerField(null=True, blank=True, help_text=f"{help_text} None: the default.")
+
+
 class Tenant(models.Model):
     """An organisation or project: owns jobs, workflows, schedules and the keys that reach them."""
 
     name = models.CharField(max_length=100, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    max_queued_jobs = _quota("Most jobs waiting to run at once (pending, scheduled or waiting).")
+    max_submits_per_second = _quota("Most jobs submitted in one second.")
+    max_webhook_endpoints = _quota("Most webhook endpoints.")
+    max_schedules = _quota("Most recurring schedules.")
 
     def __str__(self) -> str:
         return self.name
+
+    def quota(self, name: str) -> int:
+        """The tenant's limit `name` (one of QUOTAS): its own, or the install's default."""
+        assert name in QUOTAS, name
+        own = getattr(self, name)
+        return own if own is not None else int(getattr(settings, f"TENANT_{name.upper()}"))
 
     @classmethod
     def default(cls) -> Tenant:
@@ -115,3 +134,16 @@ class ApiKey(models.Model):
     @property
     def is_authenticated(self) -> bool:
         return True
+
+
+class Customer(models.Model):
+    """A customer id (the jobs' `customer_id`, which dedicated workers serve) and the one tenant it
+    belongs to: claimed by the first job of a tenant that names it; another tenant naming it is
+    answered as if it did not exist. So a worker dedicated to a customer serves one tenant's work."""
+
+    customer_id = models.CharField(max_length=200, unique=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="customers")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} ({self.tenant})"

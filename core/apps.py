@@ -7,3 +7,4 @@ class CoreConfig(AppConfig):
 
     def ready(self) -> None:
         from core import checks  # noqa: F401  (registers the deployment checks)
+        from core.api import converters  # noqa: F401  (registers <row_id:> for the URL confs)

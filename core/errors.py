@@ -10,6 +10,7 @@ class DomainError(Exception):
 
     code = "error"
     http_status = 400
+    retry_after_seconds: int | None = None  # sent as Retry-After: when trying again may succeed
 
     def __init__(
         self, message: str | None = None, *, field: str | None = None, code: str | None = None, **details: Any
@@ -35,3 +36,11 @@ class Conflict(DomainError):
 
     code = "conflict"
     http_status = 409
+
+
+class TooManyRequests(DomainError):
+    """Too many requests; retry later."""
+
+    code = "too_many_requests"
+    http_status = 429
+    retry_after_seconds = 1

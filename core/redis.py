@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 
 import redis
@@ -17,3 +18,14 @@ def redis_client() -> redis.Redis:
         socket_timeout=CONNECT_TIMEOUT_SECONDS,
         socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
     )
+
+
+def count_in_this_second(name: str, amount: int = 1) -> int:
+    """Add `amount` to a counter of the current one-second window shared by every process (in the
+    broker's Redis), and return the window's total so far: the rate limits' meter."""
+    key = f"rate:{name}:{int(time.time())}"
+    pipeline = redis_client().pipeline()
+    pipeline.incrby(key, amount)
+    pipeline.expire(key, 2)
+    total, _ = pipeline.execute()
+    return int(total)

@@ -170,6 +170,12 @@ class Job(models.Model):
             models.Index(fields=["created_by", "-created_at"], name="job_creator_created"),
             models.Index(fields=["-created_at"], name="job_created"),
             models.Index(fields=["tenant", "-created_at"], name="job_tenant_created"),
+            # A tenant's queued jobs, counted for its quota (jobqueue.quotas).
+            models.Index(
+                fields=["tenant"],
+                name="job_queued_by_tenant",
+                condition=Q(status__in=["scheduled", "waiting", "pending"]),
+            ),
             models.Index(fields=["workflow_id"], name="job_workflow", condition=Q(workflow_id__isnull=False)),
         ]
 

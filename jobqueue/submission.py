@@ -9,6 +9,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts import customers
 from accounts.models import ApiKey, Tenant
 from core.db import insert_many
 from events.models import Event
@@ -121,6 +122,7 @@ def create_job(request: JobRequest, api_key: ApiKey | None, correlation_id: str 
 
 def _create(request: JobRequest, api_key: ApiKey | None, correlation_id: str) -> Job:
     job = _new_job(request, api_key, correlation_id, timezone.now())
+    customers.claim(job.tenant_id, [job.customer_id])
     job.save(force_insert=True)
     record_job_event(EventType.JOB_SUBMITTED, job, _submitted_payload(job))
     _announce([(job, request)])
@@ -148,6 +150,7 @@ def _create_many(
             by_key[request.idempotency_key] = job
         created.append((job, request))
         results.append((job, True))
+    customers.claim(tenant_id, {job.customer_id for job, _ in created})
     insert_many(Job, [job for job, _ in created])
     insert_many(
         Event, [job_event(EventType.JOB_SUBMITTED, job, _submitted_payload(job)) for job, _ in created]

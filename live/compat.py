@@ -27,6 +27,7 @@ from jobqueue.api.serializers import JobSubmitSerializer
 from jobqueue.cancellation import cancel_job
 from jobqueue.errors import JobNotFound
 from jobqueue.models import TERMINAL_STATUSES, Job, JobStatus
+from jobqueue.quotas import admit_jobs
 from jobqueue.submission import submit_job
 from live.snapshot import full_state
 from live.socket import LiveConsumer, is_uuid
@@ -78,6 +79,8 @@ class ClientCompatConsumer(LiveConsumer):
     def _create_job(self, body: dict[str, Any]) -> str:
         submission = JobSubmitSerializer(data=body)
         submission.is_valid(raise_exception=True)
+        assert self.api_key is not None  # refused before authentication
+        admit_jobs(self.api_key.tenant_id, 1)
         job, _ = submit_job(
             submission.to_job_request(), self.api_key, correlation_id=f"ws-client:{self.client_id}"
         )

@@ -177,6 +177,14 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("API_MAX_BODY_BYTES", 10 * 1024 * 1024)
 API_JSON_MAX_DEPTH = env_int("API_JSON_MAX_DEPTH", 64)
 API_JSON_MAX_KEY_LENGTH = env_int("API_JSON_MAX_KEY_LENGTH", 1000)
 
+# --- Tenants' quotas (each tenant may set its own: accounts.models.Tenant) -----------------------------
+# Defaults a single-team install never meets: the benchmarks submit ~1,500 jobs/s in batches and keep
+# backlogs of 100,000 jobs.
+TENANT_MAX_QUEUED_JOBS = env_int("TENANT_MAX_QUEUED_JOBS", 1_000_000)
+TENANT_MAX_SUBMITS_PER_SECOND = env_int("TENANT_MAX_SUBMITS_PER_SECOND", 10_000)
+TENANT_MAX_WEBHOOK_ENDPOINTS = env_int("TENANT_MAX_WEBHOOK_ENDPOINTS", 100)
+TENANT_MAX_SCHEDULES = env_int("TENANT_MAX_SCHEDULES", 1_000)
+
 # --- Jobs and dispatch ------------------------------------------------------------------------------
 JOB_DEFAULT_PRIORITY = 50
 JOB_DEFAULT_MAX_RETRIES = env_int("JOB_DEFAULT_MAX_RETRIES", 3)

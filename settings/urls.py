@@ -36,6 +36,7 @@ def ready(request):
 urlpatterns = [
     path("health", health, name="health"),
     path("health/ready", ready, name="health-ready"),
+    path("api/", include("accounts.api.urls")),
     path("api/", include("jobqueue.api.urls")),
     path("api/", include("events.api.urls")),
     path("api/", include("workflows.api.urls")),

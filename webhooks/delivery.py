@@ -3,13 +3,12 @@ respect the endpoint's state and rate limit, send (`send.py`), record the outcom
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
 
-from core.redis import redis_client
+from core.redis import count_in_this_second
 from webhooks.models import (
     DeliveryDeadLetterReason,
     DeliveryStatus,
@@ -70,10 +69,5 @@ def _postpone(delivery_id: int, seconds: float) -> None:
 
 
 def _over_rate_limit(endpoint: WebhookEndpoint) -> bool:
-    """A one-second window per endpoint, shared by every delivery worker (in the broker's Redis)."""
-    key = f"webhooks:rate:{endpoint.id}:{int(time.time())}"
-    client = redis_client()
-    sent = int(client.incr(key))  # type: ignore[arg-type]  # a sync client
-    if sent == 1:
-        client.expire(key, 2)
-    return sent > (endpoint.rate_limit_per_second or 0)
+    """A one-second window per endpoint, shared by every delivery worker."""
+    return count_in_this_second(f"webhooks:{endpoint.id}") > (endpoint.rate_limit_per_second or 0)

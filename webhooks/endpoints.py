@@ -11,6 +11,7 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import ApiKey
+from accounts.quotas import ensure_room_for_one_more
 from core.errors import DomainError
 from webhooks.models import (
     DefaultSigningSecret,
@@ -47,6 +48,8 @@ def validate_target(url: str) -> None:
 def create_endpoint(owner: ApiKey, fields: dict[str, Any]) -> tuple[WebhookEndpoint, str]:
     """A new endpoint and its secret (the only time the secret is shown)."""
     validate_target(fields["url"])
+    used = WebhookEndpoint.objects.filter(tenant_id=owner.tenant_id).count()
+    ensure_room_for_one_more(owner.tenant_id, "max_webhook_endpoints", used)
     endpoint = WebhookEndpoint(owner=owner, tenant_id=owner.tenant_id, **fields)
     secret = endpoint.set_new_secret(timedelta(0), timezone.now())
     endpoint.save()

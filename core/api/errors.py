@@ -69,7 +69,12 @@ def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Respo
         response["Retry-After"] = "5"
         return response
     if isinstance(exc, DomainError):
-        return error_response(exc.http_status, exc.code, exc.message, field=exc.field, details=exc.details)
+        response = error_response(
+            exc.http_status, exc.code, exc.message, field=exc.field, details=exc.details
+        )
+        if exc.retry_after_seconds is not None:
+            response["Retry-After"] = str(exc.retry_after_seconds)
+        return response
     if isinstance(exc, Http404):
         return error_response(404, "not_found", "not found")
     if isinstance(exc, exceptions.ValidationError):

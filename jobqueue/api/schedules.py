@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.auth import api_key_of
+from accounts.quotas import ensure_room_for_one_more
 from accounts.scoping import owned
 from core.api.pagination import page_response, read_page
 from jobqueue.api.serializers import JobSubmitSerializer, StrictSerializer
@@ -118,6 +119,8 @@ class ScheduleCollectionView(APIView):
         api_key = api_key_of(request)
         body = ScheduleSerializer(data=request.data, context={"tenant_id": api_key.tenant_id})
         body.is_valid(raise_exception=True)
+        used = JobSchedule.objects.filter(tenant_id=api_key.tenant_id).count()
+        ensure_room_for_one_more(api_key.tenant_id, "max_schedules", used)
         try:
             with transaction.atomic():
                 schedule = body.save(api_key=api_key, tenant_id=api_key.tenant_id)

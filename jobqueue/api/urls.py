@@ -14,10 +14,12 @@ urlpatterns = [
         "dead-letters/requeue", dead_letters.DeadLetterBulkRequeueView.as_view(), name="dead-letters-requeue"
     ),
     path(
-        "dead-letters/<int:dead_letter_id>", dead_letters.DeadLetterDetailView.as_view(), name="dead-letter"
+        "dead-letters/<row_id:dead_letter_id>",
+        dead_letters.DeadLetterDetailView.as_view(),
+        name="dead-letter",
     ),
     path(
-        "dead-letters/<int:dead_letter_id>/requeue",
+        "dead-letters/<row_id:dead_letter_id>/requeue",
         dead_letters.DeadLetterRequeueView.as_view(),
         name="dead-letter-requeue",
     ),

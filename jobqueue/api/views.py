@@ -32,6 +32,7 @@ from jobqueue.api.serializers import (
 )
 from jobqueue.cancellation import cancel_job
 from jobqueue.models import Job
+from jobqueue.quotas import admit_jobs
 from jobqueue.stats import TIMEFRAMES, job_stats
 from jobqueue.submission import JobRequest, submit_job, submit_jobs
 
@@ -45,6 +46,7 @@ class JobCollectionView(APIView):
     def post(self, request: Request) -> Response:
         submission = JobSubmitSerializer(data=request.data)
         submission.is_valid(raise_exception=True)
+        admit_jobs(api_key_of(request).tenant_id, 1)
         job, created = submit_job(submission.to_job_request(), api_key_of(request), correlation_id(request))
         return Response(
             {
@@ -82,6 +84,8 @@ class JobBatchView(APIView):
                 {"jobs": {str(index): errors for index, errors in invalid.items()}}
             )
         valid = sorted(requests)
+        if valid:
+            admit_jobs(api_key_of(request).tenant_id, len(valid))
         created_jobs = submit_jobs([requests[i] for i in valid], api_key_of(request), correlation_id(request))
         submitted = dict(zip(valid, created_jobs, strict=True))
         results = [

@@ -12,10 +12,12 @@ urlpatterns = [
     path("webhooks/deliveries", views.DeliveryCollectionView.as_view(), name="webhook-deliveries"),
     path("webhooks/deliveries/redeliver", views.BulkRedeliverView.as_view(), name="webhook-bulk-redeliver"),
     path(
-        "webhooks/deliveries/<int:delivery_id>", views.DeliveryDetailView.as_view(), name="webhook-delivery"
+        "webhooks/deliveries/<row_id:delivery_id>",
+        views.DeliveryDetailView.as_view(),
+        name="webhook-delivery",
     ),
     path(
-        "webhooks/deliveries/<int:delivery_id>/redeliver",
+        "webhooks/deliveries/<row_id:delivery_id>/redeliver",
         views.DeliveryRedeliverView.as_view(),
         name="webhook-redeliver",
     ),

@@ -20,6 +20,7 @@ from core.api.filters import StatusInFilter, filter_or_400, filter_parameters
 from core.api.middleware import correlation_id
 from core.api.pagination import page_response, read_page
 from jobqueue.api.views import StatsView
+from jobqueue.quotas import admit_jobs
 from workflows.api.serializers import WorkflowCancelSerializer, WorkflowSerializer, WorkflowSubmitSerializer
 from workflows.cancellation import cancel_workflow
 from workflows.creation import create_workflow
@@ -47,9 +48,9 @@ class WorkflowCollectionView(APIView):
     def post(self, request: Request) -> Response:
         submission = WorkflowSubmitSerializer(data=request.data)
         submission.is_valid(raise_exception=True)
-        workflow, created = create_workflow(
-            submission.to_workflow_request(), api_key_of(request), correlation_id(request)
-        )
+        workflow_request = submission.to_workflow_request()
+        admit_jobs(api_key_of(request).tenant_id, len(workflow_request.steps))
+        workflow, created = create_workflow(workflow_request, api_key_of(request), correlation_id(request))
         job_ids = [
             str(job_id) for job_id in workflow.steps.order_by("index").values_list("job_id", flat=True)
         ]

@@ -1,0 +1,83 @@
+"""Tenants and API keys as the admin API shows and takes them (never a key's hash; the key itself
+only in the answer that created it)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+from rest_framework import serializers
+
+from accounts.models import QUOTAS, ApiKey, Role, Tenant
+from core.api.serializers import StrictSerializer
+from core.db import INT_MAX
+
+MAX_KEY_LIFETIME_DAYS = 3650
+
+
+class TenantSerializer(StrictSerializer, serializers.ModelSerializer):
+    quotas = serializers.SerializerMethodField(help_text="The limits in force: its own, or the defaults.")
+
+    class Meta:
+        model = Tenant
+        fields = ["id", "name", "created_at", *QUOTAS, "quotas"]
+        read_only_fields = ["id", "created_at"]
+        extra_kwargs = {name: {"max_value": INT_MAX} for name in QUOTAS}
+
+    def get_quotas(self, tenant: Tenant) -> dict[str, int]:
+        return {name: tenant.quota(name) for name in QUOTAS}
+
+
+class ApiKeySerializer(serializers.ModelSerializer):
+    tenant_id = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = ApiKey
+        fields = [
+            "id",
+            "name",
+            "tenant_id",
+            "role",
+            "prefix",
+            "can_complete_delegated",
+            "created_at",
+            "last_used_at",
+            "expires_at",
+            "revoked_at",
+            "is_active",
+        ]
+        read_only_fields = fields
+
+
+class ApiKeyCreateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=100)
+    tenant_id = serializers.IntegerField(
+        required=False, min_value=1, max_value=INT_MAX, help_text="Default: the calling key's tenant."
+    )
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.CLIENT)
+    expires_in_days = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_KEY_LIFETIME_DAYS, help_text="Default: never."
+    )
+    can_complete_delegated = serializers.BooleanField(default=False)
+
+    def validate_name(self, value: str) -> str:
+        if ApiKey.objects.filter(name=value).exists():
+            raise serializers.ValidationError("an API key with this name already exists", code="unique")
+        return value
+
+    def validate_tenant_id(self, value: int) -> int:
+        if not Tenant.objects.filter(pk=value).exists():
+            raise serializers.ValidationError("no such tenant", code="not_found")
+        return value
+
+    def issue(self, caller: ApiKey) -> tuple[ApiKey, str]:
+        data: dict[str, Any] = self.validated_data
+        days = data.get("expires_in_days")
+        return ApiKey.issue(
+            data["name"],
+            tenant=Tenant.objects.get(pk=data.get("tenant_id", caller.tenant_id)),
+            role=data["role"],
+            can_complete_delegated=data["can_complete_delegated"],
+            expires_at=timezone.now() + timedelta(days=days) if days else None,
+        )
