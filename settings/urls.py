@@ -1,18 +1,28 @@
 from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import include, path
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework import serializers
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.response import Response
 
+from core.api.schema import envelope
 from core.health import system_health
 from live.views import MonitorView
 from machines.models import worker_counts
 
+HEALTH = envelope(
+    "HealthReport",
+    status=serializers.ChoiceField(choices=["ok", "degraded"]),
+    ready=serializers.BooleanField(),
+    checks=serializers.DictField(help_text="database, broker: {ok, latency_ms} or {ok, error, error_class}"),
+    workers=serializers.DictField(),
+)
+READY = inline_serializer("Readiness", {"ready": serializers.BooleanField()})
 
-@extend_schema(responses=OpenApiTypes.OBJECT)
+
+@extend_schema(responses={200: HEALTH, 503: HEALTH})
 @api_view(["GET"])
 @authentication_classes([])
 @permission_classes([])
@@ -24,7 +34,7 @@ def health(request):
     )
 
 
-@extend_schema(responses=OpenApiTypes.OBJECT)
+@extend_schema(responses={200: READY, 503: READY})
 @api_view(["GET"])
 @authentication_classes([])
 @permission_classes([])

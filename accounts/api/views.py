@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import IntegrityError, transaction
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import ErrorDetail
 from rest_framework.request import Request
@@ -14,10 +14,20 @@ from rest_framework.views import APIView
 from accounts.api.serializers import ApiKeyCreateSerializer, ApiKeySerializer, TenantSerializer
 from accounts.auth import AdminsOnly, api_key_of
 from accounts.models import ApiKey, Tenant
-from core.api.pagination import page_response, read_page
+from core.api.pagination import PAGE_PARAMETERS, page_response, read_page
+from core.api.schema import envelope, page
 from core.db import INT_MAX
+from core.errors import Conflict
 
-PAGE_PARAMETERS = [OpenApiParameter("limit", int), OpenApiParameter("offset", int)]
+
+class OwnKeyNotRevoked(Conflict):
+    """A key cannot revoke itself (its holder would be locked out); use another admin key."""
+
+    code = "cannot_revoke_own_key"
+
+
+TENANT = envelope("TenantEnvelope", tenant=TenantSerializer())
+API_KEY = envelope("ApiKeyEnvelope", api_key=ApiKeySerializer())
 
 
 class AdminView(APIView):
@@ -32,11 +42,15 @@ def _taken(field: str, what: str) -> serializers.ValidationError:
 
 
 class TenantCollectionView(AdminView):
-    @extend_schema(parameters=PAGE_PARAMETERS, responses=TenantSerializer(many=True))
+    @extend_schema(
+        operation_id="api_tenants_list",
+        parameters=PAGE_PARAMETERS,
+        responses=page("TenantPage", "tenants", TenantSerializer),
+    )
     def get(self, request: Request) -> Response:
         return page_response("tenants", Tenant.objects.order_by("id"), TenantSerializer, read_page(request))
 
-    @extend_schema(request=TenantSerializer, responses={201: TenantSerializer})
+    @extend_schema(request=TenantSerializer, responses={201: TENANT})
     def post(self, request: Request) -> Response:
         body = TenantSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -51,11 +65,11 @@ class TenantCollectionView(AdminView):
 
 
 class TenantDetailView(AdminView):
-    @extend_schema(responses=TenantSerializer)
+    @extend_schema(responses=TENANT)
     def get(self, request: Request, tenant_id: int) -> Response:
         return Response({"success": True, "tenant": TenantSerializer(_tenant(tenant_id)).data})
 
-    @extend_schema(request=TenantSerializer, responses=TenantSerializer)
+    @extend_schema(request=TenantSerializer, responses=TENANT)
     def patch(self, request: Request, tenant_id: int) -> Response:
         body = TenantSerializer(_tenant(tenant_id), data=request.data, partial=True)
         body.is_valid(raise_exception=True)
@@ -72,7 +86,11 @@ class KeyQuerySerializer(serializers.Serializer):
 
 
 class KeyCollectionView(AdminView):
-    @extend_schema(parameters=[KeyQuerySerializer, *PAGE_PARAMETERS], responses=ApiKeySerializer(many=True))
+    @extend_schema(
+        operation_id="api_keys_list",
+        parameters=[KeyQuerySerializer, *PAGE_PARAMETERS],
+        responses=page("ApiKeyPage", "keys", ApiKeySerializer),
+    )
     def get(self, request: Request) -> Response:
         query = KeyQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -81,7 +99,16 @@ class KeyCollectionView(AdminView):
             keys = keys.filter(tenant_id=query.validated_data["tenant_id"])
         return page_response("keys", keys, ApiKeySerializer, read_page(request))
 
-    @extend_schema(request=ApiKeyCreateSerializer, responses={201: ApiKeySerializer})
+    @extend_schema(
+        request=ApiKeyCreateSerializer,
+        responses={
+            201: envelope(
+                "ApiKeyIssued",
+                api_key=ApiKeySerializer(),
+                key=serializers.CharField(help_text="The key itself: shown this once, never again."),
+            )
+        },
+    )
     def post(self, request: Request) -> Response:
         """A new key; the answer's `key` is the only time it is shown (only its hash is stored)."""
         body = ApiKeyCreateSerializer(data=request.data)
@@ -98,16 +125,18 @@ class KeyCollectionView(AdminView):
 
 
 class KeyDetailView(AdminView):
-    @extend_schema(responses=ApiKeySerializer)
+    @extend_schema(responses=API_KEY)
     def get(self, request: Request, key_id: int) -> Response:
         return Response({"success": True, "api_key": ApiKeySerializer(_key(key_id)).data})
 
 
 class KeyRevokeView(AdminView):
-    @extend_schema(request=None, responses=ApiKeySerializer)
+    @extend_schema(request=None, responses=API_KEY)
     def post(self, request: Request, key_id: int) -> Response:
         """Refused from now on, and its open WebSockets closed within seconds; the row stays."""
         api_key = _key(key_id)
+        if api_key.pk == api_key_of(request).pk:
+            raise OwnKeyNotRevoked(field="key_id")
         if api_key.revoked_at is None:
             api_key.revoke()
         return Response({"success": True, "api_key": ApiKeySerializer(api_key).data})

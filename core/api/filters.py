@@ -11,6 +11,8 @@ from django.db.models import Model, QuerySet
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 
+from core.api.pagination import PAGE_PARAMETERS
+
 M = TypeVar("M", bound=Model)
 
 
@@ -29,14 +31,12 @@ def filter_or_400(
     return narrowed
 
 
-def filter_parameters(
-    filterset_class: type[django_filters.FilterSet], paged: bool = True
-) -> list[OpenApiParameter]:
+def filter_parameters(filterset_class: type[django_filters.FilterSet], paged: bool = True) -> list[Any]:
     """The filters (and `limit`/`offset`) as OpenAPI query parameters, for views that are not generic."""
     parameters = [
         OpenApiParameter(name, str, description=str(field.extra.get("help_text") or field.label or ""))
         for name, field in filterset_class.base_filters.items()
     ]
     if paged:
-        parameters += [OpenApiParameter("limit", int), OpenApiParameter("offset", int)]
+        return [*parameters, *PAGE_PARAMETERS]
     return parameters

@@ -14,6 +14,7 @@ from django.http.response import HttpResponseBase
 from core.api.errors import error_body
 
 HEADER = "x-correlation-id"
+API_PREFIX = "/api/"
 _ATTRIBUTE = "correlation_id"
 _VALID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 
@@ -36,17 +37,25 @@ def correlation_id(request: Any) -> str:
     return str(getattr(request, _ATTRIBUTE, ""))
 
 
-class RefuseNulInUrls:
+class RefuseBadUrls:
     """A NUL character in the path or the query (`/api/machines/%00`, `?type=%00`) is a 400: no id,
-    name or filter value may hold one, and Postgres refuses it in text."""
+    name or filter value may hold one, and Postgres refuses it in text. So is an API query parameter
+    given without a value (`?limit=`, `?status=`): the schema allows none (OpenAPI's
+    `allowEmptyValue` is false), and taking it as absent would hide the client's mistake."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        if "\x00" in request.path or any(
-            "\x00" in key or any("\x00" in value for value in values) for key, values in request.GET.lists()
-        ):
-            body = {"success": False, "error": error_body("invalid_url", "the URL contains a NUL character")}
-            return JsonResponse(body, status=400)
+        pairs = list(request.GET.lists())
+        if "\x00" in request.path or any("\x00" in key or "\x00" in "".join(values) for key, values in pairs):
+            return _refused("invalid_url", "the URL contains a NUL character")
+        if request.path.startswith(API_PREFIX):
+            empty = next((key for key, values in pairs if "" in values), None)
+            if empty is not None:
+                return _refused("empty_parameter", f"query parameter {empty} has no value", field=empty)
         return self.get_response(request)
+
+
+def _refused(code: str, message: str, field: str | None = None) -> JsonResponse:
+    return JsonResponse({"success": False, "error": error_body(code, message, field)}, status=400)

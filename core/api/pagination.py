@@ -21,6 +21,10 @@ class PageSerializer(serializers.Serializer[Any]):
     offset = serializers.IntegerField(min_value=0, max_value=BIGINT_MAX, default=0)
 
 
+#: `limit` and `offset` as OpenAPI query parameters, with their bounds (for `extend_schema`).
+PAGE_PARAMETERS: list[Any] = [PageSerializer]
+
+
 @dataclass(frozen=True)
 class Page:
     limit: int

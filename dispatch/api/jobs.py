@@ -15,16 +15,17 @@ from rest_framework.views import APIView
 
 from accounts.auth import api_key_of
 from accounts.scoping import readable
+from core.api.schema import envelope
 from core.api.serializers import StrictSerializer
 from dispatch.delegation import complete_delegated
 from dispatch.matching import explain
 from jobqueue.api.serializers import CancelSerializer, JobDetailSerializer, JobSerializer
-from jobqueue.api.views import cancel_response
+from jobqueue.api.views import JOB_CANCELLED, cancel_response
 from jobqueue.models import Job, JobStatus
 
 
 class JobDetailView(APIView):
-    @extend_schema(responses=JobDetailSerializer)
+    @extend_schema(responses=envelope("JobDetailEnvelope", job=JobDetailSerializer()))
     def get(self, request: Request, job_id: UUID) -> Response:
         visible = readable(Job.objects.prefetch_related("executions"), api_key_of(request))
         job = get_object_or_404(visible, pk=job_id)
@@ -33,7 +34,7 @@ class JobDetailView(APIView):
             body["eligibility"] = explain(job)  # "no eligible worker", and which requirement, if so
         return Response({"success": True, "job": body})
 
-    @extend_schema(request=CancelSerializer, responses=JobSerializer)
+    @extend_schema(request=CancelSerializer, responses={200: JOB_CANCELLED, 202: JOB_CANCELLED})
     def delete(self, request: Request, job_id: UUID) -> Response:
         return cancel_response(request, job_id)
 
@@ -63,7 +64,15 @@ class DelegatedResultSerializer(StrictSerializer):
 
 
 class JobResultView(APIView):
-    @extend_schema(request=DelegatedResultSerializer, responses=JobSerializer)
+    @extend_schema(
+        request=DelegatedResultSerializer,
+        responses=envelope(
+            "DelegatedResultRecorded",
+            job_id=serializers.UUIDField(),
+            status=serializers.CharField(),
+            job=JobSerializer(),
+        ),
+    )
     def post(self, request: Request, job_id: UUID) -> Response:
         """Complete (or fail) a pending job of a type no worker runs: delegated work, by a delegate key."""
         body = DelegatedResultSerializer(data=request.data)

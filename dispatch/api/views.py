@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import django_filters
 from django.shortcuts import get_object_or_404
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from accounts.auth import OperatorsOnly
 from core.api.filters import filter_or_400, filter_parameters
+from core.api.schema import envelope, objects
 from dispatch import fleet, worker_reports
 from machines.models import Machine, MachineStatus, Worker
 
@@ -36,13 +37,16 @@ class WorkerFilter(django_filters.FilterSet):
         fields = ["pool", "machine_id"]
 
 
+MACHINE = envelope("MachineEnvelope", machine=serializers.DictField())
+
+
 class MachineCollectionView(APIView):
     permission_classes = [IsAuthenticated, OperatorsOnly]
 
     @extend_schema(
         operation_id="machines_list",
         parameters=filter_parameters(MachineFilter, paged=False),
-        responses=OpenApiTypes.OBJECT,
+        responses=envelope("MachineList", machines=objects()),
     )
     def get(self, request: Request) -> Response:
         queryset = filter_or_400(MachineFilter, request.query_params, Machine.objects.all())
@@ -52,7 +56,7 @@ class MachineCollectionView(APIView):
 class MachineDetailView(APIView):
     permission_classes = [IsAuthenticated, OperatorsOnly]
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=MACHINE)
     def get(self, request: Request, machine_id: str) -> Response:
         get_object_or_404(Machine, pk=machine_id)
         [machine] = fleet.machines(Machine.objects.filter(pk=machine_id))
@@ -64,7 +68,7 @@ class MachineDrainView(APIView):
     permission_classes = [IsAuthenticated, OperatorsOnly]
     drain = True
 
-    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=None, responses=MACHINE)
     def post(self, request: Request, machine_id: str) -> Response:
         """Drain: no new work reaches the machine; running jobs finish. Resume undoes it."""
         get_object_or_404(Machine, pk=machine_id)
@@ -76,7 +80,10 @@ class MachineDrainView(APIView):
 class WorkerCollectionView(APIView):
     permission_classes = [IsAuthenticated, OperatorsOnly]
 
-    @extend_schema(parameters=filter_parameters(WorkerFilter, paged=False), responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        parameters=filter_parameters(WorkerFilter, paged=False),
+        responses=envelope("WorkerList", workers=objects()),
+    )
     def get(self, request: Request) -> Response:
         queryset = filter_or_400(WorkerFilter, request.query_params, Worker.objects.all())
         return Response({"success": True, "workers": fleet.worker_rows(queryset)})
@@ -85,6 +92,6 @@ class WorkerCollectionView(APIView):
 class PoolsView(APIView):
     permission_classes = [IsAuthenticated, OperatorsOnly]
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=envelope("PoolSummary", pools=objects(), no_eligible_worker=objects()))
     def get(self, request: Request) -> Response:
         return Response({"success": True, **fleet.pools()})

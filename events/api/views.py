@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from accounts.auth import api_key_of
 from accounts.scoping import readable
+from core.api.schema import envelope
 from core.api.serializers import StrictSerializer
 from core.db import BIGINT_MAX
 from events.models import Event
@@ -46,7 +47,16 @@ class ReplayQuerySerializer(StrictSerializer):
 
 
 class EventReplayView(APIView):
-    @extend_schema(parameters=[ReplayQuerySerializer], responses=EventSerializer(many=True))
+    @extend_schema(
+        operation_id="api_events_list",
+        parameters=[ReplayQuerySerializer],
+        responses=envelope(
+            "EventPage",
+            events=EventSerializer(many=True),
+            next_after=serializers.IntegerField(help_text="Pass it as `after` for the next page."),
+            has_more=serializers.BooleanField(),
+        ),
+    )
     def get(self, request: Request) -> Response:
         """Events in order after `after`: a consumer that was away catches up, page by page."""
         query = ReplayQuerySerializer(data=request.query_params.dict())

@@ -6,7 +6,6 @@ import django_filters
 from django.conf import settings
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -17,6 +16,7 @@ from accounts.auth import api_key_of
 from accounts.scoping import readable
 from core.api.filters import filter_or_400, filter_parameters
 from core.api.pagination import page_response, read_page
+from core.api.schema import envelope, page
 from jobqueue import dead_letters
 from jobqueue.api.serializers import JobDetailSerializer, JobSerializer, StrictSerializer
 from jobqueue.models import DeadLetterJob, DeadLetterReason
@@ -111,8 +111,9 @@ def _actor(request: Request) -> str:
 
 class DeadLetterCollectionView(APIView):
     @extend_schema(
+        operation_id="api_dead_letters_list",
         parameters=filter_parameters(DeadLetterFilter),
-        responses=DeadLetterSerializer(many=True),
+        responses=page("DeadLetterPage", "dead_letters", DeadLetterSerializer),
     )
     def get(self, request: Request) -> Response:
         page = read_page(request)
@@ -122,7 +123,7 @@ class DeadLetterCollectionView(APIView):
 
 
 class DeadLetterDetailView(APIView):
-    @extend_schema(responses=DeadLetterDetailSerializer)
+    @extend_schema(responses=envelope("DeadLetterEnvelope", dead_letter=DeadLetterDetailSerializer()))
     def get(self, request: Request, dead_letter_id: int) -> Response:
         dead_letter = get_object_or_404(
             _reachable(request).select_related("job").prefetch_related("job__executions"), pk=dead_letter_id
@@ -137,7 +138,10 @@ class DeadLetterDetailView(APIView):
 
 
 class DeadLetterRequeueView(APIView):
-    @extend_schema(request=None, responses=JobSerializer)
+    @extend_schema(
+        request=None,
+        responses=envelope("DeadLetterRequeued", job_id=serializers.UUIDField(), job=JobSerializer()),
+    )
     def post(self, request: Request, dead_letter_id: int) -> Response:
         get_object_or_404(_reachable(request), pk=dead_letter_id)
         job = dead_letters.requeue(dead_letter_id, requeued_by=_actor(request))
@@ -146,7 +150,14 @@ class DeadLetterRequeueView(APIView):
 
 class DeadLetterBulkRequeueView(APIView):
     @extend_schema(
-        operation_id="dead_letters_requeue_bulk", request=BulkRequeueSerializer, responses=OpenApiTypes.OBJECT
+        operation_id="dead_letters_requeue_bulk",
+        request=BulkRequeueSerializer,
+        responses=envelope(
+            "DeadLettersRequeued",
+            matched=serializers.IntegerField(),
+            requeued=serializers.IntegerField(),
+            remaining=serializers.IntegerField(),
+        ),
     )
     def post(self, request: Request) -> Response:
         body = BulkRequeueSerializer(data=request.data)

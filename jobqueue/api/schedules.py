@@ -7,7 +7,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import ErrorDetail
 from rest_framework.request import Request
@@ -17,7 +17,8 @@ from rest_framework.views import APIView
 from accounts.auth import api_key_of
 from accounts.quotas import ensure_room_for_one_more
 from accounts.scoping import owned
-from core.api.pagination import page_response, read_page
+from core.api.pagination import PAGE_PARAMETERS, page_response, read_page
+from core.api.schema import envelope, page
 from jobqueue.api.serializers import JobSubmitSerializer, StrictSerializer
 from jobqueue.models import JobSchedule
 from jobqueue.schedules import fires, next_run_after
@@ -113,8 +114,11 @@ def _owned(request: Request) -> QuerySet[JobSchedule]:
     return owned(JobSchedule.objects.all(), api_key_of(request))
 
 
+SCHEDULE = envelope("ScheduleEnvelope", schedule=ScheduleSerializer())
+
+
 class ScheduleCollectionView(APIView):
-    @extend_schema(request=ScheduleSerializer, responses={201: ScheduleSerializer})
+    @extend_schema(request=ScheduleSerializer, responses={201: SCHEDULE})
     def post(self, request: Request) -> Response:
         api_key = api_key_of(request)
         body = ScheduleSerializer(data=request.data, context={"tenant_id": api_key.tenant_id})
@@ -133,8 +137,9 @@ class ScheduleCollectionView(APIView):
         )
 
     @extend_schema(
-        parameters=[OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
-        responses=ScheduleSerializer(many=True),
+        operation_id="api_schedules_list",
+        parameters=PAGE_PARAMETERS,
+        responses=page("SchedulePage", "schedules", ScheduleSerializer),
     )
     def get(self, request: Request) -> Response:
         return page_response(
@@ -143,12 +148,12 @@ class ScheduleCollectionView(APIView):
 
 
 class ScheduleDetailView(APIView):
-    @extend_schema(responses=ScheduleSerializer)
+    @extend_schema(responses=SCHEDULE)
     def get(self, request: Request, schedule_id) -> Response:
         schedule = get_object_or_404(_owned(request), pk=schedule_id)
         return Response({"success": True, "schedule": ScheduleSerializer(schedule).data})
 
-    @extend_schema(request=ScheduleSerializer, responses=ScheduleSerializer)
+    @extend_schema(request=ScheduleSerializer, responses=SCHEDULE)
     def patch(self, request: Request, schedule_id) -> Response:
         schedule = get_object_or_404(_owned(request), pk=schedule_id)
         context = {"tenant_id": schedule.tenant_id}
@@ -158,7 +163,7 @@ class ScheduleDetailView(APIView):
         saved = body.save(api_key=api_key_of(request))
         return Response({"success": True, "schedule": ScheduleSerializer(saved).data})
 
-    @extend_schema(responses={200: None})
+    @extend_schema(responses=envelope("ScheduleDeleted", deleted=serializers.UUIDField()))
     def delete(self, request: Request, schedule_id) -> Response:
         get_object_or_404(_owned(request), pk=schedule_id).delete()
         return Response({"success": True, "deleted": str(schedule_id)})

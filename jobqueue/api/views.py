@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -19,6 +18,7 @@ from core.api.errors import validation_error_body
 from core.api.filters import filter_or_400, filter_parameters
 from core.api.middleware import correlation_id
 from core.api.pagination import page_response, read_page
+from core.api.schema import ErrorSerializer, envelope, page
 from events.models import Event
 from events.serializers import EventSerializer
 from jobqueue.api.filters import JobFilter
@@ -36,13 +36,55 @@ from jobqueue.quotas import admit_jobs
 from jobqueue.stats import TIMEFRAMES, job_stats
 from jobqueue.submission import JobRequest, submit_job, submit_jobs
 
+JOB_SUBMITTED = envelope(
+    "JobSubmitted",
+    job_id=serializers.UUIDField(),
+    status=serializers.CharField(),
+    created_at=serializers.DateTimeField(),
+    created=serializers.BooleanField(help_text="False: already submitted with this idempotency key."),
+    message=serializers.CharField(),
+)
+JOB_CANCELLED = envelope(
+    "JobCancelled",
+    job_id=serializers.UUIDField(),
+    status=serializers.CharField(),
+    cancel_requested=serializers.BooleanField(),
+    job=JobSerializer(),
+)
+
+
+class JobBatchResultSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    status = serializers.IntegerField(help_text="201 created, 200 already submitted, 400 invalid.")
+    job_id = serializers.UUIDField(required=False)
+    job_status = serializers.CharField(required=False)
+    created = serializers.BooleanField(required=False)
+    error = ErrorSerializer(required=False)
+
+
+JOB_BATCH_SUBMITTED = envelope(
+    "JobBatchSubmitted",
+    created=serializers.IntegerField(),
+    existing=serializers.IntegerField(),
+    invalid=serializers.IntegerField(),
+    results=JobBatchResultSerializer(many=True),
+)
+JOB_STATS = envelope(
+    "JobStats",
+    timeframe=serializers.CharField(),
+    since=serializers.DateTimeField(),
+    total=serializers.IntegerField(),
+    by_status=serializers.DictField(child=serializers.IntegerField()),
+    by_type=serializers.DictField(child=serializers.DictField()),
+)
+
 
 class StatsQuerySerializer(serializers.Serializer):
     timeframe = serializers.ChoiceField(choices=sorted(TIMEFRAMES), default="day")
 
 
 class JobCollectionView(APIView):
-    @extend_schema(request=JobSubmitSerializer, responses={201: JobSerializer, 200: JobSerializer})
+    @extend_schema(request=JobSubmitSerializer, responses={201: JOB_SUBMITTED, 200: JOB_SUBMITTED})
     def post(self, request: Request) -> Response:
         submission = JobSubmitSerializer(data=request.data)
         submission.is_valid(raise_exception=True)
@@ -61,8 +103,9 @@ class JobCollectionView(APIView):
         )
 
     @extend_schema(
+        operation_id="api_jobs_list",
         parameters=filter_parameters(JobFilter),
-        responses=JobSerializer(many=True),
+        responses=page("JobPage", "jobs", JobSerializer),
     )
     def get(self, request: Request) -> Response:
         page = read_page(request)
@@ -72,7 +115,7 @@ class JobCollectionView(APIView):
 
 
 class JobBatchView(APIView):
-    @extend_schema(request=JobBatchSerializer, responses={201: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT})
+    @extend_schema(request=JobBatchSerializer, responses={201: JOB_BATCH_SUBMITTED, 200: JOB_BATCH_SUBMITTED})
     def post(self, request: Request) -> Response:
         """Submit up to JOB_BATCH_MAX_JOBS jobs in one transaction and one dispatch. Results come per
         job, in order: 201 created, 200 already submitted with that idempotency key, 400 invalid."""
@@ -133,7 +176,7 @@ def _batch_result(index: int, submitted: tuple[Job, bool] | None, errors: Any) -
 
 
 class JobCancelView(APIView):
-    @extend_schema(request=CancelSerializer, responses=JobSerializer)
+    @extend_schema(request=CancelSerializer, responses={200: JOB_CANCELLED, 202: JOB_CANCELLED})
     def post(self, request: Request, job_id) -> Response:
         return cancel_response(request, job_id)
 
@@ -162,7 +205,7 @@ class StatsView(APIView):
     def stats(self, timeframe: str, api_key: ApiKey) -> dict[str, Any]:
         raise NotImplementedError
 
-    @extend_schema(parameters=[StatsQuerySerializer], responses=OpenApiTypes.OBJECT)
+    @extend_schema(parameters=[StatsQuerySerializer], responses=JOB_STATS)
     def get(self, request: Request) -> Response:
         query = StatsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -177,7 +220,16 @@ class JobStatsView(StatsView):
 
 
 class JobTimelineView(APIView):
-    @extend_schema(responses=EventSerializer(many=True))
+    @extend_schema(
+        operation_id="api_jobs_events_list",
+        responses=envelope(
+            "JobTimeline",
+            job_id=serializers.UUIDField(),
+            status=serializers.CharField(),
+            events=EventSerializer(many=True),
+            attempts=JobExecutionSerializer(many=True),
+        ),
+    )
     def get(self, request: Request, job_id) -> Response:
         """Everything that happened to one job, and each attempt's worker, error and timings."""
         job = get_object_or_404(readable(Job.objects.all(), api_key_of(request)), pk=job_id)

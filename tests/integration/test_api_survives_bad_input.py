@@ -181,3 +181,9 @@ def test_health_names_no_host_port_or_user_when_a_dependency_is_down(settings):
         "error_class": "ConnectionError",
     }
     assert not any(word in json.dumps(report) for word in ("127.0.0.1", "nobody", "secret", ":1"))
+
+
+@pytest.mark.parametrize("query", ["limit=", "status=", "offset=&limit=5", "type="])
+def test_a_query_parameter_without_a_value_is_a_400_naming_it(api, query):
+    name = next(part.split("=")[0] for part in query.split("&") if part.endswith("="))
+    _assert_refused(api.get(f"/api/jobs?{query}"), 400, "empty_parameter", name)

@@ -160,3 +160,10 @@ def test_a_customer_id_belongs_to_the_first_tenant_that_names_it(tenant):
     assert batch.status_code == 404
     assert Job.objects.filter(customer_id="cust-42").count() == 1
     assert Job.objects.exclude(tenant=tenant).count() == 0
+
+
+def test_an_admin_key_cannot_revoke_itself(admin):
+    own_id = admin.get("/api/keys").json()["keys"][0]["id"]
+    refused = admin.post(f"/api/keys/{own_id}/revoke")
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "cannot_revoke_own_key"
+    assert admin.get("/api/keys").status_code == 200

@@ -11,16 +11,16 @@ from typing import TypeVar
 
 from django.db.models import Model, QuerySet
 from django.shortcuts import get_object_or_404
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.auth import api_key_of
 from accounts.scoping import owned
-from core.api.pagination import page_response, read_page
+from core.api.pagination import PAGE_PARAMETERS, page_response, read_page
+from core.api.schema import envelope, page
 from webhooks import endpoints
 from webhooks.api.serializers import (
     AttemptSerializer,
@@ -35,6 +35,13 @@ from webhooks.api.serializers import (
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 M = TypeVar("M", bound=Model)
+WEBHOOK = envelope("WebhookEnvelope", webhook=EndpointSerializer())
+SECRET_ROTATED = envelope(
+    "SecretRotated",
+    secret=serializers.CharField(help_text="The new secret: shown this once."),
+    previous_secret_valid_until=serializers.DateTimeField(allow_null=True),
+)
+DELIVERY_PAGE = page("DeliveryPage", "deliveries", DeliverySerializer)
 
 
 def _own_endpoint(request: Request, endpoint_id) -> WebhookEndpoint:
@@ -62,12 +69,25 @@ def _deliveries(request: Request, queryset) -> Response:
 
 
 class EndpointCollectionView(APIView):
-    @extend_schema(responses=EndpointSerializer(many=True))
+    @extend_schema(
+        operation_id="api_webhooks_list",
+        parameters=PAGE_PARAMETERS,
+        responses=page("WebhookPage", "webhooks", EndpointSerializer),
+    )
     def get(self, request: Request) -> Response:
         queryset = _own(WebhookEndpoint.objects.all(), request).order_by("created_at")
         return page_response("webhooks", queryset, EndpointSerializer, read_page(request))
 
-    @extend_schema(request=EndpointWriteSerializer, responses={201: EndpointSerializer})
+    @extend_schema(
+        request=EndpointWriteSerializer,
+        responses={
+            201: envelope(
+                "WebhookCreated",
+                webhook=EndpointSerializer(),
+                secret=serializers.CharField(help_text="Its signing secret: shown this once."),
+            )
+        },
+    )
     def post(self, request: Request) -> Response:
         body = EndpointWriteSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -79,13 +99,13 @@ class EndpointCollectionView(APIView):
 
 
 class EndpointDetailView(APIView):
-    @extend_schema(responses=EndpointSerializer)
+    @extend_schema(responses=WEBHOOK)
     def get(self, request: Request, endpoint_id) -> Response:
         return Response(
             {"success": True, "webhook": EndpointSerializer(_own_endpoint(request, endpoint_id)).data}
         )
 
-    @extend_schema(request=EndpointWriteSerializer, responses=EndpointSerializer)
+    @extend_schema(request=EndpointWriteSerializer, responses=WEBHOOK)
     def patch(self, request: Request, endpoint_id) -> Response:
         endpoint = _own_endpoint(request, endpoint_id)
         body = EndpointWriteSerializer(data=request.data, partial=True)
@@ -100,14 +120,14 @@ class EndpointDetailView(APIView):
 
 
 class EndpointRotateSecretView(APIView):
-    @extend_schema(request=RotateSecretSerializer, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=RotateSecretSerializer, responses=SECRET_ROTATED)
     def post(self, request: Request, endpoint_id) -> Response:
         endpoint = _own_endpoint(request, endpoint_id)
         return _rotated(request, lambda overlap: endpoints.rotate_secret(endpoint.pk, overlap))
 
 
 class DefaultSecretRotateView(APIView):
-    @extend_schema(request=RotateSecretSerializer, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=RotateSecretSerializer, responses=SECRET_ROTATED)
     def post(self, request: Request) -> Response:
         """The secret signing this tenant's per-job and per-workflow `webhook_url` messages."""
         return _rotated(
@@ -116,7 +136,15 @@ class DefaultSecretRotateView(APIView):
 
 
 class EndpointTestView(APIView):
-    @extend_schema(request=None, responses=AttemptSerializer)
+    @extend_schema(
+        request=None,
+        responses=envelope(
+            "WebhookTested",
+            delivered=serializers.BooleanField(),
+            delivery_id=serializers.IntegerField(),
+            attempt=AttemptSerializer(),
+        ),
+    )
     def post(self, request: Request, endpoint_id) -> Response:
         attempt = endpoints.send_test(_own_endpoint(request, endpoint_id))
         return Response(
@@ -130,7 +158,7 @@ class EndpointTestView(APIView):
 
 
 class EndpointStatsView(APIView):
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=envelope("WebhookStats", stats=serializers.DictField()))
     def get(self, request: Request, endpoint_id) -> Response:
         stats = endpoints.endpoint_stats(_own_endpoint(request, endpoint_id))
         return Response({"success": True, "stats": stats})
@@ -138,8 +166,9 @@ class EndpointStatsView(APIView):
 
 class EndpointDeliveriesView(APIView):
     @extend_schema(
-        parameters=[DeliveryQuerySerializer, OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
-        responses=DeliverySerializer(many=True),
+        operation_id="api_webhooks_deliveries_list",
+        parameters=[DeliveryQuerySerializer, *PAGE_PARAMETERS],
+        responses=DELIVERY_PAGE,
     )
     def get(self, request: Request, endpoint_id) -> Response:
         return _deliveries(request, _own_endpoint(request, endpoint_id).deliveries.all())
@@ -148,8 +177,8 @@ class EndpointDeliveriesView(APIView):
 class DeliveryCollectionView(APIView):
     @extend_schema(
         operation_id="webhook_deliveries_list_all",
-        parameters=[DeliveryQuerySerializer, OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
-        responses=DeliverySerializer(many=True),
+        parameters=[DeliveryQuerySerializer, *PAGE_PARAMETERS],
+        responses=DELIVERY_PAGE,
     )
     def get(self, request: Request) -> Response:
         """Every delivery of this tenant's: its endpoints' and its jobs' and workflows' own URLs."""
@@ -157,7 +186,7 @@ class DeliveryCollectionView(APIView):
 
 
 class DeliveryDetailView(APIView):
-    @extend_schema(responses=DeliveryDetailSerializer)
+    @extend_schema(responses=envelope("DeliveryEnvelope", delivery=DeliveryDetailSerializer()))
     def get(self, request: Request, delivery_id: int) -> Response:
         delivery = get_object_or_404(
             _own(WebhookDelivery.objects.prefetch_related("attempts"), request), pk=delivery_id
@@ -166,7 +195,7 @@ class DeliveryDetailView(APIView):
 
 
 class DeliveryRedeliverView(APIView):
-    @extend_schema(request=None, responses=DeliverySerializer)
+    @extend_schema(request=None, responses=envelope("DeliveryRedelivered", delivery=DeliverySerializer()))
     def post(self, request: Request, delivery_id: int) -> Response:
         get_object_or_404(_own(WebhookDelivery.objects.all(), request), pk=delivery_id)
         delivery = endpoints.redeliver(delivery_id, api_key_of(request).tenant_id)
@@ -177,7 +206,12 @@ class BulkRedeliverView(APIView):
     @extend_schema(
         operation_id="webhook_deliveries_redeliver_bulk",
         request=BulkRedeliverSerializer,
-        responses=OpenApiTypes.OBJECT,
+        responses=envelope(
+            "DeliveriesRedelivered",
+            matched=serializers.IntegerField(),
+            redelivered=serializers.IntegerField(),
+            remaining=serializers.IntegerField(),
+        ),
     )
     def post(self, request: Request) -> Response:
         """Everything that failed (was dead-lettered) since a time, sent again."""

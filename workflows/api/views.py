@@ -6,9 +6,8 @@ from typing import Any
 
 import django_filters
 from django.shortcuts import get_object_or_404
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,7 +18,8 @@ from accounts.scoping import owned, readable
 from core.api.filters import StatusInFilter, filter_or_400, filter_parameters
 from core.api.middleware import correlation_id
 from core.api.pagination import page_response, read_page
-from jobqueue.api.views import StatsView
+from core.api.schema import envelope, page
+from jobqueue.api.views import StatsQuerySerializer, StatsView
 from jobqueue.quotas import admit_jobs
 from workflows.api.serializers import WorkflowCancelSerializer, WorkflowSerializer, WorkflowSubmitSerializer
 from workflows.cancellation import cancel_workflow
@@ -43,8 +43,26 @@ class WorkflowFilter(django_filters.FilterSet):
         fields = ["status", "mode", "source", "created_after"]
 
 
+WORKFLOW_SUBMITTED = envelope(
+    "WorkflowSubmitted",
+    workflow_id=serializers.CharField(),
+    job_ids=serializers.ListField(child=serializers.UUIDField()),
+    status=serializers.CharField(),
+    created=serializers.BooleanField(help_text="False: already submitted with this idempotency key."),
+)
+WORKFLOW_CANCELLED = envelope(
+    "WorkflowCancelled",
+    workflow_id=serializers.CharField(),
+    status=serializers.CharField(),
+    workflow=WorkflowSerializer(),
+)
+
+
 class WorkflowCollectionView(APIView):
-    @extend_schema(request=WorkflowSubmitSerializer, responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        request=WorkflowSubmitSerializer,
+        responses={201: WORKFLOW_SUBMITTED, 200: WORKFLOW_SUBMITTED},
+    )
     def post(self, request: Request) -> Response:
         submission = WorkflowSubmitSerializer(data=request.data)
         submission.is_valid(raise_exception=True)
@@ -66,8 +84,9 @@ class WorkflowCollectionView(APIView):
         )
 
     @extend_schema(
+        operation_id="api_workflows_list",
         parameters=filter_parameters(WorkflowFilter),
-        responses=WorkflowSerializer(many=True),
+        responses=page("WorkflowPage", "workflows", WorkflowSerializer),
     )
     def get(self, request: Request) -> Response:
         page = read_page(request)
@@ -77,7 +96,22 @@ class WorkflowCollectionView(APIView):
 
 
 class WorkflowDetailView(APIView):
-    @extend_schema(responses=WorkflowSerializer)
+    @extend_schema(
+        responses=envelope(
+            "WorkflowEnvelope",
+            workflow=inline_serializer(
+                "WorkflowDetail",
+                {
+                    **WorkflowSerializer().get_fields(),
+                    "steps": serializers.ListField(child=serializers.DictField(), help_text="step_details"),
+                    "dependencies": serializers.DictField(
+                        child=serializers.ListField(child=serializers.IntegerField()),
+                        help_text="{step index: [indices of the steps it depends on]}",
+                    ),
+                },
+            ),
+        )
+    )
     def get(self, request: Request, workflow_id: str) -> Response:
         workflow = get_object_or_404(readable(Workflow.objects.all(), api_key_of(request)), pk=workflow_id)
         steps = list(workflow.steps.select_related("job"))
@@ -101,7 +135,10 @@ def _dependencies(workflow: Workflow) -> dict[str, list[int]]:
 
 
 class WorkflowCancelView(APIView):
-    @extend_schema(request=WorkflowCancelSerializer, responses=WorkflowSerializer)
+    @extend_schema(
+        request=WorkflowCancelSerializer,
+        responses={200: WORKFLOW_CANCELLED, 202: WORKFLOW_CANCELLED},
+    )
     def post(self, request: Request, workflow_id: str) -> Response:
         body = WorkflowCancelSerializer(data=request.data or {})
         body.is_valid(raise_exception=True)
@@ -118,6 +155,19 @@ class WorkflowCancelView(APIView):
         )
 
 
+@extend_schema_view(
+    get=extend_schema(
+        parameters=[StatsQuerySerializer],
+        responses=envelope(
+            "WorkflowStats",
+            timeframe=serializers.CharField(),
+            since=serializers.DateTimeField(),
+            total=serializers.IntegerField(),
+            by_status=serializers.DictField(child=serializers.IntegerField()),
+            average_completion_seconds=serializers.FloatField(allow_null=True),
+        ),
+    )
+)
 class WorkflowStatsView(StatsView):
     def stats(self, timeframe: str, api_key: ApiKey) -> dict[str, Any]:
         return workflow_stats(timeframe, readable(Workflow.objects.all(), api_key))
