@@ -148,7 +148,10 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["core.api.parsers.AnyContentTypeJSONParser"],
+    "DEFAULT_PARSER_CLASSES": [
+        "core.api.parsers.CheckedJSONParser",
+        "core.api.parsers.AnyContentTypeJSONParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.api.errors.envelope_exception_handler",
@@ -164,6 +167,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # Requests and responses as separate components: read-only fields are not asked for.
     "COMPONENT_SPLIT_REQUEST": True,
+    # Bodies are documented as application/json (any other content type is read as JSON too).
+    "PARSER_WHITELIST": ["core.api.parsers.CheckedJSONParser"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "core.api.schema.document_errors",

@@ -13,9 +13,7 @@ from rest_framework.parsers import JSONParser
 from core.json_input import UnstorableJson, check_storable
 
 
-class AnyContentTypeJSONParser(JSONParser):
-    media_type = "*/*"
-
+class _Checked(JSONParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         try:
             data = super().parse(stream, media_type, parser_context)
@@ -26,3 +24,13 @@ class AnyContentTypeJSONParser(JSONParser):
             error = ErrorDetail(refused.message, code=refused.code)
             raise ValidationError({refused.path or "body": [error]}) from None
         return data
+
+
+class CheckedJSONParser(_Checked):
+    """application/json: what the schema documents."""
+
+
+class AnyContentTypeJSONParser(_Checked):
+    """Any other content type, read as JSON all the same."""
+
+    media_type = "*/*"

@@ -3,8 +3,8 @@ envelope — `{"success": true, <key>: <object>}`, pages with their `pagination`
 `{"success": false, "error": {code, message, field?, details}}` under each status it can have.
 
 Views declare their answers with `envelope` and `page`; `document_errors` (a drf-spectacular
-post-processing hook) adds the error answers to every operation, and says which job fields are
-required in a way a schema can: one of `type`, `service_required` or `job_type`."""
+post-processing hook) adds the error answers to every operation, and marks `type` required for a job
+(its aliases `service_required` and `job_type`, which the replaced system's clients send, deprecated)."""
 
 from __future__ import annotations
 
@@ -26,8 +26,9 @@ ERROR_STATUSES = {
     "503": "The database is unavailable; see Retry-After.",
 }
 UNAUTHENTICATED_PATHS = ("/health",)
-# Request components that need one of several fields (JSON Schema's anyOf), which serializers can't say.
-ONE_OF_REQUIRED = {"JobSubmitRequest": ["type", "service_required", "job_type"]}
+# Request fields required although their serializer cannot say so (the replaced system's clients may
+# send an alias instead, which the schema marks deprecated): component -> (field, its aliases).
+REQUIRED_WITH_ALIASES = {"JobSubmitRequest": ("type", ["service_required", "job_type"])}
 
 
 class PaginationSerializer(serializers.Serializer[Any]):
@@ -85,7 +86,9 @@ def document_errors(result: dict[str, Any], generator: Any, request: Any, public
         for operation in operations.values():
             for status, description in ERROR_STATUSES.items():
                 operation["responses"].setdefault(status, {"description": description, **error})
-    for name, alternatives in ONE_OF_REQUIRED.items():
-        if name in schemas:
-            schemas[name]["anyOf"] = [{"required": [field]} for field in alternatives]
+    for name, (field, aliases) in REQUIRED_WITH_ALIASES.items():
+        component = schemas[name]
+        component["required"] = sorted({*component.get("required", []), field})
+        for alias in aliases:
+            component["properties"][alias]["deprecated"] = True
     return result
