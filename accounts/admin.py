@@ -1,12 +1,28 @@
 from django.contrib import admin
 
-from accounts.models import ApiKey, Tenant
+from accounts.models import QUOTAS, ApiKey, Customer, Tenant
+
+
+class CustomerInline(admin.TabularInline):
+    model = Customer
+    extra = 0
+    fields = ["customer_id", "created_at"]
+    readonly_fields = ["created_at"]
 
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
-    list_display = ["name", "created_at"]
+    list_display = ["name", *QUOTAS, "created_at"]
     search_fields = ["name"]
+    fields = ["name", *QUOTAS]
+    inlines = [CustomerInline]
+
+
+@admin.register(Customer)
+class CustomerAdmin(admin.ModelAdmin):
+    list_display = ["customer_id", "tenant", "created_at"]
+    list_filter = ["tenant"]
+    search_fields = ["customer_id"]
 
 
 @admin.register(ApiKey)
@@ -27,7 +43,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     actions = ["revoke"]
 
     def has_add_permission(self, request) -> bool:
-        return False  # created with `manage.py create_api_key`, which shows the key once
+        return False  # created with `manage.py create_api_key` or POST /api/keys, which show the key once
 
     @admin.action(description="Revoke the selected keys")
     def revoke(self, request, queryset) -> None:

@@ -167,3 +167,15 @@ def test_an_admin_key_cannot_revoke_itself(admin):
     refused = admin.post(f"/api/keys/{own_id}/revoke")
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "cannot_revoke_own_key"
     assert admin.get("/api/keys").status_code == 200
+
+
+def test_the_django_admin_shows_tenants_customers_and_keys_and_revokes_keys(admin_client, tenant):
+    key, _ = ApiKey.issue("admin-shown", tenant=tenant)
+    Customer.objects.create(customer_id="cust-admin", tenant=tenant)
+
+    assert b"acme" in admin_client.get("/admin/accounts/tenant/").content
+    assert b"cust-admin" in admin_client.get(f"/admin/accounts/tenant/{tenant.pk}/change/").content
+    assert b"admin-shown" in admin_client.get("/admin/accounts/apikey/").content
+    admin_client.post("/admin/accounts/apikey/", {"action": "revoke", "_selected_action": [key.pk]})
+    key.refresh_from_db()
+    assert key.revoked_at is not None and not key.is_usable()
