@@ -18,7 +18,12 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)  # don't write on every request
 def api_key_for(raw_key: str) -> ApiKey | None:
     """The usable key matching `raw_key` (active, not revoked, not expired; its last use noted, at
     most once a minute), or None."""
-    api_key = ApiKey.objects.filter(key_hash=ApiKey.hash_key(raw_key), is_active=True).first()
+    # With its tenant: scoping and quotas read it on most requests.
+    api_key = (
+        ApiKey.objects.select_related("tenant")
+        .filter(key_hash=ApiKey.hash_key(raw_key), is_active=True)
+        .first()
+    )
     now = timezone.now()
     if api_key is None or not api_key.is_usable(now):
         return None  # unknown, revoked or expired

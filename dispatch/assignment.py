@@ -179,6 +179,25 @@ def dispatch_all() -> list[Assignment]:
     return assignments
 
 
+def fill_on_commit(worker_ids: list[str]) -> None:
+    """Offer these workers their best jobs again once the caller's transaction commits.
+
+    A report's transaction refills the slot it frees, but a job that becomes pending while that
+    transaction is open is invisible to it, and that job's own dispatch (after its commit) sees the
+    worker still busy: each would miss the other. Looking again after commit closes the gap: whichever
+    of the two commits last sees the other's change."""
+    transaction.on_commit(lambda: _fill_safely(worker_ids))
+
+
+def _fill_safely(worker_ids: list[str]) -> None:
+    try:
+        for worker_id in worker_ids:
+            fill_worker(worker_id)
+    except Exception:
+        # The jobs are durable as pending; the beat sweep will dispatch them.
+        logger.exception("refill after commit failed for %s workers; the sweep will retry", len(worker_ids))
+
+
 def dispatch_on_commit(job_ids: list[Any]) -> None:
     """Dispatch these jobs once the transaction that made them pending has committed."""
     transaction.on_commit(lambda: _dispatch_safely(job_ids))

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.db import transaction
 
-from dispatch.assignment import dispatch_on_commit, fill_worker
+from dispatch.assignment import dispatch_on_commit, fill_on_commit, fill_worker
 from gpu_worker.protocol import attempt_error
 from jobqueue import attempts
 from jobqueue.models import ACTIVE_STATUSES, ExecutionOutcome, Job
@@ -107,9 +107,14 @@ def _freed(job: Job | None) -> bool:
 
 def refill(worker_ids: Iterable[str | None]) -> None:
     """Offer each worker whose slot freed its next jobs, in the caller's transaction (in id order, as
-    every multi-worker locker does); a worker that got none and runs nothing is idle again."""
+    every multi-worker locker does); a worker that got none and runs nothing is idle again, and is
+    offered once more after commit (`fill_on_commit`: a job submitted meanwhile)."""
+    left_empty = []
     for worker_id in sorted({worker_id for worker_id in worker_ids if worker_id}):
         if not fill_worker(worker_id):
+            left_empty.append(worker_id)
             Worker.objects.filter(pk=worker_id, status=WorkerStatus.BUSY).exclude(
                 pk__in=Job.objects.filter(worker_id=worker_id, status__in=ACTIVE_STATUSES).values("worker_id")
             ).update(status=WorkerStatus.IDLE)
+    if left_empty:
+        fill_on_commit(left_empty)

@@ -4,13 +4,17 @@ second and how many may wait to run at once. The limits are the tenant's (`Tenan
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+from redis.exceptions import RedisError
 
 from accounts.models import Tenant
 from core.errors import TooManyRequests
 from core.redis import count_in_this_second, redis_client
 from jobqueue.models import NOT_STARTED_STATUSES, Job
 
+log = logging.getLogger(__name__)
 #: How long a tenant's queued count read from Postgres is reused (plus what was admitted since).
 QUEUED_COUNT_TTL_SECONDS = 1
 
@@ -28,15 +32,26 @@ class QueuedJobsQuotaExceeded(TooManyRequests):
     retry_after_seconds = 5
 
 
-def admit_jobs(tenant_id: int, count: int) -> None:
-    """Admit `count` new jobs of the tenant, or raise why not (a 429 with Retry-After)."""
-    tenant = Tenant.objects.get(pk=tenant_id)
+def admit_jobs(tenant: Tenant, count: int) -> None:
+    """Admit `count` new jobs of the tenant, or raise why not (a 429 with Retry-After).
+
+    While Redis is unreachable, jobs are still accepted (Postgres is the record; they are dispatched
+    once the broker is back): the submit rate goes unmetered and queued jobs are counted in Postgres."""
+    try:
+        _admit(tenant, count)
+    except RedisError as exc:
+        log.warning("Redis unreachable: tenant %s's submit rate not metered (%s)", tenant.pk, exc)
+        if _queued_in_postgres(tenant.pk) + count > tenant.quota("max_queued_jobs"):
+            raise QueuedJobsQuotaExceeded(limit=tenant.quota("max_queued_jobs")) from None
+
+
+def _admit(tenant: Tenant, count: int) -> None:
     rate_limit = tenant.quota("max_submits_per_second")
-    if count_in_this_second(f"submits:{tenant_id}", count) > rate_limit:
+    if count_in_this_second(f"submits:{tenant.pk}", count) > rate_limit:
         raise SubmitRateExceeded(limit=rate_limit)
     queued_limit = tenant.quota("max_queued_jobs")
-    if _queued_with(tenant_id, count) > queued_limit:
-        _add_queued(tenant_id, -count)  # not admitted after all
+    if _queued_with(tenant.pk, count) > queued_limit:
+        _add_queued(tenant.pk, -count)  # not admitted after all
         raise QueuedJobsQuotaExceeded(limit=queued_limit)
 
 
@@ -54,9 +69,13 @@ def _queued_with(tenant_id: int, admitting: int) -> int:
     cached = _add_queued(tenant_id, admitting)
     if cached is not None:
         return cached
-    queued = Job.objects.filter(tenant_id=tenant_id, status__in=NOT_STARTED_STATUSES).count() + admitting
+    queued = _queued_in_postgres(tenant_id) + admitting
     redis_client().set(_queued_key(tenant_id), queued, ex=QUEUED_COUNT_TTL_SECONDS)
     return queued
+
+
+def _queued_in_postgres(tenant_id: int) -> int:
+    return Job.objects.filter(tenant_id=tenant_id, status__in=NOT_STARTED_STATUSES).count()
 
 
 def _add_queued(tenant_id: int, amount: int) -> int | None:

@@ -80,7 +80,7 @@ class ClientCompatConsumer(LiveConsumer):
         submission = JobSubmitSerializer(data=body)
         submission.is_valid(raise_exception=True)
         assert self.api_key is not None  # refused before authentication
-        admit_jobs(self.api_key.tenant_id, 1)
+        admit_jobs(self.api_key.tenant, 1)
         job, _ = submit_job(
             submission.to_job_request(), self.api_key, correlation_id=f"ws-client:{self.client_id}"
         )

@@ -88,7 +88,7 @@ class JobCollectionView(APIView):
     def post(self, request: Request) -> Response:
         submission = JobSubmitSerializer(data=request.data)
         submission.is_valid(raise_exception=True)
-        admit_jobs(api_key_of(request).tenant_id, 1)
+        admit_jobs(api_key_of(request).tenant, 1)
         job, created = submit_job(submission.to_job_request(), api_key_of(request), correlation_id(request))
         return Response(
             {
@@ -128,7 +128,7 @@ class JobBatchView(APIView):
             )
         valid = sorted(requests)
         if valid:
-            admit_jobs(api_key_of(request).tenant_id, len(valid))
+            admit_jobs(api_key_of(request).tenant, len(valid))
         created_jobs = submit_jobs([requests[i] for i in valid], api_key_of(request), correlation_id(request))
         submitted = dict(zip(valid, created_jobs, strict=True))
         results = [

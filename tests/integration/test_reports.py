@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
+from django.db import connection, transaction
 
 from dispatch.assignment import fill_worker
 from dispatch.reports import job_cancelled, job_failed, job_progress, job_started, job_succeeded
@@ -276,3 +279,23 @@ def test_a_stop_flag_is_only_ever_raised():
     stop_attempt(str(job.id), 3)
     stop_attempt(str(job.id), 1)
     assert _stop_flag(job.id) == 3
+
+
+def test_a_job_submitted_while_a_report_frees_the_only_worker_is_assigned_once_both_commit(running_job):
+    submitted: dict[str, Job] = {}
+
+    def submit_while_the_report_is_open() -> None:
+        # Its dispatch, after its commit, still sees the worker running the job the report ends.
+        submitted["job"] = make_job()
+        connection.close()
+
+    with transaction.atomic():
+        assert job_succeeded(str(running_job.id), 1, {"ok": True})  # refills: nothing pending yet
+        other = threading.Thread(target=submit_while_the_report_is_open)
+        other.start()
+        other.join(timeout=30)
+        assert not other.is_alive()
+        assert Job.objects.get(pk=submitted["job"].pk).status == JobStatus.PENDING
+
+    job = Job.objects.get(pk=submitted["job"].pk)
+    assert (job.status, job.worker_id) == (JobStatus.ASSIGNED, running_job.worker_id)

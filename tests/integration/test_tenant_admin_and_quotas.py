@@ -179,3 +179,21 @@ def test_the_django_admin_shows_tenants_customers_and_keys_and_revokes_keys(admi
     admin_client.post("/admin/accounts/apikey/", {"action": "revoke", "_selected_action": [key.pk]})
     key.refresh_from_db()
     assert key.revoked_at is not None and not key.is_usable()
+
+
+def test_while_redis_is_unreachable_jobs_are_admitted_and_queued_jobs_counted_in_postgres(tenant, settings):
+    from core.redis import redis_client
+
+    tenant.max_queued_jobs = 1
+    tenant.save()
+    client = _client(tenant)
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    redis_client.cache_clear()
+    try:
+        first = client.post("/api/jobs", {"type": "nobody-runs-this"}, format="json")
+        second = client.post("/api/jobs", {"type": "nobody-runs-this"}, format="json")
+    finally:
+        redis_client.cache_clear()
+
+    assert first.status_code == 201
+    assert second.status_code == 429 and second.json()["error"]["code"] == "queued_jobs_quota_exceeded"

@@ -67,7 +67,7 @@ class WorkflowCollectionView(APIView):
         submission = WorkflowSubmitSerializer(data=request.data)
         submission.is_valid(raise_exception=True)
         workflow_request = submission.to_workflow_request()
-        admit_jobs(api_key_of(request).tenant_id, len(workflow_request.steps))
+        admit_jobs(api_key_of(request).tenant, len(workflow_request.steps))
         workflow, created = create_workflow(workflow_request, api_key_of(request), correlation_id(request))
         job_ids = [
             str(job_id) for job_id in workflow.steps.order_by("index").values_list("job_id", flat=True)
