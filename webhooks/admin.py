@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 
-from webhooks.endpoints import restart
+from webhooks.endpoints import WebhookError, restart, validate_target
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from webhooks.outcome import disable_endpoint
 
 
+class WebhookEndpointForm(forms.ModelForm):
+    """An endpoint edited in the admin is held to the API's SSRF check."""
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = "__all__"
+
+    def clean_url(self) -> str:
+        url: str = self.cleaned_data["url"]
+        try:
+            validate_target(url)
+        except WebhookError as exc:
+            raise forms.ValidationError(exc.message, code=exc.code) from None
+        return url
+
+
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(admin.ModelAdmin):
+    form = WebhookEndpointForm
     list_display = (
         "url",
         "tenant",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import requests
@@ -33,16 +34,31 @@ def _allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     return [ipaddress.ip_network(cidr, strict=False) for cidr in settings.WEBHOOK_ALLOWED_NETWORKS]
 
 
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits and reach it through a translator
+# (NAT64: RFC 6052's well-known prefix and RFC 8215's local-use one).
+NAT64_PREFIXES = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
 def check_address(address: str) -> None:
     ip: IPAddress = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    if any(ip in network for network in _allowed_networks()):
-        return
-    if not ip.is_global or ip.is_multicast:
-        raise BlockedTarget(
-            "blocked_address", f"{ip} is a loopback, private, link-local or otherwise non-public address"
-        )
+    for candidate in (ip, *_embedded_ipv4(ip)):
+        if any(candidate in network for network in _allowed_networks()):
+            continue
+        if not candidate.is_global or candidate.is_multicast:
+            raise BlockedTarget(
+                "blocked_address",
+                f"{ip} is (or leads to) a loopback, private, link-local or otherwise non-public address",
+            )
+
+
+def _embedded_ipv4(ip: IPAddress) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address leads to: IPv4-mapped, NAT64, 6to4 and Teredo forms."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return []
+    embedded = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+    if any(ip in prefix for prefix in NAT64_PREFIXES):
+        embedded.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return [address for address in embedded if address is not None]
 
 
 def check_url_shape(url: str) -> tuple[str, int]:
@@ -57,8 +73,18 @@ def check_url_shape(url: str) -> tuple[str, int]:
     return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
 
 
+# getaddrinfo has no timeout of its own: it runs here, and a caller waits WEBHOOK_DNS_TIMEOUT_SECONDS.
+_resolver = ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhook-dns")
+
+
 def resolve(host: str, port: int) -> list[str]:
-    return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)})
+    """The addresses `host` resolves to now; a name that does not answer in time does not resolve."""
+    lookup = _resolver.submit(socket.getaddrinfo, host, port, proto=socket.IPPROTO_TCP)
+    try:
+        infos = lookup.result(timeout=settings.WEBHOOK_DNS_TIMEOUT_SECONDS)
+    except TimeoutError:
+        raise socket.gaierror(f"{host}: no DNS answer within {settings.WEBHOOK_DNS_TIMEOUT_SECONDS} s") from None
+    return sorted({str(info[4][0]) for info in infos})
 
 
 def check_target(url: str, *, unresolvable_ok: bool = False) -> None:

@@ -52,13 +52,7 @@ class TenantCollectionView(AdminView):
 
     @extend_schema(request=TenantSerializer, responses={201: TENANT})
     def post(self, request: Request) -> Response:
-        body = TenantSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        try:
-            with transaction.atomic():
-                tenant = body.save()
-        except IntegrityError as exc:
-            raise _taken("name", "a tenant") from exc
+        tenant = _saved(TenantSerializer(data=request.data))
         return Response(
             {"success": True, "tenant": TenantSerializer(tenant).data}, status=status.HTTP_201_CREATED
         )
@@ -71,13 +65,7 @@ class TenantDetailView(AdminView):
 
     @extend_schema(request=TenantSerializer, responses=TENANT)
     def patch(self, request: Request, tenant_id: int) -> Response:
-        body = TenantSerializer(_tenant(tenant_id), data=request.data, partial=True)
-        body.is_valid(raise_exception=True)
-        try:
-            with transaction.atomic():
-                tenant = body.save()
-        except IntegrityError as exc:
-            raise _taken("name", "a tenant") from exc
+        tenant = _saved(TenantSerializer(_tenant(tenant_id), data=request.data, partial=True))
         return Response({"success": True, "tenant": TenantSerializer(tenant).data})
 
 
@@ -140,6 +128,16 @@ class KeyRevokeView(AdminView):
         if api_key.revoked_at is None:
             api_key.revoke()
         return Response({"success": True, "api_key": ApiKeySerializer(api_key).data})
+
+
+def _saved(body: TenantSerializer) -> Tenant:
+    body.is_valid(raise_exception=True)
+    try:
+        with transaction.atomic():
+            tenant: Tenant = body.save()
+    except IntegrityError as exc:
+        raise _taken("name", "a tenant") from exc
+    return tenant
 
 
 def _tenant(tenant_id: int) -> Tenant:
