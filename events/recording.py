@@ -91,8 +91,8 @@ def record_machine_event(event_type: EventType, machine_id: str, payload: dict[s
     return Event.objects.create(type=event_type, machine_id=machine_id, payload=payload)
 
 
-def record_webhook_event(event_type: EventType, payload: dict[str, Any], *, tenant_id: int) -> Event:
-    """An event about a tenant's webhook endpoint: that tenant's to see."""
+def record_tenant_event(event_type: EventType, payload: dict[str, Any], *, tenant_id: int) -> Event:
+    """An event about something of a tenant's (a webhook endpoint, a schedule): that tenant's to see."""
     _validate(event_type, payload)
     return Event.objects.create(type=event_type, tenant_id=tenant_id, payload=payload)
 

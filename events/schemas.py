@@ -76,6 +76,7 @@ SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
     E.WORKER_REGISTERED: {"pool": STR, "job_types": LIST, "restarted": (bool,)},
     E.WORKER_STATUS_CHANGED: {"from": STR, "to": STR},
     E.WEBHOOK_ENDPOINT_DISABLED: {"endpoint_id": STR, "url": STR, "reason": STR},
+    E.SCHEDULE_DISABLED: {"schedule_id": STR, "name": STR, "reason": STR},
 }
 
 

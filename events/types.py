@@ -32,3 +32,4 @@ class EventType(models.TextChoices):
     WORKER_REGISTERED = "worker_registered"
     WORKER_STATUS_CHANGED = "worker_status_changed"
     WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint_disabled"
+    SCHEDULE_DISABLED = "schedule_disabled"

@@ -13,6 +13,8 @@ from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
 from core.errors import DomainError
+from events.recording import record_tenant_event
+from events.types import EventType
 from jobqueue.models import JobSchedule
 from jobqueue.submission import JobRequest, submit_job
 
@@ -87,3 +89,5 @@ def _disable(schedule: JobSchedule, exc: Exception) -> None:
     schedule.next_run_at = None
     schedule.last_error = f"disabled: its run could not be submitted: {exc}"[:500]
     schedule.save(update_fields=["enabled", "next_run_at", "last_error", "updated_at"])
+    payload = {"schedule_id": str(schedule.id), "name": schedule.name, "reason": schedule.last_error}
+    record_tenant_event(EventType.SCHEDULE_DISABLED, payload, tenant_id=schedule.tenant_id)

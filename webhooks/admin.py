@@ -14,6 +14,8 @@ from webhooks.outcome import disable_endpoint
 class WebhookEndpointForm(forms.ModelForm):
     """An endpoint edited in the admin is held to the API's SSRF check."""
 
+    url = forms.URLField(max_length=2000, assume_scheme="https")
+
     class Meta:
         model = WebhookEndpoint
         fields = "__all__"

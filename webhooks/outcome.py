@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from events.recording import record_webhook_event
+from events.recording import record_tenant_event
 from events.types import EventType
 from webhooks.models import (
     DeliveryDeadLetterReason,
@@ -82,7 +82,7 @@ def disable_endpoint(endpoint: WebhookEndpoint, reason: str) -> None:
     endpoint.enabled, endpoint.disabled_reason = False, reason
     endpoint.save(update_fields=["enabled", "disabled_reason", "updated_at"])
     payload: dict[str, Any] = {"endpoint_id": str(endpoint.id), "url": endpoint.url, "reason": reason}
-    record_webhook_event(EventType.WEBHOOK_ENDPOINT_DISABLED, payload, tenant_id=endpoint.tenant_id)
+    record_tenant_event(EventType.WEBHOOK_ENDPOINT_DISABLED, payload, tenant_id=endpoint.tenant_id)
 
 
 def _final_reason(result: SendResult) -> DeliveryDeadLetterReason | None:

@@ -83,7 +83,9 @@ def resolve(host: str, port: int) -> list[str]:
     try:
         infos = lookup.result(timeout=settings.WEBHOOK_DNS_TIMEOUT_SECONDS)
     except TimeoutError:
-        raise socket.gaierror(f"{host}: no DNS answer within {settings.WEBHOOK_DNS_TIMEOUT_SECONDS} s") from None
+        raise socket.gaierror(
+            f"{host}: no DNS answer within {settings.WEBHOOK_DNS_TIMEOUT_SECONDS} s"
+        ) from None
     return sorted({str(info[4][0]) for info in infos})
 
 

@@ -9,6 +9,7 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
+from events.models import Event
 from jobqueue.models import Job, JobSchedule
 from jobqueue.tasks import run_due_schedules
 
@@ -141,6 +142,8 @@ def test_a_schedule_that_cannot_run_is_disabled_and_the_others_still_run(api):
     assert JobSchedule.objects.get(pk=good).last_job_id is not None
     broken = api.get(f"/api/schedules/{bad}").json()["schedule"]
     assert broken["enabled"] is False and "current_step" in broken["last_error"]
+    said = Event.objects.get(type="schedule_disabled")
+    assert said.payload["schedule_id"] == bad and said.tenant_id == JobSchedule.objects.get(pk=bad).tenant_id
     assert run_due_schedules() == 0  # it does not fail every beat again
 
 
