@@ -23,7 +23,6 @@ events {{
     worker_connections 4096;
 }}
 http {{
-    access_log off;
     client_body_temp_path {home}/client_body;
     proxy_temp_path {home}/proxy;
     fastcgi_temp_path {home}/fastcgi;
@@ -52,6 +51,7 @@ def front_argv(home: Path, listen: str, api_upstream: str, live_upstream: str) -
     server = string.Template(TEMPLATE.read_text()).safe_substitute(
         FRONT_LISTEN=listen,
         FRONT_MAX_BODY=settings.FRONT_MAX_BODY,
+        FRONT_ACCESS_LOG=home / "access.log",
         API_UPSTREAM=api_upstream,
         LIVE_UPSTREAM=live_upstream,
     )

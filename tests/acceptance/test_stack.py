@@ -101,6 +101,8 @@ def test_the_run_command_serves_the_api_runs_jobs_and_stops_cleanly(tmp_path, we
             assert _next_event_of(socket, job_id, "job_completed")["data"]["job_id"] == job_id
         job_url = f"{base}/api/jobs/{job_id}"
         assert _status(job_url, headers) == "completed"
+        access_log = (tmp_path / "front" / "access.log").read_text()
+        assert "GET /ws HTTP/1.1" in access_log and key not in access_log  # the socket's query is not logged
         [message] = wait_for(lambda: webhook_receiver.at("/hook"), what="the job_completed webhook")
         assert message.verified and message.json["job_id"] == submitted.json()["job_id"]
 

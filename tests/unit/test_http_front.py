@@ -20,6 +20,19 @@ def test_the_rendered_front_configuration_is_valid_nginx(tmp_path):
     assert "$http_upgrade" in config  # nginx's own variables survive the substitution
 
 
+def test_the_fronts_access_log_never_records_a_query_string(tmp_path):
+    front_argv(tmp_path / "front", "127.0.0.1:18000", "127.0.0.1:18001", "127.0.0.1:18002")
+    config = (tmp_path / "front" / "nginx.conf").read_text()
+    formats = [line for line in config.splitlines() if "log_format" in line or line.strip().startswith("'")]
+    logged = " ".join(formats)
+    assert "$uri" in logged
+    assert not any(
+        variable in logged
+        for variable in ("$request ", '$request"', "$request_uri", "$args", "$query_string")
+    )
+    assert f"access_log {tmp_path / 'front' / 'access.log'} jobqueue_no_query;" in config
+
+
 def test_the_front_is_an_nginx_on_the_machine():
     assert nginx_binary().endswith("/nginx")
 
