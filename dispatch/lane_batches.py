@@ -14,7 +14,7 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from django.db import transaction
@@ -23,7 +23,7 @@ from core.batch_consumer import TaskMessage
 from dispatch import cancel_flags, reports, worker_reports
 from gpu_worker import protocol
 from jobqueue.models import Job
-from machines import registry
+from machines import descriptions, registry
 
 logger = logging.getLogger(__name__)
 
@@ -66,12 +66,38 @@ def apply_batch(batch: Sequence[TaskMessage]) -> None:
 
 
 def apply_fleet(batch: Sequence[TaskMessage]) -> None:
+    """Registrations and deregistrations one by one, then the heartbeats in one statement. A message
+    whose description breaks the rules (`machines.descriptions`) is refused alone: logged, dropped."""
     for message in batch:
-        if message.task in _WORKER_CHANGES:
+        if message.task == protocol.REGISTER_WORKER_TASK:
+            info = _refused_as_none(_registration, message)
+            if info is not None:
+                worker_reports.register_worker(info)
+        elif message.task in _WORKER_CHANGES:
             _WORKER_CHANGES[message.task](*message.args, **message.kwargs)
-    beats = [_beat(m) for m in batch if m.task == protocol.HEARTBEAT_TASK]
+    beats = [
+        beat
+        for message in batch
+        if message.task == protocol.HEARTBEAT_TASK
+        if (beat := _refused_as_none(_beat, message)) is not None
+    ]
     if beats:
         worker_reports.heartbeats(beats)
+
+
+T = TypeVar("T")
+
+
+def _refused_as_none(read: Callable[[TaskMessage], T], message: TaskMessage) -> T | None:
+    try:
+        return read(message)
+    except descriptions.Refused as refused:
+        logger.warning("refused %s from a worker: %s", message.task.rpartition(".")[2], refused)
+        return None
+
+
+def _registration(message: TaskMessage) -> dict[str, Any]:
+    return descriptions.checked_description(_arguments(worker_reports.register_worker, message)["info"])
 
 
 def apply_reports(batch: Sequence[TaskMessage]) -> None:
@@ -135,10 +161,9 @@ def _job_and_attempt(func: Callable[..., Any], message: TaskMessage) -> tuple[st
 
 def _beat(message: TaskMessage) -> registry.Beat:
     arguments = _arguments(worker_reports.heartbeat, message)
-    info = arguments.get("info") or {}
-    if not isinstance(info, dict):
-        raise TypeError("a heartbeat's info must be an object")
-    return registry.Beat(str(arguments["worker_id"]), str(arguments["instance_id"]), info)
+    worker_id, instance_id = arguments["worker_id"], arguments["instance_id"]
+    info = descriptions.checked_beat(worker_id, instance_id, arguments.get("info"))
+    return registry.Beat(worker_id, instance_id, info)
 
 
 def _confirm(confirmations: list[tuple[str, int]]) -> None:

@@ -198,6 +198,8 @@ TENANT_MAX_WEBHOOK_ENDPOINTS = env_int("TENANT_MAX_WEBHOOK_ENDPOINTS", 100)
 TENANT_MAX_SCHEDULES = env_int("TENANT_MAX_SCHEDULES", 1_000)
 
 # --- Jobs and dispatch ------------------------------------------------------------------------------
+# Largest self-description a GPU worker may register or heartbeat with (machines.descriptions).
+WORKER_DESCRIPTION_MAX_BYTES = env_int("WORKER_DESCRIPTION_MAX_BYTES", 64 * 1024)
 JOB_DEFAULT_PRIORITY = 50
 JOB_DEFAULT_MAX_RETRIES = env_int("JOB_DEFAULT_MAX_RETRIES", 3)
 JOB_DEFAULT_TIMEOUT_SECONDS = env_int("JOB_DEFAULT_TIMEOUT_SECONDS", 1800)

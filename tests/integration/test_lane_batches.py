@@ -188,3 +188,64 @@ def test_messages_a_dead_consumer_took_come_back_after_the_visibility_timeout(
     _consume_until(successor, 1)
 
     assert Job.objects.get(pk=job.pk).status == JobStatus.COMPLETED
+
+
+def _description(**fields: object) -> dict:
+    worker_id = f"unit-{uuid.uuid4().hex[:8]}"
+    return {
+        "worker_id": worker_id,
+        "instance_id": "i-1",
+        "machine_id": "unit-machine",
+        "job_types": ["simulation"],
+        **fields,
+    }
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"customer_allowlist": "x"},  # a string where a list belongs broke every dispatch
+        {"job_types": "simulation"},
+        {"slots": 0},
+        {"slots": "many"},
+        {"worker_id": "has spaces"},
+        {"gpu_memory_gb": "lots"},
+        {"pool": ""},
+        {"capabilities": ["x" * 1000]},
+        {"machine": {"blob": "x" * 100_000}},
+    ],
+)
+def test_a_registration_that_breaks_the_rules_is_refused_and_the_fleet_dispatches_as_before(bad):
+    good, refused = _description(), _description(**bad)
+    job = make_job()
+
+    apply_batch(
+        [
+            TaskMessage(protocol.REGISTER_WORKER_TASK, (refused,), {}),
+            TaskMessage(protocol.REGISTER_WORKER_TASK, (good,), {}),
+        ]
+    )
+
+    assert not Worker.objects.filter(pk=refused["worker_id"]).exists()
+    job.refresh_from_db()
+    assert (job.status, job.worker_id) == (JobStatus.ASSIGNED, good["worker_id"])
+    assert make_job().status == JobStatus.PENDING  # and the next submission's dispatch does not fail
+
+
+def test_a_heartbeat_with_malformed_attempts_is_refused_and_recovery_still_runs():
+    from dispatch import recovery
+
+    worker = make_worker()
+    apply_batch(
+        [
+            TaskMessage(
+                protocol.HEARTBEAT_TASK, (worker.id, worker.instance_id, {"seen_attempts": "all"}), {}
+            ),
+            TaskMessage(
+                protocol.HEARTBEAT_TASK, (worker.id, worker.instance_id, {"seen_attempts": [[1, "x"]]}), {}
+            ),
+        ]
+    )
+
+    assert Worker.objects.get(pk=worker.pk).seen_reported_at is None  # neither was taken
+    recovery.requeue_undelivered_assignments()  # a malformed seen_attempts once stopped this for the whole fleet

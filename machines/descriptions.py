@@ -1,0 +1,108 @@
+"""What a GPU worker may say about itself, checked before anything is stored: its registration (the
+self-description it also repeats with heartbeats) and its heartbeats' facts. GPU hosts are not
+trusted, and one malformed description stored would break the fleet's dispatch for everyone (a
+string where a list of customers belongs makes the eligibility SQL fail) or its recovery (a
+malformed `seen_attempts`). A description that breaks these rules is refused whole (`Refused`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$"  # ids and names: printable, no spaces, no quotes
+MAX_NAMES = 500  # job types, capabilities, models, customers per list
+MAX_SEEN_ATTEMPTS = 10_000
+
+
+class Refused(ValueError):
+    """A worker's message that breaks the description's rules; the text says which field."""
+
+
+def _names(max_length: int = 200) -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.CharField(max_length=max_length), max_length=MAX_NAMES, required=False
+    )
+
+
+class HealthSerializer(serializers.Serializer[Any]):
+    healthy = serializers.BooleanField(default=True)
+    detail = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+
+
+class DescriptionSerializer(serializers.Serializer[Any]):
+    """A registration. Fields beyond these are kept as the worker's `info`, within the size limit."""
+
+    worker_id = serializers.RegexField(NAME, max_length=200)
+    instance_id = serializers.CharField(max_length=100)
+    machine_id = serializers.RegexField(NAME, max_length=200)
+    hostname = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    pool = serializers.RegexField(NAME, max_length=100, required=False)
+    job_types = _names()
+    capabilities = _names()
+    model_names = _names(500)
+    customer_allowlist = _names()
+    customer_denylist = _names()
+    gpu_memory_gb = serializers.FloatField(min_value=0, max_value=100_000, required=False, allow_null=True)
+    gpu_index = serializers.IntegerField(min_value=0, max_value=1024, required=False, allow_null=True)
+    gpu_name = serializers.CharField(max_length=200, required=False, allow_blank=True, allow_null=True)
+    slots = serializers.IntegerField(min_value=1, max_value=256, required=False)
+    health = HealthSerializer(required=False)
+    telemetry = serializers.DictField(required=False)
+    machine = serializers.DictField(required=False)
+
+
+class SeenAttemptSerializer(serializers.ListField):
+    """One attempt a worker holds: [job id, attempt number]."""
+
+    child = serializers.CharField(max_length=100)
+
+    def to_internal_value(self, data: Any) -> list[Any]:
+        if (
+            not isinstance(data, list)
+            or len(data) != 2
+            or not isinstance(data[0], str)
+            or isinstance(data[1], bool)
+            or not isinstance(data[1], int)
+        ):
+            raise serializers.ValidationError("an attempt is [job id, attempt number]")
+        return [data[0][:100], data[1]]
+
+
+class BeatInfoSerializer(serializers.Serializer[Any]):
+    """A heartbeat's facts; the rest of it is the worker's description (`DescriptionSerializer`)."""
+
+    seen_attempts = serializers.ListField(
+        child=SeenAttemptSerializer(), max_length=MAX_SEEN_ATTEMPTS, required=False
+    )
+    health = HealthSerializer(required=False)
+    telemetry = serializers.DictField(required=False)
+
+
+def checked_description(info: Any) -> dict[str, Any]:
+    """The registration as sent, if it keeps every rule; else Refused."""
+    return _checked(DescriptionSerializer, info)
+
+
+def checked_beat(worker_id: Any, instance_id: Any, info: Any) -> dict[str, Any]:
+    """A heartbeat's info as sent, if its own facts (and its description, when it carries one) keep
+    every rule; else Refused."""
+    if not isinstance(worker_id, str) or not isinstance(instance_id, str):
+        raise Refused("worker_id and instance_id are strings")
+    checked = _checked(BeatInfoSerializer, info or {})
+    if "worker_id" in checked:  # the self-description it repeats, to re-register from
+        _checked(DescriptionSerializer, {k: v for k, v in checked.items() if k != "seen_attempts"})
+    return checked
+
+
+def _checked(serializer_class: type[serializers.Serializer[Any]], info: Any) -> dict[str, Any]:
+    if not isinstance(info, dict):
+        raise Refused("a worker's description is a JSON object")
+    if len(json.dumps(info, default=str)) > settings.WORKER_DESCRIPTION_MAX_BYTES:
+        raise Refused(f"a worker's description is at most {settings.WORKER_DESCRIPTION_MAX_BYTES} bytes")
+    checked = serializer_class(data=info)
+    if not checked.is_valid():
+        raise Refused(json.dumps(checked.errors, default=str)[:500])
+    return {**info, **checked.validated_data}  # the checked fields as checked, the rest as sent
