@@ -3,6 +3,8 @@ respect the endpoint's state and rate limit, send (`send.py`), record the outcom
 
 from __future__ import annotations
 
+import logging
+import uuid
 from datetime import timedelta
 
 from django.conf import settings
@@ -18,7 +20,9 @@ from webhooks.models import (
 )
 from webhooks.outcome import record
 from webhooks.retry import after
-from webhooks.send import send, signing_secrets
+from webhooks.send import SendResult, send, signing_secrets
+
+logger = logging.getLogger(__name__)
 
 _IN_FLIGHT_MARGIN_SECONDS = 30  # beyond the request timeout, before a silent attempt is given up on
 
@@ -27,9 +31,12 @@ def attempt(delivery_id: int, dispatch_token: str) -> WebhookAttempt | None:
     """Run the attempt this message was dispatched for; None if it was stale or had to wait."""
     now = timezone.now()
     in_flight = timedelta(seconds=settings.WEBHOOK_TIMEOUT_SECONDS + _IN_FLIGHT_MARGIN_SECONDS)
+    # The queued message's token is spent (a duplicate finds nothing); this attempt holds its own,
+    # which its outcome must still match (a re-lease after a lost worker hands the delivery on).
+    attempt_token = uuid.uuid4()
     claimed = WebhookDelivery.objects.filter(
         pk=delivery_id, dispatch_token=dispatch_token, status=DeliveryStatus.PENDING
-    ).update(dispatch_token=None, leased_until=now + in_flight)
+    ).update(dispatch_token=attempt_token, leased_until=now + in_flight)
     if not claimed:
         return None
     delivery = WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
@@ -41,14 +48,20 @@ def attempt(delivery_id: int, dispatch_token: str) -> WebhookAttempt | None:
         _postpone(delivery_id, seconds=1.0)
         return None
     started_at = timezone.now()
-    result = send(
-        delivery.url,
-        delivery.message_id,
-        delivery.body,
-        signing_secrets(delivery, started_at),
-        endpoint.headers if endpoint else {},
-    )
-    return record(delivery_id, started_at, result)
+    try:
+        result = send(
+            delivery.url,
+            delivery.message_id,
+            delivery.body,
+            signing_secrets(delivery, started_at),
+            endpoint.headers if endpoint else {},
+        )
+    except Exception as exc:
+        # Whatever went wrong, the attempt is recorded and retried on the schedule (an attempt that
+        # vanished would be re-sent by the pump every lease, forever).
+        logger.exception("delivery %s: sending failed unexpectedly", delivery_id)
+        result = SendResult(error=f"internal error: {type(exc).__name__}")
+    return record(delivery_id, started_at, result, attempt_token=attempt_token)
 
 
 def _dead_letter_unattempted(delivery_id: int, reason: DeliveryDeadLetterReason) -> None:

@@ -3,6 +3,8 @@ or dead-lettered) and for its endpoint's health (a failure streak, disabling it)
 
 from __future__ import annotations
 
+import logging
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,6 +26,7 @@ from webhooks.retry import GONE, after, is_final_rejection, retry_delay
 from webhooks.send import SendResult
 
 _OUTCOME_FIELDS = [
+    "dispatch_token",
     "attempt_count",
     "last_attempt_at",
     "leased_until",
@@ -33,16 +36,30 @@ _OUTCOME_FIELDS = [
     "dead_lettered_at",
     "next_attempt_at",
 ]
+logger = logging.getLogger(__name__)
 _SUCCESS_STAMP_EVERY = timedelta(seconds=1)  # an endpoint's last_success_at, refreshed at most this often
 
 
 def record(
-    delivery_id: int, started_at: datetime, result: SendResult, *, retries: bool = True
-) -> WebhookAttempt:
-    """Log the attempt and decide the delivery's fate, in one transaction."""
+    delivery_id: int,
+    started_at: datetime,
+    result: SendResult,
+    *,
+    retries: bool = True,
+    attempt_token: uuid.UUID | None = None,
+) -> WebhookAttempt | None:
+    """Log the attempt and decide the delivery's fate, in one transaction. An attempt made under a
+    lease (`attempt_token`) whose delivery was leased again meanwhile records nothing: the delivery is
+    the newer attempt's now (None)."""
     now = timezone.now()
     with transaction.atomic():
-        delivery = WebhookDelivery.objects.select_for_update().get(pk=delivery_id)
+        delivery = WebhookDelivery.objects.select_for_update().filter(pk=delivery_id).first()
+        if delivery is None or (attempt_token is not None and delivery.dispatch_token != attempt_token):
+            logger.warning(
+                "delivery %s was leased again while an attempt ran: its outcome is dropped", delivery_id
+            )
+            return None
+        delivery.dispatch_token = None
         delivery.attempt_count += 1
         delivery.last_attempt_at = started_at
         delivery.leased_until = None

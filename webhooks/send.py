@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import requests
+import urllib3
 from django.conf import settings
 from django.utils import timezone
 
@@ -15,6 +16,8 @@ from webhooks.models import DefaultSigningSecret, WebhookDelivery
 from webhooks.retry import is_success, parse_retry_after
 from webhooks.signing import signature_header
 from webhooks.ssrf import BlockedTarget, check_target, guarded_session
+
+_READ_CHUNK = 4096
 
 
 @dataclass
@@ -65,6 +68,7 @@ def send(url: str, message_id: str, body: str, secrets: list[str], headers: dict
         "webhook-signature": signature_header(secrets, message_id, timestamp, payload),
     }
     started = time.perf_counter()
+    deadline = started + settings.WEBHOOK_TIMEOUT_SECONDS
     try:
         with guarded_session().post(
             url,
@@ -75,19 +79,41 @@ def send(url: str, message_id: str, body: str, secrets: list[str], headers: dict
             stream=True,  # read only an excerpt of whatever the receiver answers
         ) as response:
             latency_ms = (time.perf_counter() - started) * 1000
-            excerpt = response.raw.read(settings.WEBHOOK_RESPONSE_EXCERPT_CHARS * 4, decode_content=True)
+            excerpt, read_error = _excerpt(response, deadline)
+            # The status line is the receiver's answer; a body it then stalls, truncates or garbles
+            # is noted beside it.
             return SendResult(
                 status_code=response.status_code,
                 latency_ms=latency_ms,
-                response_excerpt=excerpt.decode("utf-8", "replace")[
-                    : settings.WEBHOOK_RESPONSE_EXCERPT_CHARS
-                ],
+                response_excerpt=excerpt,
                 retry_after=parse_retry_after(response.headers.get("retry-after"), timezone.now()),
+                error=read_error,
             )
     except BlockedTarget as exc:
         return SendResult(error=f"blocked: {exc}", blocked=True)
     except requests.Timeout:
         error = f"timed out after {settings.WEBHOOK_TIMEOUT_SECONDS:g} s"
-    except requests.RequestException as exc:
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         error = f"{type(exc).__name__}: {exc}"[:500]
     return SendResult(latency_ms=(time.perf_counter() - started) * 1000, error=error)
+
+
+def _excerpt(response: requests.Response, deadline: float) -> tuple[str, str]:
+    """The start of the answer's body, read until the excerpt is full, the body ends or the
+    attempt's deadline passes (a receiver trickling its body cannot hold a delivery worker);
+    and what went wrong reading it, if anything."""
+    wanted, chunks, error = settings.WEBHOOK_RESPONSE_EXCERPT_CHARS * 4, [], ""
+    try:
+        while wanted > 0:
+            if time.perf_counter() > deadline:
+                error = f"the answer's body took over {settings.WEBHOOK_TIMEOUT_SECONDS:g} s"
+                break
+            chunk = response.raw.read(min(wanted, _READ_CHUNK), decode_content=True)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            wanted -= len(chunk)
+    except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+        error = f"reading the answer's body failed: {type(exc).__name__}: {exc}"[:500]
+    text = b"".join(chunks).decode("utf-8", "replace")[: settings.WEBHOOK_RESPONSE_EXCERPT_CHARS]
+    return text, error

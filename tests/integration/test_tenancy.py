@@ -16,7 +16,6 @@ from events.types import EventType
 from jobqueue.models import Job
 from tests.factories import make_job
 from tests.integration.test_dead_letters import dead_letter
-from webhooks.admin import WebhookEndpointForm
 from webhooks.fanout import fan_out_once
 from webhooks.models import DefaultSigningSecret, WebhookDelivery, WebhookEndpoint
 
@@ -271,28 +270,3 @@ def test_the_event_log_carries_the_tenant_and_api_events_shows_only_the_callers(
     assert job_id in seen_by_a
     operator = _client(tenants[1], Role.OPERATOR)
     assert job_id in {e["job_id"] for e in operator.get("/api/events?limit=1000").json()["events"]}
-
-
-def test_an_endpoint_edited_in_the_django_admin_is_held_to_the_ssrf_check(tenants, settings):
-    from webhooks.admin import WebhookEndpointAdmin
-
-    settings.WEBHOOK_ALLOWED_NETWORKS = []
-    endpoint = WebhookEndpoint.objects.create(
-        tenant=tenants[0], url="https://8.8.8.8/hook", secret_encrypted="x"
-    )
-    assert issubclass(WebhookEndpointAdmin.form, WebhookEndpointForm)
-
-    bound = WebhookEndpointAdmin.form(
-        data={
-            "tenant": endpoint.tenant_id,
-            "url": "http://169.254.169.254/latest",
-            "filters": "{}",
-            "headers": "{}",
-            "event_types": "[]",
-            "enabled": "on",
-        },
-        instance=endpoint,
-    )
-    assert not bound.is_valid() and "url" in bound.errors
-    endpoint.refresh_from_db()
-    assert endpoint.url == "https://8.8.8.8/hook"
