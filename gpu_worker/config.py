@@ -66,7 +66,9 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
     env = os.environ.get
     parser = argparse.ArgumentParser(prog="python -m gpu_worker", description="Run a GPU worker.")
     parser.add_argument(
-        "--broker-url", default=env("BROKER_URL") or env("REDIS_URL") or "redis://127.0.0.1:6379/0"
+        "--broker-url",
+        default=env("BROKER_URL") or env("REDIS_URL") or "redis://127.0.0.1:6379/0",
+        help="prefer BROKER_URL in the environment: a URL with a password on the command line is in `ps`",
     )
     parser.add_argument("--worker-id", default=env("WORKER_ID"))
     parser.add_argument("--machine-id", default=env("MACHINE_ID") or socket.gethostname())

@@ -18,6 +18,7 @@ logger = logging.getLogger("gpu_worker.supervisor")
 RESTART_DELAY_S = 1.0  # after an unexpected exit; a worker that asked for a restart (75) gets none
 POLL_S = 0.2
 _OWN_FLAGS = ("--worker-id", "--gpu-index")  # set per child
+_SECRET_FLAGS = ("--broker-url",)  # passed in the child's environment: `ps` shows argv to every user
 
 
 def child_ids(config: WorkerConfig) -> list[tuple[str, int]]:
@@ -32,12 +33,17 @@ def child_ids(config: WorkerConfig) -> list[tuple[str, int]]:
 
 
 def run_supervisor(argv: list[str], config: WorkerConfig) -> int:
-    base_argv = _without_own_flags(argv)
+    base_argv = _without_flags(argv, (*_OWN_FLAGS, *_SECRET_FLAGS))
     children: dict[str, subprocess.Popen] = {}
     stopping = False
 
     def start(worker_id: str, gpu_index: int) -> None:
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": str(gpu_index), SUPERVISED_ENV: "1"}
+        env = {
+            **os.environ,
+            "BROKER_URL": config.broker_url,
+            "CUDA_VISIBLE_DEVICES": str(gpu_index),
+            SUPERVISED_ENV: "1",
+        }
         command = [sys.executable, "-m", "gpu_worker", *base_argv, "--worker-id", worker_id]
         command += ["--gpu-index", str(gpu_index)]
         children[worker_id] = subprocess.Popen(command, env=env)
@@ -75,16 +81,16 @@ def run_supervisor(argv: list[str], config: WorkerConfig) -> int:
         time.sleep(POLL_S)
 
 
-def _without_own_flags(argv: list[str]) -> list[str]:
+def _without_flags(argv: list[str], flags: tuple[str, ...]) -> list[str]:
     kept, skip = [], False
     for arg in argv:
         if skip:
             skip = False
             continue
-        if arg in _OWN_FLAGS:
+        if arg in flags:
             skip = True
             continue
-        if arg.split("=", 1)[0] in _OWN_FLAGS:
+        if arg.split("=", 1)[0] in flags:
             continue
         kept.append(arg)
     return kept

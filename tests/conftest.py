@@ -193,7 +193,6 @@ def spawn_gpu_worker(
 ) -> subprocess.Popen:
     """Start `python -m gpu_worker`, with its output in `.pytest-data/<worker_id>.log`."""
     flags = {
-        "--broker-url": broker_url,
         "--worker-id": worker_id,
         "--machine-id": "test-machine",
         "--pool": pool,
@@ -214,7 +213,9 @@ def spawn_gpu_worker(
         *extra_flags,
     ]
     with open(TEST_DATA_DIR / f"{worker_id}.log", "ab") as log:
-        return subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            argv, env={**env, "BROKER_URL": broker_url}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
 
 
 @pytest.fixture

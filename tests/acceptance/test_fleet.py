@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 
+import psutil
 import pytest
 
 from accounts.models import ApiKey, Role
@@ -202,6 +203,13 @@ def test_one_command_on_a_two_gpu_machine_runs_two_pinned_workers_and_stops_them
         assert set(workers) == {"duo-gpu0", "duo-gpu1"}
         assert [workers[w].info["cuda_visible_devices"] for w in sorted(workers)] == ["0", "1"]
         assert Machine.objects.get(pk="duo").status == "online"
+        # The broker URL (with its password, in production) reaches the workers in their environment,
+        # never on a command line that `ps` shows every user.
+        children = psutil.Process(supervisor.pid).children()
+        assert len(children) == 2
+        for child in children:
+            assert services.redis_url not in " ".join(child.cmdline())
+            assert child.environ()["BROKER_URL"] == services.redis_url
 
         supervisor.send_signal(signal.SIGTERM)
         assert supervisor.wait(30) == 0

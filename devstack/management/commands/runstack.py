@@ -179,14 +179,14 @@ class Command(BaseCommand):
                         python,
                         "-m",
                         "gpu_worker",
-                        "--broker-url",
-                        settings.REDIS_URL,
                         "--worker-id",
                         os.environ.get("WORKER_ID", "local-gpu0"),
                         "--gpu-memory-gb",
                         os.environ.get("WORKER_GPU_MEMORY_GB", "24"),
                     ],
                     restart=True,
+                    # In its environment, not its command line: `ps` shows argv to every user.
+                    env={"BROKER_URL": settings.REDIS_URL},
                 )
             )
         return children
