@@ -74,3 +74,18 @@ def _too_deep(path: str) -> UnstorableJson:
     return UnstorableJson(
         "too_deep", f"JSON may be nested at most {settings.API_JSON_MAX_DEPTH} levels deep", path
     )
+
+
+def why_unstorable(value: Any, max_bytes: int) -> str | None:
+    """Why `value` (JSON a worker sent) cannot be stored as it is, or None: over `max_bytes` as JSON,
+    or refused by `check_storable`."""
+    try:
+        size = len(json.dumps(value))
+        check_storable(value)
+    except UnstorableJson as refused:
+        return f"{refused.path or 'the value'}: {refused.message}"
+    except (TypeError, ValueError, RecursionError):
+        return "it is not JSON"
+    if size > max_bytes:
+        return f"it is {size} bytes as JSON, over the limit of {max_bytes}"
+    return None

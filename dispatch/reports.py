@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 
+from core.json_input import why_unstorable
 from dispatch.assignment import dispatch_on_commit, fill_on_commit, fill_worker
 from gpu_worker.protocol import attempt_error
 from jobqueue import attempts
@@ -29,6 +31,14 @@ def job_progress(job_id: Any, attempt: int, progress: int, stage: str = "") -> b
 
 
 def end_succeeded(job_id: Any, attempt: int, result: Any, runtime_ms: int | None = None) -> Job | None:
+    """A completed attempt; a result the database cannot store (too large, NUL characters, lone
+    surrogates) fails the attempt for good, saying why, rather than failing the report forever."""
+    refused = why_unstorable(result, settings.JOB_RESULT_MAX_BYTES)
+    if refused is not None:
+        error = attempt_error(
+            "RESULT_UNSTORABLE", f"the job's result cannot be stored: {refused}", "permanent"
+        )
+        return attempts.fail(job_id, attempt, error, ExecutionOutcome.FAILED, runtime_ms)
     return attempts.complete(job_id, attempt, result, runtime_ms)
 
 
@@ -37,7 +47,22 @@ def end_failed(
 ) -> Job | None:
     """A failed attempt (as its worker reports it), retried or dead-lettered by
     `jobqueue.attempts.fail`'s rules."""
-    return attempts.fail(job_id, attempt, error, ExecutionOutcome.FAILED, runtime_ms)
+    return _fail(job_id, attempt, error, ExecutionOutcome.FAILED, runtime_ms)
+
+
+def _fail(
+    job_id: Any, attempt: int, error: dict[str, Any] | None, outcome: ExecutionOutcome, runtime_ms: int | None
+) -> Job | None:
+    """`attempts.fail`, with an error the database cannot store replaced by one saying so (of the
+    same class)."""
+    if why_unstorable(error, settings.JOB_RESULT_MAX_BYTES) is not None:
+        error_class = error.get("class") if isinstance(error, dict) else None
+        error = attempt_error(
+            "ERROR_UNSTORABLE",
+            "the worker's error report could not be stored",
+            "permanent" if error_class == "permanent" else "transient",
+        )
+    return attempts.fail(job_id, attempt, error, outcome, runtime_ms)
 
 
 def end_cancelled(job_id: Any, attempt: int, runtime_ms: int | None = None) -> Job | None:
@@ -58,7 +83,7 @@ def job_failed(
     runtime_ms: int | None = None,
 ) -> bool:
     with transaction.atomic():
-        return _freed(attempts.fail(job_id, attempt, error, outcome, runtime_ms))
+        return _freed(_fail(job_id, attempt, error, outcome, runtime_ms))
 
 
 def worker_lost(job_id: Any, attempt: int, message: str) -> bool:

@@ -201,6 +201,9 @@ TENANT_MAX_SCHEDULES = env_int("TENANT_MAX_SCHEDULES", 1_000)
 # Largest self-description a GPU worker may register or heartbeat with (machines.descriptions).
 WORKER_DESCRIPTION_MAX_BYTES = env_int("WORKER_DESCRIPTION_MAX_BYTES", 64 * 1024)
 JOB_DEFAULT_PRIORITY = 50
+# Largest result (or error) a worker's report may store; larger outputs belong in the artifact store,
+# referenced by URL. A larger one fails its attempt for good, saying why.
+JOB_RESULT_MAX_BYTES = env_int("JOB_RESULT_MAX_BYTES", 1024 * 1024)
 JOB_DEFAULT_MAX_RETRIES = env_int("JOB_DEFAULT_MAX_RETRIES", 3)
 JOB_DEFAULT_TIMEOUT_SECONDS = env_int("JOB_DEFAULT_TIMEOUT_SECONDS", 1800)
 JOB_MAX_TIMEOUT_SECONDS = env_int("JOB_MAX_TIMEOUT_SECONDS", 24 * 3600)

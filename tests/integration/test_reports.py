@@ -299,3 +299,32 @@ def test_a_job_submitted_while_a_report_frees_the_only_worker_is_assigned_once_b
 
     job = Job.objects.get(pk=submitted["job"].pk)
     assert (job.status, job.worker_id) == (JobStatus.ASSIGNED, running_job.worker_id)
+
+
+@pytest.mark.parametrize(
+    ("result", "why"),
+    [
+        ({"caption": "a cat\x00"}, "NUL"),
+        ({"text": "\ud800"}, "surrogates"),
+        ({"blob": "x" * 2000}, "over the limit"),
+    ],
+)
+def test_a_result_the_database_cannot_store_fails_the_attempt_for_good_saying_why(
+    running_job, settings, result, why
+):
+    settings.JOB_RESULT_MAX_BYTES = 1000
+
+    assert job_succeeded(str(running_job.id), 1, result)
+
+    job = Job.objects.get(pk=running_job.pk)
+    assert job.status == JobStatus.FAILED and job.result is None
+    assert job.error["code"] == "RESULT_UNSTORABLE" and why in job.error["message"]
+    assert DeadLetterJob.objects.filter(job=job).exists()
+
+
+def test_an_error_report_the_database_cannot_store_is_replaced_by_one_saying_so(running_job):
+    assert job_failed(str(running_job.id), 1, {"code": "X", "message": "bad\x00", "class": "permanent"})
+
+    job = Job.objects.get(pk=running_job.pk)
+    assert job.status == JobStatus.FAILED
+    assert (job.error["code"], job.error["class"]) == ("ERROR_UNSTORABLE", "permanent")
