@@ -24,11 +24,12 @@ def check_secrets(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
                 id="core.E001",
             )
         )
-    if settings.WEBHOOK_SECRETS_KEY == settings.DEVELOPMENT_SECRET_KEY:
+    if settings.WEBHOOK_SECRETS_KEYS[0] in (settings.DEVELOPMENT_SECRET_KEY, settings.SECRET_KEY):
         messages.append(
             checks.Error(
-                "Webhook signing secrets are encrypted with the development key.",
-                hint="Set WEBHOOK_SECRETS_KEY (or DJANGO_SECRET_KEY) before creating endpoints.",
+                "Webhook secrets are encrypted with the development key or with SECRET_KEY (changing "
+                "SECRET_KEY would then break every delivery).",
+                hint="Set WEBHOOK_SECRETS_KEYS to a key of its own before creating endpoints.",
                 id="core.E002",
             )
         )

@@ -343,8 +343,11 @@ WEBHOOK_DISABLE_AFTER_SECONDS = env_float("WEBHOOK_DISABLE_AFTER_SECONDS", 5 * 2
 WEBHOOK_SECRET_OVERLAP_SECONDS = env_int("WEBHOOK_SECRET_OVERLAP_SECONDS", 24 * 3600)
 # Networks webhook targets may resolve to despite being loopback/private (CIDRs; development, tests).
 WEBHOOK_ALLOWED_NETWORKS = env_list("WEBHOOK_ALLOWED_NETWORKS")
-# Secrets are stored encrypted with this key (any string; derived from SECRET_KEY when unset).
-WEBHOOK_SECRETS_KEY = env_str("WEBHOOK_SECRETS_KEY") or SECRET_KEY
+# Signing secrets and endpoints' header values are stored encrypted with the first of these keys (any
+# strings) and read with any of them: to rotate, put a new key first, run `manage.py
+# rotate_webhook_secrets`, then drop the old one. Unset, one key derived from SECRET_KEY (development;
+# `check --deploy` refuses it, as changing SECRET_KEY would then break every delivery).
+WEBHOOK_SECRETS_KEYS = env_list("WEBHOOK_SECRETS_KEYS") or [env_str("WEBHOOK_SECRETS_KEY") or SECRET_KEY]
 WEBHOOK_QUEUE = "webhooks"
 WEBHOOK_DELIVERY_CONCURRENCY = env_int("WEBHOOK_DELIVERY_CONCURRENCY", 16)
 # A delivery handed to the queue is handed again if no worker took it this long (a lost message).

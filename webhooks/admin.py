@@ -18,7 +18,7 @@ class WebhookEndpointForm(forms.ModelForm):
 
     class Meta:
         model = WebhookEndpoint
-        fields = "__all__"
+        exclude = ["headers"]  # values are stored encrypted; the API sets them
 
     def clean_url(self) -> str:
         url: str = self.cleaned_data["url"]

@@ -54,7 +54,7 @@ def attempt(delivery_id: int, dispatch_token: str) -> WebhookAttempt | None:
             delivery.message_id,
             delivery.body,
             signing_secrets(delivery, started_at),
-            endpoint.headers if endpoint else {},
+            endpoint.request_headers() if endpoint else {},
         )
     except Exception as exc:
         # Whatever went wrong, the attempt is recorded and retried on the schedule (an attempt that

@@ -50,7 +50,10 @@ def create_endpoint(owner: ApiKey, fields: dict[str, Any]) -> tuple[WebhookEndpo
     validate_target(fields["url"])
     used = WebhookEndpoint.objects.filter(tenant_id=owner.tenant_id).count()
     ensure_room_for_one_more(owner.tenant_id, "max_webhook_endpoints", used)
+    fields = dict(fields)
+    headers = fields.pop("headers", {})
     endpoint = WebhookEndpoint(owner=owner, tenant_id=owner.tenant_id, **fields)
+    endpoint.set_headers(headers)
     secret = endpoint.set_new_secret(timedelta(0), timezone.now())
     endpoint.save()
     return endpoint, secret
@@ -63,7 +66,10 @@ def update_endpoint(endpoint: WebhookEndpoint, fields: dict[str, Any]) -> Webhoo
         # Re-enabled by hand: its failure streak starts over.
         fields = {**fields, "disabled_reason": "", "failing_since": None}
     for name, value in fields.items():
-        setattr(endpoint, name, value)
+        if name == "headers":
+            endpoint.set_headers(value)
+        else:
+            setattr(endpoint, name, value)
     endpoint.save()
     return endpoint
 
@@ -102,7 +108,9 @@ def send_test(endpoint: WebhookEndpoint) -> WebhookAttempt:
     )
     test.message_id = f"msg_test_{test.pk}"
     test.save(update_fields=["message_id"])
-    result = send(endpoint.url, test.message_id, test.body, endpoint.signing_secrets(now), endpoint.headers)
+    result = send(
+        endpoint.url, test.message_id, test.body, endpoint.signing_secrets(now), endpoint.request_headers()
+    )
     recorded = record(test.pk, now, result, retries=False)
     assert recorded is not None  # a test message holds no lease, so nothing can take it over
     return recorded

@@ -69,7 +69,11 @@ class WebhookEndpoint(SigningSecrets):
         blank=True,
         help_text="Any of job_types, priorities, machine_ids, worker_ids, workflow_ids (lists).",
     )
-    headers = models.JSONField(default=dict, blank=True, help_text="Extra request headers.")
+    headers = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Extra request headers: names, and values encrypted (`request_headers`).",
+    )
     rate_limit_per_second = models.PositiveIntegerField(null=True, blank=True)
     enabled = models.BooleanField(default=True)
     disabled_reason = models.CharField(max_length=200, blank=True, default="")
@@ -86,6 +90,13 @@ class WebhookEndpoint(SigningSecrets):
 
     def __str__(self) -> str:
         return f"{self.url} ({'enabled' if self.enabled else 'disabled'})"
+
+    def set_headers(self, headers: dict[str, str]) -> None:
+        self.headers = secrets.encrypt_values(headers)
+
+    def request_headers(self) -> dict[str, str]:
+        """The extra headers as sent: their values decrypted."""
+        return secrets.decrypt_values(self.headers)
 
 
 class DefaultSigningSecret(SigningSecrets):

@@ -1,4 +1,6 @@
-"""Signing secrets: generated in the Standard Webhooks format, stored encrypted at rest."""
+"""Signing secrets, generated in the Standard Webhooks format, and every other webhook secret (header
+values): stored encrypted at rest with WEBHOOK_SECRETS_KEYS (MultiFernet: the first key encrypts,
+any of them decrypts, `rotate` re-encrypts with the first)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import base64
 import hashlib
 import secrets
 
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, MultiFernet
 from django.conf import settings
 
 SECRET_PREFIX = "whsec_"
@@ -22,9 +24,13 @@ def secret_key_bytes(secret: str) -> bytes:
     return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
 
 
-def _fernet() -> Fernet:
-    key = hashlib.sha256(("webhook-secrets:" + settings.WEBHOOK_SECRETS_KEY).encode()).digest()
-    return Fernet(base64.urlsafe_b64encode(key))
+def _fernet() -> MultiFernet:
+    return MultiFernet([_key(key) for key in settings.WEBHOOK_SECRETS_KEYS])
+
+
+def _key(key: str) -> Fernet:
+    derived = hashlib.sha256(("webhook-secrets:" + key).encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(derived))
 
 
 def encrypt(secret: str) -> str:
@@ -33,3 +39,16 @@ def encrypt(secret: str) -> str:
 
 def decrypt(token: str) -> str:
     return _fernet().decrypt(token.encode()).decode()
+
+
+def rotate(token: str) -> str:
+    """The same secret, encrypted with the first key (it may have been with any of them)."""
+    return _fernet().rotate(token.encode()).decode()
+
+
+def encrypt_values(headers: dict[str, str]) -> dict[str, str]:
+    return {name: encrypt(value) for name, value in headers.items()}
+
+
+def decrypt_values(headers: dict[str, str]) -> dict[str, str]:
+    return {name: decrypt(value) for name, value in headers.items()}

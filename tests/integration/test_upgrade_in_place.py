@@ -65,6 +65,7 @@ def test_a_database_from_before_the_renovation_keeps_every_row(empty_database, s
         "workflow_key": "emprops",
         "workflow_steps": 1,
         "endpoint_key": "emprops",
+        "endpoint_headers": [True, {"X-Team": "ops"}],
         "delivery_key": "emprops",
         "attempts": 1,
         "default_secret": [["default", "z"]],

@@ -3,6 +3,7 @@ the Django admin passes the SSRF check, and an attempt's outcome counts only whi
 
 from __future__ import annotations
 
+import io
 import uuid
 from datetime import timedelta
 
@@ -76,3 +77,27 @@ def test_an_attempts_outcome_is_dropped_when_its_delivery_was_leased_again_meanw
     assert (delivery.status, delivery.dispatch_token, delivery.attempt_count) == ("pending", newer, 0)
     assert not WebhookAttempt.objects.filter(delivery=delivery).exists()
     assert delivery_module.attempt(delivery.pk, str(queued)) is None  # a duplicate message does nothing
+
+
+def test_secrets_and_header_values_are_stored_encrypted_and_rotate_to_a_new_key(tenants, settings):
+    from django.core.management import call_command
+
+    from webhooks import secrets
+
+    settings.WEBHOOK_SECRETS_KEYS = ["old-key"]
+    endpoint = WebhookEndpoint(tenant=tenants[0], url="https://8.8.8.8/hook")
+    signing_secret = endpoint.set_new_secret(timedelta(0), timezone.now())
+    endpoint.set_headers({"Authorization": "Bearer receiver-token"})
+    endpoint.save()
+    stored = WebhookEndpoint.objects.get(pk=endpoint.pk)
+    assert "receiver-token" not in str(stored.headers) and signing_secret not in stored.secret_encrypted
+
+    settings.WEBHOOK_SECRETS_KEYS = ["new-key", "old-key"]  # a new key first; the old one still reads
+    assert stored.request_headers() == {"Authorization": "Bearer receiver-token"}
+    call_command("rotate_webhook_secrets", stdout=io.StringIO())
+
+    settings.WEBHOOK_SECRETS_KEYS = ["new-key"]  # the old key dropped
+    rotated = WebhookEndpoint.objects.get(pk=endpoint.pk)
+    assert rotated.request_headers() == {"Authorization": "Bearer receiver-token"}
+    assert rotated.signing_secrets(timezone.now()) == [signing_secret]
+    assert secrets.decrypt(rotated.secret_encrypted) == signing_secret

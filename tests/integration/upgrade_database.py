@@ -57,7 +57,7 @@ def build_old() -> None:
     workflow = model("workflows", "Workflow").objects.create(id="wf-old", api_key=key, total_steps=1)
     model("workflows", "WorkflowStep").objects.create(workflow=workflow, index=0, name="only", job=job)
     endpoint = model("webhooks", "WebhookEndpoint").objects.create(
-        owner=key, url="https://hooks.example/h", secret_encrypted="x"
+        owner=key, url="https://hooks.example/h", secret_encrypted="x", headers={"X-Team": "ops"}
     )
     delivery = model("webhooks", "WebhookDelivery").objects.create(
         endpoint=endpoint, url=endpoint.url, owner=key, event_type="job_failed", message_id="msg_1", body="{}"
@@ -102,6 +102,11 @@ def read_new() -> dict:
         "workflow_key": Workflow.objects.get(pk="wf-old").api_key.name,
         "workflow_steps": Workflow.objects.get(pk="wf-old").steps.count(),
         "endpoint_key": WebhookEndpoint.objects.get().owner.name,
+        # Header values were stored as sent; now encrypted, and sent as they were.
+        "endpoint_headers": [
+            WebhookEndpoint.objects.get().headers["X-Team"] != "ops",
+            WebhookEndpoint.objects.get().request_headers(),
+        ],
         "delivery_key": WebhookDelivery.objects.get().owner.name,
         "attempts": WebhookAttempt.objects.count(),
         "default_secret": [

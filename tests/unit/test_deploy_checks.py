@@ -10,12 +10,20 @@ def _ids(messages) -> set[str]:
 
 
 def test_the_development_secret_key_is_an_error(settings):
-    settings.SECRET_KEY = settings.WEBHOOK_SECRETS_KEY = settings.DEVELOPMENT_SECRET_KEY
+    settings.SECRET_KEY = settings.DEVELOPMENT_SECRET_KEY
+    settings.WEBHOOK_SECRETS_KEYS = [settings.DEVELOPMENT_SECRET_KEY]
     assert {"core.E001", "core.E002"} <= _ids(check_secrets())
 
 
+def test_webhook_secrets_encrypted_with_the_secret_key_are_an_error(settings):
+    settings.SECRET_KEY = "x" * 50
+    settings.WEBHOOK_SECRETS_KEYS = ["x" * 50]  # changing SECRET_KEY would break every delivery
+    assert "core.E002" in _ids(check_secrets())
+
+
 def test_real_secrets_and_a_flower_login_pass(settings):
-    settings.SECRET_KEY = settings.WEBHOOK_SECRETS_KEY = "x" * 50
+    settings.SECRET_KEY = "x" * 50
+    settings.WEBHOOK_SECRETS_KEYS = ["y" * 50]
     settings.FLOWER_BASIC_AUTH = "ops:long-password"
     assert _ids(check_secrets()) == set()
 
