@@ -13,9 +13,9 @@ class QuotaReached(Conflict):
     code = "quota_reached"
 
 
-def ensure_room_for_one_more(tenant_id: int, quota: str, used: int) -> None:
+def ensure_room_for_one_more(tenant: Tenant, quota: str, used: int) -> None:
     """Raise QuotaReached unless the tenant, holding `used`, may create one more (`quota`: one of
     accounts.models.QUOTAS)."""
-    limit = Tenant.objects.get(pk=tenant_id).quota(quota)
+    limit = tenant.quota(quota)
     if used >= limit:
         raise QuotaReached(f"this tenant may have at most {limit} ({quota})", quota=quota, limit=limit)

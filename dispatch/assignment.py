@@ -9,7 +9,7 @@ dispatchers can neither assign one job twice nor overfill a worker. See docs/dis
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,29 +186,28 @@ def fill_on_commit(worker_ids: list[str]) -> None:
     transaction is open is invisible to it, and that job's own dispatch (after its commit) sees the
     worker still busy: each would miss the other. Looking again after commit closes the gap: whichever
     of the two commits last sees the other's change."""
-    transaction.on_commit(lambda: _fill_safely(worker_ids))
-
-
-def _fill_safely(worker_ids: list[str]) -> None:
-    try:
-        for worker_id in worker_ids:
-            fill_worker(worker_id)
-    except Exception:
-        # The jobs are durable as pending; the beat sweep will dispatch them.
-        logger.exception("refill after commit failed for %s workers; the sweep will retry", len(worker_ids))
+    transaction.on_commit(lambda: _safely(_fill_each, worker_ids, "workers"))
 
 
 def dispatch_on_commit(job_ids: list[Any]) -> None:
     """Dispatch these jobs once the transaction that made them pending has committed."""
-    transaction.on_commit(lambda: _dispatch_safely(job_ids))
+    transaction.on_commit(lambda: _safely(dispatch_jobs, job_ids, "jobs"))
 
 
-def _dispatch_safely(job_ids: list[Any]) -> None:
+def _fill_each(worker_ids: list[str]) -> None:
+    for worker_id in worker_ids:
+        fill_worker(worker_id)
+
+
+def _safely(dispatch: Callable[[list[Any]], object], ids: list[Any], what: str) -> None:
+    """`dispatch(ids)` after a commit: the jobs are durable as pending whatever happens here, and the
+    beat sweep dispatches what a failure left."""
     try:
-        dispatch_jobs(job_ids)
+        dispatch(ids)
     except Exception:
-        # The job is durable as pending; the beat sweep will dispatch it.
-        logger.exception("dispatch after commit failed for %s jobs; the sweep will retry", len(job_ids))
+        logger.exception(
+            "%s after commit failed for %s %s; the sweep will retry", dispatch.__name__, len(ids), what
+        )
 
 
 def _liveness_params() -> dict[str, Any]:

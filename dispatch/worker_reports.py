@@ -4,14 +4,17 @@ are failed."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from dispatch.assignment import fill_worker
 from dispatch.reports import worker_lost
 from jobqueue.models import Job, JobStatus
-from machines import registry
+from machines import descriptions, registry
 from machines.models import Machine, Worker
+
+logger = logging.getLogger(__name__)
 
 
 def register_worker(info: dict[str, Any]) -> Worker:
@@ -47,13 +50,23 @@ def heartbeats(beats: Sequence[registry.Beat]) -> dict[str, bool]:
     latest = {beat.worker_id: beat for beat in beats}
     for worker_id, beat in sorted(outcomes.items()):
         if beat is registry.Heartbeat.UNKNOWN:
-            description = {k: v for k, v in latest[worker_id].info.items() if k != "seen_attempts"}
-            if description:
-                register_worker(description)
+            _register_again(worker_id, latest[worker_id].info)
         elif beat is registry.Heartbeat.AVAILABLE:
             fill_worker(worker_id)
     live = {registry.Heartbeat.REFRESHED, registry.Heartbeat.AVAILABLE}
     return {worker_id: beat in live for worker_id, beat in outcomes.items()}
+
+
+def _register_again(worker_id: str, info: dict[str, Any]) -> None:
+    """A heartbeat of an instance the registry does not know: the worker registers again from the
+    description the heartbeat repeats, if it carries one that keeps the rules."""
+    description = {k: v for k, v in info.items() if k != "seen_attempts"}
+    if not description:
+        return
+    try:
+        register_worker(descriptions.checked_description(description))
+    except descriptions.Refused as refused:
+        logger.warning("refused worker %s's description to register again from: %s", worker_id, refused)
 
 
 def set_draining(machine_id: str, draining: bool) -> Machine:

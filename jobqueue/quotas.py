@@ -41,8 +41,9 @@ def admit_jobs(tenant: Tenant, count: int) -> None:
         _admit(tenant, count)
     except RedisError as exc:
         log.warning("Redis unreachable: tenant %s's submit rate not metered (%s)", tenant.pk, exc)
-        if _queued_in_postgres(tenant.pk) + count > tenant.quota("max_queued_jobs"):
-            raise QueuedJobsQuotaExceeded(limit=tenant.quota("max_queued_jobs")) from None
+        queued_limit = tenant.quota("max_queued_jobs")
+        if _queued_in_postgres(tenant.pk) + count > queued_limit:
+            raise QueuedJobsQuotaExceeded(limit=queued_limit) from None
 
 
 def _admit(tenant: Tenant, count: int) -> None:

@@ -1,5 +1,4 @@
 from django.contrib import admin
-from django.http import JsonResponse
 from django.urls import include, path
 from drf_spectacular.utils import extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
@@ -7,6 +6,7 @@ from rest_framework import serializers
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.response import Response
 
+from core.api.errors import json_error_response
 from core.api.schema import envelope
 from core.health import system_health
 from live.views import MonitorView
@@ -72,19 +72,13 @@ urlpatterns = [
 ]
 
 
-def _json_error(status: int, code: str, message: str) -> JsonResponse:
-    return JsonResponse(
-        {"success": False, "error": {"code": code, "message": message, "details": {}}}, status=status
-    )
-
-
 def handler404(request, exception=None):
-    return _json_error(404, "not_found", "not found")
+    return json_error_response(404, "not_found", "not found")
 
 
 def handler500(request):
-    return _json_error(500, "internal_error", "internal server error")
+    return json_error_response(500, "internal_error", "internal server error")
 
 
 def handler400(request, exception=None):
-    return _json_error(400, "bad_request", "bad request")
+    return json_error_response(400, "bad_request", "bad request")

@@ -49,7 +49,7 @@ def create_endpoint(owner: ApiKey, fields: dict[str, Any]) -> tuple[WebhookEndpo
     """A new endpoint and its secret (the only time the secret is shown)."""
     validate_target(fields["url"])
     used = WebhookEndpoint.objects.filter(tenant_id=owner.tenant_id).count()
-    ensure_room_for_one_more(owner.tenant_id, "max_webhook_endpoints", used)
+    ensure_room_for_one_more(owner.tenant, "max_webhook_endpoints", used)
     fields = dict(fields)
     headers = fields.pop("headers", {})
     endpoint = WebhookEndpoint(owner=owner, tenant_id=owner.tenant_id, **fields)

@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, DataError, IntegrityError
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -27,6 +27,11 @@ def error_body(
         error["field"] = field
     error["details"] = details or {}
     return error
+
+
+def json_error_response(http_status: int, code: str, message: str, field: str | None = None) -> JsonResponse:
+    """The envelope answered outside DRF (middleware, Django's own error handlers)."""
+    return JsonResponse({"success": False, "error": error_body(code, message, field)}, status=http_status)
 
 
 def error_response(

@@ -8,10 +8,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
-from core.api.errors import error_body
+from core.api.errors import json_error_response
 
 HEADER = "x-correlation-id"
 API_PREFIX = "/api/"
@@ -49,13 +49,10 @@ class RefuseBadUrls:
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         pairs = list(request.GET.lists())
         if "\x00" in request.path or any("\x00" in key or "\x00" in "".join(values) for key, values in pairs):
-            return _refused("invalid_url", "the URL contains a NUL character")
+            return json_error_response(400, "invalid_url", "the URL contains a NUL character")
         if request.path.startswith(API_PREFIX):
             empty = next((key for key, values in pairs if "" in values), None)
             if empty is not None:
-                return _refused("empty_parameter", f"query parameter {empty} has no value", field=empty)
+                message = f"query parameter {empty} has no value"
+                return json_error_response(400, "empty_parameter", message, field=empty)
         return self.get_response(request)
-
-
-def _refused(code: str, message: str, field: str | None = None) -> JsonResponse:
-    return JsonResponse({"success": False, "error": error_body(code, message, field)}, status=400)

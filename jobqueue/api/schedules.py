@@ -124,7 +124,7 @@ class ScheduleCollectionView(APIView):
         body = ScheduleSerializer(data=request.data, context={"tenant_id": api_key.tenant_id})
         body.is_valid(raise_exception=True)
         used = JobSchedule.objects.filter(tenant_id=api_key.tenant_id).count()
-        ensure_room_for_one_more(api_key.tenant_id, "max_schedules", used)
+        ensure_room_for_one_more(api_key.tenant, "max_schedules", used)
         try:
             with transaction.atomic():
                 schedule = body.save(api_key=api_key, tenant_id=api_key.tenant_id)

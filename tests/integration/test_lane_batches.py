@@ -249,3 +249,18 @@ def test_a_heartbeat_with_malformed_attempts_is_refused_and_recovery_still_runs(
 
     assert Worker.objects.get(pk=worker.pk).seen_reported_at is None  # neither was taken
     recovery.requeue_undelivered_assignments()  # a malformed seen_attempts once stopped this for the whole fleet
+
+
+def test_a_heartbeat_that_re_registers_from_a_description_breaking_the_rules_is_refused_alone():
+    live = make_worker()
+    stranger = _description(customer_allowlist="x")
+
+    apply_batch(
+        [
+            TaskMessage(protocol.HEARTBEAT_TASK, (live.id, live.instance_id, {"telemetry": {"n": 1}}), {}),
+            TaskMessage(protocol.HEARTBEAT_TASK, (stranger["worker_id"], "i-1", stranger), {}),
+        ]
+    )
+
+    assert not Worker.objects.filter(pk=stranger["worker_id"]).exists()
+    assert Worker.objects.get(pk=live.pk).telemetry == {"n": 1}
