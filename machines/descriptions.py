@@ -15,6 +15,8 @@ from rest_framework import serializers
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$"  # ids and names: printable, no spaces, no quotes
 MAX_NAMES = 500  # job types, capabilities, models, customers per list
 MAX_SEEN_ATTEMPTS = 10_000
+MAX_HEALTH_DETAIL = 2000
+MAX_ID_LENGTH = 100
 
 
 class Refused(ValueError):
@@ -29,7 +31,7 @@ def _names(max_length: int = 200) -> serializers.ListField:
 
 class HealthSerializer(serializers.Serializer[Any]):
     healthy = serializers.BooleanField(default=True)
-    detail = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+    detail = serializers.CharField(max_length=MAX_HEALTH_DETAIL, required=False, allow_blank=True)
 
 
 class DescriptionSerializer(serializers.Serializer[Any]):
@@ -54,53 +56,53 @@ class DescriptionSerializer(serializers.Serializer[Any]):
     machine = serializers.DictField(required=False)
 
 
-class SeenAttemptSerializer(serializers.ListField):
-    """One attempt a worker holds: [job id, attempt number]."""
-
-    child = serializers.CharField(max_length=100)
-
-    def to_internal_value(self, data: Any) -> list[Any]:
-        if (
-            not isinstance(data, list)
-            or len(data) != 2
-            or not isinstance(data[0], str)
-            or isinstance(data[1], bool)
-            or not isinstance(data[1], int)
-        ):
-            raise serializers.ValidationError("an attempt is [job id, attempt number]")
-        return [data[0][:100], data[1]]
-
-
-class BeatInfoSerializer(serializers.Serializer[Any]):
-    """A heartbeat's facts; the rest of it is the worker's description (`DescriptionSerializer`)."""
-
-    seen_attempts = serializers.ListField(
-        child=SeenAttemptSerializer(), max_length=MAX_SEEN_ATTEMPTS, required=False
-    )
-    health = HealthSerializer(required=False)
-    telemetry = serializers.DictField(required=False)
-
-
 def checked_description(info: Any) -> dict[str, Any]:
     """The registration as sent, if it keeps every rule; else Refused."""
     return _checked(DescriptionSerializer, info)
 
 
 def checked_beat(worker_id: Any, instance_id: Any, info: Any) -> dict[str, Any]:
-    """A heartbeat's info as sent, if its own facts keep every rule; else Refused. The description it
-    repeats is checked only when a worker re-registers from it (`checked_description`): most
-    heartbeats never use it, and a fleet sends thousands a minute."""
-    if not isinstance(worker_id, str) or not isinstance(instance_id, str):
-        raise Refused("worker_id and instance_id are strings")
-    return _checked(BeatInfoSerializer, info or {})
+    """A heartbeat's info as sent, if its own facts (attempts held, engine health, telemetry) keep
+    every rule; else Refused. Checked by hand, not by a serializer: a fleet sends thousands a minute
+    (the fleet lane's hot path). The description it repeats is checked only when a worker registers
+    again from it (`checked_description`): most heartbeats never use it."""
+    info = info or {}
+    if not isinstance(worker_id, str) or not isinstance(instance_id, str) or not isinstance(info, dict):
+        raise Refused("a heartbeat is a worker id, an instance id and an object")
+    _check_size(info)
+    seen = info.get("seen_attempts", [])
+    if not isinstance(seen, list) or len(seen) > MAX_SEEN_ATTEMPTS or not all(map(_is_attempt, seen)):
+        raise Refused(f"seen_attempts is a list of at most {MAX_SEEN_ATTEMPTS} [job id, attempt number]")
+    health = info.get("health", {})
+    if not isinstance(health, dict) or not isinstance(health.get("healthy", True), bool):
+        raise Refused("health is an object whose healthy is a boolean")
+    if not isinstance(health.get("detail", ""), str) or len(health.get("detail", "")) > MAX_HEALTH_DETAIL:
+        raise Refused(f"health.detail is text of at most {MAX_HEALTH_DETAIL} characters")
+    if not isinstance(info.get("telemetry", {}), dict):
+        raise Refused("telemetry is an object")
+    return info
+
+
+def _is_attempt(item: Any) -> bool:
+    return (
+        isinstance(item, list)
+        and len(item) == 2
+        and isinstance(item[0], str)
+        and len(item[0]) <= MAX_ID_LENGTH
+        and type(item[1]) is int
+    )
 
 
 def _checked(serializer_class: type[serializers.Serializer[Any]], info: Any) -> dict[str, Any]:
     if not isinstance(info, dict):
         raise Refused("a worker's description is a JSON object")
-    if len(json.dumps(info, default=str)) > settings.WORKER_DESCRIPTION_MAX_BYTES:
-        raise Refused(f"a worker's description is at most {settings.WORKER_DESCRIPTION_MAX_BYTES} bytes")
+    _check_size(info)
     checked = serializer_class(data=info)
     if not checked.is_valid():
         raise Refused(json.dumps(checked.errors, default=str)[:500])
     return {**info, **checked.validated_data}  # the checked fields as checked, the rest as sent
+
+
+def _check_size(info: dict[str, Any]) -> None:
+    if len(json.dumps(info, default=str)) > settings.WORKER_DESCRIPTION_MAX_BYTES:
+        raise Refused(f"a worker's description is at most {settings.WORKER_DESCRIPTION_MAX_BYTES} bytes")
