@@ -138,9 +138,12 @@ class BatchConsumer:
         batch_max: int | None = None,
         linger_s: float | None = None,
         broker_url: str | None = None,
+        on_connect: Callable[[], object] | None = None,
     ) -> None:
         self.queue_names = list(queues)
         self.apply = apply
+        # Run on every (re)connection, before consuming: whatever a broker that restarted lost.
+        self.on_connect = on_connect
         self.batch_max = batch_max or settings.LANE_BATCH_MAX_MESSAGES
         # Serving several lanes, the most impatient one's linger.
         lingers = [settings.LANE_BATCH_LINGER_SECONDS.get(queue, 0.0) for queue in self.queue_names]
@@ -169,6 +172,7 @@ class BatchConsumer:
         while not self._stopping:
             try:
                 with self._kombu_channel() as channel:
+                    self._run_on_connect()
                     self._consume(redis.Redis.from_url(self.broker_url), channel)
                 backoff = RECONNECT_BACKOFF_S
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
@@ -176,6 +180,16 @@ class BatchConsumer:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, settings.REPORT_RETRY_BACKOFF_MAX_SECONDS)
         return self.stats
+
+    def _run_on_connect(self) -> None:
+        if self.on_connect is None:
+            return
+        try:
+            self.on_connect()
+        except Exception:  # the beat sweep does the same again soon; consuming matters more
+            logger.exception(
+                "%s failed on connecting to the broker", getattr(self.on_connect, "__name__", "hook")
+            )
 
     def _kombu_channel(self) -> Any:
         """kombu's view of the same broker: to declare the queues as Celery does (the exchange

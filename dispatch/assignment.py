@@ -74,15 +74,19 @@ _ASSIGN_BEST_JOBS = f"""
         WHERE j.id = ANY(ARRAY(SELECT id FROM picked))  -- by primary key: a join would scan the table
         RETURNING j.*
     ), executions AS (
-        INSERT INTO jobqueue_jobexecution (job_id, attempt, worker_id, machine_id, outcome, assigned_at)
-        SELECT id, attempt, worker_id, machine_id, 'assigned', clock_timestamp() FROM assigned
+        INSERT INTO jobqueue_jobexecution
+            (job_id, attempt, worker_id, machine_id, outcome, assigned_at, lease_token)
+        SELECT id, attempt, worker_id, machine_id, 'assigned', clock_timestamp(), gen_random_uuid()
+        FROM assigned
+        RETURNING job_id, lease_token
     ), events AS (
         {job_events_sql("assigned", "%(event_type)s", "jsonb_build_object('queue', %(queue)s::text)")}
     ), busy AS (
         UPDATE machines_worker SET last_assigned_at = clock_timestamp(), status = 'busy'
         WHERE id = %(worker_id)s AND EXISTS (SELECT 1 FROM assigned)
     )
-    SELECT * FROM assigned ORDER BY {dispatch_order_sql("assigned")}
+    SELECT assigned.*, executions.lease_token FROM assigned JOIN executions ON executions.job_id = assigned.id
+    ORDER BY {dispatch_order_sql("assigned")}
 """
 
 # ... with a free slot.
@@ -225,10 +229,12 @@ def _match_params(worker: Worker) -> dict[str, Any]:
 
 
 def job_spec(job: Job) -> dict[str, Any]:
-    """What a worker needs to run one attempt: everything but database-only fields."""
+    """What a worker needs to run one attempt: everything but database-only fields, and the
+    attempt's lease token (read with the assignment, `_ASSIGN_BEST_JOBS`), which its reports carry."""
     return {
         "job_id": str(job.id),
         "attempt": job.attempt,
+        protocol.LEASE_ARG: str(job.lease_token),  # type: ignore[attr-defined]  # a column of the raw query
         "type": job.type,
         "payload": job.payload,
         "ctx": job.ctx,

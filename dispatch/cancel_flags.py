@@ -1,6 +1,8 @@
 """Cancel flags: how the control plane tells GPU workers (which have no database) which attempts to
-stop, on the broker's Redis. One flag per job (`protocol.cancel_flag_key`) holds the highest attempt
-that must stop: a cancelled job's, a lost or timed-out attempt's, or one whose final report was applied.
+stop, on the broker's Redis. One flag per job and worker (`protocol.cancel_flag_key`: a worker's broker
+user reads its own flags only) holds the highest attempt that must stop: a cancelled job's, a lost or
+timed-out attempt's, or one whose final report was applied. The worker told is the one that was
+given the attempt (its execution's).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from django.conf import settings
 
 from core.redis import redis_client
 from gpu_worker import protocol
+from jobqueue.models import JobExecution
 
 logger = logging.getLogger(__name__)
 
@@ -27,20 +30,28 @@ return current
 
 
 def stop_attempt(job_id: str, attempt: int) -> None:
-    """Ask whichever worker runs `attempt` of the job (or an earlier one) to stop it."""
+    """Ask the worker given `attempt` of the job to stop it (an attempt never assigned has none)."""
+    holder = JobExecution.objects.filter(job_id=job_id, attempt=attempt).values_list("worker_id", flat=True)
+    worker_id = holder.first()
+    if worker_id is None:
+        return
     redis_client().eval(
-        _RAISE_FLAG, 1, protocol.cancel_flag_key(job_id), str(attempt), str(settings.CANCEL_FLAG_TTL_SECONDS)
+        _RAISE_FLAG,
+        1,
+        protocol.cancel_flag_key(worker_id, job_id),
+        str(attempt),
+        str(settings.CANCEL_FLAG_TTL_SECONDS),
     )
 
 
-def confirm_final_reports(reports: Iterable[tuple[str, int]]) -> None:
-    """Tell each worker its final report for (job, attempt) arrived (the same flag: that attempt is
-    over), so it stops re-sending it; one round trip for them all. Short-lived: workers only wait
-    minutes for this."""
+def confirm_final_reports(reports: Iterable[tuple[str, str, int]]) -> None:
+    """Tell each worker its final report for (worker, job, attempt) arrived (the same flag: that
+    attempt is over), so it stops re-sending it; one round trip for them all. Short-lived: workers
+    only wait minutes for this."""
     pipeline = redis_client().pipeline(transaction=False)
     ttl = str(settings.REPORT_CONFIRMATION_TTL_SECONDS)
-    for job_id, attempt in reports:
-        pipeline.eval(_RAISE_FLAG, 1, protocol.cancel_flag_key(job_id), str(attempt), ttl)
+    for worker_id, job_id, attempt in reports:
+        pipeline.eval(_RAISE_FLAG, 1, protocol.cancel_flag_key(worker_id, job_id), str(attempt), ttl)
     pipeline.execute()
 
 

@@ -6,10 +6,16 @@ attempt (`dispatch/reports.py`), each worker whose slot freed is refilled once a
 workers are told their final reports arrived only after the commit. A batch of heartbeats is one
 statement (`machines.registry.heartbeats`). Registrations and deregistrations are rare and applied
 one by one, in the order they came, before the batch's heartbeats.
+
+Both lanes are shared by the whole fleet, so only a message's payload can say who wrote it: a job
+report is applied only if it carries its attempt's lease token, a fleet message only if it carries
+the key of the worker it speaks for, and a registration only within its credential's pool and
+customers. Anything else is ignored and counted (`dispatch/refusals.py`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import logging
@@ -20,10 +26,11 @@ import redis
 from django.db import transaction
 
 from core.batch_consumer import TaskMessage
-from dispatch import cancel_flags, reports, worker_reports
+from dispatch import cancel_flags, refusals, reports, worker_reports
 from gpu_worker import protocol
 from jobqueue.models import Job
-from machines import descriptions, registry
+from machines import credentials, descriptions, registry
+from machines.models import WorkerCredential
 
 logger = logging.getLogger(__name__)
 
@@ -67,22 +74,69 @@ def apply_batch(batch: Sequence[TaskMessage]) -> None:
 
 def apply_fleet(batch: Sequence[TaskMessage]) -> None:
     """Registrations and deregistrations one by one, then the heartbeats in one statement. A message
-    whose description breaks the rules (`machines.descriptions`) is refused alone: logged, dropped."""
-    for message in batch:
+    that does not prove its sender, or whose description breaks the rules (`machines.descriptions`),
+    is refused alone: counted, dropped."""
+    proven = _proven_fleet(batch)
+    for message, credential in proven:
         if message.task == protocol.REGISTER_WORKER_TASK:
             info = _refused_as_none(_registration, message)
-            if info is not None:
+            if info is not None and _within(credential, info):
                 worker_reports.register_worker(info)
         elif message.task in _WORKER_CHANGES:
             _WORKER_CHANGES[message.task](*message.args, **message.kwargs)
     beats = [
         beat
-        for message in batch
+        for message, _ in proven
         if message.task == protocol.HEARTBEAT_TASK
         if (beat := _refused_as_none(_beat, message)) is not None
     ]
     if beats:
         worker_reports.heartbeats(beats)
+
+
+def _proven_fleet(batch: Sequence[TaskMessage]) -> list[tuple[TaskMessage, WorkerCredential]]:
+    """The fleet messages whose key is the credential of the worker they speak for (without the key
+    from here on), each with that credential."""
+    spoken: list[tuple[TaskMessage, str | None, Any]] = []
+    for message in batch:
+        message, key = _without(message, protocol.WORKER_KEY_ARG)
+        spoken.append((message, _speaker(message), key))
+    holders = credentials.active(worker_id for _, worker_id, _ in spoken)
+    proven = []
+    for message, worker_id, key in spoken:
+        credential = holders.get(worker_id) if worker_id is not None else None
+        if credential is None or not credentials.proves(credential, key):
+            refusals.count("fleet_key_mismatch", detail=f"{message.task} for worker {str(worker_id)[:100]}")
+        else:
+            proven.append((message, credential))
+    return proven
+
+
+def _speaker(message: TaskMessage) -> str | None:
+    """The worker a fleet message speaks for, if it names one."""
+    func = worker_reports.register_worker if message.task == protocol.REGISTER_WORKER_TASK else None
+    try:
+        arguments = _arguments(func or _WORKER_CHANGES.get(message.task, worker_reports.heartbeat), message)
+    except TypeError:
+        return None
+    if func is not None:
+        info = arguments["info"]
+        worker_id = info.get("worker_id") if isinstance(info, dict) else None
+    else:
+        worker_id = arguments.get("worker_id")
+    return worker_id if isinstance(worker_id, str) else None
+
+
+def _within(credential: WorkerCredential, info: dict[str, Any]) -> bool:
+    """A registration stays within its credential: the credential's pool, and only customers the
+    credential names (when it names any)."""
+    allowlist = set(info.get("customer_allowlist") or [])
+    beyond = info.get("pool", "standard") != credential.pool or bool(
+        credential.customers and (not allowlist or allowlist - set(credential.customers))
+    )
+    if beyond:
+        refusals.count("registration_beyond_credential", detail=f"worker {credential.worker_id}")
+    return not beyond
 
 
 T = TypeVar("T")
@@ -92,7 +146,7 @@ def _refused_as_none(read: Callable[[TaskMessage], T], message: TaskMessage) -> 
     try:
         return read(message)
     except descriptions.Refused as refused:
-        logger.warning("refused %s from a worker: %s", message.task.rpartition(".")[2], refused)
+        refusals.count("description_refused", detail=f"{message.task.rpartition('.')[2]}: {refused}")
         return None
 
 
@@ -102,16 +156,18 @@ def _registration(message: TaskMessage) -> dict[str, Any]:
 
 def apply_reports(batch: Sequence[TaskMessage]) -> None:
     """One transaction for the batch; then the final reports' confirmations, in one round trip."""
-    confirmations: list[tuple[str, int]] = []
+    confirmations: list[tuple[str, str, int]] = []
     with transaction.atomic():
         freed: list[str | None] = []
-        for (job_id, attempt), message in _in_job_order(_latest_progress_only(_by_attempt(batch))):
+        keyed, holders = _proven_reports(batch)
+        for (job_id, attempt), message in _in_job_order(_latest_progress_only(keyed)):
             if message.task in _PROGRESS_REPORTS:
                 _PROGRESS_REPORTS[message.task](*message.args, **message.kwargs)
                 continue
             end, refills = _FINAL_REPORTS[message.task]
             job = end(*message.args, **message.kwargs)
-            confirmations.append((job_id, attempt))  # applied, or found stale: either way, it arrived
+            # Applied, or found stale: either way it arrived, and its worker may forget it.
+            confirmations.append((holders[(job_id, attempt)], job_id, attempt))
             if job is not None and refills:
                 freed.append(job.worker_id)
         reports.refill(freed)
@@ -122,10 +178,27 @@ def apply_reports(batch: Sequence[TaskMessage]) -> None:
 Keyed = list[tuple[tuple[str, int], TaskMessage]]
 
 
-def _by_attempt(batch: Sequence[TaskMessage]) -> Keyed:
-    """Each report with the (job id, attempt) it is about; a report whose arguments do not fit its
-    task is refused here (TypeError)."""
-    return [(_job_and_attempt(_REPORT_SIGNATURES[m.task], m), m) for m in batch]
+def _proven_reports(batch: Sequence[TaskMessage]) -> tuple[Keyed, dict[tuple[str, int], str]]:
+    """The reports that carry their attempt's lease token (without it from here on), keyed by
+    (job id, attempt), and the worker given each of those attempts."""
+    leased = []
+    for message in batch:
+        message, lease = _without(message, protocol.LEASE_ARG)
+        leased.append((_job_and_attempt(_REPORT_SIGNATURES[message.task], message), message, lease))
+    holders = reports.lease_holders({(key, lease) for key, _, lease in leased})
+    proven = [(key, message) for key, message, lease in leased if (key, lease) in holders]
+    if len(proven) < len(leased):
+        refusals.count("report_lease_mismatch", len(leased) - len(proven))
+    return proven, {key: holders[(key, lease)] for key, _, lease in leased if (key, lease) in holders}
+
+
+def _without(message: TaskMessage, name: str) -> tuple[TaskMessage, Any]:
+    """The message without the keyword argument `name`, and its value (None when absent)."""
+    if name not in message.kwargs:
+        return message, None
+    kwargs = dict(message.kwargs)
+    value = kwargs.pop(name)
+    return dataclasses.replace(message, kwargs=kwargs), value
 
 
 def _latest_progress_only(batch: Keyed) -> Keyed:
@@ -166,7 +239,7 @@ def _beat(message: TaskMessage) -> registry.Beat:
     return registry.Beat(worker_id, instance_id, info)
 
 
-def _confirm(confirmations: list[tuple[str, int]]) -> None:
+def _confirm(confirmations: list[tuple[str, str, int]]) -> None:
     """Final reports were applied (or found already applied or stale): their workers may forget them.
     Unconfirmed reports are re-sent, so a report lost with a broker that restarted empty arrives."""
     try:

@@ -18,6 +18,7 @@ from dispatch import cancel_flags
 from dispatch.assignment import dispatch_all, dispatch_jobs, unassign_unpublished
 from dispatch.cancel_flags import stop_attempt_quietly
 from jobqueue.models import ACTIVE_STATUSES, Job, JobStatus
+from machines.credentials import sync_broker_users
 from machines.models import LIVE_WORKER_SQL, heard_since
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,12 @@ def dispatch_sweep() -> int:
 
 
 def recover_lost_messages() -> None:
-    """Both checks below; a broker that does not answer is checked again on the next round."""
+    """The workers' broker users made again if the broker lost them, then both checks below; a
+    broker that does not answer is checked again on the next round."""
+    try:
+        sync_broker_users()
+    except redis.RedisError:
+        logger.warning("broker unreachable; workers' broker users are checked later")
     try:
         recover_after_broker_restart()
     except redis.RedisError:

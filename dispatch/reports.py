@@ -8,6 +8,7 @@ harmless. A report that frees a worker slot offers that slot the next job in the
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,8 +19,32 @@ from core.json_input import why_unstorable
 from dispatch.assignment import dispatch_on_commit, fill_on_commit, fill_worker
 from gpu_worker.protocol import attempt_error
 from jobqueue import attempts
-from jobqueue.models import ACTIVE_STATUSES, ExecutionOutcome, Job
+from jobqueue.models import ACTIVE_STATUSES, ExecutionOutcome, Job, JobExecution
 from machines.models import Worker, WorkerStatus
+
+Attempt = tuple[str, int]  # (job id, attempt number)
+
+
+def lease_holders(presented: Iterable[tuple[Attempt, Any]]) -> dict[tuple[Attempt, Any], str]:
+    """Of these (attempt, lease token) pairs as reports present them, those whose token is that
+    attempt's, each with the worker that was given the attempt (one query). A report without its
+    attempt's token did not come from that worker (the token travelled only on its own queue)."""
+    wanted = {(attempt, lease): _uuid(lease) for attempt, lease in presented}
+    wanted = {pair: token for pair, token in wanted.items() if token is not None and _uuid(pair[0][0])}
+    if not wanted:
+        return {}
+    rows = JobExecution.objects.filter(
+        job_id__in={job_id for (job_id, _), _ in wanted}, lease_token__in=set(wanted.values())
+    ).values_list("job_id", "attempt", "lease_token", "worker_id")
+    holders = {((str(job_id), attempt), token): worker_id for job_id, attempt, token, worker_id in rows}
+    return {pair: holders[(pair[0], token)] for pair, token in wanted.items() if (pair[0], token) in holders}
+
+
+def _uuid(value: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def job_started(job_id: Any, attempt: int, worker_id: str, running_for_ms: int = 0) -> bool:

@@ -17,7 +17,7 @@ from celery import shared_task
 
 from core.batch_consumer import TaskMessage
 from core.tasks import DATABASE_UNREACHABLE, durable_task
-from dispatch import lane_batches, leases, recovery, worker_reports
+from dispatch import lane_batches, leases, recovery
 from gpu_worker import protocol
 
 logger = logging.getLogger(__name__)
@@ -45,13 +45,12 @@ deregister_worker = _one_message_task(protocol.DEREGISTER_WORKER_TASK)
 
 
 @shared_task(name=protocol.HEARTBEAT_TASK)
-def worker_heartbeat(worker_id: str, instance_id: str, info: dict[str, Any] | None = None) -> bool:
+def worker_heartbeat(*args: Any, **kwargs: Any) -> None:
     try:
-        return worker_reports.heartbeat(worker_id, instance_id, info)
+        lane_batches.apply_batch([TaskMessage(protocol.HEARTBEAT_TASK, args, kwargs)])
     except DATABASE_UNREACHABLE as exc:
         # Not retried: the next heartbeat, seconds away, says the same thing more recently.
-        logger.warning("heartbeat of %s dropped, database unreachable: %s", worker_id, exc)
-        return False
+        logger.warning("a heartbeat was dropped, database unreachable: %s", exc)
 
 
 @shared_task(name="jobqueue.dispatch_sweep")

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sys
 import threading
+import time
 import uuid
+from pathlib import Path
 
 import redis
 from celery import signals
 from celery.worker import state as celery_worker_state
+from kombu import Exchange, Queue
 
-from gpu_worker import protocol
+from gpu_worker import credentials, protocol
 from gpu_worker.app import app, install_runner
 from gpu_worker.config import WorkerConfig, parse_config
 from gpu_worker.connectors import build_connectors
 from gpu_worker.gpus import read_telemetry
 from gpu_worker.reporter import Reporter
 from gpu_worker.runner import CancelWatch, JobRunner
-from gpu_worker.supervisor import run_supervisor
+from gpu_worker.supervisor import EXIT_CREDENTIAL_REFUSED, run_supervisor
 
 logger = logging.getLogger("gpu_worker")
 
@@ -56,6 +61,80 @@ class Heartbeat(threading.Thread):
                 logger.exception("heartbeat failed; retrying in %.0fs", self.interval)
 
 
+class CredentialWatch(threading.Thread):
+    """Stops the worker when the broker keeps refusing its credential: revoked (`ACL DELUSER` closed
+    its connections at once, and logging in again is refused). The process exits with
+    EXIT_CREDENTIAL_REFUSED, which its supervisor does not restart; its running jobs are lost with
+    it, as with any worker cut off. Refusals for less than `grace_s` are waited out: a broker that
+    restarted empty refuses every worker until the control plane has made their users again."""
+
+    def __init__(self, client: redis.Redis, interval: float, grace_s: float) -> None:
+        super().__init__(name="credential-watch", daemon=True)
+        self.client, self.interval, self.grace_s = client, interval, grace_s
+        self.refused_since: float | None = None
+
+    def run(self) -> None:
+        while True:
+            self.check()
+            time.sleep(self.interval)
+
+    def check(self) -> None:
+        try:
+            self.client.ping()
+            self.refused_since = None
+        except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as refused:
+            now = time.monotonic()
+            self.refused_since = self.refused_since or now
+            if now - self.refused_since >= self.grace_s:
+                logger.error("the broker keeps refusing this worker's credential (%s): revoked", refused)
+                logging.shutdown()
+                os._exit(EXIT_CREDENTIAL_REFUSED)
+            logger.warning("the broker refused this worker's credential (%s); checking again", refused)
+        except redis.RedisError:
+            pass  # the broker is away: Celery and the reports wait for it
+
+    def wait_until_accepted(self) -> None:
+        """Before starting: the credential works, or the process exits after the grace period."""
+        while True:
+            self.check()
+            if self.refused_since is None:
+                return
+            time.sleep(self.interval)
+
+
+def resolve_credential(config: WorkerConfig) -> credentials.Credential:
+    """The credential given in BROKER_URL, else the one kept from an earlier join, else a new one
+    bought with the join token. Without any, the worker cannot take part in the fleet: exit."""
+    if not re.match(protocol.WORKER_ID_PATTERN, config.worker_id):
+        _refuse(f"worker id {config.worker_id!r} must match {protocol.WORKER_ID_PATTERN}")
+    given = credentials.from_broker_url(config.worker_id, config.broker_url)
+    if given is not None:
+        return given
+    kept = Path(config.credentials_dir) / f"{config.worker_id}.json"
+    saved = credentials.load(kept)
+    if saved is not None:
+        return saved
+    if not (config.join_token and config.api_url):
+        _refuse(
+            "no credential: join the fleet with --join-token and --api-url (or WORKER_JOIN_TOKEN and "
+            "JOBQUEUE_API_URL), or give the worker's own broker user in BROKER_URL"
+        )
+    try:
+        credential = credentials.join(config.api_url, config.join_token, config.worker_id, config.machine_id)
+    except credentials.JoinRefused as refused:
+        _refuse(str(refused))
+    credentials.save(kept, credential)
+    logger.info(
+        "joined the fleet as %s (pool %s); credential kept in %s", config.worker_id, credential.pool, kept
+    )
+    return credential
+
+
+def _refuse(why: str) -> None:
+    logger.error("%s", why)
+    sys.exit(EXIT_CREDENTIAL_REFUSED)
+
+
 def engine_health(connectors: dict) -> dict:
     """Healthy when every connector's engine answers its health check; else which one fails and why."""
     for connector in {id(c): c for c in connectors.values()}.values():
@@ -77,11 +156,22 @@ def main(argv: list[str] | None = None) -> None:
         logger.info("no NVIDIA GPU found: running on configured values (%.0f GB)", config.gpu_memory_gb)
     if not config.supervised and len(config.worker_slots_by_gpu) > 1:
         sys.exit(run_supervisor(argv, config))
-    app.conf.broker_url = config.broker_url  # type: ignore[misc]  # Celery's settings are writable
+    credential = resolve_credential(config)
+    if credential.pool:
+        config.pool = credential.pool  # the join token's pool, whatever the flags say
+    if credential.customers:
+        config.customer_allowlist = credential.customers
+    broker_url = credential.broker_url(config.broker_url)
+    app.conf.broker_url = broker_url  # type: ignore[misc]  # Celery's settings are writable
+    queue = protocol.worker_queue(config.worker_id)
+    app.conf.task_queues = [Queue(queue, Exchange(""), routing_key=queue, no_declare=True)]
+    broker = redis.Redis.from_url(broker_url, socket_timeout=5)
+    credential_watch = CredentialWatch(broker, config.heartbeat_seconds, config.credential_grace_seconds)
+    credential_watch.wait_until_accepted()
     connectors = build_connectors(config.connectors)
     instance_id = uuid.uuid4().hex
-    reporter = Reporter(app, config.worker_id)
-    cancel_watch = CancelWatch(redis.Redis.from_url(config.broker_url, socket_timeout=5))
+    reporter = Reporter(app, config.worker_id, credential.secret)
+    cancel_watch = CancelWatch(broker, config.worker_id)
     runner = JobRunner(
         connectors,
         reporter,
@@ -98,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     def on_ready(**_kwargs) -> None:
         reporter.register(info)
         heartbeat.start()
+        credential_watch.start()
         logger.info(
             "worker %s ready on queue %s (pool=%s, job types=%s, gpu=%s %.0f GB)",
             config.worker_id,
@@ -153,6 +244,7 @@ def _celery_args(config: WorkerConfig) -> list[str]:
         config.log_level,
         "--without-gossip",
         "--without-mingle",
+        "--without-heartbeat",
     ]
 
 

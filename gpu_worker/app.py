@@ -1,4 +1,9 @@
-"""The GPU worker's Celery app: consumes its own queue, one job per free slot, no result backend."""
+"""The GPU worker's Celery app: consumes its own queue, one job per free slot, no result backend.
+
+Configured for a broker user that may do nothing else (`machines/broker_users.py` grants it): one
+list per queue (no priority sub-lists), no acknowledgement bookkeeping in shared keys (the control
+plane's lease decides redelivery), no queue declarations, no remote control and no event or
+heartbeat broadcasts."""
 
 from __future__ import annotations
 
@@ -22,9 +27,14 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     broker_connection_retry_on_startup=True,
     broker_transport="gpu_worker.transport:GpuWorkerTransport",
-    broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+    broker_transport_options={
+        "visibility_timeout": VISIBILITY_TIMEOUT_S,
+        "priority_steps": [0],
+        "ack_emulation": False,
+    },
     worker_hijack_root_logger=False,
-    worker_send_task_events=False,  # Flower switches them on at runtime while it runs
+    worker_send_task_events=False,
+    worker_enable_remote_control=False,
 )
 
 _runner: JobRunner | None = None

@@ -6,12 +6,17 @@ import argparse
 import os
 import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from gpu_worker.gpus import GpuInfo, describe_machine, detect_gpus
 from gpu_worker.protocol import HARD_TIMEOUT_GRACE_SECONDS
 
 # On SIGTERM, how long the running job may take to finish before it is handed back.
 SHUTDOWN_GRACE_SECONDS = 30.0
+# How long the broker may refuse the worker's credential before the worker takes it as revoked and
+# exits (a broker that restarted refuses everyone until the control plane makes its users again).
+CREDENTIAL_GRACE_SECONDS = 30.0
+DEFAULT_CREDENTIALS_DIR = Path.home() / ".local" / "state" / "gpu_worker"
 
 
 @dataclass
@@ -38,6 +43,12 @@ class WorkerConfig:
     # How many worker processes this command runs (a supervisor when more than one), on which GPUs.
     worker_slots_by_gpu: list[int] = field(default_factory=list)
     supervised: bool = False
+    # Joining the fleet (`gpu_worker.credentials`): the token, the API that exchanges it, and where
+    # the credential it buys is kept.
+    join_token: str = ""
+    api_url: str = ""
+    credentials_dir: str = ""
+    credential_grace_seconds: float = CREDENTIAL_GRACE_SECONDS
 
     def registration(self, instance_id: str, job_types: list[str]) -> dict:
         """The self-description sent to the control plane on registration and with every heartbeat."""
@@ -69,6 +80,25 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
         "--broker-url",
         default=env("BROKER_URL") or env("REDIS_URL") or "redis://127.0.0.1:6379/0",
         help="prefer BROKER_URL in the environment: a URL with a password on the command line is in `ps`",
+    )
+    parser.add_argument(
+        "--join-token",
+        default=env("WORKER_JOIN_TOKEN", ""),
+        help="join the fleet with this token (prefer WORKER_JOIN_TOKEN in the environment: `ps` shows flags)",
+    )
+    parser.add_argument(
+        "--api-url", default=env("JOBQUEUE_API_URL", ""), help="the API that exchanges the join token"
+    )
+    parser.add_argument(
+        "--credentials-dir",
+        default=env("WORKER_CREDENTIALS_DIR", str(DEFAULT_CREDENTIALS_DIR)),
+        help="where the credential bought with the join token is kept (readable by its owner only)",
+    )
+    parser.add_argument(
+        "--credential-grace-seconds",
+        type=float,
+        default=float(env("WORKER_CREDENTIAL_GRACE_SECONDS", str(CREDENTIAL_GRACE_SECONDS))),
+        help="how long the broker may refuse the credential before the worker exits as revoked",
     )
     parser.add_argument("--worker-id", default=env("WORKER_ID"))
     parser.add_argument("--machine-id", default=env("MACHINE_ID") or socket.gethostname())
@@ -168,6 +198,10 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
         labels=dict(pair.split("=", 1) for pair in _names(args.labels) if "=" in pair),
         worker_slots_by_gpu=[index for index in gpu_indices for _ in range(args.workers_per_gpu)],
         supervised=supervised,
+        join_token=args.join_token,
+        api_url=args.api_url,
+        credentials_dir=args.credentials_dir,
+        credential_grace_seconds=args.credential_grace_seconds,
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 CONTROL_QUEUE = "control"
 FLEET_QUEUE = "fleet"
 WORKER_QUEUE_PREFIX = "worker."
+WORKER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
 # Sent by the control plane to a worker's own queue.
 RUN_JOB_TASK = "gpu_worker.run_job"
@@ -31,7 +32,15 @@ DEREGISTER_WORKER_TASK = "machines.deregister_worker"
 # The control plane tells workers which attempts must stop here (on the broker's Redis), so a worker
 # sees it without database access. Value: the highest attempt number that must stop, because its
 # job was cancelled or the control plane declared the attempt lost or timed out. Only ever raised.
-CANCEL_FLAG_KEY = "jobqueue:cancel:{job_id}"
+# Under the worker's id, so its broker user may read its own flags and no other worker's (worker ids
+# that join hold no `:` and no glob character: `WORKER_ID_PATTERN`).
+CANCEL_FLAG_PREFIX = "jobqueue:cancel:{worker_id}:"
+
+# What a worker proves itself with: every job report carries the attempt's lease token (sent with
+# the job, on the worker's own queue, which no other worker can read), and every fleet message its
+# worker key (the secret of its broker user, issued when it joined the fleet).
+LEASE_ARG = "lease"
+WORKER_KEY_ARG = "key"
 
 # A job still running this long past its timeout is given up by its worker (a hard limit); the control
 # plane waits at least as long past the timeout before it fails the attempt itself.
@@ -42,8 +51,13 @@ def worker_queue(worker_id: str) -> str:
     return f"{WORKER_QUEUE_PREFIX}{worker_id}"
 
 
-def cancel_flag_key(job_id: str) -> str:
-    return CANCEL_FLAG_KEY.format(job_id=job_id)
+def broker_username(worker_id: str) -> str:
+    """The broker (Redis ACL) user of a worker that joined the fleet."""
+    return f"{WORKER_QUEUE_PREFIX}{worker_id}"
+
+
+def cancel_flag_key(worker_id: str, job_id: str) -> str:
+    return CANCEL_FLAG_PREFIX.format(worker_id=worker_id) + job_id
 
 
 ErrorClass = Literal["transient", "permanent"]

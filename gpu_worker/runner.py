@@ -31,10 +31,11 @@ HANDED_BACK = "handed_back"  # a stopping worker gave the job back unfinished
 
 
 class CancelWatch:
-    """Reads the cancellation flags the control plane mirrors to the broker's Redis."""
+    """Reads this worker's cancellation flags, which the control plane mirrors to the broker's Redis."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, worker_id: str) -> None:
         self.client = client
+        self.worker_id = worker_id
 
     def checker(self, job_id: str, attempt: int):
         last_check = 0.0
@@ -52,7 +53,7 @@ class CancelWatch:
 
     def is_cancelled_now(self, job_id: str, attempt: int) -> bool:
         try:
-            flag = self.client.get(protocol.cancel_flag_key(job_id))
+            flag = self.client.get(protocol.cancel_flag_key(self.worker_id, job_id))
         except redis.RedisError:
             logger.warning("could not read the cancellation flag of job %s", job_id)
             return False
@@ -166,21 +167,22 @@ class JobRunner:
         self.attempts.finished(job_id, attempt, resend=send)
 
     def _run(self, spec: dict[str, Any], job_id: str, attempt: int) -> str:
+        lease = str(spec.get(protocol.LEASE_ARG, ""))
         if self.cancel_watch.is_cancelled_now(job_id, attempt):
-            self._report_final(job_id, attempt, lambda: self.reporter.cancelled(job_id, attempt))
+            self._report_final(job_id, attempt, lambda: self.reporter.cancelled(job_id, attempt, lease))
             return "cancelled"
         if self.hand_back.is_set():
-            self._report_final(job_id, attempt, lambda: self.reporter.handed_back(job_id, attempt))
+            self._report_final(job_id, attempt, lambda: self.reporter.handed_back(job_id, attempt, lease))
             return HANDED_BACK
         connector = self.connectors.get(spec["type"])
         if connector is None:
             # The dispatcher never sends such a job; a stale registry could.
             error = attempt_error("UNSUPPORTED_JOB_TYPE", f"no connector runs {spec['type']!r}", "permanent")
-            self._report_final(job_id, attempt, lambda: self.reporter.failed(job_id, attempt, error))
+            self._report_final(job_id, attempt, lambda: self.reporter.failed(job_id, attempt, lease, error))
             return "failed"
 
         def report_progress(progress: int, stage: str = "") -> None:
-            self.reporter.progress(job_id, attempt, progress, stage)
+            self.reporter.progress(job_id, attempt, lease, progress, stage)
 
         context = JobContext(
             spec=spec,
@@ -189,7 +191,7 @@ class JobRunner:
             deadline=_deadline(spec.get("timeout_seconds")),
         )
         started_report = threading.Timer(
-            self.started_report_delay_s, self.reporter.started, (job_id, attempt)
+            self.started_report_delay_s, self.reporter.started, (job_id, attempt, lease)
         )
         started_report.daemon = True
         began = time.monotonic()
@@ -200,18 +202,18 @@ class JobRunner:
             started_report.cancel()
         runtime_ms = int((time.monotonic() - began) * 1000)
         if outcome == "completed":
-            send = lambda: self.reporter.succeeded(job_id, attempt, detail, runtime_ms)
+            send = lambda: self.reporter.succeeded(job_id, attempt, lease, detail, runtime_ms)
         elif (
             outcome == "cancelled"
             and self.hand_back.is_set()
             and not self.cancel_watch.is_cancelled_now(job_id, attempt)
         ):
             outcome = HANDED_BACK
-            send = lambda: self.reporter.handed_back(job_id, attempt, runtime_ms)
+            send = lambda: self.reporter.handed_back(job_id, attempt, lease, runtime_ms)
         elif outcome == "cancelled":
-            send = lambda: self.reporter.cancelled(job_id, attempt, runtime_ms)
+            send = lambda: self.reporter.cancelled(job_id, attempt, lease, runtime_ms)
         else:
-            send = lambda: self.reporter.failed(job_id, attempt, detail, runtime_ms)
+            send = lambda: self.reporter.failed(job_id, attempt, lease, detail, runtime_ms)
         self._report_final(job_id, attempt, send)
         if outcome == ABANDONED and self.on_stuck_job is not None:
             self.on_stuck_job(job_id)  # after the report, so the control plane knows first

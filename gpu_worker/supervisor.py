@@ -15,10 +15,11 @@ from gpu_worker.config import SUPERVISED_ENV, WorkerConfig
 
 logger = logging.getLogger("gpu_worker.supervisor")
 
+EXIT_CREDENTIAL_REFUSED = 77  # EX_NOPERM: its credential was revoked or refused; a restart cannot help
 RESTART_DELAY_S = 1.0  # after an unexpected exit; a worker that asked for a restart (75) gets none
 POLL_S = 0.2
 _OWN_FLAGS = ("--worker-id", "--gpu-index")  # set per child
-_SECRET_FLAGS = ("--broker-url",)  # passed in the child's environment: `ps` shows argv to every user
+_SECRET_FLAGS = ("--broker-url", "--join-token")  # passed in the child's environment: `ps` shows argv
 
 
 def child_ids(config: WorkerConfig) -> list[tuple[str, int]]:
@@ -41,6 +42,7 @@ def run_supervisor(argv: list[str], config: WorkerConfig) -> int:
         env = {
             **os.environ,
             "BROKER_URL": config.broker_url,
+            "WORKER_JOIN_TOKEN": config.join_token,
             "CUDA_VISIBLE_DEVICES": str(gpu_index),
             SUPERVISED_ENV: "1",
         }
@@ -73,6 +75,12 @@ def run_supervisor(argv: list[str], config: WorkerConfig) -> int:
         for worker_id, child in list(children.items()):
             code = child.poll()
             if code is None or stopping:
+                continue
+            if code == EXIT_CREDENTIAL_REFUSED:
+                logger.error("worker %s was cut off from the fleet; not restarting it", worker_id)
+                del children[worker_id]
+                if not children:
+                    return code
                 continue
             logger.warning("worker %s exited with code %s; restarting it", worker_id, code)
             if code != 75:

@@ -129,3 +129,51 @@ class Worker(models.Model):
 def worker_counts() -> dict[str, int]:
     """For the health endpoint: workers ever seen, and live ones."""
     return {"seen": Worker.objects.count(), "live": Worker.objects.live().count()}
+
+
+class JoinToken(models.Model):
+    """Lets GPU hosts join the fleet: each worker that presents it buys a credential of its own
+    (`machines/credentials.py`) for this token's pool (and customers, when it names some). Only a
+    SHA-256 of the token is stored; it is shown once. It always expires."""
+
+    name = models.CharField(max_length=100, unique=True)
+    prefix = models.CharField(max_length=16, help_text="First characters of the token, to recognise it.")
+    token_hash = models.CharField(max_length=64, unique=True)
+    pool = models.CharField(max_length=100, help_text="Workers that join with it serve this pool only.")
+    customers = models.JSONField(
+        default=list, blank=True, help_text="When not empty: the only customers its workers serve."
+    )
+    max_workers = models.PositiveIntegerField(
+        null=True, blank=True, help_text="How many workers may join with it; empty: any number."
+    )
+    joined = models.PositiveIntegerField(default=0, help_text="Workers that joined with it.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…, pool {self.pool})"
+
+    def is_usable(self, now: datetime | None = None) -> bool:
+        now = now or timezone.now()
+        full = self.max_workers is not None and self.joined >= self.max_workers
+        return self.revoked_at is None and self.expires_at > now and not full
+
+
+class WorkerCredential(models.Model):
+    """A GPU worker's own credential: its broker user (`machines/broker_users.py`), whose secret is
+    also its key on fleet messages. Only a SHA-256 of the secret is stored (Redis keeps the same)."""
+
+    worker_id = models.CharField(max_length=100, primary_key=True)
+    join_token = models.ForeignKey(
+        JoinToken, null=True, blank=True, on_delete=models.SET_NULL, related_name="credentials"
+    )
+    pool = models.CharField(max_length=100)
+    customers = models.JSONField(default=list, blank=True)
+    machine_id = models.CharField(max_length=200, blank=True, default="")
+    secret_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.worker_id} ({'revoked' if self.revoked_at else 'active'})"

@@ -218,6 +218,31 @@ def spawn_gpu_worker(
         )
 
 
+_issued_secrets: dict[str, str] = {}  # worker id -> its credential's secret, for workers started again
+
+
+def worker_broker_url(worker_id: str, broker_url: str, pool: str = "standard") -> str:
+    """`broker_url` as the worker's own broker user: its credential (in the test database, and its
+    user on that broker), made as an operator would (`manage.py create_worker_credential`), or the
+    one it already holds when it is started again."""
+    import redis
+
+    from gpu_worker.credentials import Credential
+    from gpu_worker.protocol import broker_username
+    from machines import broker_users, credentials
+    from machines.models import WorkerCredential
+
+    held = WorkerCredential.objects.filter(pk=worker_id, revoked_at=None).first()
+    secret = _issued_secrets.get(worker_id)
+    if held is None or secret is None or credentials.digest(secret) != held.secret_hash or held.pool != pool:
+        if held is not None:
+            WorkerCredential.objects.filter(pk=worker_id).delete()
+        _, secret = credentials.issue(worker_id, pool)
+        _issued_secrets[worker_id] = secret
+    broker_users.apply(worker_id, credentials.digest(secret), redis.Redis.from_url(broker_url))
+    return Credential(worker_id, broker_username(worker_id), secret, pool, []).broker_url(broker_url)
+
+
 @pytest.fixture
 def gpu_worker(
     services: Services, control_worker, transactional_db
@@ -236,9 +261,10 @@ def gpu_worker(
     ) -> RunningGpuWorker:
         worker_id = worker_id or f"test-{uuid.uuid4().hex[:8]}"
         previous_instances = list(Worker.objects.filter(pk=worker_id).values_list("instance_id", flat=True))
+        broker_url = broker_url or services.redis_url
         process = spawn_gpu_worker(
             {**_child_env(services), **(extra_env or {})},
-            broker_url or services.redis_url,
+            worker_broker_url(worker_id, broker_url, options.get("pool", "standard")),
             worker_id=worker_id,
             **options,
         )

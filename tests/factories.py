@@ -6,8 +6,9 @@ import uuid
 
 from django.conf import settings
 
+from core.batch_consumer import TaskMessage
 from gpu_worker import protocol
-from jobqueue.models import Job
+from jobqueue.models import Job, JobExecution
 from jobqueue.submission import JobRequest, submit_job
 from machines.models import Worker
 
@@ -66,3 +67,40 @@ def make_job(
     )
     job, _ = submit_job(request, api_key=None)
     return job
+
+
+def worker_key(worker_id: str, pool: str = "standard", customers: tuple[str, ...] = ()) -> str:
+    """The worker's key: a credential made for it as joining makes one (an earlier one replaced)."""
+    from machines import credentials
+    from machines.models import WorkerCredential
+
+    WorkerCredential.objects.filter(pk=worker_id).delete()
+    return credentials.issue(worker_id, pool, customers)[1]
+
+
+def fleet_message(task: str, *args: object, key: str | None) -> TaskMessage:
+    """A registration, heartbeat or deregistration as a worker holding `key` sends it."""
+    return TaskMessage(task, args, {protocol.WORKER_KEY_ARG: key})
+
+
+def lease_of(job: Job, attempt: int | None = None) -> str:
+    """The lease token its worker received with the attempt (the current one by default)."""
+    job.refresh_from_db()
+    execution = JobExecution.objects.get(job_id=job.pk, attempt=job.attempt if attempt is None else attempt)
+    return str(execution.lease_token)
+
+
+def report(
+    task: str, job: Job, *rest: object, attempt: int | None = None, lease: str | None = None
+) -> TaskMessage:
+    """A report about the job's attempt (the current one by default) carrying its lease token, as
+    the worker given the attempt sends it (or `lease`, as someone else would)."""
+    job.refresh_from_db()
+    attempt = job.attempt if attempt is None else attempt
+    if lease is None:
+        lease = (
+            lease_of(job, attempt)
+            if JobExecution.objects.filter(job_id=job.pk, attempt=attempt).exists()
+            else ""
+        )
+    return TaskMessage(task, (str(job.pk), attempt, *rest), {protocol.LEASE_ARG: lease})

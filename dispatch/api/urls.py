@@ -16,4 +16,5 @@ urlpatterns = [
     ),
     path("workers", views.WorkerCollectionView.as_view(), name="workers"),
     path("pools", views.PoolsView.as_view(), name="pools"),
+    path("fleet/refusals", views.RefusalsView.as_view(), name="fleet-refusals"),
 ]

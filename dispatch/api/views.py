@@ -1,8 +1,9 @@
-"""Fleet API: /api/machines (drain, resume), /api/workers, /api/pools."""
+"""Fleet API: /api/machines (drain, resume), /api/workers, /api/pools, /api/fleet/refusals."""
 
 from __future__ import annotations
 
 import django_filters
+import redis
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
@@ -14,7 +15,8 @@ from rest_framework.views import APIView
 from accounts.auth import OperatorsOnly
 from core.api.filters import filter_or_400, filter_parameters
 from core.api.schema import envelope, objects
-from dispatch import fleet, worker_reports
+from core.errors import BrokerUnavailable
+from dispatch import fleet, refusals, worker_reports
 from machines.models import Machine, MachineStatus, Worker
 
 
@@ -95,3 +97,24 @@ class PoolsView(APIView):
     @extend_schema(responses=envelope("PoolSummary", pools=objects(), no_eligible_worker=objects()))
     def get(self, request: Request) -> Response:
         return Response({"success": True, **fleet.pools()})
+
+
+class RefusalsView(APIView):
+    permission_classes = [IsAuthenticated, OperatorsOnly]
+
+    @extend_schema(
+        responses=envelope(
+            "FleetRefusals",
+            refusals=serializers.DictField(
+                child=serializers.IntegerField(), help_text="Ignored worker messages by reason."
+            ),
+        )
+    )
+    def get(self, request: Request) -> Response:
+        """Worker messages ignored because they could not prove their sender or said more than it
+        may (`dispatch/refusals.py` lists the reasons), counted since the broker started."""
+        try:
+            counted = refusals.counts()
+        except redis.RedisError as exc:
+            raise BrokerUnavailable() from exc
+        return Response({"success": True, "refusals": counted})

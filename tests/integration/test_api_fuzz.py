@@ -55,7 +55,11 @@ def test_every_operation_answers_what_its_schema_says(case, admin_key):
 
 @pytest.mark.django_db(transaction=True)
 def test_chains_of_operations_following_the_schemas_links_answer_what_the_schema_says(admin_key):
-    class Chains(schema.as_state_machine()):  # type: ignore[misc]
+    # The fleet's credentials are fuzzed one operation at a time only: their lists feed links whose
+    # targets depend on what earlier scenarios made, which Hypothesis's replay cannot reproduce.
+    chained = schema.exclude(path_regex=r"^/api/(join-tokens|worker-credentials|fleet/)")
+
+    class Chains(chained.as_state_machine()):  # type: ignore[misc]
         def get_call_kwargs(self, case):
             return {"headers": {"x-api-key": admin_key}}
 

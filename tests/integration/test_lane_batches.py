@@ -3,6 +3,7 @@ consumer on the real broker (`core/batch_consumer.py`)."""
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from datetime import timedelta
@@ -22,14 +23,13 @@ from gpu_worker import protocol
 from jobqueue.models import Job, JobStatus
 from machines.models import Worker, WorkerStatus
 from tests.conftest import wait_for
-from tests.factories import make_job, make_worker
+from tests.factories import fleet_message, lease_of, make_job, make_worker, report, worker_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _succeeded(job: Job, attempt: int | None = None) -> TaskMessage:
-    attempt = job.attempt if attempt is None else attempt
-    return TaskMessage(protocol.REPORT_SUCCEEDED_TASK, (str(job.pk), attempt, {"ok": True}, 10), {})
+    return report(protocol.REPORT_SUCCEEDED_TASK, job, {"ok": True}, 10, attempt=attempt)
 
 
 def _assigned(worker: Worker) -> list[Job]:
@@ -43,14 +43,16 @@ def test_a_batch_of_reports_ends_each_attempt_once_and_refills_the_freed_slots()
     first = _assigned(worker)
     assert len(first) == 2
 
-    started = TaskMessage(
-        protocol.REPORT_STARTED_TASK, (str(first[0].pk), first[0].attempt, worker.id, 5), {}
+    started = report(protocol.REPORT_STARTED_TASK, first[0], worker.id, 5)
+    progress = [report(protocol.REPORT_PROGRESS_TASK, first[0], p, f"step {p}") for p in (20, 60)]
+    stale = report(
+        protocol.REPORT_SUCCEEDED_TASK,
+        first[1],
+        {},
+        1,
+        attempt=first[1].attempt + 7,
+        lease=lease_of(first[1]),
     )
-    progress = [
-        TaskMessage(protocol.REPORT_PROGRESS_TASK, (str(first[0].pk), first[0].attempt, p, f"step {p}"), {})
-        for p in (20, 60)
-    ]
-    stale = _succeeded(first[1], attempt=first[1].attempt + 7)
     apply_batch([started, *progress, _succeeded(first[0]), _succeeded(first[0]), stale, _succeeded(first[1])])
 
     statuses = dict(Job.objects.filter(pk__in=[j.pk for j in jobs]).values_list("id", "status"))
@@ -61,7 +63,7 @@ def test_a_batch_of_reports_ends_each_attempt_once_and_refills_the_freed_slots()
     progress_events = Event.objects.filter(job_id=first[0].pk, type="job_progress")
     assert [e.payload["progress"] for e in progress_events] == [60]  # only the batch's latest applies
     for job in first:  # each worker learns its final report arrived, after the commit
-        assert int(redis_client().get(protocol.cancel_flag_key(str(job.pk)))) >= job.attempt
+        assert int(redis_client().get(protocol.cancel_flag_key(worker.id, str(job.pk)))) >= job.attempt
 
 
 def test_a_batch_of_heartbeats_refreshes_known_instances_and_brings_back_or_registers_the_others():
@@ -77,11 +79,18 @@ def test_a_batch_of_heartbeats_refreshes_known_instances_and_brings_back_or_regi
         "job_types": ["simulation"],
         "telemetry": {"gpu_utilization": 3},
     }
+    keys = {worker_id: worker_key(worker_id) for worker_id in (live.id, silent.id, newcomer)}
     beats = [
-        TaskMessage(protocol.HEARTBEAT_TASK, (live.id, live.instance_id, {"telemetry": {"n": 1}}), {}),
-        TaskMessage(protocol.HEARTBEAT_TASK, (live.id, live.instance_id, {"telemetry": {"n": 2}}), {}),
-        TaskMessage(protocol.HEARTBEAT_TASK, (silent.id, silent.instance_id, {"seen_attempts": []}), {}),
-        TaskMessage(protocol.HEARTBEAT_TASK, (newcomer, "new-instance", description), {}),
+        fleet_message(
+            protocol.HEARTBEAT_TASK, live.id, live.instance_id, {"telemetry": {"n": 1}}, key=keys[live.id]
+        ),
+        fleet_message(
+            protocol.HEARTBEAT_TASK, live.id, live.instance_id, {"telemetry": {"n": 2}}, key=keys[live.id]
+        ),
+        fleet_message(
+            protocol.HEARTBEAT_TASK, silent.id, silent.instance_id, {"seen_attempts": []}, key=keys[silent.id]
+        ),
+        fleet_message(protocol.HEARTBEAT_TASK, newcomer, "new-instance", description, key=keys[newcomer]),
     ]
     apply_batch(beats)
 
@@ -94,10 +103,10 @@ def test_a_batch_of_heartbeats_refreshes_known_instances_and_brings_back_or_regi
     assert Worker.objects.get(pk=newcomer).instance_id == "new-instance"  # re-registered from its beat
 
 
-def _publish(queue: str, task: str, *args: object) -> None:
+def _publish(queue: str, message: TaskMessage) -> None:
     from settings.celery import app
 
-    app.send_task(task, args=args, queue=queue)
+    app.send_task(message.task, args=message.args, kwargs=message.kwargs, queue=queue)
 
 
 def _consume_until(consumer: BatchConsumer, messages: int) -> None:
@@ -122,9 +131,11 @@ def test_messages_that_cannot_be_read_or_applied_are_dropped_and_the_rest_of_the
     fill_worker(worker.id)
     queue = f"lane-test-{uuid.uuid4().hex[:6]}"
     first, second = (Job.objects.get(pk=job.pk) for job in jobs)
-    _publish(queue, protocol.REPORT_SUCCEEDED_TASK, str(first.pk), first.attempt, {"ok": 1}, 5)
-    _publish(queue, protocol.REPORT_SUCCEEDED_TASK, "not-a-job-id", "not-an-attempt")  # raises
-    _publish(queue, protocol.REPORT_SUCCEEDED_TASK, str(second.pk), second.attempt, {"ok": 2}, 5)
+    _publish(queue, report(protocol.REPORT_SUCCEEDED_TASK, first, {"ok": 1}, 5))
+    _publish(
+        queue, TaskMessage(protocol.REPORT_SUCCEEDED_TASK, ("not-a-job-id", "not-an-attempt"), {})
+    )  # raises
+    _publish(queue, report(protocol.REPORT_SUCCEEDED_TASK, second, {"ok": 2}, 5))
     redis_client().lpush(queue, b"\xff not even JSON", b'{"properties": "not an envelope"}')
     consumer = BatchConsumer([queue], apply_batch, linger_s=0.5)
 
@@ -146,7 +157,7 @@ def succeeded_report_queued() -> tuple[Job, str]:
     fill_worker(make_worker().id)
     job.refresh_from_db()
     queue = f"lane-test-{uuid.uuid4().hex[:6]}"
-    _publish(queue, protocol.REPORT_SUCCEEDED_TASK, str(job.pk), job.attempt, {"ok": 1}, 5)
+    _publish(queue, report(protocol.REPORT_SUCCEEDED_TASK, job, {"ok": 1}, 5))
     return job, queue
 
 
@@ -190,6 +201,12 @@ def test_messages_a_dead_consumer_took_come_back_after_the_visibility_timeout(
     assert Job.objects.get(pk=job.pk).status == JobStatus.COMPLETED
 
 
+def _key_for(description: dict) -> str:
+    """The key of the worker the description names, when it names one a credential can have."""
+    worker_id = description["worker_id"]
+    return worker_key(worker_id) if re.match(protocol.WORKER_ID_PATTERN, worker_id) else "no-credential"
+
+
 def _description(**fields: object) -> dict:
     worker_id = f"unit-{uuid.uuid4().hex[:8]}"
     return {
@@ -221,8 +238,8 @@ def test_a_registration_that_breaks_the_rules_is_refused_and_the_fleet_dispatche
 
     apply_batch(
         [
-            TaskMessage(protocol.REGISTER_WORKER_TASK, (refused,), {}),
-            TaskMessage(protocol.REGISTER_WORKER_TASK, (good,), {}),
+            fleet_message(protocol.REGISTER_WORKER_TASK, refused, key=_key_for(refused)),
+            fleet_message(protocol.REGISTER_WORKER_TASK, good, key=worker_key(good["worker_id"])),
         ]
     )
 
@@ -236,13 +253,14 @@ def test_a_heartbeat_with_malformed_attempts_is_refused_and_recovery_still_runs(
     from dispatch import recovery
 
     worker = make_worker()
+    key = worker_key(worker.id)
     apply_batch(
         [
-            TaskMessage(
-                protocol.HEARTBEAT_TASK, (worker.id, worker.instance_id, {"seen_attempts": "all"}), {}
+            fleet_message(
+                protocol.HEARTBEAT_TASK, worker.id, worker.instance_id, {"seen_attempts": "all"}, key=key
             ),
-            TaskMessage(
-                protocol.HEARTBEAT_TASK, (worker.id, worker.instance_id, {"seen_attempts": [[1, "x"]]}), {}
+            fleet_message(
+                protocol.HEARTBEAT_TASK, worker.id, worker.instance_id, {"seen_attempts": [[1, "x"]]}, key=key
             ),
         ]
     )
@@ -257,10 +275,119 @@ def test_a_heartbeat_that_re_registers_from_a_description_breaking_the_rules_is_
 
     apply_batch(
         [
-            TaskMessage(protocol.HEARTBEAT_TASK, (live.id, live.instance_id, {"telemetry": {"n": 1}}), {}),
-            TaskMessage(protocol.HEARTBEAT_TASK, (stranger["worker_id"], "i-1", stranger), {}),
+            fleet_message(
+                protocol.HEARTBEAT_TASK,
+                live.id,
+                live.instance_id,
+                {"telemetry": {"n": 1}},
+                key=worker_key(live.id),
+            ),
+            fleet_message(
+                protocol.HEARTBEAT_TASK,
+                stranger["worker_id"],
+                "i-1",
+                stranger,
+                key=worker_key(stranger["worker_id"]),
+            ),
         ]
     )
 
     assert not Worker.objects.filter(pk=stranger["worker_id"]).exists()
     assert Worker.objects.get(pk=live.pk).telemetry == {"n": 1}
+
+
+def _refusals() -> dict[str, int]:
+    from dispatch import refusals
+
+    return refusals.counts()
+
+
+def test_a_report_without_its_attempts_lease_changes_nothing_and_is_counted():
+    job = make_job()
+    worker = make_worker()
+    fill_worker(worker.id)
+    job.refresh_from_db()
+    older = _refusals().get("report_lease_mismatch", 0)
+    forged = [
+        report(protocol.REPORT_SUCCEEDED_TASK, job, {"forged": True}, 1, lease=str(uuid.uuid4())),
+        report(protocol.REPORT_FAILED_TASK, job, {"code": "X", "class": "permanent"}, 1, lease=""),
+        TaskMessage(protocol.REPORT_CANCELLED_TASK, (str(job.pk), job.attempt, 1), {}),  # no lease at all
+        report(protocol.REPORT_STARTED_TASK, job, worker.id, 0, lease="not-a-uuid"),
+    ]
+
+    apply_batch(forged)
+
+    job.refresh_from_db()
+    assert (job.status, job.result, job.started_at) == (JobStatus.ASSIGNED, None, None)
+    assert _refusals()["report_lease_mismatch"] == older + 4
+    # Nor did the forgeries raise the attempt's stop flag (a confirmation), which would stop the real run.
+    assert redis_client().get(protocol.cancel_flag_key(worker.id, str(job.pk))) is None
+
+    apply_batch([_succeeded(job)])  # the worker's own report, with the lease it received
+    assert Job.objects.get(pk=job.pk).status == JobStatus.COMPLETED
+
+
+def test_a_lease_belongs_to_one_attempt_of_one_job():
+    first, second = make_job(), make_job()
+    worker = make_worker(slots=2)
+    fill_worker(worker.id)
+
+    apply_batch(
+        [
+            report(protocol.REPORT_SUCCEEDED_TASK, first, {}, 1, lease=lease_of(second)),
+            report(protocol.REPORT_SUCCEEDED_TASK, second, {}, 1, attempt=2, lease=lease_of(second)),
+        ]
+    )
+
+    assert set(Job.objects.filter(pk__in=[first.pk, second.pk]).values_list("status", flat=True)) == {
+        JobStatus.ASSIGNED
+    }
+
+
+def test_fleet_messages_without_the_named_workers_key_change_nothing():
+    victim, rogue = make_worker(), make_worker()
+    job = make_job()
+    fill_worker(victim.id)
+    long_ago = timezone.now() - timedelta(minutes=10)
+    Worker.objects.filter(pk=victim.pk).update(last_seen_at=long_ago)
+    before = Worker.objects.get(pk=victim.pk)
+    worker_key(victim.id)
+    rogue_key = worker_key(rogue.id)
+    hijack = {**_description(), "worker_id": victim.id, "instance_id": "hijacked"}
+
+    apply_batch(
+        [
+            fleet_message(protocol.HEARTBEAT_TASK, victim.id, victim.instance_id, {}, key=rogue_key),
+            fleet_message(protocol.REGISTER_WORKER_TASK, hijack, key=rogue_key),
+            fleet_message(protocol.DEREGISTER_WORKER_TASK, victim.id, victim.instance_id, key=None),
+            TaskMessage(protocol.HEARTBEAT_TASK, (victim.id, "another-instance", hijack), {}),
+        ]
+    )
+
+    after = Worker.objects.get(pk=victim.pk)
+    assert (after.instance_id, after.last_seen_at, after.status) == (
+        before.instance_id,
+        long_ago,
+        before.status,
+    )
+    assert Job.objects.get(pk=job.pk).status == JobStatus.ASSIGNED  # its attempt was not failed as lost
+    assert _refusals()["fleet_key_mismatch"] >= 4
+
+
+def test_a_registration_beyond_its_credential_is_refused():
+    heavy, dedicated = _description(pool="heavy"), _description(customer_allowlist=["acme", "globex"])
+    heavy_key = worker_key(heavy["worker_id"], pool="standard")
+    dedicated_key = worker_key(dedicated["worker_id"], customers=("acme",))
+    unrestricted = _description(customer_allowlist=[])
+    unrestricted_key = worker_key(unrestricted["worker_id"], customers=("acme",))
+
+    apply_batch(
+        [
+            fleet_message(protocol.REGISTER_WORKER_TASK, heavy, key=heavy_key),
+            fleet_message(protocol.REGISTER_WORKER_TASK, dedicated, key=dedicated_key),
+            fleet_message(protocol.REGISTER_WORKER_TASK, unrestricted, key=unrestricted_key),
+        ]
+    )
+
+    registered = [heavy["worker_id"], dedicated["worker_id"], unrestricted["worker_id"]]
+    assert not Worker.objects.filter(pk__in=registered).exists()

@@ -264,21 +264,41 @@ def test_the_control_plane_fails_an_attempt_past_its_timeout(settings):
     assert _stop_flag(job.id) == 1
 
 
-def _stop_flag(job_id) -> int | None:
+def _stop_flag(job_id, attempt: int = 1) -> int | None:
+    """The stop flag the worker given that attempt of the job reads (its own)."""
     from core.redis import redis_client
     from gpu_worker.protocol import cancel_flag_key
+    from jobqueue.models import JobExecution
 
-    value = redis_client().get(cancel_flag_key(str(job_id)))
+    worker_id = JobExecution.objects.get(job_id=job_id, attempt=attempt).worker_id
+    value = redis_client().get(cancel_flag_key(worker_id, str(job_id)))
     return int(value) if value is not None else None
 
 
 def test_a_stop_flag_is_only_ever_raised():
     from dispatch.cancel_flags import stop_attempt
+    from jobqueue.models import JobExecution
 
     job = make_job()
+    for attempt in (1, 3):  # two attempts of the job on one worker
+        JobExecution.objects.create(job=job, attempt=attempt, worker_id="unit-one")
     stop_attempt(str(job.id), 3)
     stop_attempt(str(job.id), 1)
-    assert _stop_flag(job.id) == 3
+    assert _stop_flag(job.id, 3) == 3
+
+
+def test_a_stop_flag_reaches_only_the_worker_given_that_attempt():
+    from core.redis import redis_client
+    from dispatch.cancel_flags import stop_attempt
+    from gpu_worker.protocol import cancel_flag_key
+    from jobqueue.models import JobExecution
+
+    job = make_job()
+    JobExecution.objects.create(job=job, attempt=1, worker_id="unit-first")
+    JobExecution.objects.create(job=job, attempt=2, worker_id="unit-second")
+    stop_attempt(str(job.id), 2)
+    assert redis_client().get(cancel_flag_key("unit-second", str(job.id))) == b"2"
+    assert redis_client().get(cancel_flag_key("unit-first", str(job.id))) is None
 
 
 def test_a_job_submitted_while_a_report_frees_the_only_worker_is_assigned_once_both_commit(running_job):

@@ -151,11 +151,18 @@ def test_unknown_connectors_are_refused_at_startup():
 
 
 class RecordingReporter:
+    """Records each report as (name, job id, attempt, *the rest), and the lease each carried apart."""
+
     def __init__(self):
         self.calls = []
+        self.leases = set()
 
     def __getattr__(self, name):
-        return lambda *args: self.calls.append((name, *args))
+        def record(job_id, attempt, lease, *rest):
+            self.leases.add(lease)
+            self.calls.append((name, job_id, attempt, *rest))
+
+        return record
 
 
 class NeverCancelled:
@@ -171,7 +178,15 @@ class NeverCancelled:
 def _run(connector: Connector, payload=None, started_report_delay_s=0.2):
     reporter = RecordingReporter()
     runner = JobRunner({"simulation": connector}, reporter, NeverCancelled(), started_report_delay_s)
-    outcome = runner.run({"job_id": "j1", "attempt": 1, "type": "simulation", "payload": payload or {}})
+    spec = {
+        "job_id": "j1",
+        "attempt": 1,
+        "lease": "lease-of-j1",
+        "type": "simulation",
+        "payload": payload or {},
+    }
+    outcome = runner.run(spec)
+    assert reporter.leases == {"lease-of-j1"}  # every report carries its attempt's lease
     return outcome, reporter.calls[-1]
 
 

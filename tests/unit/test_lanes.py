@@ -14,26 +14,28 @@ class RecordingApp:
     """Stands in for the GPU worker's Celery app: records what would be published where."""
 
     def __init__(self) -> None:
-        self.sent: list[tuple[str, str]] = []
+        self.sent: list[tuple[str, str, dict[str, Any]]] = []
 
     def send_task(self, name: str, args: Any = (), queue: str = "", **options: Any) -> None:
-        self.sent.append((name, queue))
+        assert options["declare"] == []  # a worker's broker user may push to the lanes, not declare them
+        self.sent.append((name, queue, options["kwargs"]))
 
 
-def test_a_gpu_worker_reports_jobs_on_the_control_lane_and_itself_on_the_fleet_lane():
+def test_a_gpu_worker_reports_jobs_with_their_lease_on_the_control_lane_and_itself_with_its_key_on_the_fleet_lane():
     app = RecordingApp()
-    reporter = Reporter(app, "gpu0")  # type: ignore[arg-type]
+    reporter = Reporter(app, "gpu0", "the-key")  # type: ignore[arg-type]
     reporter.register({"worker_id": "gpu0"})
     reporter.heartbeat("instance", {})
-    reporter.started("job", 1)
-    reporter.succeeded("job", 1, {"ok": True})
+    reporter.started("job", 1, "the-lease")
+    reporter.succeeded("job", 1, "the-lease", {"ok": True})
     reporter.deregister("instance")
+    key, lease = {protocol.WORKER_KEY_ARG: "the-key"}, {protocol.LEASE_ARG: "the-lease"}
     assert app.sent == [
-        (protocol.REGISTER_WORKER_TASK, protocol.FLEET_QUEUE),
-        (protocol.HEARTBEAT_TASK, protocol.FLEET_QUEUE),
-        (protocol.REPORT_STARTED_TASK, protocol.CONTROL_QUEUE),
-        (protocol.REPORT_SUCCEEDED_TASK, protocol.CONTROL_QUEUE),
-        (protocol.DEREGISTER_WORKER_TASK, protocol.FLEET_QUEUE),
+        (protocol.REGISTER_WORKER_TASK, protocol.FLEET_QUEUE, key),
+        (protocol.HEARTBEAT_TASK, protocol.FLEET_QUEUE, key),
+        (protocol.REPORT_STARTED_TASK, protocol.CONTROL_QUEUE, lease),
+        (protocol.REPORT_SUCCEEDED_TASK, protocol.CONTROL_QUEUE, lease),
+        (protocol.DEREGISTER_WORKER_TASK, protocol.FLEET_QUEUE, key),
     ]
 
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.conf import settings
-from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from django.db import IntegrityError, connections
+from django.db import IntegrityError
 from django.utils import timezone
 
 from accounts.models import DEFAULT_TENANT_NAME, ApiKey, Role, Tenant
-from devstack.embedded import running_postgres
+from devstack.embedded import database_ready
 
 
 class Command(BaseCommand):
@@ -34,17 +32,8 @@ class Command(BaseCommand):
     def handle(self, *args, name: str, delegate: bool = False, **options) -> None:
         if options["expires_in_days"] is not None and options["expires_in_days"] < 1:
             raise CommandError("--expires-in-days must be at least 1")
-        if not settings.USES_EMBEDDED_POSTGRES:
+        with database_ready():
             self._create(name, delegate, options)
-            return
-        # Works whether or not the embedded stack is running: start its Postgres for this command if needed.
-        with running_postgres(settings.DATA_DIR, settings.EMBEDDED_PG_PORT) as started:
-            try:
-                if started is not None:
-                    call_command("migrate", interactive=False, verbosity=0)
-                self._create(name, delegate, options)
-            finally:
-                connections.close_all()
 
     def _create(self, name: str, delegate: bool, options: dict) -> None:
         days = options["expires_in_days"]

@@ -20,11 +20,16 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 from accounts.models import ApiKey, Role
 from devstack.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServiceError, free_port
 from devstack.front import FrontUnavailable, front_argv
 from devstack.processes import stop_processes
+from gpu_worker import credentials as gpu_credentials
+from gpu_worker import protocol
+from machines import credentials
+from machines.models import WorkerCredential
 from settings.celery import lane_argv
 from settings.http_servers import server_named
 from webhooks.worker import delivery_worker_argv
@@ -172,6 +177,7 @@ class Command(BaseCommand):
             ),
         ]
         if not no_gpu_worker:
+            worker_id = os.environ.get("WORKER_ID", "local-gpu0")
             children.append(
                 Child(
                     "gpu-worker",
@@ -180,13 +186,13 @@ class Command(BaseCommand):
                         "-m",
                         "gpu_worker",
                         "--worker-id",
-                        os.environ.get("WORKER_ID", "local-gpu0"),
+                        worker_id,
                         "--gpu-memory-gb",
                         os.environ.get("WORKER_GPU_MEMORY_GB", "24"),
                     ],
                     restart=True,
-                    # In its environment, not its command line: `ps` shows argv to every user.
-                    env={"BROKER_URL": settings.REDIS_URL},
+                    # Its own broker user, in its environment (`ps` shows argv to every user).
+                    env={"BROKER_URL": _local_worker_broker_url(worker_id)},
                 )
             )
         return children
@@ -242,6 +248,18 @@ def _stop_children(children: list[Child]) -> None:
     # GPU and control workers first (they finish or hand back their current job), then the rest.
     ordered = sorted(children, key=lambda c: 0 if "worker" in c.name else 1)
     stop_processes([c.process for c in ordered if c.process is not None], timeout=SHUTDOWN_GRACE_S)
+
+
+def _local_worker_broker_url(worker_id: str) -> str:
+    """The development GPU worker joins as any other would, with a credential of its own (made anew
+    on each start: the previous one is revoked first)."""
+    held = WorkerCredential.objects.filter(pk=worker_id, revoked_at=None).first()
+    if held is not None:
+        with transaction.atomic():
+            credentials.revoke(held)
+    _, secret = credentials.issue(worker_id, pool=os.environ.get("WORKER_POOL", "standard"))
+    given = gpu_credentials.Credential(worker_id, protocol.broker_username(worker_id), secret, "", [])
+    return given.broker_url(settings.REDIS_URL)
 
 
 def _redact(url: str) -> str:

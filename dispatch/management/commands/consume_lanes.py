@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from core.batch_consumer import BatchConsumer
 from dispatch.lane_batches import apply_batch
+from machines.credentials import sync_broker_users
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class Command(BaseCommand):
             apply_batch,
             batch_max=options["batch_max"],
             linger_s=None if linger_ms is None else linger_ms / 1000,
+            on_connect=sync_broker_users,  # a broker that restarted lost the workers' users
         )
         consumer.stop_on_signals()
         logger.info("consuming %s in batches of up to %d", ", ".join(options["lanes"]), consumer.batch_max)

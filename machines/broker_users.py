@@ -1,0 +1,84 @@
+"""GPU workers' users on the broker (Redis ACL): the one place their rights are written.
+
+A worker's user may consume its own queue, push to the report and fleet lanes (write only: it can
+neither read nor pop them, so it sees no other worker's reports), and read its own cancel flags.
+Nothing else: no other key, no channel (so no Celery remote control, no live events), no admin or
+dangerous command (FLUSHALL, CONFIG, KEYS, SCAN, ACL), no scripting. The worker's Celery app is
+configured to need no more (`gpu_worker/app.py`). Redis ≥ 7 (or Valkey) is needed for write-only
+keys (`%W~`).
+
+Users live in the broker's memory; Postgres holds the record (`WorkerCredential`, with the same
+SHA-256 of the secret that Redis stores). `sync` makes the broker agree with it: users missing after
+a broker restart are made again, users of revoked credentials are deleted (which closes their
+connections at once).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import redis
+
+from core.redis import redis_client
+from gpu_worker import protocol
+
+logger = logging.getLogger(__name__)
+
+# Connection housekeeping redis-py and kombu send; harmless.
+_CONNECTION_COMMANDS = ("+ping", "+hello", "+client|setname", "+client|setinfo", "+client|id")
+
+
+def rules(worker_id: str, secret_sha256: str) -> list[str]:
+    """The ACL SETUSER rules of a worker's user (exact key names: ACL globs match by prefix)."""
+    return [
+        "reset",
+        "on",
+        f"#{secret_sha256}",
+        "-@all",
+        *_CONNECTION_COMMANDS,
+        "+brpop",
+        "+lpush",
+        "+get",
+        f"%RW~{protocol.worker_queue(worker_id)}",
+        f"%W~{protocol.CONTROL_QUEUE}",
+        f"%W~{protocol.FLEET_QUEUE}",
+        f"%R~{protocol.CANCEL_FLAG_PREFIX.format(worker_id=worker_id)}*",
+    ]
+
+
+def apply(worker_id: str, secret_sha256: str, client: redis.Redis | None = None) -> None:
+    (client or redis_client()).execute_command(
+        "ACL", "SETUSER", protocol.broker_username(worker_id), *rules(worker_id, secret_sha256)
+    )
+
+
+def delete(worker_id: str, client: redis.Redis | None = None) -> None:
+    """Delete the worker's user: its connections are closed at once and it cannot log in again."""
+    (client or redis_client()).execute_command("ACL", "DELUSER", protocol.broker_username(worker_id))
+
+
+def sync(active: Iterable[tuple[str, str]], client: redis.Redis | None = None) -> tuple[int, int]:
+    """Make the broker's worker users exactly `active` (worker id, secret hash): returns how many
+    were made again and how many deleted. One round trip when nothing changed."""
+    client = client or redis_client()
+    wanted = {protocol.broker_username(worker_id): (worker_id, digest) for worker_id, digest in active}
+    present = {
+        name.decode() if isinstance(name, bytes) else name for name in client.execute_command("ACL", "USERS")
+    }
+    ours = {name for name in present if name.startswith(protocol.WORKER_QUEUE_PREFIX)}
+    missing = [wanted[name] for name in wanted.keys() - present]
+    extra = sorted(ours - wanted.keys())
+    if missing or extra:
+        pipeline = client.pipeline(transaction=False)
+        for worker_id, digest in missing:
+            pipeline.execute_command(
+                "ACL", "SETUSER", protocol.broker_username(worker_id), *rules(worker_id, digest)
+            )
+        if extra:
+            pipeline.execute_command("ACL", "DELUSER", *extra)
+        pipeline.execute()
+        logger.info(
+            "broker users: %d made again, %d of revoked credentials deleted", len(missing), len(extra)
+        )
+    return len(missing), len(extra)
