@@ -157,6 +157,10 @@ def main(argv: list[str] | None = None) -> None:
     if not config.supervised and len(config.worker_slots_by_gpu) > 1:
         sys.exit(run_supervisor(argv, config))
     credential = resolve_credential(config)
+    # Celery's command line would take the broker from BROKER_URL over the credential's URL, and
+    # nothing this process starts (engines, connectors) needs the join token or the broker's address.
+    for name in ("BROKER_URL", "CELERY_BROKER_URL", "WORKER_JOIN_TOKEN"):
+        os.environ.pop(name, None)
     if credential.pool:
         config.pool = credential.pool  # the join token's pool, whatever the flags say
     if credential.customers:

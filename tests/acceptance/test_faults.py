@@ -8,6 +8,8 @@ completed runs, not from our own records.
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -21,7 +23,7 @@ from rest_framework.test import APIClient
 from dispatch.leases import expire_leases, fail_timed_out_jobs
 from dispatch.recovery import dispatch_sweep
 from jobqueue.models import DeadLetterJob, Job, JobExecution
-from tests.conftest import PrivateStack, spawn_gpu_worker, stop_process, tally_faults, wait_for
+from tests.conftest import ROOT, PrivateStack, spawn_gpu_worker, stop_process, tally_faults, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -115,13 +117,30 @@ def test_jobs_accepted_while_the_broker_is_down_complete_after_it_restarts_empty
     assert worker.process.poll() is None and private_control_worker.poll() is None  # both rode it out
 
 
-def test_a_postgres_restart_while_workers_report_loses_no_report(private_stack: PrivateStack, journal):
+def test_a_postgres_restart_while_workers_report_loses_no_report(
+    private_stack: PrivateStack, journal, tmp_path
+):
     database, headers = private_stack.database, {"x-api-key": private_stack.api_key}
     worker_ids = [f"pg-fault-{uuid.uuid4().hex[:6]}" for _ in range(2)]
-    env = {**private_stack.env, "SIMULATION_JOURNAL": str(journal)}
+    # They join the private stack's fleet as rented hosts do: a join token, exchanged with its API.
+    token = subprocess.run(
+        [sys.executable, "manage.py", "create_join_token", "fault-hosts", "--pool", "standard"],
+        env=private_stack.env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    env = {
+        **private_stack.env,
+        "SIMULATION_JOURNAL": str(journal),
+        "WORKER_JOIN_TOKEN": token,
+        "JOBQUEUE_API_URL": private_stack.api_url,
+        "WORKER_CREDENTIALS_DIR": str(tmp_path),
+    }
+    broker_address = "redis://" + private_stack.broker.url.split("@", 1)[1]
     workers = [
-        spawn_gpu_worker(env, private_stack.broker.url, worker_id=worker_id, slots=2)
-        for worker_id in worker_ids
+        spawn_gpu_worker(env, broker_address, worker_id=worker_id, slots=2) for worker_id in worker_ids
     ]
     try:
         registered = "SELECT count(*) FROM machines_worker WHERE id = ANY(%s)"

@@ -14,9 +14,11 @@ import pytest
 
 from accounts.models import ApiKey, Role
 from events.models import Event
+from gpu_worker.credentials import Credential
+from gpu_worker.credentials import save as save_credential
 from jobqueue.models import Job, JobStatus
 from machines.models import Machine, Worker
-from tests.conftest import ROOT, TEST_DATA_DIR, stop_process, wait_for
+from tests.conftest import ROOT, TEST_DATA_DIR, stop_process, wait_for, worker_broker_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -178,11 +180,18 @@ def test_a_silent_worker_is_offline_after_the_configured_silence_and_its_job_is_
 
 
 def test_one_command_on_a_two_gpu_machine_runs_two_pinned_workers_and_stops_them_together(
-    services, control_worker, transactional_db
+    services, control_worker, transactional_db, tmp_path
 ):
     from tests.conftest import _child_env
 
+    # Each worker of the machine comes with a credential of its own, kept where it would be after joining.
+    kept = tmp_path / "credentials"
+    for worker_id in ("duo-gpu0", "duo-gpu1"):
+        own_url = worker_broker_url(worker_id, services.redis_url)
+        user, secret = own_url.split("//", 1)[1].split("@", 1)[0].split(":", 1)
+        save_credential(kept / f"{worker_id}.json", Credential(worker_id, user, secret, "standard", []))
     argv = [sys.executable, "-m", "gpu_worker", "--broker-url", services.redis_url, "--machine-id", "duo"]
+    argv += ["--credentials-dir", str(kept)]
     argv += [
         "--gpu-count",
         "2",
