@@ -84,14 +84,7 @@ class Stack:
         self.redis.start()
         python = sys.executable
         subprocess.run([python, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=self.env, check=True)
-        key = subprocess.run(
-            [python, "manage.py", "create_api_key", "bench"],
-            cwd=ROOT,
-            env=self.env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
+        key = self._manage("create_api_key", "bench")
         self._start_processes()
         return key
 
@@ -100,29 +93,29 @@ class Stack:
         self._spawn("api", api_server_argv(self.api_port, self.api_workers, self.api_server))
         # Reports and heartbeats in one batch consumer (no beat, so no sweeps, in this benchmark).
         self._spawn("control", lane_consumer_argv([protocol.CONTROL_QUEUE, protocol.FLEET_QUEUE]))
+        # The GPU workers join the fleet as rented hosts do: a join token, exchanged with the API.
+        token = self._manage("create_join_token", "bench-hosts", "--pool", "standard")
+        joining = {
+            "WORKER_JOIN_TOKEN": token,
+            "JOBQUEUE_API_URL": f"http://127.0.0.1:{self.api_port}",
+            "WORKER_CREDENTIALS_DIR": str(self.data_dir / "worker-credentials"),
+            "BROKER_URL": f"redis://127.0.0.1:{self.redis.port}/0",  # the address; not the credential
+        }
         for index in range(2):
-            self._spawn(
-                f"gpu{index}",
-                [
-                    python,
-                    "-m",
-                    "gpu_worker",
-                    "--broker-url",
-                    self.redis.url,
-                    "--worker-id",
-                    f"bench-gpu{index}",
-                    "--slots",
-                    str(self.slots),
-                    "--log-level",
-                    "WARNING",
-                ],
-            )
+            argv = [python, "-m", "gpu_worker", "--worker-id", f"bench-gpu{index}"]
+            self._spawn(f"gpu{index}", [*argv, "--slots", str(self.slots), "--log-level", "WARNING"], joining)
         self._wait_for_workers()
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def _manage(self, *command: str) -> str:
+        argv = [sys.executable, "manage.py", *command]
+        return subprocess.run(
+            argv, cwd=ROOT, env=self.env, check=True, capture_output=True, text=True
+        ).stdout.strip()
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         log = open(self.data_dir / f"{name}.log", "wb")  # noqa: SIM115  (lives with the process)
         self.processes[name] = subprocess.Popen(
-            argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            argv, cwd=ROOT, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
         )
 
     def cpu_seconds(self) -> dict[str, float]:

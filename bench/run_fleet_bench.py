@@ -18,6 +18,7 @@ and CPU per message by process. Prints a table and writes bench/results/fleet-<t
 from __future__ import annotations
 
 import argparse
+import hashlib
 import heapq
 import itertools
 import queue
@@ -112,11 +113,12 @@ class Fleet:
             self.workers[worker_id] = SimulatedWorker(
                 worker_id, instance_id, info, now + heartbeat_s * index / count
             )
-            self.reporters[worker_id] = Reporter(self.app, worker_id)
+            self.reporters[worker_id] = Reporter(self.app, worker_id, _simulated_key(worker_id))
         self.outbox: queue.Queue[tuple[float, str, Any]] = queue.Queue()
         self.due: list[tuple[float, int, str, str, int]] = []  # (when, tiebreak, worker, job, attempt)
         self.tiebreak = itertools.count()
         self.reported_at: dict[str, float] = {}  # job id -> wall time its outcome was sent
+        self.leases: dict[tuple[str, int], str] = {}  # (job id, attempt) -> the lease its report carries
         self.messages = {"heartbeats": 0, "reports": 0}
         self.stop = threading.Event()
 
@@ -149,6 +151,7 @@ class Fleet:
         spec = body[1]["spec"]
         worker_id = message.delivery_info["routing_key"].removeprefix(protocol.WORKER_QUEUE_PREFIX)
         self.workers[worker_id].seen[(spec["job_id"], spec["attempt"])] = time.monotonic()
+        self.leases[(spec["job_id"], spec["attempt"])] = spec[protocol.LEASE_ARG]
         self.outbox.put((time.monotonic() + self.job_s, worker_id, spec))
         message.ack()
 
@@ -165,8 +168,9 @@ class Fleet:
                 )
             while self.due and self.due[0][0] <= now:
                 _, _, worker_id, job_id, attempt = heapq.heappop(self.due)
+                lease = self.leases.pop((job_id, attempt))
                 self.reporters[worker_id].succeeded(
-                    job_id, attempt, {"simulated": True}, int(self.job_s * 1000)
+                    job_id, attempt, lease, {"simulated": True}, int(self.job_s * 1000)
                 )
                 self.reported_at[job_id] = time.time()
                 self.messages["reports"] += 1
@@ -181,6 +185,25 @@ class Fleet:
                     worker.next_beat += self.heartbeat_s
                     self.messages["heartbeats"] += 1
             time.sleep(0.005)
+
+
+def _simulated_key(worker_id: str) -> str:
+    return f"bench-key-{worker_id}"
+
+
+def _give_simulated_workers_credentials(stack: FleetStack, count: int) -> None:
+    """Each simulated worker's credential, as joining would record it (only the control plane's
+    check of the key matters here: the simulated fleet publishes with the broker's own user)."""
+    rows = [
+        (f"sim-{index:05d}", hashlib.sha256(_simulated_key(f"sim-{index:05d}").encode()).hexdigest())
+        for index in range(count)
+    ]
+    with psycopg.connect(stack.pg.url, autocommit=True) as conn, conn.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO machines_workercredential (worker_id, pool, customers, machine_id, secret_hash,"
+            " created_at) VALUES (%s, 'standard', '[]', '', %s, now())",
+            rows,
+        )
 
 
 def _wait_registered(stack: FleetStack, count: int) -> None:
@@ -245,6 +268,7 @@ def run_cell(args: argparse.Namespace, workers: int, backlog: int) -> dict[str, 
     key = stack.start()
     try:
         _submit_backlog(stack, key, backlog)
+        _give_simulated_workers_credentials(stack, workers)
         fleet = Fleet(stack.redis.url, workers, args.heartbeat_seconds, args.job_seconds)
         fleet.start()
         _wait_registered(stack, workers)
