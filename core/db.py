@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 from uuid import UUID
 
+from django.conf import settings
 from django.db import connections, models, router
 from django.db.models.expressions import DatabaseDefault
 
@@ -86,3 +87,16 @@ def _json_value(value: Any) -> str:
     if isinstance(value, datetime | date):
         return value.isoformat()  # to the microsecond (DjangoJSONEncoder keeps milliseconds)
     raise TypeError(f"{type(value).__name__} cannot be written as JSON")
+
+
+def limit_sessions(kind: str) -> None:
+    """From the next connection on, this process's database sessions get the statement and lock
+    timeouts of its kind (settings.DATABASE_TIMEOUTS_MS); called by the long-running entry points
+    only, so migrations and one-off commands keep none."""
+    statement_ms, lock_ms = settings.DATABASE_TIMEOUTS_MS[kind]
+    for alias in connections:
+        connection = connections[alias]
+        connection.settings_dict.setdefault("OPTIONS", {})["options"] = (
+            f"-c statement_timeout={statement_ms} -c lock_timeout={lock_ms}"
+        )
+        connection.close()

@@ -10,6 +10,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings.base")
 os.environ.setdefault("DATABASE_POOL", "true")  # see settings.base.DATABASE_POOL
 django_asgi_app = get_asgi_application()
 
+from core.db import limit_sessions  # noqa: E402 (Django is set up above)
+
+limit_sessions("api")
+
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from live.routing import websocket_urlpatterns  # noqa: E402

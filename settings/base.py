@@ -111,6 +111,17 @@ DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 20)
 DATABASE_POOL_TIMEOUT_SECONDS = env_float("DATABASE_POOL_TIMEOUT_SECONDS", 5.0)
 
 
+# Statement and lock timeouts (ms; 0 = none) by kind of process, so one stuck statement or lock
+# wait cannot hold a request or a lane forever (`core.db.limit_sessions`, called by each entry
+# point: the HTTP servers "api"; Celery workers, beat, the lane consumers and the relay "control").
+# Migrations and one-off commands get none (a migration may rightly lock a large table for minutes).
+# A request past its limit answers 503.
+DATABASE_TIMEOUTS_MS = {
+    "api": (env_int("API_STATEMENT_TIMEOUT_MS", 30_000), env_int("API_LOCK_TIMEOUT_MS", 10_000)),
+    "control": (env_int("CONTROL_STATEMENT_TIMEOUT_MS", 300_000), env_int("CONTROL_LOCK_TIMEOUT_MS", 60_000)),
+}
+
+
 def _database_from_url(url: str) -> dict:
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql"}:

@@ -8,13 +8,21 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from celery import Celery
-from celery.signals import task_prerun
+from celery.signals import beat_init, task_prerun, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings.base")
 
 app = Celery("jobqueue")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_init.connect(weak=False)
+@beat_init.connect(weak=False)
+def _limit_database_sessions(**_kwargs) -> None:
+    from core.db import limit_sessions
+
+    limit_sessions("control")
 
 
 @task_prerun.connect(weak=False)

@@ -11,3 +11,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings.base")
 # Each of the server's threads borrows a pooled connection per request (see settings.base.DATABASE_POOL).
 os.environ.setdefault("DATABASE_POOL", "true")
 application = get_wsgi_application()
+
+from core.db import limit_sessions  # noqa: E402 (Django is set up above)
+
+limit_sessions("api")

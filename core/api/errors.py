@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, DataError, IntegrityError
@@ -53,6 +54,9 @@ def validation_error_body(detail: Any) -> dict[str, Any]:
     return error_body("validation_error", message, field=first_field, details={"fields": fields})
 
 
+_TIMED_OUT = (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled)
+
+
 def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, RequestDataTooBig):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
@@ -67,6 +71,12 @@ def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Respo
     if isinstance(exc, DataError):
         logger.warning("data error answered 400: %s", exc)
         return error_response(400, "invalid_value", "a value is out of range or cannot be stored")
+    if isinstance(exc, DatabaseError) and isinstance(exc.__cause__, _TIMED_OUT):
+        # The API's statement or lock timeout (core.db.limit_sessions) ended a wait: busy, not down.
+        logger.warning("database busy: %s", exc)
+        response = error_response(503, "database_busy", "the database is busy with this; retry shortly")
+        response["Retry-After"] = "1"
+        return response
     if isinstance(exc, DatabaseError):
         # Postgres is down or restarting: say so, and let clients retry.
         logger.warning("database unavailable: %s", exc)

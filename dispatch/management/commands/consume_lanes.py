@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from core.batch_consumer import BatchConsumer
+from core.db import limit_sessions
 from dispatch.lane_batches import apply_batch
 from machines.credentials import sync_broker_users
 
@@ -28,6 +29,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        limit_sessions("control")
         linger_ms = options["linger_ms"]
         consumer = BatchConsumer(
             options["lanes"],

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.utils.module_loading import import_string
 
+from core.db import limit_sessions
 from events.wakeup import EventWakeup
 
 
@@ -19,6 +20,7 @@ class Command(BaseCommand):
     help = "Run the event log's consumers: live subscribers, webhook deliveries (EVENT_CONSUMERS)."
 
     def handle(self, *args: Any, **options: Any) -> None:
+        limit_sessions("control")
         stop = threading.Event()
         consumers = [(path, import_string(path), threading.Event()) for path in settings.EVENT_CONSUMERS]
 
