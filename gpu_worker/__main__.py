@@ -182,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         cancel_watch,
         hard_timeout_grace_s=config.hard_timeout_grace_seconds,
         on_stuck_job=_restart_after_stuck_job,
+        result_max_bytes=config.result_max_bytes,
     )
     install_runner(runner)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from gpu_worker.gpus import GpuInfo, describe_machine, detect_gpus
 from gpu_worker.protocol import HARD_TIMEOUT_GRACE_SECONDS
+from gpu_worker.results import DEFAULT_RESULT_MAX_BYTES
 
 # On SIGTERM, how long the running job may take to finish before it is handed back.
 SHUTDOWN_GRACE_SECONDS = 30.0
@@ -49,6 +50,7 @@ class WorkerConfig:
     api_url: str = ""
     credentials_dir: str = ""
     credential_grace_seconds: float = CREDENTIAL_GRACE_SECONDS
+    result_max_bytes: int = DEFAULT_RESULT_MAX_BYTES
 
     def registration(self, instance_id: str, job_types: list[str]) -> dict:
         """The self-description sent to the control plane on registration and with every heartbeat."""
@@ -99,6 +101,13 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
         type=float,
         default=float(env("WORKER_CREDENTIAL_GRACE_SECONDS", str(CREDENTIAL_GRACE_SECONDS))),
         help="how long the broker may refuse the credential before the worker exits as revoked",
+    )
+    parser.add_argument(
+        "--result-max-bytes",
+        type=int,
+        default=int(env("WORKER_RESULT_MAX_BYTES", str(DEFAULT_RESULT_MAX_BYTES))),
+        help="a larger result fails its job (put large outputs in the artifact store); keep it at or "
+        "below the control plane's JOB_RESULT_MAX_BYTES",
     )
     parser.add_argument("--worker-id", default=env("WORKER_ID"))
     parser.add_argument("--machine-id", default=env("MACHINE_ID") or socket.gethostname())
@@ -202,6 +211,7 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
         api_url=args.api_url,
         credentials_dir=args.credentials_dir,
         credential_grace_seconds=args.credential_grace_seconds,
+        result_max_bytes=args.result_max_bytes,
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -16,6 +15,7 @@ from gpu_worker import protocol
 from gpu_worker.connectors.base import Connector, ConnectorError, JobCancelled, JobContext
 from gpu_worker.protocol import attempt_error
 from gpu_worker.reporter import Reporter
+from gpu_worker.results import DEFAULT_RESULT_MAX_BYTES, ResultTooLarge, storable
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +133,7 @@ class JobRunner:
     # prefork pool does with a hard time limit.
     hard_timeout_grace_s: float = protocol.HARD_TIMEOUT_GRACE_SECONDS
     on_stuck_job: Callable[[str], None] | None = None
+    result_max_bytes: int = DEFAULT_RESULT_MAX_BYTES
     attempts: AttemptLog = field(default_factory=AttemptLog)
     # Set when a shutting-down worker's grace period ends: running jobs stop (as if cancelled) and
     # are handed back to the control plane unfinished, for another worker.
@@ -225,7 +226,9 @@ class JobRunner:
         job_id = context.spec["job_id"]
         done: list[tuple[str, Any]] = []
         thread = threading.Thread(
-            target=lambda: done.append(_execute(connector, context)), name=f"job-{job_id}", daemon=True
+            target=lambda: done.append(_execute(connector, context, self.result_max_bytes)),
+            name=f"job-{job_id}",
+            daemon=True,
         )
         thread.start()
         thread.join(context.time_left() if context.deadline != float("inf") else None)
@@ -244,7 +247,7 @@ class JobRunner:
         return ABANDONED, attempt_error("TIMEOUT", message)
 
 
-def _execute(connector: Connector, context: JobContext) -> tuple[str, Any]:
+def _execute(connector: Connector, context: JobContext, result_max_bytes: int) -> tuple[str, Any]:
     """Run the connector; returns ("completed", result), ("failed", error) or ("cancelled", None)."""
     try:
         result = connector.run(context)
@@ -256,10 +259,11 @@ def _execute(connector: Connector, context: JobContext) -> tuple[str, Any]:
         logger.exception("connector %s crashed on job %s", connector.name, context.spec["job_id"])
         return "failed", attempt_error("CONNECTOR_CRASHED", f"{type(exc).__name__}: {exc}")
     try:
-        json.dumps(result)
+        return "completed", storable(result, result_max_bytes)
+    except ResultTooLarge as exc:
+        return "failed", attempt_error("RESULT_TOO_LARGE", str(exc), "permanent")
     except (TypeError, ValueError) as exc:
         return "failed", attempt_error("INVALID_RESULT", f"result is not JSON: {exc}", "permanent")
-    return "completed", result
 
 
 def _either(first: Callable[[], bool], second: Callable[[], bool]) -> Callable[[], bool]:

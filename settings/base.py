@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import django_stubs_ext
 
@@ -369,13 +369,25 @@ WEBHOOK_PUMP_BATCH = env_int("WEBHOOK_PUMP_BATCH", 500)
 WEBHOOK_RESPONSE_EXCERPT_CHARS = env_int("WEBHOOK_RESPONSE_EXCERPT_CHARS", 1000)
 WEBHOOK_USER_AGENT = "jobqueue-webhooks/1.0"
 
+
 # --- Channels ---------------------------------------------------------------------------------------
+def channel_layer_url(redis_url: str) -> str:
+    """Live push on the broker's server but its own database (1): its keys never mix with the
+    broker's, and GPU workers' users reach neither (`machines/broker_users.py`)."""
+    return urlunsplit(urlsplit(redis_url)._replace(path="/1"))
+
+
+CHANNEL_LAYER_URL = env_str("CHANNEL_LAYER_URL") or channel_layer_url(REDIS_URL)
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         # A subscriber's queue holds this many events before the layer drops new ones for it (the
         # default, 100, drops a burst); a client that fell that far behind catches up with `resume`.
-        "CONFIG": {"hosts": [REDIS_URL], "capacity": env_int("LIVE_CHANNEL_CAPACITY", 5000), "expiry": 60},
+        "CONFIG": {
+            "hosts": [CHANNEL_LAYER_URL],
+            "capacity": env_int("LIVE_CHANNEL_CAPACITY", 5000),
+            "expiry": 60,
+        },
     }
 }
 

@@ -123,7 +123,9 @@ def django_db_modify_db_settings(services: Services) -> None:
 def _point_channel_layer_at(url: str) -> None:
     from channels.layers import channel_layers
 
-    settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [url]
+    from settings.base import channel_layer_url
+
+    settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [channel_layer_url(url)]
     channel_layers.backends = {}  # built again from the settings on next use
 
 

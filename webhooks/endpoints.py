@@ -20,9 +20,8 @@ from webhooks.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from webhooks.outcome import record
 from webhooks.payloads import TEST_EVENT_TYPE, test_body
-from webhooks.send import default_signing_secret, send
+from webhooks.send import default_signing_secret
 from webhooks.ssrf import BlockedTarget, check_target
 
 
@@ -93,9 +92,10 @@ def _rotate(holder: QuerySet, overlap: timedelta) -> tuple[str, datetime | None]
     return secret, locked.previous_secret_expires_at
 
 
-def send_test(endpoint: WebhookEndpoint) -> WebhookAttempt:
-    """Send a `webhook.test` message now, once (no retries), and return how it went."""
-    now = timezone.now()
+def queue_test(endpoint: WebhookEndpoint) -> WebhookDelivery:
+    """Queue a `webhook.test` message for the delivery workers (sent once, never retried; it counts
+    neither in the endpoint's stats nor toward its health). The caller reads how it went from the
+    delivery: an API request never waits on a receiver."""
     test = WebhookDelivery.objects.create(
         endpoint=endpoint,
         url=endpoint.url,
@@ -103,17 +103,11 @@ def send_test(endpoint: WebhookEndpoint) -> WebhookAttempt:
         owner_id=endpoint.owner_id,
         event_type=TEST_EVENT_TYPE,
         message_id="",
-        body=test_body(str(endpoint.id), now),
-        next_attempt_at=None,
+        body=test_body(str(endpoint.id), timezone.now()),
     )
     test.message_id = f"msg_test_{test.pk}"
     test.save(update_fields=["message_id"])
-    result = send(
-        endpoint.url, test.message_id, test.body, endpoint.signing_secrets(now), endpoint.request_headers()
-    )
-    recorded = record(test.pk, now, result, retries=False)
-    assert recorded is not None  # a test message holds no lease, so nothing can take it over
-    return recorded
+    return test
 
 
 def redeliver(delivery_id: int, tenant_id: int) -> WebhookDelivery:

@@ -22,6 +22,7 @@ from webhooks.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from webhooks.payloads import TEST_EVENT_TYPE
 from webhooks.retry import GONE, after, is_final_rejection, retry_delay
 from webhooks.send import SendResult
 
@@ -59,6 +60,7 @@ def record(
                 "delivery %s was leased again while an attempt ran: its outcome is dropped", delivery_id
             )
             return None
+        retries = retries and delivery.event_type != TEST_EVENT_TYPE  # a test message is sent once
         delivery.dispatch_token = None
         delivery.attempt_count += 1
         delivery.last_attempt_at = started_at

@@ -280,20 +280,44 @@ def test_a_workflows_own_webhook_url_gets_its_end_with_step_details_signed_by_th
     assert body["step_details"] == shape["workflow"]["steps"]  # the one shape, as the API shows it
 
 
-def test_a_test_message_is_sent_at_once_and_reports_how_it_went(
+def _test_message_outcome(api, hook: dict) -> dict:
+    """Queue a test message (the request never waits on the receiver) and wait for how it went."""
+    began = time.monotonic()
+    queued = api.post(f"/api/webhooks/{hook['id']}/test")
+    assert queued.status_code == 202 and time.monotonic() - began < 2
+    delivery_id = queued.json()["delivery_id"]
+
+    def finished() -> dict | None:
+        delivery = api.get(f"/api/webhooks/deliveries/{delivery_id}").json()["delivery"]
+        return delivery if delivery["status"] != "pending" else None
+
+    return wait_for(finished, timeout=30, what="the test message's outcome")
+
+
+def test_a_test_message_is_queued_sent_once_and_reports_how_it_went(
     api, endpoint, webhook_receiver, webhook_service
 ):
     webhook_service()
     hook = endpoint()
-    ok = api.post(f"/api/webhooks/{hook['id']}/test").json()
-    assert ok["delivered"] is True and ok["attempt"]["status_code"] == 200
+    ok = _test_message_outcome(api, hook)
+    assert ok["status"] == "succeeded" and ok["attempts"][0]["status_code"] == 200
     [received] = webhook_receiver.at("/hook")
     assert received.json["type"] == "webhook.test" and received.verified is True
 
-    webhook_receiver.script("/hook", "500")
-    failed = api.post(f"/api/webhooks/{hook['id']}/test").json()
-    assert failed["delivered"] is False and failed["attempt"]["status_code"] == 500
+    webhook_receiver.script("/hook", "500", "500")
+    failed = _test_message_outcome(api, hook)
+    assert failed["status"] == "dead_lettered" and [a["status_code"] for a in failed["attempts"]] == [500]
     assert api.get(f"/api/webhooks/{hook['id']}/stats").json()["stats"]["deliveries_total"] == 0
+
+
+def test_a_test_message_to_a_slow_receiver_holds_no_request(api, endpoint, webhook_receiver, webhook_service):
+    webhook_service()
+    webhook_receiver.script("/slow-test", *["slow:3"] * 5)
+    hook = endpoint("/slow-test")
+    began = time.monotonic()
+    for _ in range(5):
+        assert api.post(f"/api/webhooks/{hook['id']}/test").status_code == 202
+    assert time.monotonic() - began < 3  # five of them did not wait 15 s for the receiver
 
 
 def test_a_slow_receiver_never_delays_jobs(api, endpoint, webhook_receiver, webhook_service, gpu_worker):

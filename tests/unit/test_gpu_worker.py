@@ -202,6 +202,32 @@ def test_a_crashing_connector_is_reported_as_a_transient_failure():
     assert last[0] == "failed" and last[3]["code"] == "CONNECTOR_CRASHED" and last[3]["class"] == "transient"
 
 
+def _returning(result):
+    class Returns(Connector):
+        name, job_types = "returns", ("simulation",)
+
+        def run(self, job):
+            return result
+
+    return Returns()
+
+
+def test_a_result_loses_nul_characters_and_lone_surrogates_before_it_is_reported():
+    outcome, last = _run(_returning({"text\x00": ["a\x00b", "bad \ud800 half", "ok \U0001f600"], "n": 1}))
+    assert outcome == "completed"
+    assert last[3] == {"text": ["ab", "bad \ufffd half", "ok \U0001f600"], "n": 1}
+
+
+def test_a_result_over_the_limit_fails_for_good_pointing_at_the_artifact_store():
+    reporter = RecordingReporter()
+    runner = JobRunner({"simulation": _returning({"blob": "x" * 2000})}, reporter, NeverCancelled(), 0.2)
+    runner.result_max_bytes = 1000
+    outcome = runner.run({"job_id": "j1", "attempt": 1, "lease": "l", "type": "simulation", "payload": {}})
+    error = reporter.calls[-1][3]
+    assert (outcome, error["code"], error["class"]) == ("failed", "RESULT_TOO_LARGE", "permanent")
+    assert "artifact store" in error["message"]
+
+
 def test_a_result_that_is_not_json_is_a_permanent_failure():
     class ReturnsObject(Connector):
         name, job_types = "object", ("simulation",)

@@ -23,7 +23,6 @@ from core.api.pagination import PAGE_PARAMETERS, page_response, read_page
 from core.api.schema import envelope, page
 from webhooks import endpoints
 from webhooks.api.serializers import (
-    AttemptSerializer,
     BulkRedeliverSerializer,
     DeliveryDetailSerializer,
     DeliveryQuerySerializer,
@@ -138,22 +137,18 @@ class DefaultSecretRotateView(APIView):
 class EndpointTestView(APIView):
     @extend_schema(
         request=None,
-        responses=envelope(
-            "WebhookTested",
-            delivered=serializers.BooleanField(),
-            delivery_id=serializers.IntegerField(),
-            attempt=AttemptSerializer(),
-        ),
+        responses={
+            202: envelope(
+                "WebhookTestQueued", delivery_id=serializers.IntegerField(), delivery=DeliverySerializer()
+            )
+        },
     )
     def post(self, request: Request, endpoint_id) -> Response:
-        attempt = endpoints.send_test(_own_endpoint(request, endpoint_id))
+        """Queue a `webhook.test` message; read how it went at `/api/webhooks/deliveries/{delivery_id}`."""
+        test = endpoints.queue_test(_own_endpoint(request, endpoint_id))
         return Response(
-            {
-                "success": True,
-                "delivered": attempt.succeeded,
-                "delivery_id": attempt.delivery_id,
-                "attempt": AttemptSerializer(attempt).data,
-            }
+            {"success": True, "delivery_id": test.pk, "delivery": DeliverySerializer(test).data},
+            status=status.HTTP_202_ACCEPTED,
         )
 
 
