@@ -57,6 +57,18 @@ def _tally(scenario: str, job_ids: list[str], journal: Path):
     return tally_faults(scenario, statuses, dead_lettered, journal, lost_attempts)
 
 
+def _runs_twice(journal: Path) -> str:
+    """Each job the journal shows run more than once, with its attempts as the control plane saw them."""
+    runs = [line.split() for line in journal.read_text().splitlines()]
+    twice = {job_id for job_id, _ in runs if sum(other == job_id for other, _ in runs) > 1}
+    attempts = JobExecution.objects.filter(job_id__in=twice).order_by("job_id", "attempt")
+    return "\n".join(
+        f"{a.job_id} attempt {a.attempt} on {a.worker_id}: {a.outcome} {a.error} assigned {a.assigned_at} "
+        f"started {a.started_at} finished {a.finished_at}"
+        for a in attempts
+    )
+
+
 def test_a_worker_killed_under_load_loses_nothing_and_runs_nothing_twice(
     api: APIClient, gpu_worker, settings, journal
 ):
@@ -274,7 +286,7 @@ def test_the_report_consumer_killed_mid_batch_loses_no_report_and_applies_none_t
     wait_for(settled, timeout=SETTLE_TIMEOUT_S, interval=1, what="every job to finish")
     tally = _tally("6. kill -9 the report consumer mid-batch", job_ids, journal)
     assert stranded > 0  # the kill left messages unacknowledged, which had to come back
-    assert (tally.completed, tally.duplicated, tally.lost) == (240, 0, 0)
+    assert (tally.completed, tally.duplicated, tally.lost) == (240, 0, 0), _runs_twice(journal)
     assert JobExecution.objects.filter(job_id__in=job_ids, outcome="completed").count() == 240
     others = JobExecution.objects.filter(job_id__in=job_ids).exclude(outcome="completed")
     # Nothing failed and nothing ran twice; at most an assignment that never reached its worker.
