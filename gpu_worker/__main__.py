@@ -52,6 +52,8 @@ class Heartbeat(threading.Thread):
                     {
                         **self.info,
                         "seen_attempts": seen,
+                        # When `seen_attempts` was true: the control plane may apply it much later.
+                        "sent_at": time.time(),
                         "health": engine_health(self.runner.connectors),
                         "telemetry": read_telemetry(self.info.get("gpu_index")),
                     },

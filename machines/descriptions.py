@@ -17,6 +17,7 @@ MAX_NAMES = 500  # job types, capabilities, models, customers per list
 MAX_SEEN_ATTEMPTS = 10_000
 MAX_HEALTH_DETAIL = 2000
 MAX_ID_LENGTH = 100
+MAX_EPOCH_SECONDS = 2**33  # the year 2242: a timestamp Postgres can hold
 
 
 class Refused(ValueError):
@@ -80,6 +81,9 @@ def checked_beat(worker_id: Any, instance_id: Any, info: Any) -> dict[str, Any]:
         raise Refused(f"health.detail is text of at most {MAX_HEALTH_DETAIL} characters")
     if not isinstance(info.get("telemetry", {}), dict):
         raise Refused("telemetry is an object")
+    sent_at = info.get("sent_at", 0.0)
+    if type(sent_at) not in (int, float) or not 0 <= sent_at < MAX_EPOCH_SECONDS:
+        raise Refused("sent_at is a number of seconds since the epoch")
     return info
 
 

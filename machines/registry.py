@@ -97,16 +97,22 @@ class Beat:
             "seen": seen if isinstance(seen, list) else None,
             "healthy": bool(health.get("healthy", True)),
             "detail": str(health.get("detail", ""))[:500],
+            "sent_at": self.info.get("sent_at"),
         }
 
 
 # Every heartbeat of a batch in one statement: worker rows locked in id order (as every multi-worker
-# locker does), refreshed, and for each the facts that decide what follows. `old` is the row before
+# locker does), refreshed, and for each the facts that decide what follows. The attempts a worker
+# holds are dated by when it sent them (`sent_at`, its clock; never later than now): a heartbeat
+# that waited in a lagging lane must not make an attempt it received meanwhile look undelivered
+# (`dispatch.recovery.requeue_undelivered_assignments`), which would run it twice. A worker clock
+# behind ours only delays that recovery; one ahead counts as now. `old` is the row before
 # the update (a self-join in UPDATE ... FROM sees the statement's snapshot).
 _APPLY_HEARTBEATS = """
     WITH beat AS (
         SELECT * FROM jsonb_to_recordset(%(beats)s::jsonb)
-            AS b(id text, instance_id text, telemetry jsonb, seen jsonb, healthy boolean, detail text)
+            AS b(id text, instance_id text, telemetry jsonb, seen jsonb, healthy boolean, detail text,
+                 sent_at double precision)
     ), old AS (
         SELECT w.id, w.engine_healthy FROM machines_worker w
         JOIN beat b ON b.id = w.id AND b.instance_id = w.instance_id
@@ -115,7 +121,8 @@ _APPLY_HEARTBEATS = """
     UPDATE machines_worker w
     SET last_seen_at = now(), telemetry = b.telemetry, engine_healthy = b.healthy,
         health_detail = b.detail, seen_attempts = coalesce(b.seen, w.seen_attempts),
-        seen_reported_at = CASE WHEN b.seen IS NULL THEN w.seen_reported_at ELSE now() END
+        seen_reported_at = CASE WHEN b.seen IS NULL THEN w.seen_reported_at
+                                ELSE least(now(), coalesce(to_timestamp(b.sent_at), now())) END
     FROM beat b JOIN old ON old.id = b.id
     WHERE w.id = b.id
     RETURNING w.id, w.status, w.stopped_at IS NOT NULL, old.engine_healthy <> b.healthy, b.healthy

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 import uuid
 from datetime import timedelta
 
@@ -262,6 +263,13 @@ def test_a_heartbeat_with_malformed_attempts_is_refused_and_recovery_still_runs(
             fleet_message(
                 protocol.HEARTBEAT_TASK, worker.id, worker.instance_id, {"seen_attempts": [[1, "x"]]}, key=key
             ),
+            fleet_message(  # a date Postgres cannot hold would fail the batch's statement
+                protocol.HEARTBEAT_TASK,
+                worker.id,
+                worker.instance_id,
+                {"seen_attempts": [], "sent_at": 1e300},
+                key=key,
+            ),
         ]
     )
 
@@ -391,3 +399,23 @@ def test_a_registration_beyond_its_credential_is_refused():
 
     registered = [heavy["worker_id"], dedicated["worker_id"], unrestricted["worker_id"]]
     assert not Worker.objects.filter(pk__in=registered).exists()
+
+
+def test_a_heartbeat_that_waited_in_the_lane_does_not_make_a_received_attempt_look_undelivered(settings):
+    from dispatch.recovery import requeue_undelivered_assignments
+
+    settings.ASSIGNMENT_DELIVERY_GRACE_SECONDS = 3
+    job = make_job()
+    worker = make_worker()
+    fill_worker(worker.id)
+    Job.objects.filter(pk=job.pk).update(assigned_at=timezone.now() - timedelta(seconds=10))
+    key = worker_key(worker.id)
+
+    def beat(sent_seconds_ago: float) -> TaskMessage:
+        info = {"seen_attempts": [], "sent_at": time.time() - sent_seconds_ago}
+        return fleet_message(protocol.HEARTBEAT_TASK, worker.id, worker.instance_id, info, key=key)
+
+    apply_batch([beat(20)])  # sent before the assignment, applied only now: it says nothing of it
+    assert requeue_undelivered_assignments() == 0
+    apply_batch([beat(0)])  # sent now, well after the assignment, and still without it: undelivered
+    assert requeue_undelivered_assignments() == 1
