@@ -71,6 +71,7 @@ SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
     E.WORKFLOW_COMPLETED: _WORKFLOW_END,
     E.WORKFLOW_FAILED: _WORKFLOW_END,
     E.WORKFLOW_CANCELLED: _WORKFLOW_END,
+    E.WORKFLOW_USER_NOTIFIED: {"user_id": STR, "channel": STR},
     E.MACHINE_REGISTERED: {"hostname": STR, "pool": STR, "gpu_count": INT},
     E.MACHINE_STATUS_CHANGED: {"from": STR, "to": STR, "draining": (bool,)},
     E.WORKER_REGISTERED: {"pool": STR, "job_types": LIST, "restarted": (bool,)},

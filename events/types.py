@@ -27,6 +27,7 @@ class EventType(models.TextChoices):
     WORKFLOW_COMPLETED = "workflow_completed"
     WORKFLOW_FAILED = "workflow_failed"
     WORKFLOW_CANCELLED = "workflow_cancelled"
+    WORKFLOW_USER_NOTIFIED = "workflow_user_notified"  # the miniapp told a user of its result
     MACHINE_REGISTERED = "machine_registered"
     MACHINE_STATUS_CHANGED = "machine_status_changed"
     WORKER_REGISTERED = "worker_registered"

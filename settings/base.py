@@ -247,7 +247,11 @@ EVENT_PRUNE_BATCH = env_int("EVENT_PRUNE_BATCH", 10_000)
 EVENT_RELAY_POLL_SECONDS = env_float("EVENT_RELAY_POLL_SECONDS", 0.5)
 EVENT_RELAY_BATCH = env_int("EVENT_RELAY_BATCH", 500)
 # What `manage.py relay_events` runs: each is `run(stop, wake)` reading the log through its own cursor.
-EVENT_CONSUMERS = ["events.relay.run_relay", "webhooks.pump.run_webhook_pump"]
+EVENT_CONSUMERS = [
+    "events.relay.run_relay",
+    "webhooks.pump.run_webhook_pump",
+    "emprops.pump.run_emprops_pump",
+]
 # What a reconnecting WebSocket client may replay with `resume`, at most.
 LIVE_RESUME_MAX_EVENTS = env_int("LIVE_RESUME_MAX_EVENTS", 5000)
 # Largest WebSocket message a client may send (a job submitted over /ws/client carries its payload);
@@ -368,6 +372,22 @@ WEBHOOK_PUMP_POLL_SECONDS = env_float("WEBHOOK_PUMP_POLL_SECONDS", 0.5)
 WEBHOOK_PUMP_BATCH = env_int("WEBHOOK_PUMP_BATCH", 500)
 WEBHOOK_RESPONSE_EXCERPT_CHARS = env_int("WEBHOOK_RESPONSE_EXCERPT_CHARS", 1000)
 WEBHOOK_USER_AGENT = "jobqueue-webhooks/1.0"
+
+
+# --- EmProps (emprops/): its Open API, and how its workflows' endings are told to it -----------------
+EMPROPS_API_URL = env_str("EMPROPS_API_URL", "")
+EMPROPS_API_KEY = env_str("EMPROPS_API_KEY", "")
+EMPROPS_CONNECT_TIMEOUT_SECONDS = env_float("EMPROPS_CONNECT_TIMEOUT_SECONDS", 5.0)
+EMPROPS_READ_TIMEOUT_SECONDS = env_float("EMPROPS_READ_TIMEOUT_SECONDS", 30.0)
+EMPROPS_RETRIES = env_int("EMPROPS_RETRIES", 3)  # for idempotent requests, inside one call
+EMPROPS_MAX_REQUESTS_PER_SECOND = env_float("EMPROPS_MAX_REQUESTS_PER_SECOND", 20.0)
+# A notification's attempts after the first wait these long (then it is dead-lettered).
+EMPROPS_RETRY_SCHEDULE_SECONDS = [
+    float(s) for s in env_str("EMPROPS_RETRY_SCHEDULE_SECONDS", "5,30,120,600,1800,3600").split(",") if s
+]
+EMPROPS_MAX_RETRY_AFTER_SECONDS = env_float("EMPROPS_MAX_RETRY_AFTER_SECONDS", 3600.0)
+EMPROPS_NOTIFY_BATCH = env_int("EMPROPS_NOTIFY_BATCH", 100)
+EMPROPS_PUMP_POLL_SECONDS = env_float("EMPROPS_PUMP_POLL_SECONDS", 1.0)
 
 
 # --- Channels ---------------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ urlpatterns = [
     path("api/", include("webhooks.api.urls")),
     path("api/", include("dispatch.api.urls")),
     path("api/", include("machines.api.urls")),
+    path("api/", include("emprops.api.urls")),
     path(
         "api/schema",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),

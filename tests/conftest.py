@@ -29,6 +29,7 @@ from devstack.processes import stop_process
 from settings.http_servers import server_named
 
 if TYPE_CHECKING:
+    from tests.emprops_standin import EmpropsStandIn
     from tests.webhook_receiver import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -655,3 +656,50 @@ def webhook_service(services: Services, transactional_db, settings) -> Iterator[
     yield start
     for process in started:
         stop_process(process, timeout=TEST_STOP_TIMEOUT_S)
+
+
+@pytest.fixture
+def emprops_standin() -> Iterator[EmpropsStandIn]:
+    from tests.emprops_standin import EmpropsStandIn
+
+    standin = EmpropsStandIn()
+    yield standin
+    with contextlib.suppress(OSError):
+        standin.stop()
+
+
+@dataclass
+class RunningRelay:
+    """`manage.py relay_events` (the relay, the webhook pump and the EmProps pump), restartable."""
+
+    env: dict[str, str]
+    process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(TEST_DATA_DIR / "relay.log", "ab") as log:
+            argv = [sys.executable, "manage.py", "relay_events"]
+            self.process = subprocess.Popen(
+                argv, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process, timeout=TEST_STOP_TIMEOUT_S)
+            self.process = None
+
+
+@pytest.fixture
+def emprops_relay(services: Services, emprops_standin, transactional_db, settings) -> Iterator[RunningRelay]:
+    """The event consumers pointed at the EmProps stand-in, with a short retry schedule (here too)."""
+    overrides = {
+        "EMPROPS_API_URL": emprops_standin.url,
+        "EMPROPS_API_KEY": emprops_standin.api_key,
+        "EMPROPS_RETRY_SCHEDULE_SECONDS": "0.2,0.3,0.3,0.5",
+        "EMPROPS_PUMP_POLL_SECONDS": "0.2",
+        "EMPROPS_READ_TIMEOUT_SECONDS": "3",
+    }
+    settings.EMPROPS_API_URL, settings.EMPROPS_API_KEY = emprops_standin.url, emprops_standin.api_key
+    relay = RunningRelay({**_child_env(services), **overrides})
+    relay.start()
+    yield relay
+    relay.stop()

@@ -1,0 +1,66 @@
+"""EmProps notifications: one per terminal event of a workflow EmProps started, with its attempts."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models.functions import Now
+
+from workflows.models import Workflow
+
+
+class NotificationStatus(models.TextChoices):
+    PENDING = "pending"  # waiting for its first attempt, or for its next one (retrying)
+    NOTIFIED = "notified"
+    DEAD_LETTERED = "dead_lettered"
+
+
+class EmpropsNotification(models.Model):
+    """EmProps told that a workflow ended (`POST /jobs/{workflow_id}/complete`), exactly once: one row
+    per terminal event (unique), sent until EmProps accepts it or its attempts run out."""
+
+    event_id = models.BigIntegerField(unique=True, help_text="The workflow's terminal event.")
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="emprops_notifications")
+    outcome = models.CharField(max_length=16, help_text="completed, failed or cancelled")
+    status = models.CharField(
+        max_length=16, choices=NotificationStatus.choices, default=NotificationStatus.PENDING
+    )
+    attempt_count = models.PositiveIntegerField(default=0)
+    # Attempts since the last redelivery: the retry schedule starts again with each redelivery.
+    attempts_in_schedule = models.PositiveIntegerField(default=0)
+    redelivery_count = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_default=Now())
+    leased_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(db_default=Now())
+    notified_at = models.DateTimeField(null=True, blank=True)
+    dead_lettered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["next_attempt_at"], name="emprops_due", condition=models.Q(status="pending"))
+        ]
+
+    def __str__(self) -> str:
+        return f"workflow {self.workflow_id} {self.outcome}: {self.status}"
+
+
+class EmpropsAttempt(models.Model):
+    notification = models.ForeignKey(EmpropsNotification, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    latency_ms = models.PositiveIntegerField(default=0)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    succeeded = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["number"]
+
+
+class UserNotified(models.Model):
+    """The miniapp's attestation that a user was told of a workflow's result (`POST /api/user_notified`)."""
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="user_notifications")
+    user_id = models.CharField(max_length=200, blank=True, default="")
+    channel = models.CharField(max_length=50, blank=True, default="")
+    notified_at = models.DateTimeField(db_default=Now())
