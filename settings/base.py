@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "corsheaders",
     "channels",
     # Ours, lowest layer first (the import contracts in pyproject.toml keep this order honest).
     "core",
@@ -54,6 +55,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",  # before anything that may answer
     "core.api.middleware.RefuseBadUrls",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -168,6 +170,13 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "core.api.errors.envelope_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
+GIT_COMMIT = env_str("GIT_COMMIT", "")  # set by the image build; a checkout reads .git (core/version.py)
+# Browser clients on other origins (django-cors-headers): none unless listed, e.g.
+# CORS_ALLOWED_ORIGINS=https://app.emprops.ai,https://miniapp.example.com
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
+CORS_URLS_REGEX = r"^/(api/|health|version)"
+CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type", "x-api-key", "x-correlation-id")
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "GPU job queue API",
     "DESCRIPTION": "Submit, route and watch GPU jobs. Authenticate with the `x-api-key` header.",
@@ -190,6 +199,7 @@ SPECTACULAR_SETTINGS = {
         "JobStatusEnum": "jobqueue.models.JobStatus",
         "WorkflowStatusEnum": "workflows.models.WorkflowStatus",
         "DeliveryStatusEnum": "webhooks.models.DeliveryStatus",
+        "EmpropsNotificationStatusEnum": "emprops.models.NotificationStatus",
     },
 }
 API_PAGE_SIZE_DEFAULT = env_int("API_PAGE_SIZE_DEFAULT", 50)

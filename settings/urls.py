@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from core.api.errors import json_error_response
 from core.api.schema import envelope
 from core.health import system_health
+from core.version import version_info
 from live.views import MonitorView
 from machines.models import worker_counts
 
@@ -43,8 +44,27 @@ def ready(request):
     return Response({"ready": report["ready"]}, status=200 if report["ready"] else 503)
 
 
+VERSION = inline_serializer(
+    "Version",
+    {
+        "version": serializers.CharField(),
+        "commit": serializers.CharField(),
+        "api_schema_version": serializers.CharField(),
+    },
+)
+
+
+@extend_schema(responses={200: VERSION})
+@api_view(["GET"])
+@authentication_classes([])
+@permission_classes([])
+def version(request):
+    return Response(version_info())
+
+
 urlpatterns = [
     path("health", health, name="health"),
+    path("version", version, name="version"),
     path("health/ready", ready, name="health-ready"),
     path("api/", include("accounts.api.urls")),
     path("api/", include("jobqueue.api.urls")),

@@ -10,10 +10,13 @@ import django_filters
 from django.db.models import Model, QuerySet
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
+from rest_framework.exceptions import ErrorDetail
 
 from core.api.pagination import PAGE_PARAMETERS
 
 M = TypeVar("M", bound=Model)
+# Accepted by every list besides its filters: the page, and DRF's format override.
+ALWAYS_ACCEPTED = ("limit", "offset", "format")
 
 
 class StatusInFilter(django_filters.BaseInFilter, django_filters.ChoiceFilter):
@@ -23,7 +26,17 @@ class StatusInFilter(django_filters.BaseInFilter, django_filters.ChoiceFilter):
 def filter_or_400(
     filterset_class: type[django_filters.FilterSet], params: Mapping[str, Any], queryset: QuerySet[M]
 ) -> QuerySet[M]:
-    """`queryset` narrowed by the query parameters; a bad one is a 400 naming it."""
+    """`queryset` narrowed by the query parameters; a bad one is a 400 naming it, and so is one the
+    list does not know (a misspelt filter silently returning everything is worse than an error)."""
+    known = {*filterset_class.base_filters, *ALWAYS_ACCEPTED}
+    unknown = sorted(name for name in params if name not in known)
+    if unknown:
+        raise serializers.ValidationError(
+            {
+                name: [ErrorDetail(f"unknown query parameter; known: {', '.join(sorted(known))}", "unknown")]
+                for name in unknown
+            }
+        )
     filtered = filterset_class(params, queryset=queryset)
     if not filtered.is_valid():
         raise serializers.ValidationError(filtered.errors)

@@ -25,7 +25,7 @@ ERROR_STATUSES = {
     "429": "Too many requests: a rate or queued-jobs quota; see Retry-After.",
     "503": "The database is unavailable; see Retry-After.",
 }
-UNAUTHENTICATED_PATHS = ("/health",)
+UNAUTHENTICATED_PATHS = ("/health", "/version")
 # Request fields required although their serializer cannot say so (the replaced system's clients may
 # send an alias instead, which the schema marks deprecated): component -> (field, its aliases).
 REQUIRED_WITH_ALIASES = {"JobSubmitRequest": ("type", ["service_required", "job_type"])}

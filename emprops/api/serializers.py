@@ -10,7 +10,7 @@ from core.api.serializers import StrictSerializer
 from emprops.models import EmpropsAttempt, EmpropsNotification, NotificationStatus
 
 
-class AttemptSerializer(serializers.ModelSerializer[EmpropsAttempt]):
+class EmpropsAttemptSerializer(serializers.ModelSerializer[EmpropsAttempt]):
     class Meta:
         model = EmpropsAttempt
         fields = ["number", "started_at", "latency_ms", "status_code", "error", "succeeded"]
@@ -30,7 +30,7 @@ class NotificationSerializer(serializers.ModelSerializer[EmpropsNotification]):
 
 
 class NotificationDetailSerializer(NotificationSerializer):
-    attempts = AttemptSerializer(many=True, read_only=True)
+    attempts = EmpropsAttemptSerializer(many=True, read_only=True)
 
     class Meta(NotificationSerializer.Meta):
         fields = [*NotificationSerializer.Meta.fields, "attempts"]

@@ -11,6 +11,7 @@ from jobqueue.models import Job, JobStatus
 class JobFilter(django_filters.FilterSet):
     status = StatusInFilter(choices=JobStatus.choices, help_text="one status or several, comma-separated")
     type = django_filters.CharFilter()
+    job_type = django_filters.CharFilter(field_name="type", help_text="alias of type (the replaced system's)")
     created_by = django_filters.CharFilter()
     workflow_id = django_filters.CharFilter()
     customer_id = django_filters.CharFilter()

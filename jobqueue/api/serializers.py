@@ -89,6 +89,9 @@ class JobSubmitSerializer(StrictSerializer):
     timeout_minutes = serializers.IntegerField(
         min_value=1, max_value=settings.JOB_MAX_TIMEOUT_SECONDS // 60, required=False
     )
+    timeout_ms = serializers.IntegerField(  # the replaced system's spelling; whole seconds, rounded up
+        min_value=1, max_value=settings.JOB_MAX_TIMEOUT_SECONDS * 1000, required=False
+    )
     scheduled_at = serializers.DateTimeField(required=False, allow_null=True)
     metadata = serializers.DictField(required=False)
     idempotency_key = serializers.CharField(required=False, max_length=255, allow_null=True)
@@ -112,9 +115,9 @@ class JobSubmitSerializer(StrictSerializer):
             raise serializers.ValidationError(
                 {"payload": ["send either payload or prompt + parameters, not both"]}
             )
-        if "timeout_seconds" in attrs and "timeout_minutes" in attrs:
+        if len({"timeout_seconds", "timeout_minutes", "timeout_ms"} & attrs.keys()) > 1:
             raise serializers.ValidationError(
-                {"timeout_seconds": ["send timeout_seconds or timeout_minutes"]}
+                {"timeout_seconds": ["send one of timeout_seconds, timeout_minutes and timeout_ms"]}
             )
         current, total = attrs.get("current_step"), attrs.get("total_steps")
         if current is not None and total is not None and current > total:
@@ -142,6 +145,16 @@ def request_from_template(template: dict[str, Any]) -> JobRequest:
     return submission.to_job_request()
 
 
+def _timeout_seconds(data: dict[str, Any]) -> int:
+    if "timeout_seconds" in data:
+        return int(data["timeout_seconds"])
+    if "timeout_minutes" in data:
+        return int(data["timeout_minutes"]) * 60
+    if "timeout_ms" in data:
+        return -(-int(data["timeout_ms"]) // 1000)  # rounded up: never shorter than asked
+    return int(settings.JOB_DEFAULT_TIMEOUT_SECONDS)
+
+
 def job_request_from(data: dict[str, Any]) -> JobRequest:
     """A JobRequest from a submission's validated data (of any client dialect)."""
     payload = data.get("payload")
@@ -152,9 +165,7 @@ def job_request_from(data: dict[str, Any]) -> JobRequest:
     if "model" in requirements:
         models.append(requirements["model"])
     gpu_memory = requirements.get("gpu_memory_gb", (requirements.get("hardware") or {}).get("gpu_memory_gb"))
-    timeout = data.get("timeout_seconds") or (
-        data["timeout_minutes"] * 60 if "timeout_minutes" in data else settings.JOB_DEFAULT_TIMEOUT_SECONDS
-    )
+    timeout = _timeout_seconds(data)
     translated: dict[str, Any] = {
         "type": data.get("type") or data.get("service_required") or data["job_type"],
         "payload": payload,
