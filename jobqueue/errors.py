@@ -27,3 +27,9 @@ class DeadLetterAlreadyRequeued(Conflict):
 
 class JobConflict(Conflict):
     """The request conflicts with the current state."""
+
+
+class JobIdTaken(Conflict):
+    """A job with this id exists already (another client's, or another tenant's): choose another id."""
+
+    code = "job_id_taken"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,6 +17,7 @@ from events.models import Event
 from events.recording import job_event, record_job_event
 from events.types import EventType
 from jobqueue import lifecycle
+from jobqueue.errors import JobIdTaken
 from jobqueue.idempotency import create_once
 from jobqueue.models import Job, JobStatus
 
@@ -51,6 +53,8 @@ class JobRequest:
     # Created by the workflow engine as a step: it starts `waiting` when it has dependencies.
     workflow_step: bool = False
     waiting: bool = False
+    # The job's id when the client names it (EmProps' `message_id` over /ws/client); else a new one.
+    job_id: uuid.UUID | None = None
 
     @classmethod
     def from_job(cls, job: Job, **changes: Any) -> JobRequest:
@@ -121,6 +125,8 @@ def create_job(request: JobRequest, api_key: ApiKey | None, correlation_id: str 
 
 
 def _create(request: JobRequest, api_key: ApiKey | None, correlation_id: str) -> Job:
+    if request.job_id is not None and Job.objects.filter(pk=request.job_id).exists():
+        raise JobIdTaken(field="job_id", job_id=str(request.job_id))
     job = _new_job(request, api_key, correlation_id, timezone.now())
     customers.claim(job.tenant_id, [job.customer_id])
     job.save(force_insert=True)
@@ -169,6 +175,7 @@ def _new_job(request: JobRequest, api_key: ApiKey | None, correlation_id: str, n
     )
     return Job(
         **stored,
+        **({"id": request.job_id} if request.job_id is not None else {}),
         status=JobStatus.WAITING if request.waiting else JobStatus.SCHEDULED if held else JobStatus.PENDING,
         api_key=api_key,
         created_by=api_key.name if api_key else "",

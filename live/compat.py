@@ -14,9 +14,11 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.db import IntegrityError
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -25,7 +27,7 @@ from core.errors import DomainError
 from events.relay import ALL_EVENTS_GROUP, group_for
 from jobqueue.api.serializers import JobSubmitSerializer
 from jobqueue.cancellation import cancel_job
-from jobqueue.errors import JobNotFound
+from jobqueue.errors import JobIdTaken, JobNotFound
 from jobqueue.models import TERMINAL_STATUSES, Job, JobStatus
 from jobqueue.quotas import admit_jobs
 from jobqueue.submission import submit_job
@@ -63,10 +65,17 @@ class ClientCompatConsumer(LiveConsumer):
         body = {k: v for k, v in message.items() if k not in ENVELOPE_FIELDS}
         if "job_type" not in body and "service_required" not in body and "job" in body:
             body = body["job"]  # some clients nest the job
-        if isinstance(message_id, str) and message_id:
+        if message_id is not None and not (isinstance(message_id, str) and is_uuid(message_id)):
+            await self._compat_error(
+                message_id, "invalid_message_id", "message_id is the job's id: a UUID (or leave it out)"
+            )
+            return
+        if message_id:
+            # The replaced system's contract: the message id is the job's id (EmProps matches its
+            # steps by it), and sending the same message again returns the same job.
             body.setdefault("idempotency_key", message_id)
         try:
-            job_id = await database_sync_to_async(self._create_job)(body)
+            job_id = await database_sync_to_async(self._create_job)(body, message_id)
         except serializers.ValidationError as exc:
             await self._compat_error(message_id, "validation_error", exc.detail)
             return
@@ -76,14 +85,17 @@ class ClientCompatConsumer(LiveConsumer):
         await self.channel_layer.group_add(group_for("job", job_id), self.channel_name)
         await self.send_json({"type": "job_submitted", "job_id": job_id, "message_id": message_id, **_now()})
 
-    def _create_job(self, body: dict[str, Any]) -> str:
+    def _create_job(self, body: dict[str, Any], job_id: str | None) -> str:
         submission = JobSubmitSerializer(data=body)
         submission.is_valid(raise_exception=True)
         assert self.api_key is not None  # refused before authentication
         admit_jobs(self.api_key.tenant, 1)
-        job, _ = submit_job(
-            submission.to_job_request(), self.api_key, correlation_id=f"ws-client:{self.client_id}"
-        )
+        request = submission.to_job_request()
+        request.job_id = uuid.UUID(job_id) if job_id else None
+        try:
+            job, _ = submit_job(request, self.api_key, correlation_id=f"ws-client:{self.client_id}")
+        except IntegrityError as exc:  # the same id created meanwhile by another connection
+            raise JobIdTaken(field="job_id", job_id=job_id) from exc
         return str(job.pk)
 
     async def _subscribe_progress(self, message: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import uuid
 
 import psycopg
 import pytest
@@ -259,15 +260,16 @@ def emp_client(live_stack, api_key):
 def test_a_job_submitted_over_the_client_socket_reports_progress_and_completes_once(emp_client, gpu_worker):
     gpu_worker()
     client = emp_client()
+    step_id = str(uuid.uuid4())  # EmProps' step id: the job's id, as in the replaced system
     message = {
         "type": "submit_job",
-        "message_id": "emp-msg-1",
+        "message_id": step_id,
         "job_type": "simulation",
         "payload": {"duration": 1.2, "steps": 3, "result": "cat.png"},
     }
     client.send(**message)
     ack = client.next()
-    assert (ack["type"], ack["message_id"]) == ("job_submitted", "emp-msg-1")
+    assert (ack["type"], ack["message_id"], ack["job_id"]) == ("job_submitted", step_id, step_id)
 
     messages = client.until(lambda m: m["type"] == "complete_job", timeout=30)
 
@@ -287,7 +289,10 @@ def test_a_failure_is_a_complete_job_with_status_failed(emp_client, gpu_worker):
     gpu_worker()
     client = emp_client()
     client.send(
-        type="submit_job", message_id="emp-msg-2", job_type="simulation", payload={"fail_permanently": True}
+        type="submit_job",
+        message_id=str(uuid.uuid4()),
+        job_type="simulation",
+        payload={"fail_permanently": True},
     )
     client.next()
 
@@ -312,12 +317,27 @@ def test_subscribing_to_a_job_that_finished_while_away_delivers_its_completion(e
 def test_a_bad_submission_over_the_client_socket_is_an_error_naming_its_message(emp_client):
     client = emp_client()
 
-    client.send(type="submit_job", message_id="emp-msg-4", job_type="simulation", colour="red")
+    message_id = str(uuid.uuid4())
+    client.send(type="submit_job", message_id=message_id, job_type="simulation", colour="red")
 
     error = client.next()
-    assert (error["type"], error["code"], error["message_id"]) == ("error", "validation_error", "emp-msg-4")
+    assert (error["type"], error["code"], error["message_id"]) == ("error", "validation_error", message_id)
     assert "colour" in error["error"]
     assert not Job.objects.exists()
+
+
+def test_a_message_id_that_cannot_be_a_job_id_is_refused_clearly(emp_client):
+    taken = make_job()
+    client = emp_client()
+
+    client.send(type="submit_job", message_id="emp-msg-5", job_type="simulation")
+    malformed = client.next()
+    client.send(type="submit_job", message_id=str(taken.id), job_type="simulation")
+    used = client.next()
+
+    assert (malformed["type"], malformed["code"]) == ("error", "invalid_message_id")
+    assert (used["type"], used["code"], used["message_id"]) == ("error", "job_id_taken", str(taken.id))
+    assert Job.objects.count() == 1
 
 
 # --- the replaced system's monitor socket ----------------------------------------------------------
