@@ -11,6 +11,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from core.redis import count_in_this_second
+from webhooks import legacy
 from webhooks.models import (
     DeliveryDeadLetterReason,
     DeliveryStatus,
@@ -49,12 +50,9 @@ def attempt(delivery_id: int, dispatch_token: str) -> WebhookAttempt | None:
         return None
     started_at = timezone.now()
     try:
+        secrets = signing_secrets(delivery, started_at)
         result = send(
-            delivery.url,
-            delivery.message_id,
-            delivery.body,
-            signing_secrets(delivery, started_at),
-            endpoint.request_headers() if endpoint else {},
+            delivery.url, delivery.message_id, delivery.body, secrets, _headers(delivery, endpoint, secrets)
         )
     except Exception as exc:
         # Whatever went wrong, the attempt is recorded and retried on the schedule (an attempt that
@@ -62,6 +60,21 @@ def attempt(delivery_id: int, dispatch_token: str) -> WebhookAttempt | None:
         logger.exception("delivery %s: sending failed unexpectedly", delivery_id)
         result = SendResult(error=f"internal error: {type(exc).__name__}")
     return record(delivery_id, started_at, result, attempt_token=attempt_token)
+
+
+def _headers(
+    delivery: WebhookDelivery, endpoint: WebhookEndpoint | None, secrets: list[str]
+) -> dict[str, str]:
+    """The endpoint's own headers, and the replaced system's for an endpoint in its format."""
+    if endpoint is None:
+        return {}
+    own = endpoint.request_headers()
+    if endpoint.format != "emp":
+        return own
+    dialect = legacy.headers(
+        delivery.event_type, str(endpoint.pk), delivery.event_id, secrets[0], delivery.body.encode()
+    )
+    return {**own, **dialect}
 
 
 def _dead_letter_unattempted(delivery_id: int, reason: DeliveryDeadLetterReason) -> None:

@@ -15,6 +15,7 @@ from events.models import Event
 from events.types import EventType
 from jobqueue.models import Job
 from machines.models import Worker
+from webhooks import legacy
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.payloads import Subject, event_body
 from workflows.models import Workflow
@@ -83,7 +84,7 @@ def _deliveries_for(
         targets.append((None, entity["webhook_url"], entity["tenant_id"], entity["api_key_id"]))
     if not targets:
         return []
-    body = event_body(event, subject)
+    standard = event_body(event, subject)
     return [
         WebhookDelivery(
             endpoint=endpoint,
@@ -95,7 +96,9 @@ def _deliveries_for(
             message_id=f"msg_{event.id}",
             job_id=event.job_id,
             workflow_id=event.workflow_id or subject.attributes.get("workflow_id"),
-            body=body,
+            body=legacy.body(event, subject, str(endpoint.pk))
+            if endpoint is not None and endpoint.format == "emp"
+            else standard,
         )
         for endpoint, url, tenant_id, owner_id in targets
     ]

@@ -64,6 +64,11 @@ class WebhookEndpoint(SigningSecrets):
     url = models.URLField(max_length=2000)
     description = models.CharField(max_length=500, blank=True, default="")
     event_types = models.JSONField(default=list, blank=True, help_text="Event types delivered; empty: all.")
+    format = models.CharField(
+        max_length=16,
+        choices=[("standard", "Standard Webhooks"), ("emp", "the replaced system's (webhooks/legacy.py)")],
+        default="standard",
+    )
     filters = models.JSONField(
         default=dict,
         blank=True,

@@ -510,3 +510,36 @@ def test_filters_narrow_what_an_endpoint_receives(endpoint):
 
     assert len(_deliveries_of(only_upscales["id"])) == 1
     assert _deliveries_of(only_renders["id"]) == []
+
+
+def test_a_receiver_of_the_replaced_system_gets_its_event_names_envelope_and_signature(
+    api, endpoint, webhook_receiver, webhook_service, gpu_worker
+):
+    import hashlib
+    import hmac
+
+    webhook_service()
+    response = api.post(
+        "/api/webhooks",
+        {"url": webhook_receiver.url("/emp"), "format": "emp", "event_types": ["complete_job"]},
+        format="json",
+    )
+    assert response.status_code == 201 and response.json()["webhook"]["event_types"] == ["job_completed"]
+    hook, secret = response.json()["webhook"], response.json()["secret"]
+    gpu_worker()
+    job_id = api.post(
+        "/api/jobs", {"type": "simulation", "payload": {"result": "cat.png"}}, format="json"
+    ).json()["job_id"]
+
+    [received] = wait_for(lambda: webhook_receiver.at("/emp"), timeout=30, what="the legacy webhook")
+    body = received.json
+    assert (body["event_type"], body["webhook_id"], body["data"]["job_id"]) == (
+        "complete_job",
+        hook["id"],
+        job_id,
+    )
+    assert body["data"]["result"]["output"] == "cat.png" and body["data"]["completed_at"]
+    assert received.headers["x-webhook-event"] == "complete_job"
+    expected = hmac.new(secret.encode(), received.body, hashlib.sha256).hexdigest()
+    assert received.headers["x-webhook-signature"] == f"sha256={expected}"
+    assert received.headers["webhook-signature"]  # the Standard Webhooks headers come too

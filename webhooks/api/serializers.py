@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from events.types import EventType
 from jobqueue.api.serializers import StrictSerializer
+from webhooks import legacy
 from webhooks.fanout import FILTERS
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
@@ -22,6 +23,10 @@ RESERVED_HEADERS = frozenset(
         "webhook-id",
         "webhook-timestamp",
         "webhook-signature",
+        "x-webhook-signature",
+        "x-webhook-event",
+        "x-webhook-id",
+        "x-event-id",
     }
 )
 MAX_FILTER_VALUES = 100
@@ -32,7 +37,8 @@ class EventTypesField(serializers.ListField):
     child = serializers.CharField(max_length=64)
 
     def to_internal_value(self, data):
-        names = super().to_internal_value(data)
+        # The replaced system's names (`complete_job`, …) are taken too, in ours.
+        names = [legacy.our_event_type(name) for name in super().to_internal_value(data)]
         unknown = sorted(set(names) - set(EventType.values))
         if unknown:
             raise serializers.ValidationError(
@@ -84,6 +90,12 @@ class EndpointWriteSerializer(StrictSerializer):
     url = serializers.URLField(max_length=2000)
     description = serializers.CharField(max_length=500, required=False, allow_blank=True)
     event_types = EventTypesField(required=False, help_text="Event types to deliver; empty or absent: all.")
+    format = serializers.ChoiceField(
+        choices=["standard", "emp"],
+        required=False,
+        help_text="standard: Standard Webhooks (the default); emp: the replaced system's event names, "
+        "envelope and X-Webhook-Signature, for receivers written against it.",
+    )
     filters = FiltersSerializer(required=False)
     headers = HeadersField(required=False)
     rate_limit_per_second = serializers.IntegerField(
@@ -102,6 +114,7 @@ class EndpointSerializer(serializers.ModelSerializer):
             "url",
             "description",
             "event_types",
+            "format",
             "filters",
             "headers",
             "rate_limit_per_second",
