@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class JobqueueConfig(AppConfig):
     name = "jobqueue"
     verbose_name = "Jobs"
+
+    def ready(self) -> None:
+        from jobqueue import lifecycle
+        from jobqueue.dependencies import DependencyListener
+
+        lifecycle.register(DependencyListener())

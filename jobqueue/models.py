@@ -310,3 +310,14 @@ class JobSchedule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class JobDependency(models.Model):
+    """A job that must complete before another may run (`depends_on` on a single submit; workflow
+    steps have their own, `workflows.WorkflowDependency`)."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="dependency_links")
+    depends_on = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="dependent_links")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "depends_on"], name="job_dependency_once")]

@@ -13,10 +13,11 @@ from django.utils import timezone
 from accounts import customers
 from accounts.models import ApiKey, Tenant
 from core.db import insert_many
+from core.errors import DomainError
 from events.models import Event
 from events.recording import job_event, record_job_event
 from events.types import EventType
-from jobqueue import lifecycle
+from jobqueue import dependencies, lifecycle
 from jobqueue.errors import JobIdTaken
 from jobqueue.idempotency import create_once
 from jobqueue.models import Job, JobStatus
@@ -55,6 +56,8 @@ class JobRequest:
     waiting: bool = False
     # The job's id when the client names it (EmProps' `message_id` over /ws/client); else a new one.
     job_id: uuid.UUID | None = None
+    # Jobs that must complete first (a single submit's `depends_on`: `jobqueue/dependencies.py`).
+    depends_on: list[uuid.UUID] = field(default_factory=list)
 
     @classmethod
     def from_job(cls, job: Job, **changes: Any) -> JobRequest:
@@ -88,6 +91,12 @@ STORED_AS_IS = (
     "current_step",
     "total_steps",
 )
+
+
+class DependsOnInBatch(DomainError):
+    """depends_on is for single submits; a batch's jobs are independent (or submit a workflow)."""
+
+    code = "depends_on_in_batch"
 
 
 def submit_job(request: JobRequest, api_key: ApiKey | None, correlation_id: str = "") -> tuple[Job, bool]:
@@ -127,9 +136,15 @@ def create_job(request: JobRequest, api_key: ApiKey | None, correlation_id: str 
 def _create(request: JobRequest, api_key: ApiKey | None, correlation_id: str) -> Job:
     if request.job_id is not None and Job.objects.filter(pk=request.job_id).exists():
         raise JobIdTaken(field="job_id", job_id=str(request.job_id))
+    if request.depends_on:
+        request.waiting, inputs = dependencies.prepare(request.depends_on, _owner(request, api_key))
     job = _new_job(request, api_key, correlation_id, timezone.now())
+    if request.depends_on and not request.waiting:
+        job.inputs = inputs  # every job it names had completed already
     customers.claim(job.tenant_id, [job.customer_id])
     job.save(force_insert=True)
+    if request.depends_on:
+        dependencies.record(job, request.depends_on)
     record_job_event(EventType.JOB_SUBMITTED, job, _submitted_payload(job))
     _announce([(job, request)])
     return job
@@ -138,6 +153,8 @@ def _create(request: JobRequest, api_key: ApiKey | None, correlation_id: str) ->
 def _create_many(
     requests: list[JobRequest], api_key: ApiKey | None, correlation_id: str
 ) -> list[tuple[Job, bool]]:
+    if any(request.depends_on for request in requests):
+        raise DependsOnInBatch(field="jobs")
     tenant_id = Tenant.id_of(api_key)  # a batch is one key's: its requests name no other owner
     keys = {r.idempotency_key for r in requests if r.idempotency_key}
     by_key = {

@@ -13,6 +13,7 @@ from rest_framework import serializers
 
 from core.api.serializers import StrictSerializer
 from core.db import INT_MAX
+from jobqueue.dependencies import MAX_DEPENDENCIES
 from jobqueue.models import Job, JobExecution
 from jobqueue.submission import STORED_AS_IS, JobRequest
 
@@ -102,6 +103,12 @@ class JobSubmitSerializer(StrictSerializer):
     workflow_datetime = EpochMillisOrDateTimeField(required=False, allow_null=True)
     current_step = serializers.IntegerField(min_value=1, max_value=INT_MAX, required=False, allow_null=True)
     total_steps = serializers.IntegerField(min_value=1, max_value=INT_MAX, required=False, allow_null=True)
+    depends_on = serializers.ListField(
+        child=serializers.UUIDField(),
+        max_length=MAX_DEPENDENCIES,
+        required=False,
+        help_text="Ids of jobs that must complete first; their results become this job's inputs.",
+    )
     # Sent by the replaced system's clients; the attempt count is ours to keep, so it is ignored.
     retry_count = serializers.IntegerField(min_value=0, max_value=INT_MAX, required=False)
 
@@ -135,7 +142,7 @@ class JobSubmitSerializer(StrictSerializer):
         return attrs
 
     def to_job_request(self) -> JobRequest:
-        return job_request_from(self.validated_data)
+        return submitted_request(self.validated_data)
 
 
 def request_from_template(template: dict[str, Any]) -> JobRequest:
@@ -153,6 +160,13 @@ def _timeout_seconds(data: dict[str, Any]) -> int:
     if "timeout_ms" in data:
         return -(-int(data["timeout_ms"]) // 1000)  # rounded up: never shorter than asked
     return int(settings.JOB_DEFAULT_TIMEOUT_SECONDS)
+
+
+def submitted_request(data: dict[str, Any]) -> JobRequest:
+    """A submission's request, with the jobs it waits for (a workflow step names its own, by step)."""
+    request = job_request_from(data)
+    request.depends_on = list(dict.fromkeys(data.get("depends_on", [])))
+    return request
 
 
 def job_request_from(data: dict[str, Any]) -> JobRequest:

@@ -28,7 +28,7 @@ from jobqueue.api.serializers import (
     JobExecutionSerializer,
     JobSerializer,
     JobSubmitSerializer,
-    job_request_from,
+    submitted_request,
 )
 from jobqueue.cancellation import cancel_job
 from jobqueue.models import Job
@@ -156,7 +156,7 @@ def _parse_submissions(items: list[Any]) -> tuple[dict[int, JobRequest], dict[in
     invalid: dict[int, Any] = {}
     for index, item in enumerate(items):
         try:
-            requests[index] = job_request_from(parser.run_validation(item))
+            requests[index] = submitted_request(parser.run_validation(item))
         except serializers.ValidationError as exc:
             invalid[index] = exc.detail
     return requests, invalid
