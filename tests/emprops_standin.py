@@ -7,6 +7,7 @@ import json
 import socket
 import threading
 import time
+import uuid
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +29,7 @@ class EmpropsStandIn:
     def __init__(self, api_key: str = API_KEY) -> None:
         self.api_key = api_key
         self.requests: list[Request] = []
+        self.collections: dict[str, dict[str, Any]] = {}  # what POST /collections made, by id
         self._scripts: dict[str, deque[str]] = defaultdict(deque)
         self._lock = threading.Lock()
         self.port = 0
@@ -68,6 +70,16 @@ class EmpropsStandIn:
         with self._lock:
             return self._scripts[path].popleft() if self._scripts[path] else "200"
 
+    def _collections(self, method: str, path: str, body: Any) -> tuple[int, dict[str, Any]]:
+        """POST /collections makes one (a draft); GET /collections/{id} reads it."""
+        if method == "POST" and path == "/collections":
+            made = {"id": str(uuid.uuid4()), "status": "draft", **(body or {})}
+            with self._lock:
+                self.collections[made["id"]] = made
+            return 201, {"data": made}
+        found = self.collections.get(path.rsplit("/", 1)[-1])
+        return (200, {"data": found}) if found else (404, {})
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         standin = self
 
@@ -100,9 +112,13 @@ class EmpropsStandIn:
                     time.sleep(float(argument or 5))
                     kind = "200"
                 status = int(kind)
+                reply: dict[str, Any] = {
+                    "data": {"id": self.path.split("/")[2] if self.path.count("/") > 1 else None}
+                }
+                if status < 300 and self.path.startswith("/collections"):
+                    status, reply = standin._collections(method, self.path, body)
                 self._record(method, headers, body, status)
                 extra = {"Retry-After": argument or "1"} if status == 429 else {}
-                reply = {"data": {"id": self.path.split("/")[2] if self.path.count("/") > 1 else None}}
                 return self._reply(status, reply if status < 300 else {"error": "scripted"}, extra)
 
             def _record(self, method: str, headers: dict[str, str], body: Any, status: int | None) -> None:

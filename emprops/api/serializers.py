@@ -52,3 +52,23 @@ class CountsSerializer(serializers.Serializer[Any]):
     retrying = serializers.IntegerField()
     notified = serializers.IntegerField()
     dead_lettered = serializers.IntegerField()
+
+
+class CollectionDefinitionSerializer(StrictSerializer):
+    """A collection's definition as EmProps keeps it: the steps of the workflow that generates it
+    (checked as any workflow's steps) and its variables."""
+
+    steps = serializers.ListField(child=serializers.DictField(), min_length=1)
+    variables = serializers.DictField(required=False)
+
+
+class CollectionCreateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(max_length=10_000, required=False, allow_blank=True, default="")
+    data = CollectionDefinitionSerializer()
+    generate = serializers.BooleanField(default=False, help_text="Also start its first generation here.")
+    priority = serializers.IntegerField(min_value=0, max_value=100, required=False)
+
+
+class GenerationSerializer(StrictSerializer):
+    priority = serializers.IntegerField(min_value=0, max_value=100, required=False)

@@ -30,7 +30,7 @@ FUZZ_SETTINGS = {"deadline": None, "suppress_health_check": list(HealthCheck), "
 
 
 @pytest.fixture
-def admin_key(transactional_db, monkeypatch):
+def admin_key(transactional_db, monkeypatch, emprops_standin, settings):
     from accounts.models import ApiKey, Role
     from webhooks import ssrf
 
@@ -43,6 +43,8 @@ def admin_key(transactional_db, monkeypatch):
             raise socket.gaierror(f"{host} is not looked up in tests") from None
 
     monkeypatch.setattr(ssrf, "resolve", literal_only)
+    # The EmProps routes talk to a real (stand-in) EmProps, as a configured install's do.
+    settings.EMPROPS_API_URL, settings.EMPROPS_API_KEY = emprops_standin.url, emprops_standin.api_key
     return ApiKey.issue("fuzzer", role=Role.ADMIN)[1]
 
 

@@ -1,0 +1,101 @@
+"""EmProps collections, as this queue starts their generations: a collection is created on (or read
+from) EmProps, and each generation is a workflow of ours with `source = emprops` and the collection's
+id in its metadata, whose ending EmProps is then told of (`emprops/notifications.py`).
+
+The collection's definition (`data.steps`, the steps of a workflow) is checked by the caller, as any
+workflow's, before anything is sent to EmProps. EmProps' own answers become API errors here: an
+outage is a 503, a refusal keeps EmProps' status with the code `emprops_refused`, a collection it does
+not know is a 404."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from django.db.models import QuerySet
+
+from accounts.models import ApiKey
+from accounts.scoping import readable
+from core.errors import DomainError, NotFound
+from emprops.client import EmpropsClient, EmpropsError, EmpropsNotConfigured, EmpropsNotFound
+from jobqueue.quotas import admit_jobs
+from workflows.creation import WorkflowRequest, create_workflow
+from workflows.models import Workflow
+
+T = TypeVar("T")
+SOURCE = "emprops"
+
+
+class EmpropsUnavailable(DomainError):
+    """EmProps did not answer (or is not configured: EMPROPS_API_URL); nothing was created. Retry."""
+
+    code = "emprops_unavailable"
+    http_status = 503
+    retry_after_seconds = 5
+
+
+class EmpropsRefused(DomainError):
+    """EmProps refused the request; its status is passed on."""
+
+    code = "emprops_refused"
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.http_status = status if 400 <= status < 500 else 503
+
+
+class CollectionNotFound(NotFound):
+    """EmProps has no such collection."""
+
+    code = "collection_not_found"
+
+
+def create(
+    api_key: ApiKey, collection: dict[str, Any], generation: WorkflowRequest | None, correlation_id: str
+) -> tuple[dict[str, Any], Workflow | None]:
+    """The collection made on EmProps, and (when asked) its first generation started here."""
+    made = _asking_emprops(lambda client: client.post("/collections", collection)) or {}
+    created = made.get("data", made) if isinstance(made, dict) else {}
+    collection_id = str(created.get("id") or "")
+    if not collection_id:
+        raise EmpropsUnavailable("EmProps created the collection but sent back no id")
+    workflow = start_generation(api_key, collection_id, generation, correlation_id) if generation else None
+    return created, workflow
+
+
+def read(collection_id: str) -> dict[str, Any]:
+    """The collection as EmProps has it."""
+    answer = _asking_emprops(lambda client: client.get(f"/collections/{collection_id}")) or {}
+    return answer.get("data", answer) if isinstance(answer, dict) else {}
+
+
+def start_generation(
+    api_key: ApiKey, collection_id: str, generation: WorkflowRequest, correlation_id: str
+) -> Workflow:
+    generation.source = SOURCE
+    generation.metadata = {**generation.metadata, "collection_id": collection_id}
+    admit_jobs(api_key.tenant, len(generation.steps))
+    workflow, _ = create_workflow(generation, api_key, correlation_id)
+    return workflow
+
+
+def generations(api_key: ApiKey, collection_id: str) -> QuerySet[Workflow]:
+    """The key's workflows generating this collection, newest first."""
+    return (
+        readable(Workflow.objects.filter(source=SOURCE), api_key)
+        .filter(metadata__collection_id=collection_id)
+        .order_by("-created_at")
+    )
+
+
+def _asking_emprops(call: Callable[[EmpropsClient], T]) -> T:
+    try:
+        return call(EmpropsClient())
+    except EmpropsNotFound as exc:
+        raise CollectionNotFound(str(exc)) from exc
+    except EmpropsNotConfigured as exc:
+        raise EmpropsUnavailable("EmProps is not configured here (EMPROPS_API_URL)") from exc
+    except EmpropsError as exc:
+        if exc.transient or exc.status in (401, 403):  # ours to fix (EMPROPS_API_KEY), not the caller's
+            raise EmpropsUnavailable(str(exc)) from exc
+        raise EmpropsRefused(str(exc), exc.status or 503) from exc
