@@ -82,6 +82,8 @@ def _watch_a_job_complete(page: Page, errors: list[str], api_url: str, key: str,
     page.click("#key-form button")
     page.wait_for_selector("#connection.online")
     page.wait_for_selector(f"#workers td:text-is('{worker_id}')")
+    # An operator also sees how EmProps is being told of its workflows' endings.
+    page.wait_for_selector("#emprops-counts .tile:has-text('dead-lettered')")
 
     response = requests.post(
         f"{api_url}/api/jobs",

@@ -53,7 +53,22 @@ async function act(path, what) {
   requestRefresh();
 }
 
+// Operators see how EmProps is being told of its workflows' endings (other keys get a 403: hidden).
+async function renderEmprops() {
+  const response = await fetch("/api/emprops/notifications/counts", {
+    headers: { "x-api-key": sessionStorage.getItem(KEY_STORAGE) },
+  }).catch(() => null);
+  if (!response || !response.ok) return;
+  const counts = (await response.json()).counts;
+  $("#emprops-counts").replaceChildren(
+    ...[["waiting", counts.pending], ["retrying", counts.retrying], ["notified", counts.notified],
+        ["dead-lettered", counts.dead_lettered]]
+      .map(([label, value]) => el("div", { class: "tile" }, el("b", {}, String(value)), label)));
+  $("#emprops").hidden = false;
+}
+
 function render(data) {
+  renderEmprops();
   const stats = data.system_stats;
   $("#stats").replaceChildren(
     ...[["waiting", stats.pending_jobs], ["running", stats.active_jobs], ["completed", stats.completed_jobs],
