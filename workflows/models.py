@@ -77,6 +77,8 @@ class Workflow(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(db_default=Now())
+    # When a user was last told of its result (the miniapp's attestation, `POST /api/user_notified`).
+    user_notified_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [

@@ -151,5 +151,6 @@ def test_the_miniapp_attests_that_a_user_was_notified(api, gpu_worker):
     assert attested.status_code == 201
     timeline = api.get(f"/api/events?workflow_id={workflow_id}&type=workflow_user_notified").json()["events"]
     assert [e["payload"] for e in timeline] == [{"user_id": "fid:42", "channel": "farcaster"}]
+    assert api.get(f"/api/workflows/{workflow_id}").json()["workflow"]["user_notified_at"]
     unknown = api.post("/api/user_notified", {"workflow_id": "no-such-workflow"}, format="json")
     assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "workflow_not_found")

@@ -58,3 +58,10 @@ def test_the_key_is_never_logged(client, emprops_standin, caplog, settings):
         with pytest.raises(EmpropsTransient):
             client.post("/jobs/w4/complete", {})
     assert caplog.records and emprops_standin.api_key not in caplog.text
+
+
+def test_an_answer_slower_than_the_read_timeout_is_transient(emprops_standin, settings):
+    settings.EMPROPS_RETRIES, settings.EMPROPS_READ_TIMEOUT_SECONDS = 0, 0.3
+    emprops_standin.script("/jobs/w5/complete", "slow:1")
+    with pytest.raises(EmpropsTransient):
+        EmpropsClient(emprops_standin.url, emprops_standin.api_key).post("/jobs/w5/complete", {})

@@ -117,6 +117,7 @@ class WorkflowSerializer(serializers.ModelSerializer):
             "started_at",
             "completed_at",
             "updated_at",
+            "user_notified_at",
         ]
 
 
