@@ -11,7 +11,9 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import connections, models, router
+from django.db.models import QuerySet
 from django.db.models.expressions import DatabaseDefault
+from django.utils import timezone
 
 M = TypeVar("M", bound=models.Model)
 
@@ -100,3 +102,12 @@ def limit_sessions(kind: str) -> None:
             f"-c statement_timeout={statement_ms} -c lock_timeout={lock_ms}"
         )
         connection.close()
+
+
+def seconds_until_earliest(rows: QuerySet[Any], field: str, at_most: float) -> float:
+    """Seconds until the earliest `field` (a datetime) of these rows, 0 when it has passed, at most
+    `at_most`: how long a pump may sleep before something is due."""
+    earliest: datetime | None = rows.order_by(field).values_list(field, flat=True).first()
+    if earliest is None:
+        return at_most
+    return min(at_most, max(0.0, (earliest - timezone.now()).total_seconds()))

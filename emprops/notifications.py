@@ -26,8 +26,9 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from core.db import seconds_until_earliest
 from core.errors import Conflict
-from emprops.client import EmpropsClient, EmpropsError
+from emprops.client import EmpropsClient, EmpropsError, EmpropsTransient
 from emprops.models import EmpropsAttempt, EmpropsNotification, NotificationStatus
 from events.models import Event
 from events.types import EventType
@@ -81,15 +82,12 @@ def notify_due(limit: int | None = None, client: EmpropsClient | None = None) ->
 
 
 def seconds_until_next_due(at_most: float) -> float:
-    upcoming = (
-        EmpropsNotification.objects.filter(status=NotificationStatus.PENDING)
-        .order_by("next_attempt_at")
-        .values_list("next_attempt_at", flat=True)
-        .first()
+    """How long until the next notification is due (0 if one is), capped at `at_most`; one being sent
+    now (leased) is not due (the pump would spin on it)."""
+    waiting = EmpropsNotification.objects.filter(status=NotificationStatus.PENDING).exclude(
+        leased_until__gte=timezone.now()
     )
-    if upcoming is None:
-        return at_most
-    return max(0.0, min(at_most, (upcoming - timezone.now()).total_seconds()))
+    return seconds_until_earliest(waiting, "next_attempt_at", at_most)
 
 
 def _claim_due(limit: int) -> list[int]:
@@ -121,8 +119,7 @@ def attempt(notification_id: int, client: EmpropsClient) -> EmpropsAttempt:
         error = exc
     except Exception as exc:  # whatever it was, the attempt is recorded and retried
         logger.exception("notifying EmProps of workflow %s failed unexpectedly", notification.workflow_id)
-        error = EmpropsError(f"internal error: {type(exc).__name__}")
-        error.transient = True
+        error = EmpropsTransient(f"internal error: {type(exc).__name__}")
     return _record(notification_id, started_at, int((time.monotonic() - began) * 1000), error)
 
 

@@ -1,5 +1,6 @@
 """Reading the event log through a named cursor: every consumer of the log (the live relay, the webhook
-pump) reads through `consume_events`, so none can forget a step.
+and EmProps pumps) reads through `consume_events`, so none can forget a step; the pumps run their
+passes with `run_consumer`.
 
 Events are read in (transaction id, event id) order, and only from transactions older than every
 transaction still running (`pg_snapshot_xmin`), so no event can commit behind a cursor and be
@@ -8,11 +9,15 @@ skipped. One consumer of a name runs at a time (the cursor row is locked); a sec
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 
-from django.db import transaction
+from django.db import close_old_connections, transaction
 
 from events.models import Event, EventRelayCursor
+
+logger = logging.getLogger(__name__)
 
 _VISIBLE_AFTER_CURSOR = f"""
     SELECT * FROM {Event._meta.db_table}
@@ -39,3 +44,27 @@ def consume_events(cursor_name: str, batch: int, handle: Callable[[list[Event]],
         last = events[-1]
         EventRelayCursor.objects.filter(name=cursor_name).update(last_txid=last.txid, last_id=last.id)
         return len(events)
+
+
+def run_consumer(
+    name: str,
+    one_pass: Callable[[], int],
+    idle_seconds: Callable[[], float],
+    poll_seconds: float,
+    stop: threading.Event,
+    wake: threading.Event | None = None,
+) -> None:
+    """Run a consumer's passes until `stop` is set: the next at once while a pass did something, else
+    when `wake` is set (events committed) or after `idle_seconds()`. A pass that fails is logged and
+    tried again after `poll_seconds`, with fresh database connections."""
+    wake = wake or threading.Event()
+    while not stop.is_set():
+        wake.clear()
+        try:
+            idle = 0.0 if one_pass() else idle_seconds()
+        except Exception:
+            logger.exception("%s pass failed; retrying", name)
+            close_old_connections()
+            idle = poll_seconds
+        if idle:
+            wake.wait(idle)

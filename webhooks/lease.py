@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.utils import timezone
 
+from core.db import seconds_until_earliest
 from webhooks.models import DeliveryStatus, WebhookDelivery
 
 _LEASE_DUE = """
@@ -55,12 +55,5 @@ def dispatch_due(limit: int | None = None) -> int:
 
 def seconds_until_next_due(at_most: float) -> float:
     """How long until the next pending delivery is due (0 if one is), capped at `at_most`."""
-    next_due = (
-        WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, leased_until__isnull=True)
-        .order_by("next_attempt_at")
-        .values_list("next_attempt_at", flat=True)
-        .first()
-    )
-    if next_due is None:
-        return at_most
-    return min(at_most, max(0.0, (next_due - timezone.now()).total_seconds()))
+    pending = WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, leased_until__isnull=True)
+    return seconds_until_earliest(pending, "next_attempt_at", at_most)
