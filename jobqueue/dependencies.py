@@ -54,6 +54,20 @@ def prepare(depends_on: list[Any], tenant_id: int) -> tuple[bool, list[dict[str,
     return True, []
 
 
+def release_waiting(job_id: Any, inputs: list[dict[str, Any]]) -> Job | None:
+    """A waiting job whose dependencies all completed becomes pending, their results its inputs (a
+    job of a single submit's `depends_on`, or a workflow step); None if it no longer waits."""
+    return transition(
+        job_id,
+        from_statuses={JobStatus.WAITING},
+        to=JobStatus.PENDING,
+        inputs=inputs,
+        queued_at=Now(),
+        event=EventType.JOB_QUEUED,
+        event_payload={"reason": "dependencies_completed"},
+    )
+
+
 def record(job: Job, depends_on: list[Any]) -> None:
     JobDependency.objects.bulk_create(
         JobDependency(job=job, depends_on_id=other) for other in set(depends_on)
@@ -80,15 +94,7 @@ class DependencyListener(lifecycle.JobListener):
         for dependent in waiting:
             parents = list(Job.objects.filter(dependent_links__job_id=dependent).order_by("id"))
             if all(parent.status == JobStatus.COMPLETED for parent in parents):
-                moved = transition(
-                    dependent,
-                    from_statuses={JobStatus.WAITING},
-                    to=JobStatus.PENDING,
-                    inputs=_inputs(parents),
-                    queued_at=Now(),
-                    event=EventType.JOB_QUEUED,
-                    event_payload={"reason": "dependencies_completed"},
-                )
+                moved = release_waiting(dependent, _inputs(parents))
                 if moved is not None:
                     released.append(moved.pk)
         lifecycle.jobs_pending(released)

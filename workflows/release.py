@@ -17,8 +17,8 @@ from events.recording import record_workflow_event
 from events.types import EventType
 from jobqueue import lifecycle
 from jobqueue.cancellation import cancel_unstarted
+from jobqueue.dependencies import release_waiting
 from jobqueue.models import NOT_STARTED_STATUSES, Job, JobStatus
-from jobqueue.transitions import transition
 from workflows import states
 from workflows.models import (
     FailurePolicy,
@@ -80,15 +80,7 @@ def _release_dependents(step: WorkflowStep) -> None:
         return  # a cancelled or failed workflow's waiting steps are cancelled, not released
     released = []
     for child in sorted(ready, key=lambda c: c.job_id):
-        job = transition(
-            child.job_id,
-            from_statuses={JobStatus.WAITING},
-            to=JobStatus.PENDING,
-            inputs=_inputs_of(child),
-            queued_at=Now(),
-            event=EventType.JOB_QUEUED,
-            event_payload={"reason": "dependencies_completed"},
-        )
+        job = release_waiting(child.job_id, _inputs_of(child))
         if job is not None:
             released.append(job.pk)
     lifecycle.jobs_pending(released)
