@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.api.serializers import ApiKeyCreateSerializer, ApiKeySerializer, TenantSerializer
-from accounts.auth import AdminsOnly, api_key_of
+from accounts.auth import AdminsOnly, OperatorsOnly, api_key_of
 from accounts.models import ApiKey, Tenant
 from core.api.pagination import PAGE_PARAMETERS, page_response, read_page
 from core.api.schema import envelope, page
@@ -32,6 +32,12 @@ API_KEY = envelope("ApiKeyEnvelope", api_key=ApiKeySerializer())
 
 class AdminView(APIView):
     permission_classes = [*APIView.permission_classes, AdminsOnly]
+
+
+class OperatorView(APIView):
+    """A view for operators and admins only (the fleet, its credentials, integrations' health)."""
+
+    permission_classes = [*APIView.permission_classes, OperatorsOnly]
 
 
 def _taken(field: str, what: str) -> serializers.ValidationError:

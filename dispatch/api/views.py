@@ -7,12 +7,10 @@ import redis
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from accounts.auth import OperatorsOnly
+from accounts.api.views import OperatorView
 from core.api.filters import filter_or_400, filter_parameters
 from core.api.schema import envelope, objects
 from core.errors import BrokerUnavailable
@@ -42,9 +40,7 @@ class WorkerFilter(django_filters.FilterSet):
 MACHINE = envelope("MachineEnvelope", machine=serializers.DictField())
 
 
-class MachineCollectionView(APIView):
-    permission_classes = [IsAuthenticated, OperatorsOnly]
-
+class MachineCollectionView(OperatorView):
     @extend_schema(
         operation_id="machines_list",
         parameters=filter_parameters(MachineFilter, paged=False),
@@ -55,9 +51,7 @@ class MachineCollectionView(APIView):
         return Response({"success": True, "machines": fleet.machines(queryset)})
 
 
-class MachineDetailView(APIView):
-    permission_classes = [IsAuthenticated, OperatorsOnly]
-
+class MachineDetailView(OperatorView):
     @extend_schema(responses=MACHINE)
     def get(self, request: Request, machine_id: str) -> Response:
         get_object_or_404(Machine, pk=machine_id)
@@ -66,8 +60,7 @@ class MachineDetailView(APIView):
         return Response({"success": True, "machine": machine})
 
 
-class MachineDrainView(APIView):
-    permission_classes = [IsAuthenticated, OperatorsOnly]
+class MachineDrainView(OperatorView):
     drain = True
 
     @extend_schema(request=None, responses=MACHINE)
@@ -79,9 +72,7 @@ class MachineDrainView(APIView):
         return Response({"success": True, "machine": machine})
 
 
-class WorkerCollectionView(APIView):
-    permission_classes = [IsAuthenticated, OperatorsOnly]
-
+class WorkerCollectionView(OperatorView):
     @extend_schema(
         parameters=filter_parameters(WorkerFilter, paged=False),
         responses=envelope("WorkerList", workers=objects()),
@@ -91,17 +82,13 @@ class WorkerCollectionView(APIView):
         return Response({"success": True, "workers": fleet.worker_rows(queryset)})
 
 
-class PoolsView(APIView):
-    permission_classes = [IsAuthenticated, OperatorsOnly]
-
+class PoolsView(OperatorView):
     @extend_schema(responses=envelope("PoolSummary", pools=objects(), no_eligible_worker=objects()))
     def get(self, request: Request) -> Response:
         return Response({"success": True, **fleet.pools()})
 
 
-class RefusalsView(APIView):
-    permission_classes = [IsAuthenticated, OperatorsOnly]
-
+class RefusalsView(OperatorView):
     @extend_schema(
         responses=envelope(
             "FleetRefusals",

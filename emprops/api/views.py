@@ -9,7 +9,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.auth import OperatorsOnly, api_key_of
+from accounts.api.views import OperatorView
+from accounts.auth import api_key_of
 from core.api.pagination import PAGE_PARAMETERS, page_response, read_page
 from core.api.schema import envelope, page
 from emprops import attestations, notifications
@@ -21,11 +22,6 @@ from emprops.api.serializers import (
     UserNotifiedSerializer,
 )
 from emprops.models import EmpropsNotification
-
-
-class OperatorView(APIView):
-    permission_classes = [*APIView.permission_classes, OperatorsOnly]
-
 
 NOTIFICATION = envelope("EmpropsNotificationEnvelope", notification=NotificationDetailSerializer())
 

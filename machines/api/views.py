@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.auth import OperatorsOnly
+from accounts.api.views import OperatorView
 from core.api.pagination import PAGE_PARAMETERS, page_response, read_page
 from core.api.schema import envelope, page
 from core.errors import BrokerUnavailable
@@ -29,11 +29,6 @@ from machines.api.serializers import (
     WorkerCredentialSerializer,
 )
 from machines.models import JoinToken, WorkerCredential
-
-
-class OperatorView(APIView):
-    permission_classes = [*APIView.permission_classes, OperatorsOnly]
-
 
 JOIN_TOKEN = envelope("JoinTokenEnvelope", join_token=JoinTokenSerializer())
 CREDENTIAL = envelope("WorkerCredentialEnvelope", credential=WorkerCredentialSerializer())
