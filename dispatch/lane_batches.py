@@ -84,11 +84,14 @@ def apply_fleet(batch: Sequence[TaskMessage]) -> None:
                 worker_reports.register_worker(info)
         elif message.task in _WORKER_CHANGES:
             _WORKER_CHANGES[message.task](*message.args, **message.kwargs)
+    # A heartbeat repeats its worker's description, from which an unknown instance registers again:
+    # it is held to the credential as a registration is.
     beats = [
         beat
-        for message, _ in proven
+        for message, credential in proven
         if message.task == protocol.HEARTBEAT_TASK
         if (beat := _refused_as_none(_beat, message)) is not None
+        if "worker_id" not in beat.info or _within(credential, beat.info)
     ]
     if beats:
         worker_reports.heartbeats(beats)

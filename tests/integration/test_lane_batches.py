@@ -419,3 +419,14 @@ def test_a_heartbeat_that_waited_in_the_lane_does_not_make_a_received_attempt_lo
     assert requeue_undelivered_assignments() == 0
     apply_batch([beat(0)])  # sent now, well after the assignment, and still without it: undelivered
     assert requeue_undelivered_assignments() == 1
+
+
+def test_a_heartbeat_cannot_register_its_worker_again_beyond_its_credential():
+    live = make_worker()
+    heavy = {**_description(pool="heavy"), "worker_id": live.id, "instance_id": "another-instance"}
+    key = worker_key(live.id, pool="standard")
+
+    apply_batch([fleet_message(protocol.HEARTBEAT_TASK, live.id, "another-instance", heavy, key=key)])
+
+    worker = Worker.objects.get(pk=live.pk)
+    assert (worker.instance_id, worker.pool) == (live.instance_id, "standard")
