@@ -292,6 +292,11 @@ class BatchConsumer:
         stats.largest_batch = max(stats.largest_batch, len(batch))
 
 
+def queue_lists(queue: str) -> list[str]:
+    """The Redis lists that hold a queue's waiting messages, one per priority step."""
+    return [_list_for(queue, step) for step in PRIORITY_STEPS]
+
+
 def _list_for(queue: str, step: int) -> str:
     return f"{queue}{PRIORITY_SEPARATOR}{step}" if step else queue
 

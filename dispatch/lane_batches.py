@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import inspect
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -26,6 +27,8 @@ import redis
 from django.db import transaction
 
 from core.batch_consumer import TaskMessage
+from counters.definitions import LATENCY_BUCKETS, Metric
+from counters.tally import Tally
 from dispatch import cancel_flags, refusals, reports, worker_reports
 from gpu_worker import protocol
 from jobqueue.models import Job
@@ -54,6 +57,16 @@ _REPORT_SIGNATURES: dict[str, Callable[..., Any]] = {
     **{task: end for task, (end, _) in _FINAL_REPORTS.items()},
     **_PROGRESS_REPORTS,
 }
+LANE_BATCH_SECONDS = Metric(
+    "lane_batch_seconds", "How long applying one batch of a lane took.", ("lane",), LATENCY_BUCKETS
+)
+LANE_MESSAGES = Metric("lane_messages_total", "Messages applied by each batched lane.", ("lane",))
+HEARTBEAT_LAG = Metric(
+    "worker_heartbeat_lag_seconds",
+    "From a worker sending a heartbeat (its clock) to the fleet lane applying it.",
+    (),
+    LATENCY_BUCKETS,
+)
 LANE_TASKS = frozenset({*_FINAL_REPORTS, *_PROGRESS_REPORTS, *_WORKER_CHANGES, protocol.HEARTBEAT_TASK})
 
 
@@ -64,18 +77,33 @@ def apply_batch(batch: Sequence[TaskMessage]) -> None:
         logger.error(
             "dropping %d message(s) of tasks no lane applies: %s", len(unknown), sorted(set(unknown))
         )
+    tally = Tally()
     fleet = [m for m in batch if m.task in _WORKER_CHANGES or m.task == protocol.HEARTBEAT_TASK]
     if fleet:
-        apply_fleet(fleet)
+        started = time.monotonic()
+        for lag in apply_fleet(fleet):
+            tally.observe(HEARTBEAT_LAG, None, lag)
+        _measure(tally, protocol.FLEET_QUEUE, len(fleet), started)
     job_reports = [m for m in batch if m.task in _FINAL_REPORTS or m.task in _PROGRESS_REPORTS]
     if job_reports:
+        started = time.monotonic()
         apply_reports(job_reports)
+        _measure(tally, protocol.CONTROL_QUEUE, len(job_reports), started)
+    try:
+        tally.flush()
+    except Exception:  # the batch is applied: losing its measures must not apply it again
+        logger.warning("could not record a batch's metrics", exc_info=True)
 
 
-def apply_fleet(batch: Sequence[TaskMessage]) -> None:
+def _measure(tally: Tally, lane: str, messages: int, started: float) -> None:
+    tally.observe(LANE_BATCH_SECONDS, {"lane": lane}, time.monotonic() - started)
+    tally.add(LANE_MESSAGES, {"lane": lane}, messages)
+
+
+def apply_fleet(batch: Sequence[TaskMessage]) -> list[float]:
     """Registrations and deregistrations one by one, then the heartbeats in one statement. A message
     that does not prove its sender, or whose description breaks the rules (`machines.descriptions`),
-    is refused alone: counted, dropped."""
+    is refused alone: counted, dropped. Returns the heartbeats' lags (seconds since each was sent)."""
     proven = _proven_fleet(batch)
     for message, credential in proven:
         if message.task == protocol.REGISTER_WORKER_TASK:
@@ -93,8 +121,11 @@ def apply_fleet(batch: Sequence[TaskMessage]) -> None:
         if (beat := _refused_as_none(_beat, message)) is not None
         if "worker_id" not in beat.info or _within(credential, beat.info)
     ]
-    if beats:
-        worker_reports.heartbeats(beats)
+    if not beats:
+        return []
+    worker_reports.heartbeats(beats)
+    now = time.time()
+    return [now - beat.info["sent_at"] for beat in beats if isinstance(beat.info.get("sent_at"), int | float)]
 
 
 def _proven_fleet(batch: Sequence[TaskMessage]) -> list[tuple[TaskMessage, WorkerCredential]]:

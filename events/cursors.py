@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connection, transaction
 
 from events.models import Event, EventRelayCursor
 
@@ -68,3 +68,17 @@ def run_consumer(
             idle = poll_seconds
         if idle:
             wake.wait(idle)
+
+
+def backlogs(at_most: int) -> dict[str, int]:
+    """Events each cursor has not passed yet, by cursor name (counted up to `at_most`)."""
+    table = Event._meta.db_table
+    counts = {}
+    with connection.cursor() as cursor:
+        for name, last_txid, last_id in EventRelayCursor.objects.values_list("name", "last_txid", "last_id"):
+            cursor.execute(
+                f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE (txid, id) > (%s, %s) LIMIT %s) behind",
+                [last_txid, last_id, at_most],
+            )
+            counts[name] = int(cursor.fetchone()[0])
+    return counts

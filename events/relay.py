@@ -13,6 +13,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from counters.definitions import Metric
+from counters.tally import Tally
 from events.cursors import consume_events
 from events.models import Event
 from events.serializers import EventSerializer
@@ -47,12 +49,18 @@ def event_message(event: Event) -> dict[str, Any]:
     return dict(EventSerializer(event).data)
 
 
+EVENTS_RELAYED = Metric("events_relayed_total", "Events published to live subscribers by the relay.")
+
+
 def relay_once(batch: int | None = None) -> int:
     """Publish the next committed events; returns how many."""
     return consume_events(CURSOR_NAME, batch or settings.EVENT_RELAY_BATCH, _publish_events)
 
 
 def _publish_events(events: list[Event]) -> None:
+    tally = Tally()
+    tally.add(EVENTS_RELAYED, amount=len(events))
+    tally.flush()  # in the cursor's transaction: counted exactly when the cursor moves past them
     deliveries = []
     for event in sorted(events, key=lambda e: e.id):  # one job's events in the order they happened
         # The tenant travels beside the event: each socket passes on only what its key may see.

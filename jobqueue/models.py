@@ -169,6 +169,10 @@ class Job(models.Model):
             models.Index(fields=["type", "-created_at"], name="job_type_created"),
             models.Index(fields=["created_by", "-created_at"], name="job_creator_created"),
             models.Index(fields=["-created_at"], name="job_created"),
+            # Throughput over a window (metrics/readings.py) and retention of finished jobs.
+            models.Index(
+                fields=["completed_at"], name="job_completed", condition=Q(completed_at__isnull=False)
+            ),
             models.Index(fields=["tenant", "-created_at"], name="job_tenant_created"),
             # A tenant's queued jobs, counted for its quota (jobqueue.quotas).
             models.Index(

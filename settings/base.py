@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "channels",
     # Ours, lowest layer first (the import contracts in pyproject.toml keep this order honest).
     "core",
+    "counters",
     "accounts",
     "events",
     "jobqueue",
@@ -50,6 +51,7 @@ INSTALLED_APPS = [
     "webhooks",
     "live",
     "emprops",
+    "metrics",
     "devstack",
 ]
 
@@ -261,6 +263,7 @@ EVENT_CONSUMERS = [
     "events.relay.run_relay",
     "webhooks.pump.run_webhook_pump",
     "emprops.pump.run_emprops_pump",
+    "metrics.folding.run_metrics_pump",
 ]
 # What a reconnecting WebSocket client may replay with `resume`, at most.
 LIVE_RESUME_MAX_EVENTS = env_int("LIVE_RESUME_MAX_EVENTS", 5000)
@@ -398,6 +401,17 @@ EMPROPS_RETRY_SCHEDULE_SECONDS = [
 EMPROPS_MAX_RETRY_AFTER_SECONDS = env_float("EMPROPS_MAX_RETRY_AFTER_SECONDS", 3600.0)
 EMPROPS_NOTIFY_BATCH = env_int("EMPROPS_NOTIFY_BATCH", 100)
 EMPROPS_PUMP_POLL_SECONDS = env_float("EMPROPS_PUMP_POLL_SECONDS", 1.0)
+
+
+# --- Metrics (metrics/, docs/operations.md) ----------------------------------------------------------
+# /metrics answers a scraper with this bearer token; unset, only clients in METRICS_ALLOWED_NETWORKS.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"])
+# Label values clients choose (job types, error codes): the first this many of each, then "other".
+METRICS_MAX_LABEL_VALUES = env_int("METRICS_MAX_LABEL_VALUES", 100)
+METRICS_FOLD_BATCH = env_int("METRICS_FOLD_BATCH", 1000)
+# Rows each counter series is split over, so concurrent writers rarely wait on one another.
+COUNTER_SHARDS = env_int("COUNTER_SHARDS", 8)
 
 
 # --- Channels ---------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from core.health import system_health
 from core.version import version_info
 from live.views import MonitorView
 from machines.models import worker_counts
+from metrics.api.views import prometheus_metrics
 
 HEALTH = envelope(
     "HealthReport",
@@ -66,7 +67,9 @@ urlpatterns = [
     path("health", health, name="health"),
     path("version", version, name="version"),
     path("health/ready", ready, name="health-ready"),
+    path("metrics", prometheus_metrics, name="metrics"),
     path("api/", include("accounts.api.urls")),
+    path("api/", include("metrics.api.urls")),
     path("api/", include("jobqueue.api.urls")),
     path("api/", include("events.api.urls")),
     path("api/", include("workflows.api.urls")),

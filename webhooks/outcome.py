@@ -13,6 +13,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from counters.definitions import LATENCY_BUCKETS, Metric
+from counters.tally import Tally
 from events.recording import record_tenant_event
 from events.types import EventType
 from webhooks.models import (
@@ -39,6 +41,12 @@ _OUTCOME_FIELDS = [
 ]
 logger = logging.getLogger(__name__)
 _SUCCESS_STAMP_EVERY = timedelta(seconds=1)  # an endpoint's last_success_at, refreshed at most this often
+
+ATTEMPTS = Metric("webhook_attempts_total", "Webhook delivery attempts by outcome.", ("outcome",))
+ATTEMPT_SECONDS = Metric(
+    "webhook_attempt_seconds", "How long receivers took to answer.", ("outcome",), LATENCY_BUCKETS
+)
+DEAD_LETTERED = Metric("webhook_deliveries_dead_lettered_total", "Webhook deliveries given up.", ("reason",))
 
 
 def record(
@@ -93,7 +101,31 @@ def record(
         )
         if delivery.endpoint_id and retries:
             _update_endpoint_health(delivery.endpoint_id, result, now)
+        _count(delivery, result)
     return attempt
+
+
+def _count(delivery: WebhookDelivery, result: SendResult) -> None:
+    """The attempt's outcome in the metrics, in its transaction."""
+    tally = Tally()
+    outcome = _outcome(result)
+    tally.add(ATTEMPTS, {"outcome": outcome})
+    if result.latency_ms is not None:
+        tally.observe(ATTEMPT_SECONDS, {"outcome": outcome}, result.latency_ms / 1000)
+    if delivery.status == DeliveryStatus.DEAD_LETTERED:
+        tally.add(DEAD_LETTERED, {"reason": delivery.dead_letter_reason})
+    tally.flush()
+
+
+def _outcome(result: SendResult) -> str:
+    """A bounded label: succeeded, blocked, network_error (no answer), or the answer's class (http_4xx)."""
+    if result.succeeded:
+        return "succeeded"
+    if result.blocked:
+        return "blocked"
+    if result.status_code is None:
+        return "network_error"
+    return f"http_{result.status_code // 100}xx"
 
 
 def disable_endpoint(endpoint: WebhookEndpoint, reason: str) -> None:

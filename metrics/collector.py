@@ -1,0 +1,151 @@
+"""What `/metrics` answers, read from the source of truth at scrape time.
+
+Counters and histograms come from the `counters` table, which every process adds to in its own
+transactions (`counters.tally`); gauges are counted in Postgres and Redis when scraped. Any API
+process therefore answers for the whole control plane, and a process's restart loses nothing: no
+per-process registry to merge (prometheus-client's multiprocess mode would need a shared folder on one
+host, which a fleet of containers does not have)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from typing import Any
+
+from django.conf import settings
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from core.batch_consumer import queue_lists
+from core.redis import redis_client
+from counters.definitions import DECLARED
+from counters.tally import totals
+from events.cursors import backlogs
+from jobqueue.models import DeadLetterJob
+from metrics import readings
+from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+
+CONSUMER_BACKLOG_CAP = 100_000  # counting further would make a scrape slow exactly when it matters
+
+
+class ControlPlaneCollector(Collector):
+    def collect(self) -> Iterator[Metric]:
+        yield from counted()
+        yield queue_depth()
+        yield from workers()
+        yield dead_letter_jobs()
+        yield from webhooks()
+        yield lane_backlogs()
+        yield consumer_backlogs()
+
+
+def counted() -> Iterator[Metric]:
+    """Every declared counter and histogram, with the series recorded so far."""
+    stored = totals()
+    for metric in sorted(DECLARED.values(), key=lambda m: m.name):
+        if metric.is_histogram:
+            yield _histogram(metric.name, metric.help, metric.labels, stored)
+        else:
+            family = CounterMetricFamily(
+                metric.name.removesuffix("_total"), metric.help, labels=metric.labels
+            )
+            for key, value in stored.get(metric.name, {}).items():
+                family.add_metric(_values(key, metric.labels), value)
+            yield family
+
+
+def _histogram(
+    name: str, help_text: str, labels: tuple[str, ...], stored: dict[str, dict[str, float]]
+) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, help_text, labels=labels)
+    series: dict[tuple[str, ...], list[tuple[str, float]]] = {}
+    for key, count in stored.get(f"{name}_bucket", {}).items():
+        decoded = json.loads(key)
+        series.setdefault(tuple(decoded[label] for label in labels), []).append((decoded["le"], count))
+    sums = {
+        tuple(json.loads(k)[label] for label in labels): v for k, v in stored.get(f"{name}_sum", {}).items()
+    }
+    for values, buckets in series.items():
+        buckets.sort(key=lambda bucket: math.inf if bucket[0] == "+Inf" else float(bucket[0]))
+        family.add_metric(list(values), buckets, sums.get(values, 0.0))
+    return family
+
+
+def _values(key: str, labels: tuple[str, ...]) -> list[str]:
+    decoded: dict[str, Any] = json.loads(key)
+    return [decoded[label] for label in labels]
+
+
+def queue_depth() -> GaugeMetricFamily:
+    family = GaugeMetricFamily(
+        "queue_depth_gauge", "Jobs by status and pool; dlq: open dead letters.", labels=["status", "pool"]
+    )
+    for (status, pool), count in sorted(readings.queue_depths().items()):
+        family.add_metric([status, pool], count)
+    return family
+
+
+def workers() -> Iterator[Metric]:
+    alive = GaugeMetricFamily("worker_alive_gauge", "Workers heard from recently, by pool.", labels=["pool"])
+    by_status = GaugeMetricFamily(
+        "workers_by_status",
+        "Workers by pool and status (silent ones count as offline).",
+        labels=["pool", "status"],
+    )
+    counts = readings.workers()
+    for (pool, status), count in sorted(counts.items()):
+        by_status.add_metric([pool, status], count)
+    for pool, count in sorted(readings.alive_by_pool(counts).items()):
+        alive.add_metric([pool], count)
+    yield alive
+    yield by_status
+
+
+def dead_letter_jobs() -> GaugeMetricFamily:
+    family = GaugeMetricFamily("dead_letter_jobs", "Open dead letters (failed for good, not requeued).")
+    family.add_metric([], DeadLetterJob.objects.open().count())
+    return family
+
+
+def webhooks() -> Iterator[Metric]:
+    waiting = GaugeMetricFamily("webhook_deliveries_pending", "Webhook deliveries not yet delivered.")
+    waiting.add_metric([], WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING).count())
+    yield waiting
+    disabled = GaugeMetricFamily(
+        "webhook_endpoints_disabled", "Webhook endpoints disabled after failing (not by their owner)."
+    )
+    disabled.add_metric([], WebhookEndpoint.objects.filter(enabled=False).exclude(disabled_reason="").count())
+    yield disabled
+
+
+def lane_backlogs() -> GaugeMetricFamily:
+    family = GaugeMetricFamily(
+        "control_plane_lane_backlog", "Messages waiting on each control-plane queue.", labels=["lane"]
+    )
+    lanes = [*settings.CONTROL_PLANE_LANES, settings.WEBHOOK_QUEUE]
+    pipeline = redis_client().pipeline()
+    for lane in lanes:
+        for name in queue_lists(lane):
+            pipeline.llen(name)
+    lengths = pipeline.execute()
+    per_lane = len(lengths) // len(lanes)
+    for index, lane in enumerate(lanes):
+        family.add_metric([lane], sum(lengths[index * per_lane : (index + 1) * per_lane]))
+    return family
+
+
+def consumer_backlogs() -> GaugeMetricFamily:
+    family = GaugeMetricFamily(
+        "event_consumer_backlog",
+        f"Committed events each consumer of the log has not passed yet (counted up to {CONSUMER_BACKLOG_CAP}).",
+        labels=["consumer"],
+    )
+    for name, behind in sorted(backlogs(CONSUMER_BACKLOG_CAP).items()):
+        family.add_metric([name], behind)
+    return family
