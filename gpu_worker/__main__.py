@@ -16,7 +16,7 @@ from celery import signals
 from celery.worker import state as celery_worker_state
 from kombu import Exchange, Queue
 
-from gpu_worker import credentials, protocol
+from gpu_worker import credentials, metrics, protocol
 from gpu_worker.app import app, install_runner
 from gpu_worker.config import WorkerConfig, parse_config
 from gpu_worker.connectors import build_connectors
@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> None:
         logger.info("no NVIDIA GPU found: running on configured values (%.0f GB)", config.gpu_memory_gb)
     if not config.supervised and len(config.worker_slots_by_gpu) > 1:
         sys.exit(run_supervisor(argv, config))
+    metrics.serve(config.metrics_port, config.metrics_host, config.gpu_index)
     credential = resolve_credential(config)
     # Celery's command line would take the broker from BROKER_URL over the credential's URL, and
     # nothing this process starts (engines, connectors) needs the join token or the broker's address.

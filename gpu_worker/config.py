@@ -51,6 +51,9 @@ class WorkerConfig:
     credentials_dir: str = ""
     credential_grace_seconds: float = CREDENTIAL_GRACE_SECONDS
     result_max_bytes: int = DEFAULT_RESULT_MAX_BYTES
+    # This process's Prometheus metrics (gpu_worker/metrics.py): off (0) unless a port is given.
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
 
     def registration(self, instance_id: str, job_types: list[str]) -> dict:
         """The self-description sent to the control plane on registration and with every heartbeat."""
@@ -166,6 +169,17 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
         help="on SIGTERM, how long the running job may take to finish before it is handed back",
     )
     parser.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(env("WORKER_METRICS_PORT", "0")),
+        help="serve Prometheus metrics on this port (0: off); a supervisor's workers use the next ones",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default=env("WORKER_METRICS_HOST", "127.0.0.1"),
+        help="the address the metrics port listens on (this machine only, by default)",
+    )
     args = parser.parse_args(argv)
     if args.slots < 1:
         parser.error("--slots must be at least 1")
@@ -212,6 +226,8 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
         credentials_dir=args.credentials_dir,
         credential_grace_seconds=args.credential_grace_seconds,
         result_max_bytes=args.result_max_bytes,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
     )
 
 

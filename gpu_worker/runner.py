@@ -11,7 +11,7 @@ from typing import Any
 
 import redis
 
-from gpu_worker import protocol
+from gpu_worker import metrics, protocol
 from gpu_worker.connectors.base import Connector, ConnectorError, JobCancelled, JobContext
 from gpu_worker.protocol import attempt_error
 from gpu_worker.reporter import Reporter
@@ -216,6 +216,7 @@ class JobRunner:
         else:
             send = lambda: self.reporter.failed(job_id, attempt, lease, detail, runtime_ms)
         self._report_final(job_id, attempt, send)
+        metrics.count_attempt(spec["type"], outcome, detail)
         if outcome == ABANDONED and self.on_stuck_job is not None:
             self.on_stuck_job(job_id)  # after the report, so the control plane knows first
         return outcome

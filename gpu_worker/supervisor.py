@@ -18,7 +18,7 @@ logger = logging.getLogger("gpu_worker.supervisor")
 EXIT_CREDENTIAL_REFUSED = 77  # EX_NOPERM: its credential was revoked or refused; a restart cannot help
 RESTART_DELAY_S = 1.0  # after an unexpected exit; a worker that asked for a restart (75) gets none
 POLL_S = 0.2
-_OWN_FLAGS = ("--worker-id", "--gpu-index")  # set per child
+_OWN_FLAGS = ("--worker-id", "--gpu-index", "--metrics-port")  # set per child
 _SECRET_FLAGS = ("--broker-url", "--join-token")  # passed in the child's environment: `ps` shows argv
 
 
@@ -48,6 +48,9 @@ def run_supervisor(argv: list[str], config: WorkerConfig) -> int:
         }
         command = [sys.executable, "-m", "gpu_worker", *base_argv, "--worker-id", worker_id]
         command += ["--gpu-index", str(gpu_index)]
+        if config.metrics_port:  # each worker its own port: the first, the next, ...
+            order = [child_id for child_id, _ in child_ids(config)]
+            command += ["--metrics-port", str(config.metrics_port + order.index(worker_id))]
         children[worker_id] = subprocess.Popen(command, env=env)
         logger.info("started worker %s on GPU %s (pid %s)", worker_id, gpu_index, children[worker_id].pid)
 
