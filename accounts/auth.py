@@ -10,6 +10,7 @@ from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
 from accounts.models import ApiKey, Role
+from gpu_worker import logs
 
 HEADER = "x-api-key"
 LAST_USED_RESOLUTION = timedelta(minutes=1)  # don't write on every request
@@ -40,6 +41,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         api_key = api_key_for(raw_key)
         if api_key is None:
             raise exceptions.AuthenticationFailed("invalid API key")
+        logs.bind(tenant_id=api_key.tenant_id)  # the request's lines say whose they are
         return (api_key, api_key)
 
     def authenticate_header(self, request) -> str:

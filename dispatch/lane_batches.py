@@ -30,7 +30,7 @@ from core.batch_consumer import TaskMessage
 from counters.definitions import LATENCY_BUCKETS, Metric
 from counters.tally import Tally
 from dispatch import cancel_flags, refusals, reports, worker_reports
-from gpu_worker import protocol
+from gpu_worker import logs, protocol
 from jobqueue.models import Job
 from machines import credentials, descriptions, registry
 from machines.models import WorkerCredential
@@ -195,11 +195,12 @@ def apply_reports(batch: Sequence[TaskMessage]) -> None:
         freed: list[str | None] = []
         keyed, holders = _proven_reports(batch)
         for (job_id, attempt), message in _in_job_order(_latest_progress_only(keyed)):
-            if message.task in _PROGRESS_REPORTS:
-                _PROGRESS_REPORTS[message.task](*message.args, **message.kwargs)
-                continue
-            end, refills = _FINAL_REPORTS[message.task]
-            job = end(*message.args, **message.kwargs)
+            with logs.log_context(job_id=job_id, worker_id=holders.get((job_id, attempt))):
+                if message.task in _PROGRESS_REPORTS:
+                    _PROGRESS_REPORTS[message.task](*message.args, **message.kwargs)
+                    continue
+                end, refills = _FINAL_REPORTS[message.task]
+                job = end(*message.args, **message.kwargs)
             # Applied, or found stale: either way it arrived, and its worker may forget it.
             confirmations.append((holders[(job_id, attempt)], job_id, attempt))
             if job is not None and refills:

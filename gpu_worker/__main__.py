@@ -16,7 +16,7 @@ from celery import signals
 from celery.worker import state as celery_worker_state
 from kombu import Exchange, Queue
 
-from gpu_worker import credentials, metrics, protocol
+from gpu_worker import credentials, logs, metrics, protocol
 from gpu_worker.app import app, install_runner
 from gpu_worker.config import WorkerConfig, parse_config
 from gpu_worker.connectors import build_connectors
@@ -153,7 +153,7 @@ def engine_health(connectors: dict) -> dict:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     config = parse_config(argv)
-    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(config.log_level, os.environ.get("LOG_FORMAT", "plain"), worker_id=config.worker_id)
     if not config.gpus:
         logger.info("no NVIDIA GPU found: running on configured values (%.0f GB)", config.gpu_memory_gb)
     if not config.supervised and len(config.worker_slots_by_gpu) > 1:

@@ -18,7 +18,9 @@ logger = logging.getLogger(__name__)
 
 REGISTRY = CollectorRegistry()
 JOBS = Counter(
-    "gpu_worker_jobs_total", "Attempts this worker ran, by job type and outcome.", ["job_type", "outcome"],
+    "gpu_worker_jobs_total",
+    "Attempts this worker ran, by job type and outcome.",
+    ["job_type", "outcome"],
     registry=REGISTRY,
 )
 CONNECTOR_ERRORS = Counter(

@@ -11,7 +11,7 @@ from typing import Any
 
 import redis
 
-from gpu_worker import metrics, protocol
+from gpu_worker import logs, metrics, protocol
 from gpu_worker.connectors.base import Connector, ConnectorError, JobCancelled, JobContext
 from gpu_worker.protocol import attempt_error
 from gpu_worker.reporter import Reporter
@@ -168,6 +168,10 @@ class JobRunner:
         self.attempts.finished(job_id, attempt, resend=send)
 
     def _run(self, spec: dict[str, Any], job_id: str, attempt: int) -> str:
+        with logs.log_context(job_id=job_id, workflow_id=spec.get("workflow_id")):
+            return self._run_attempt(spec, job_id, attempt)
+
+    def _run_attempt(self, spec: dict[str, Any], job_id: str, attempt: int) -> str:
         lease = str(spec.get(protocol.LEASE_ARG, ""))
         if self.cancel_watch.is_cancelled_now(job_id, attempt):
             self._report_final(job_id, attempt, lambda: self.reporter.cancelled(job_id, attempt, lease))

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 import django_stubs_ext
 
 from devstack import embedded
-from gpu_worker import protocol
+from gpu_worker import logs, protocol
 from settings import http_servers
 from settings.env import env_bool, env_float, env_int, env_list, env_str
 
@@ -437,14 +437,9 @@ CHANNEL_LAYERS = {
 
 # --- Logging ----------------------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+# plain (development) or json (one object per line, with correlation, tenant, job, workflow, worker).
+LOG_FORMAT = env_str("LOG_FORMAT", "plain")
+LOGGING = logs.dict_config(LOG_LEVEL, LOG_FORMAT)
 
 
 def _every(seconds: float, task: str) -> dict:

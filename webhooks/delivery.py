@@ -11,6 +11,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from core.redis import count_in_this_second
+from gpu_worker import logs
 from webhooks import legacy
 from webhooks.models import (
     DeliveryDeadLetterReason,
@@ -48,18 +49,28 @@ def attempt(delivery_id: int, dispatch_token: str) -> WebhookAttempt | None:
     if endpoint is not None and endpoint.rate_limit_per_second and _over_rate_limit(endpoint):
         _postpone(delivery_id, seconds=1.0)
         return None
+    about = {"tenant_id": delivery.tenant_id, "job_id": delivery.job_id, "workflow_id": delivery.workflow_id}
+    with logs.log_context(**about):
+        return _send(delivery, attempt_token)
+
+
+def _send(delivery: WebhookDelivery, attempt_token: uuid.UUID) -> WebhookAttempt | None:
     started_at = timezone.now()
     try:
         secrets = signing_secrets(delivery, started_at)
         result = send(
-            delivery.url, delivery.message_id, delivery.body, secrets, _headers(delivery, endpoint, secrets)
+            delivery.url,
+            delivery.message_id,
+            delivery.body,
+            secrets,
+            _headers(delivery, delivery.endpoint, secrets),
         )
     except Exception as exc:
         # Whatever went wrong, the attempt is recorded and retried on the schedule (an attempt that
         # vanished would be re-sent by the pump every lease, forever).
-        logger.exception("delivery %s: sending failed unexpectedly", delivery_id)
+        logger.exception("delivery %s: sending failed unexpectedly", delivery.pk)
         result = SendResult(error=f"internal error: {type(exc).__name__}")
-    return record(delivery_id, started_at, result, attempt_token=attempt_token)
+    return record(delivery.pk, started_at, result, attempt_token=attempt_token)
 
 
 def _headers(

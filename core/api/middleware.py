@@ -12,6 +12,7 @@ from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
 from core.api.errors import json_error_response
+from gpu_worker import logs
 
 HEADER = "x-correlation-id"
 API_PREFIX = "/api/"
@@ -27,6 +28,9 @@ class CorrelationIdMiddleware:
         supplied = request.headers.get(HEADER, "")
         value = supplied if _VALID.match(supplied) else uuid.uuid4().hex
         setattr(request, _ATTRIBUTE, value)
+        # A reused thread starts clean; the context stays until the next request, so that Django's own
+        # line about a failed request (logged after the middlewares) still says which request it was.
+        logs.fresh_context(correlation_id=value)
         response = self.get_response(request)
         response[HEADER] = value
         return response

@@ -93,6 +93,7 @@ def test_prometheus_scrapes_the_running_stack_and_raises_an_alert_when_dead_lett
         assert ("control_plane_lane_backlog", frozenset({("lane", "fleet")})) in metrics
 
         _prometheus_files(tmp_path, f"127.0.0.1:{ports['api']}")
+        prometheus_log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115  (open while it runs)
         prometheus = subprocess.Popen(
             [
                 PROMETHEUS,
@@ -100,7 +101,7 @@ def test_prometheus_scrapes_the_running_stack_and_raises_an_alert_when_dead_lett
                 f"--storage.tsdb.path={tmp_path / 'prometheus-data'}",
                 f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
             ],
-            stdout=open(tmp_path / "prometheus.log", "wb"),
+            stdout=prometheus_log,
             stderr=subprocess.STDOUT,
         )
         api = f"http://127.0.0.1:{ports['prometheus']}/api/v1"
@@ -120,7 +121,7 @@ def test_prometheus_scrapes_the_running_stack_and_raises_an_alert_when_dead_lett
 
         wait_for(lambda: alert_states().get("DLQAccumulation") == "pending", timeout=60, what="the alert")
         assert "HighQueueDepth" not in alert_states()
-        with chromium_page() as (page, errors):
+        with chromium_page() as (page, _errors):
             page.goto(f"http://127.0.0.1:{ports['prometheus']}/alerts?search=&state=pending")
             page.get_by_text("DLQAccumulation").first.wait_for()
             time.sleep(0.5)

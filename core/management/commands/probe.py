@@ -11,7 +11,7 @@ from core.health import system_health
 class Command(BaseCommand):
     help = "Exit 0 when the database and the broker answer (a container health check)."
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: object, **options: object) -> None:
         report = system_health()
         if not report["ready"]:
             failing = sorted(name for name, check in report["checks"].items() if not check["ok"])
