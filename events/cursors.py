@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import datetime
 
 from django.db import close_old_connections, connection, transaction
 
@@ -82,3 +83,23 @@ def backlogs(at_most: int) -> dict[str, int]:
             )
             counts[name] = int(cursor.fetchone()[0])
     return counts
+
+
+def oldest_unpassed_at(look_at: int = 1000) -> datetime | None:
+    """When the oldest event that some cursor has not passed yet was recorded (None: every cursor is
+    at the end). Retention keeps everything from then on: consumers may still read it or its rows.
+    Looks at the first `look_at` unpassed events in log order, where the oldest is."""
+    slowest = (
+        EventRelayCursor.objects.order_by("last_txid", "last_id").values_list("last_txid", "last_id").first()
+    )
+    if slowest is None:  # no consumer has ever read the log
+        return None
+    table = Event._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT min(created_at) FROM (SELECT created_at FROM {table} WHERE (txid, id) > (%s, %s) "
+            "ORDER BY txid, id LIMIT %s) unpassed",
+            [slowest[0], slowest[1], look_at],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None

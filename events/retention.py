@@ -7,12 +7,17 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from events.cursors import oldest_unpassed_at
 from events.models import Event
 
 
 def prune_events() -> int:
-    """Delete events older than EVENT_RETENTION_DAYS, a batch at a time (short transactions)."""
+    """Delete events older than EVENT_RETENTION_DAYS, a batch at a time (short transactions), but
+    never one a consumer of the log has not passed yet."""
     cutoff = timezone.now() - timedelta(days=settings.EVENT_RETENTION_DAYS)
+    horizon = oldest_unpassed_at()
+    if horizon is not None:
+        cutoff = min(cutoff, horizon)
     deleted = 0
     while True:
         batch = (

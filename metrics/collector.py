@@ -22,6 +22,12 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+# The modules that declare counters (each owner declares its own): imported so that every declared
+# series shows in this process, whatever else it imported.
+import dispatch.lane_batches  # noqa: F401
+import events.relay  # noqa: F401
+import metrics.folding  # noqa: F401
+import webhooks.outcome
 from core.batch_consumer import queue_lists
 from core.redis import redis_client
 from counters.definitions import DECLARED

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "live",
     "emprops",
     "metrics",
+    "retention",
     "devstack",
 ]
 
@@ -403,6 +404,17 @@ EMPROPS_NOTIFY_BATCH = env_int("EMPROPS_NOTIFY_BATCH", 100)
 EMPROPS_PUMP_POLL_SECONDS = env_float("EMPROPS_PUMP_POLL_SECONDS", 1.0)
 
 
+# --- Retention (retention/pruning.py): days each kind is kept once finished; beat prunes in batches --
+RETENTION_JOBS_DAYS = env_float("RETENTION_JOBS_DAYS", 30)  # jobs and workflows, with executions and events
+RETENTION_WEBHOOK_DELIVERIES_DAYS = env_float("RETENTION_WEBHOOK_DELIVERIES_DAYS", 30)  # and their attempts
+RETENTION_DEAD_LETTERS_DAYS = env_float("RETENTION_DEAD_LETTERS_DAYS", 30)  # requeued ones' history
+RETENTION_RETIRED_WORKERS_DAYS = env_float("RETENTION_RETIRED_WORKERS_DAYS", 7)  # offline workers, machines
+RETENTION_BATCH = env_int("RETENTION_BATCH", 1000)  # rows per transaction
+RETENTION_MAX_BATCHES = env_int("RETENTION_MAX_BATCHES", 50)  # per kind and run: a run stays short
+RETENTION_PRUNE_SECONDS = env_float("RETENTION_PRUNE_SECONDS", 600)
+# Where pruned rows are appended as JSON lines first (<kind>-<date>.jsonl); empty: not exported.
+RETENTION_EXPORT_DIR = env_str("RETENTION_EXPORT_DIR", "")
+
 # --- Metrics (metrics/, docs/operations.md) ----------------------------------------------------------
 # /metrics answers a scraper with this bearer token; unset, only clients in METRICS_ALLOWED_NETWORKS.
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
@@ -453,5 +465,5 @@ CELERY_BEAT_SCHEDULE = {
     "recover-lost-jobs": _every(DISPATCH_SWEEP_SECONDS, "jobqueue.recover_lost_jobs"),
     "fail-timed-out-jobs": _every(DISPATCH_SWEEP_SECONDS, "jobqueue.fail_timed_out_jobs"),
     "dispatch-sweep": _every(DISPATCH_SWEEP_SECONDS, "jobqueue.dispatch_sweep"),
-    "prune-events": _every(3600, "jobqueue.prune_events"),
+    "prune-old-records": _every(RETENTION_PRUNE_SECONDS, "retention.prune_old_records"),
 }

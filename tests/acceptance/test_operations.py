@@ -82,7 +82,8 @@ def test_prometheus_scrapes_the_running_stack_and_raises_an_alert_when_dead_lett
             return samples(requests.get(f"{base}/metrics", headers=scrape_headers, timeout=10).text)
 
         simulation = frozenset({("job_type", "simulation")})
-        wait_for(lambda: scraped().get(("jobs_processed_total", simulation | {("status", "failed")})) == 2)
+        failed = ("jobs_processed_total", simulation | {("status", "failed")})
+        wait_for(lambda: scraped().get(failed) == 2, what=f"the failures to be counted: {scraped()}")
         metrics = scraped()
         assert metrics[("jobs_submitted_total", simulation)] == 5
         assert metrics[("jobs_processed_total", simulation | {("status", "completed")})] == 3
@@ -122,10 +123,13 @@ def test_prometheus_scrapes_the_running_stack_and_raises_an_alert_when_dead_lett
         wait_for(lambda: alert_states().get("DLQAccumulation") == "pending", timeout=60, what="the alert")
         assert "HighQueueDepth" not in alert_states()
         with chromium_page() as (page, _errors):
-            page.goto(f"http://127.0.0.1:{ports['prometheus']}/alerts?search=&state=pending")
-            page.get_by_text("DLQAccumulation").first.wait_for()
-            time.sleep(0.5)
+            page.goto(
+                f"http://127.0.0.1:{ports['prometheus']}/classic/alerts"
+            )  # Debian builds the classic UI
+            page.wait_for_load_state("networkidle")
+            time.sleep(1)
             page.screenshot(path=str(ALERTS_SCREENSHOT), full_page=True)
+            assert "DLQAccumulation" in page.content()
     finally:
         if prometheus is not None:
             prometheus.terminate()

@@ -1,0 +1,140 @@
+"""How long the record keeps what is finished (RETENTION_* settings, per kind), pruned by beat in
+bounded batches: finished jobs with their executions and events, finished workflows with their jobs,
+webhook deliveries with their attempts, requeued dead letters' history, retired workers and machines.
+Optionally each row is written as a JSON line (RETENTION_EXPORT_DIR) before it is deleted.
+
+Nothing is deleted that a consumer of the event log still has to read: rows count as old only if
+they finished before the oldest event some cursor has not passed yet."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models, transaction
+from django.utils import timezone
+
+from events.cursors import oldest_unpassed_at
+from events.models import Event
+from events.retention import prune_events
+from jobqueue.models import TERMINAL_STATUSES, DeadLetterJob, Job
+from machines.models import Machine, MachineStatus, Worker, WorkerStatus
+from webhooks.models import DeliveryStatus, WebhookDelivery
+from workflows.models import TERMINAL_WORKFLOW_STATUSES, Workflow
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of record: its rows that are old at `cutoff` (and before the cursors' horizon)."""
+
+    name: str
+    days: Callable[[], float]
+    old: Callable[[datetime], models.QuerySet[Any]]
+    also_delete: Callable[[list[Any]], None] = lambda ids: None
+
+
+def _finished_jobs(cutoff: datetime) -> models.QuerySet[Job]:
+    # A workflow's jobs go with their workflow.
+    return Job.objects.filter(status__in=TERMINAL_STATUSES, completed_at__lt=cutoff, workflow_id__isnull=True)
+
+
+def _jobs_events(ids: list[Any]) -> None:
+    Event.objects.filter(job_id__in=ids).delete()
+
+
+def _finished_workflows(cutoff: datetime) -> models.QuerySet[Workflow]:
+    return Workflow.objects.filter(status__in=TERMINAL_WORKFLOW_STATUSES, completed_at__lt=cutoff)
+
+
+def _workflows_jobs_and_events(ids: list[Any]) -> None:
+    Job.objects.filter(workflow_id__in=ids).delete()
+    Event.objects.filter(workflow_id__in=ids).delete()
+
+
+def _finished_deliveries(cutoff: datetime) -> models.QuerySet[WebhookDelivery]:
+    return WebhookDelivery.objects.exclude(status=DeliveryStatus.PENDING).filter(created_at__lt=cutoff)
+
+
+def _requeued_dead_letters(cutoff: datetime) -> models.QuerySet[DeadLetterJob]:
+    return DeadLetterJob.objects.requeued().filter(requeued_at__lt=cutoff)
+
+
+def _retired_workers(cutoff: datetime) -> models.QuerySet[Worker]:
+    return Worker.objects.filter(status=WorkerStatus.OFFLINE, last_seen_at__lt=cutoff)
+
+
+def _retired_machines(cutoff: datetime) -> models.QuerySet[Machine]:
+    with_workers = Worker.objects.values("machine_id")
+    return Machine.objects.filter(status=MachineStatus.OFFLINE, last_seen_at__lt=cutoff).exclude(
+        id__in=with_workers
+    )
+
+
+KINDS = (
+    Kind("jobs", lambda: settings.RETENTION_JOBS_DAYS, _finished_jobs, _jobs_events),
+    Kind("workflows", lambda: settings.RETENTION_JOBS_DAYS, _finished_workflows, _workflows_jobs_and_events),
+    Kind("webhook_deliveries", lambda: settings.RETENTION_WEBHOOK_DELIVERIES_DAYS, _finished_deliveries),
+    Kind("dead_letters", lambda: settings.RETENTION_DEAD_LETTERS_DAYS, _requeued_dead_letters),
+    Kind("workers", lambda: settings.RETENTION_RETIRED_WORKERS_DAYS, _retired_workers),
+    Kind("machines", lambda: settings.RETENTION_RETIRED_WORKERS_DAYS, _retired_machines),
+)
+
+
+def prune_all(now: datetime | None = None) -> dict[str, int]:
+    """Prune every kind, at most RETENTION_MAX_BATCHES batches of RETENTION_BATCH rows each per run
+    (beat runs it again soon); returns how many rows of each kind went."""
+    now = now or timezone.now()
+    horizon = oldest_unpassed_at()
+    pruned = {}
+    for kind in KINDS:
+        cutoff = now - timedelta(days=kind.days())
+        if horizon is not None:
+            cutoff = min(cutoff, horizon)
+        pruned[kind.name] = _prune(kind, cutoff)
+    pruned["events"] = prune_events()
+    if any(pruned.values()):
+        logger.info("retention pruned %s", pruned)
+    return pruned
+
+
+def _prune(kind: Kind, cutoff: datetime) -> int:
+    deleted = 0
+    for _ in range(settings.RETENTION_MAX_BATCHES):
+        with transaction.atomic():
+            rows = list(
+                kind.old(cutoff)
+                .order_by("pk")
+                .select_for_update(skip_locked=True)[: settings.RETENTION_BATCH]
+            )
+            if not rows:
+                break
+            _export(kind.name, rows)
+            ids = [row.pk for row in rows]
+            kind.also_delete(ids)
+            kind.old(cutoff).model.objects.filter(pk__in=ids).delete()
+            deleted += len(rows)
+        if len(rows) < settings.RETENTION_BATCH:
+            break
+    return deleted
+
+
+def _export(kind: str, rows: list[models.Model]) -> None:
+    """Append the rows as JSON lines to RETENTION_EXPORT_DIR/<kind>-<date>.jsonl (when set)."""
+    if not settings.RETENTION_EXPORT_DIR:
+        return
+    folder = Path(settings.RETENTION_EXPORT_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{kind}-{timezone.now():%Y%m%d}.jsonl"
+    with path.open("a") as export:
+        for row in rows:
+            fields = {field.attname: getattr(row, field.attname) for field in row._meta.concrete_fields}
+            export.write(json.dumps(fields, cls=DjangoJSONEncoder) + "\n")
