@@ -46,7 +46,7 @@ class ControlPlaneCollector(Collector):
         yield queue_depth()
         yield from workers()
         yield dead_letter_jobs()
-        yield from webhooks()
+        yield from webhook_gauges()
         yield lane_backlogs()
         yield consumer_backlogs()
 
@@ -119,7 +119,7 @@ def dead_letter_jobs() -> GaugeMetricFamily:
     return family
 
 
-def webhooks() -> Iterator[Metric]:
+def webhook_gauges() -> Iterator[Metric]:
     waiting = GaugeMetricFamily("webhook_deliveries_pending", "Webhook deliveries not yet delivered.")
     waiting.add_metric([], WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING).count())
     yield waiting
