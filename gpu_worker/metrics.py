@@ -31,6 +31,14 @@ CONNECTOR_ERRORS = Counter(
 )
 
 
+GPU_GAUGES = (
+    "gpu_utilization_percent",
+    "gpu_memory_used_bytes",
+    "gpu_memory_total_bytes",
+    "gpu_temperature_celsius",
+)
+
+
 class GpuCollector(Collector):
     """The GPU's state when scraped (NVML); nothing without an NVIDIA GPU."""
 
@@ -48,6 +56,7 @@ class GpuCollector(Collector):
             "gpu_memory_total_bytes": ("GPU memory.", _bytes(telemetry.get("gpu_memory_total_gb"))),
             "gpu_temperature_celsius": ("GPU temperature.", telemetry.get("temperature_c")),
         }
+        assert tuple(readings) == GPU_GAUGES
         for name, (help_text, value) in readings.items():
             if value is not None:
                 family = GaugeMetricFamily(name, help_text, labels=["gpu"])

@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 import dispatch.lane_batches  # noqa: F401
 import events.relay  # noqa: F401
 import metrics.folding  # noqa: F401
-import webhooks.outcome
+import webhooks.outcome  # noqa: F401
 from core.batch_consumer import queue_lists
 from core.redis import redis_client
 from counters.definitions import DECLARED
