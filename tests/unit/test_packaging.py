@@ -47,7 +47,11 @@ def test_the_gpu_worker_image_installs_every_package_the_worker_imports_and_no_d
     import sys
 
     distributions = importlib.metadata.packages_distributions()
-    needed = {dist.lower() for name in _third_party_imports("gpu_worker") for dist in distributions[name]}
+    needed = {
+        dist.lower().replace("_", "-")
+        for name in _third_party_imports("gpu_worker")
+        for dist in distributions[name]
+    }
     listed = ROOT / "docker" / "gpu-worker-packages.txt"
     pins = subprocess.run(
         [sys.executable, str(ROOT / "docker" / "pins.py"), str(ROOT / "pyproject.toml"), str(listed)],
