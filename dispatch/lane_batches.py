@@ -77,33 +77,29 @@ def apply_batch(batch: Sequence[TaskMessage]) -> None:
         logger.error(
             "dropping %d message(s) of tasks no lane applies: %s", len(unknown), sorted(set(unknown))
         )
-    tally = Tally()
     fleet = [m for m in batch if m.task in _WORKER_CHANGES or m.task == protocol.HEARTBEAT_TASK]
     if fleet:
-        started = time.monotonic()
-        for lag in apply_fleet(fleet):
-            tally.observe(HEARTBEAT_LAG, None, lag)
-        _measure(tally, protocol.FLEET_QUEUE, len(fleet), started)
+        apply_fleet(fleet)
     job_reports = [m for m in batch if m.task in _FINAL_REPORTS or m.task in _PROGRESS_REPORTS]
     if job_reports:
-        started = time.monotonic()
         apply_reports(job_reports)
-        _measure(tally, protocol.CONTROL_QUEUE, len(job_reports), started)
-    try:
-        tally.flush()
-    except Exception:  # the batch is applied: losing its measures must not apply it again
-        logger.warning("could not record a batch's metrics", exc_info=True)
 
 
-def _measure(tally: Tally, lane: str, messages: int, started: float) -> None:
+def _measured(lane: str, messages: int, started: float, heartbeat_lags: Sequence[float] = ()) -> Tally:
+    """A batch's measures: how long it took, how many messages, and its heartbeats' lags."""
+    tally = Tally()
     tally.observe(LANE_BATCH_SECONDS, {"lane": lane}, time.monotonic() - started)
     tally.add(LANE_MESSAGES, {"lane": lane}, messages)
+    for lag in heartbeat_lags:
+        tally.observe(HEARTBEAT_LAG, None, lag)
+    return tally
 
 
-def apply_fleet(batch: Sequence[TaskMessage]) -> list[float]:
+def apply_fleet(batch: Sequence[TaskMessage]) -> None:
     """Registrations and deregistrations one by one, then the heartbeats in one statement. A message
     that does not prove its sender, or whose description breaks the rules (`machines.descriptions`),
-    is refused alone: counted, dropped. Returns the heartbeats' lags (seconds since each was sent)."""
+    is refused alone: counted, dropped."""
+    started = time.monotonic()
     proven = _proven_fleet(batch)
     for message, credential in proven:
         if message.task == protocol.REGISTER_WORKER_TASK:
@@ -121,11 +117,14 @@ def apply_fleet(batch: Sequence[TaskMessage]) -> list[float]:
         if (beat := _refused_as_none(_beat, message)) is not None
         if "worker_id" not in beat.info or _within(credential, beat.info)
     ]
-    if not beats:
-        return []
-    worker_reports.heartbeats(beats)
+    if beats:
+        worker_reports.heartbeats(beats)
     now = time.time()
-    return [now - beat.info["sent_at"] for beat in beats if isinstance(beat.info.get("sent_at"), int | float)]
+    lags = [now - beat.info["sent_at"] for beat in beats if isinstance(beat.info.get("sent_at"), int | float)]
+    try:
+        _measured(protocol.FLEET_QUEUE, len(batch), started, lags).flush()
+    except Exception:  # the batch is applied: losing its measures must not apply it again
+        logger.warning("could not record a fleet batch's metrics", exc_info=True)
 
 
 def _proven_fleet(batch: Sequence[TaskMessage]) -> list[tuple[TaskMessage, WorkerCredential]]:
@@ -189,7 +188,9 @@ def _registration(message: TaskMessage) -> dict[str, Any]:
 
 
 def apply_reports(batch: Sequence[TaskMessage]) -> None:
-    """One transaction for the batch; then the final reports' confirmations, in one round trip."""
+    """One transaction for the batch (its measures too, so they cost no commit of their own); then the
+    final reports' confirmations, in one round trip."""
+    started = time.monotonic()
     confirmations: list[tuple[str, str, int]] = []
     with transaction.atomic():
         freed: list[str | None] = []
@@ -206,6 +207,7 @@ def apply_reports(batch: Sequence[TaskMessage]) -> None:
             if job is not None and refills:
                 freed.append(job.worker_id)
         reports.refill(freed)
+        _measured(protocol.CONTROL_QUEUE, len(batch), started).flush()
     if confirmations:
         _confirm(confirmations)
 

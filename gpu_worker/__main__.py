@@ -153,7 +153,7 @@ def engine_health(connectors: dict) -> dict:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     config = parse_config(argv)
-    logs.configure(config.log_level, os.environ.get("LOG_FORMAT", "plain"), worker_id=config.worker_id)
+    logs.configure(config.log_level, config.log_format, worker_id=config.worker_id)
     if not config.gpus:
         logger.info("no NVIDIA GPU found: running on configured values (%.0f GB)", config.gpu_memory_gb)
     if not config.supervised and len(config.worker_slots_by_gpu) > 1:

@@ -36,6 +36,7 @@ class WorkerConfig:
     heartbeat_seconds: float
     hard_timeout_grace_seconds: float
     log_level: str
+    log_format: str
     shutdown_grace_seconds: float = SHUTDOWN_GRACE_SECONDS
     gpus: list[GpuInfo] = field(default_factory=list)
     customer_allowlist: list[str] = field(default_factory=list)
@@ -169,6 +170,7 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
         help="on SIGTERM, how long the running job may take to finish before it is handed back",
     )
     parser.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"))
+    parser.add_argument("--log-format", choices=("plain", "json"), default=env("LOG_FORMAT", "plain"))
     parser.add_argument(
         "--metrics-port",
         type=int,
@@ -226,6 +228,7 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
         credentials_dir=args.credentials_dir,
         credential_grace_seconds=args.credential_grace_seconds,
         result_max_bytes=args.result_max_bytes,
+        log_format=args.log_format,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
     )

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 CONTEXT_FIELDS = ("correlation_id", "tenant_id", "job_id", "workflow_id", "worker_id")
@@ -102,18 +103,13 @@ class PlainFormatter(logging.Formatter):
 class JsonLineFormatter(JsonFormatter):
     def __init__(self, fmt: str = JSON_FORMAT, **kwargs: Any) -> None:
         kwargs.setdefault("rename_fields", {"asctime": "time", "levelname": "level", "name": "logger"})
-        kwargs.setdefault("reserved_attrs", [*_RESERVED, "context"])
+        # The record's own attributes stay out of the object (as python-json-logger's default), and so
+        # does the plain format's context suffix.
+        kwargs.setdefault("reserved_attrs", [*RESERVED_ATTRS, "taskName", "context"])
         super().__init__(fmt, **kwargs)
 
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
-
-
-_RESERVED = [
-    "args", "created", "exc_info", "exc_text", "filename", "funcName", "levelno", "lineno", "module",
-    "msecs", "msg", "pathname", "process", "processName", "relativeCreated", "stack_info", "thread",
-    "threadName", "taskName",
-]  # fmt: skip
 
 
 def formatter_class(log_format: str) -> type[logging.Formatter]:

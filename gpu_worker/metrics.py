@@ -31,41 +31,28 @@ CONNECTOR_ERRORS = Counter(
 )
 
 
-GPU_GAUGES = (
-    "gpu_utilization_percent",
-    "gpu_memory_used_bytes",
-    "gpu_memory_total_bytes",
-    "gpu_temperature_celsius",
-)
+# Gauge -> (help, the telemetry reading it shows, the factor to its unit).
+GPU_GAUGES = {
+    "gpu_utilization_percent": ("GPU utilisation.", "gpu_utilization_percent", 1),
+    "gpu_memory_used_bytes": ("GPU memory in use.", "gpu_memory_used_gb", BYTES_PER_GB),
+    "gpu_memory_total_bytes": ("GPU memory.", "gpu_memory_total_gb", BYTES_PER_GB),
+    "gpu_temperature_celsius": ("GPU temperature.", "temperature_c", 1),
+}
 
 
 class GpuCollector(Collector):
-    """The GPU's state when scraped (NVML); nothing without an NVIDIA GPU."""
+    """The GPU's state when scraped (NVML, as the heartbeat reads it); nothing without an NVIDIA GPU."""
 
     def __init__(self, gpu_index: int | None) -> None:
         self.gpu_index = gpu_index
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         telemetry = read_telemetry(self.gpu_index)
-        if not telemetry:
-            return
-        gpu = [str(self.gpu_index)]
-        readings = {
-            "gpu_utilization_percent": ("GPU utilisation.", telemetry.get("gpu_utilization_percent")),
-            "gpu_memory_used_bytes": ("GPU memory in use.", _bytes(telemetry.get("gpu_memory_used_gb"))),
-            "gpu_memory_total_bytes": ("GPU memory.", _bytes(telemetry.get("gpu_memory_total_gb"))),
-            "gpu_temperature_celsius": ("GPU temperature.", telemetry.get("temperature_c")),
-        }
-        assert tuple(readings) == GPU_GAUGES
-        for name, (help_text, value) in readings.items():
-            if value is not None:
+        for name, (help_text, reading, factor) in GPU_GAUGES.items():
+            if telemetry.get(reading) is not None:
                 family = GaugeMetricFamily(name, help_text, labels=["gpu"])
-                family.add_metric(gpu, value)
+                family.add_metric([str(self.gpu_index)], telemetry[reading] * factor)
                 yield family
-
-
-def _bytes(gigabytes: float | None) -> float | None:
-    return None if gigabytes is None else gigabytes * BYTES_PER_GB
 
 
 def count_attempt(job_type: str, outcome: str, error: object = None) -> None:

@@ -36,6 +36,7 @@ def child_ids(config: WorkerConfig) -> list[tuple[str, int]]:
 def run_supervisor(argv: list[str], config: WorkerConfig) -> int:
     base_argv = _without_flags(argv, (*_OWN_FLAGS, *_SECRET_FLAGS))
     children: dict[str, subprocess.Popen] = {}
+    order = [child_id for child_id, _ in child_ids(config)]  # a worker's metrics port: the first + its place
     stopping = False
 
     def start(worker_id: str, gpu_index: int) -> None:
@@ -48,8 +49,7 @@ def run_supervisor(argv: list[str], config: WorkerConfig) -> int:
         }
         command = [sys.executable, "-m", "gpu_worker", *base_argv, "--worker-id", worker_id]
         command += ["--gpu-index", str(gpu_index)]
-        if config.metrics_port:  # each worker its own port: the first, the next, ...
-            order = [child_id for child_id, _ in child_ids(config)]
+        if config.metrics_port:
             command += ["--metrics-port", str(config.metrics_port + order.index(worker_id))]
         children[worker_id] = subprocess.Popen(command, env=env)
         logger.info("started worker %s on GPU %s (pid %s)", worker_id, gpu_index, children[worker_id].pid)

@@ -33,7 +33,6 @@ from core.redis import redis_client
 from counters.definitions import DECLARED
 from counters.tally import totals
 from events.cursors import backlogs
-from jobqueue.models import DeadLetterJob
 from metrics import readings
 from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
@@ -43,9 +42,10 @@ CONSUMER_BACKLOG_CAP = 100_000  # counting further would make a scrape slow exac
 class ControlPlaneCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from counted()
-        yield queue_depth()
+        depths = readings.queue_depths()
+        yield queue_depth(depths)
+        yield dead_letter_jobs(depths)
         yield from workers()
-        yield dead_letter_jobs()
         yield from webhook_gauges()
         yield lane_backlogs()
         yield consumer_backlogs()
@@ -72,11 +72,8 @@ def _histogram(
     family = HistogramMetricFamily(name, help_text, labels=labels)
     series: dict[tuple[str, ...], list[tuple[str, float]]] = {}
     for key, count in stored.get(f"{name}_bucket", {}).items():
-        decoded = json.loads(key)
-        series.setdefault(tuple(decoded[label] for label in labels), []).append((decoded["le"], count))
-    sums = {
-        tuple(json.loads(k)[label] for label in labels): v for k, v in stored.get(f"{name}_sum", {}).items()
-    }
+        series.setdefault(tuple(_values(key, labels)), []).append((json.loads(key)["le"], count))
+    sums = {tuple(_values(key, labels)): value for key, value in stored.get(f"{name}_sum", {}).items()}
     for values, buckets in series.items():
         buckets.sort(key=lambda bucket: math.inf if bucket[0] == "+Inf" else float(bucket[0]))
         family.add_metric(list(values), buckets, sums.get(values, 0.0))
@@ -88,11 +85,11 @@ def _values(key: str, labels: tuple[str, ...]) -> list[str]:
     return [decoded[label] for label in labels]
 
 
-def queue_depth() -> GaugeMetricFamily:
+def queue_depth(depths: dict[tuple[str, str], int]) -> GaugeMetricFamily:
     family = GaugeMetricFamily(
         "queue_depth_gauge", "Jobs by status and pool; dlq: open dead letters.", labels=["status", "pool"]
     )
-    for (status, pool), count in sorted(readings.queue_depths().items()):
+    for (status, pool), count in sorted(depths.items()):
         family.add_metric([status, pool], count)
     return family
 
@@ -113,9 +110,9 @@ def workers() -> Iterator[Metric]:
     yield by_status
 
 
-def dead_letter_jobs() -> GaugeMetricFamily:
+def dead_letter_jobs(depths: dict[tuple[str, str], int]) -> GaugeMetricFamily:
     family = GaugeMetricFamily("dead_letter_jobs", "Open dead letters (failed for good, not requeued).")
-    family.add_metric([], DeadLetterJob.objects.open().count())
+    family.add_metric([], readings.open_dead_letters(depths))
     return family
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -65,10 +66,10 @@ class BoundedLabels:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._known: dict[str, set[str]] = {}
+        self._known: dict[str, set[str]] | None = None
 
     def value(self, label: str, raw: str | None) -> str:
-        known = self._known.setdefault(label, self._stored(label))
+        known = self._stored().setdefault(label, set())
         value = (raw or "unknown")[:100]
         if value not in known:
             if len(known) >= self.limit:
@@ -76,14 +77,16 @@ class BoundedLabels:
             known.add(value)
         return value
 
-    @staticmethod
-    def _stored(label: str) -> set[str]:
-        return {
-            json.loads(key)[label]
-            for series in totals().values()
-            for key in series
-            if label in json.loads(key)
-        } - {OTHER}
+    def _stored(self) -> dict[str, set[str]]:
+        """Every label's values already in the counters, read once."""
+        if self._known is None:
+            self._known = defaultdict(set)
+            for series in totals().values():
+                for key in series:
+                    for label, value in json.loads(key).items():
+                        if value != OTHER:
+                            self._known[label].add(value)
+        return self._known
 
 
 _bounds: BoundedLabels | None = None

@@ -14,14 +14,15 @@ from jobqueue.models import PENDING_POOL, DeadLetterJob, Job, JobStatus
 from machines.models import Worker, WorkerStatus, live_condition
 
 ANY_POOL = "any"  # the pool label of jobs that may run in any pool
-# queue_depth_gauge's statuses, as the seeds' alert rules name them ("dlq": open dead letters).
-DEPTH_STATUSES = {
-    JobStatus.PENDING: "pending",
-    JobStatus.SCHEDULED: "scheduled",
-    JobStatus.WAITING: "waiting",
-    JobStatus.ASSIGNED: "assigned",
-    JobStatus.RUNNING: "running",
-}
+# queue_depth_gauge's statuses: the jobs not yet finished, and "dlq" (open dead letters), as the
+# seeds' alert rules name them.
+DEPTH_STATUSES = (
+    JobStatus.PENDING,
+    JobStatus.SCHEDULED,
+    JobStatus.WAITING,
+    JobStatus.ASSIGNED,
+    JobStatus.RUNNING,
+)
 DLQ = "dlq"
 WINDOWS = {"last_hour": timedelta(hours=1), "last_24h": timedelta(hours=24)}
 
@@ -29,17 +30,17 @@ WINDOWS = {"last_hour": timedelta(hours=1), "last_24h": timedelta(hours=24)}
 def queue_depths() -> dict[tuple[str, str], int]:
     """{(status, pool): jobs}; every status appears (0 under `any` when it has none)."""
     rows = (
-        Job.objects.filter(status__in=list(DEPTH_STATUSES))
+        Job.objects.filter(status__in=DEPTH_STATUSES)
         .annotate(pool=PENDING_POOL)
         .values("status", "pool")
         .annotate(count=Count("id"))
         .order_by()
     )
-    depth = {(DEPTH_STATUSES[JobStatus(r["status"])], r["pool"] or ANY_POOL): r["count"] for r in rows}
+    depth = {(r["status"], r["pool"] or ANY_POOL): r["count"] for r in rows}
     dead = DeadLetterJob.objects.open().values("job__required_pool").annotate(count=Count("id")).order_by()
     for row in dead:
         depth[(DLQ, row["job__required_pool"] or ANY_POOL)] = row["count"]
-    for status in (*DEPTH_STATUSES.values(), DLQ):
+    for status in (*DEPTH_STATUSES, DLQ):
         depth.setdefault((status, ANY_POOL), 0)
     return depth
 
@@ -54,6 +55,10 @@ def workers() -> dict[tuple[str, str], int]:
     for pool, count in gone.order_by():
         counts[(pool, WorkerStatus.OFFLINE.value)] += count
     return counts
+
+
+def open_dead_letters(depths: dict[tuple[str, str], int]) -> int:
+    return sum(count for (status, _), count in depths.items() if status == DLQ)
 
 
 def alive_by_pool(counts: dict[tuple[str, str], int]) -> dict[str, int]:

@@ -1,6 +1,7 @@
 """How long the record keeps what is finished (RETENTION_* settings, per kind), pruned by beat in
 bounded batches: finished jobs with their executions and events, finished workflows with their jobs,
-webhook deliveries with their attempts, requeued dead letters' history, retired workers and machines.
+webhook deliveries with their attempts, requeued dead letters' history, retired workers and machines,
+and the rest of the event log.
 Optionally each row is written as a JSON line (RETENTION_EXPORT_DIR) before it is deleted.
 
 Nothing is deleted that a consumer of the event log still has to read: rows count as old only if
@@ -23,7 +24,6 @@ from django.utils import timezone
 
 from events.cursors import oldest_unpassed_at
 from events.models import Event
-from events.retention import prune_events
 from jobqueue.models import TERMINAL_STATUSES, DeadLetterJob, Job
 from machines.models import Machine, MachineStatus, Worker, WorkerStatus
 from webhooks.models import DeliveryStatus, WebhookDelivery
@@ -40,6 +40,7 @@ class Kind:
     days: Callable[[], float]
     old: Callable[[datetime], models.QuerySet[Any]]
     also_delete: Callable[[list[Any]], None] = lambda ids: None
+    batch: Callable[[], int] = lambda: settings.RETENTION_BATCH  # rows per transaction
 
 
 def _finished_jobs(cutoff: datetime) -> models.QuerySet[Job]:
@@ -79,6 +80,10 @@ def _retired_machines(cutoff: datetime) -> models.QuerySet[Machine]:
     )
 
 
+def _old_events(cutoff: datetime) -> models.QuerySet[Event]:
+    return Event.objects.filter(created_at__lt=cutoff)
+
+
 KINDS = (
     Kind("jobs", lambda: settings.RETENTION_JOBS_DAYS, _finished_jobs, _jobs_events),
     Kind("workflows", lambda: settings.RETENTION_JOBS_DAYS, _finished_workflows, _workflows_jobs_and_events),
@@ -86,6 +91,10 @@ KINDS = (
     Kind("dead_letters", lambda: settings.RETENTION_DEAD_LETTERS_DAYS, _requeued_dead_letters),
     Kind("workers", lambda: settings.RETENTION_RETIRED_WORKERS_DAYS, _retired_workers),
     Kind("machines", lambda: settings.RETENTION_RETIRED_WORKERS_DAYS, _retired_machines),
+    # The log grows fastest (several events per job): larger batches.
+    Kind(
+        "events", lambda: settings.EVENT_RETENTION_DAYS, _old_events, batch=lambda: settings.EVENT_PRUNE_BATCH
+    ),
 )
 
 
@@ -100,29 +109,25 @@ def prune_all(now: datetime | None = None) -> dict[str, int]:
         if horizon is not None:
             cutoff = min(cutoff, horizon)
         pruned[kind.name] = _prune(kind, cutoff)
-    pruned["events"] = prune_events()
     if any(pruned.values()):
         logger.info("retention pruned %s", pruned)
     return pruned
 
 
 def _prune(kind: Kind, cutoff: datetime) -> int:
-    deleted = 0
+    deleted, batch = 0, kind.batch()
     for _ in range(settings.RETENTION_MAX_BATCHES):
         with transaction.atomic():
-            rows = list(
-                kind.old(cutoff)
-                .order_by("pk")
-                .select_for_update(skip_locked=True)[: settings.RETENTION_BATCH]
-            )
+            old = kind.old(cutoff)
+            rows = list(old.order_by("pk").select_for_update(skip_locked=True)[:batch])
             if not rows:
                 break
             _export(kind.name, rows)
             ids = [row.pk for row in rows]
             kind.also_delete(ids)
-            kind.old(cutoff).model.objects.filter(pk__in=ids).delete()
+            old.filter(pk__in=ids).delete()
             deleted += len(rows)
-        if len(rows) < settings.RETENTION_BATCH:
+        if len(rows) < batch:
             break
     return deleted
 

@@ -252,7 +252,7 @@ POISON_LOST_ATTEMPTS = env_int("POISON_LOST_ATTEMPTS", 3)
 # --- Event log ------------------------------------------------------------------------------------
 # At most one job_progress event per job per this interval (the job row always has the latest).
 PROGRESS_EVENT_MIN_INTERVAL_SECONDS = env_float("PROGRESS_EVENT_MIN_INTERVAL_SECONDS", 0.5)
-# Events older than this are pruned by beat.
+# Events older than this are pruned by beat (retention/pruning.py), this many per transaction.
 EVENT_RETENTION_DAYS = env_float("EVENT_RETENTION_DAYS", 7)
 EVENT_PRUNE_BATCH = env_int("EVENT_PRUNE_BATCH", 10_000)
 # The relay (manage.py relay_events) polls this often when idle, and publishes this many at a time.

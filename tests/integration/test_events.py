@@ -10,11 +10,11 @@ from django.utils import timezone
 from dispatch.assignment import fill_worker
 from dispatch.reports import job_failed, job_progress, job_started, job_succeeded
 from events.models import Event
-from events.retention import prune_events
 from events.schemas import SCHEMAS, InvalidEvent, validate_event
 from events.types import EventType
 from jobqueue.models import Job, JobStatus
 from jobqueue.transitions import transition
+from retention.pruning import prune_all
 from tests.factories import make_job, make_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -139,7 +139,7 @@ def test_events_past_retention_are_pruned(settings):
     old, new = make_job(), make_job()
     Event.objects.filter(job_id=old.id).update(created_at=timezone.now() - timedelta(days=8))
 
-    assert prune_events() == 1
+    assert prune_all()["events"] == 1
 
     assert not Event.objects.filter(job_id=old.id).exists()
     assert Event.objects.filter(job_id=new.id).exists()
