@@ -4,6 +4,8 @@ every declaration lands in `DECLARED`, which `/metrics` reads."""
 
 from __future__ import annotations
 
+import bisect
+import functools
 from dataclasses import dataclass
 
 DECLARED: dict[str, Metric] = {}
@@ -45,3 +47,12 @@ class Metric:
     @property
     def is_histogram(self) -> bool:
         return bool(self.buckets)
+
+    @functools.cached_property
+    def bucket_labels(self) -> list[str]:
+        """Its buckets' `le` labels, smallest first, `+Inf` last."""
+        return [*(repr(float(bound)) for bound in self.buckets), "+Inf"]
+
+    def bucket_of(self, value: float) -> str:
+        """The `le` label of the one bucket a value falls in (the smallest bound not below it)."""
+        return self.bucket_labels[bisect.bisect_left(self.buckets, value)]

@@ -5,7 +5,6 @@ so a count moves exactly when the change it counts commits."""
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections import defaultdict
 from typing import Any
@@ -38,16 +37,13 @@ class Tally:
         self._pending[(metric.name, labels_key(_checked(metric, labels or {})))] += amount
 
     def observe(self, metric: Metric, labels: dict[str, str] | None, value: float) -> None:
-        """One observation of a histogram: its bucket counts (cumulative, as Prometheus reads them),
-        sum and count."""
+        """One observation of a histogram: the one bucket it falls in, and the sum. Buckets are stored
+        apart (two rows per observation, not one per bound); `/metrics` makes them cumulative and
+        derives the count, as Prometheus reads them."""
         labels = _checked(metric, labels or {})
         value = max(0.0, value)
-        for bound in (*metric.buckets, math.inf):
-            if value <= bound:
-                le = "+Inf" if bound == math.inf else repr(float(bound))
-                self._pending[(f"{metric.name}_bucket", labels_key({**labels, "le": le}))] += 1
+        self._pending[(f"{metric.name}_bucket", labels_key({**labels, "le": metric.bucket_of(value)}))] += 1
         self._pending[(f"{metric.name}_sum", labels_key(labels))] += value
-        self._pending[(f"{metric.name}_count", labels_key(labels))] += 1
 
     def flush(self) -> None:
         if not self._pending:

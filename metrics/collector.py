@@ -8,8 +8,9 @@ host, which a fleet of containers does not have)."""
 
 from __future__ import annotations
 
+import itertools
 import json
-import math
+from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,6 +32,7 @@ import webhooks.outcome  # noqa: F401
 from core.batch_consumer import queue_lists
 from core.redis import redis_client
 from counters.definitions import DECLARED
+from counters.definitions import Metric as CounterDefinition
 from counters.tally import totals
 from events.cursors import backlogs
 from metrics import readings
@@ -56,7 +58,7 @@ def counted() -> Iterator[Metric]:
     stored = totals()
     for metric in sorted(DECLARED.values(), key=lambda m: m.name):
         if metric.is_histogram:
-            yield _histogram(metric.name, metric.help, metric.labels, stored)
+            yield _histogram(metric, stored)
         else:
             family = CounterMetricFamily(
                 metric.name.removesuffix("_total"), metric.help, labels=metric.labels
@@ -66,17 +68,18 @@ def counted() -> Iterator[Metric]:
             yield family
 
 
-def _histogram(
-    name: str, help_text: str, labels: tuple[str, ...], stored: dict[str, dict[str, float]]
-) -> HistogramMetricFamily:
-    family = HistogramMetricFamily(name, help_text, labels=labels)
-    series: dict[tuple[str, ...], list[tuple[str, float]]] = {}
-    for key, count in stored.get(f"{name}_bucket", {}).items():
-        series.setdefault(tuple(_values(key, labels)), []).append((json.loads(key)["le"], count))
-    sums = {tuple(_values(key, labels)): value for key, value in stored.get(f"{name}_sum", {}).items()}
-    for values, buckets in series.items():
-        buckets.sort(key=lambda bucket: math.inf if bucket[0] == "+Inf" else float(bucket[0]))
-        family.add_metric(list(values), buckets, sums.get(values, 0.0))
+def _histogram(metric: CounterDefinition, stored: dict[str, dict[str, float]]) -> HistogramMetricFamily:
+    """The stored per-bucket counts made cumulative over every bound, as Prometheus reads them."""
+    family = HistogramMetricFamily(metric.name, metric.help, labels=metric.labels)
+    per_bucket: dict[tuple[str, ...], dict[str, float]] = defaultdict(dict)
+    for key, count in stored.get(f"{metric.name}_bucket", {}).items():
+        per_bucket[tuple(_values(key, metric.labels))][json.loads(key)["le"]] = count
+    sums = {tuple(_values(key, metric.labels)): v for key, v in stored.get(f"{metric.name}_sum", {}).items()}
+    for values, counts in per_bucket.items():
+        cumulative = list(itertools.accumulate(counts.get(le, 0.0) for le in metric.bucket_labels))
+        family.add_metric(
+            list(values), list(zip(metric.bucket_labels, cumulative, strict=True)), sums.get(values, 0.0)
+        )
     return family
 
 

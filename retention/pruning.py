@@ -34,26 +34,31 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Kind:
-    """One kind of record: its rows that are old at `cutoff` (and before the cursors' horizon)."""
+    """One kind of record: which of its rows may go once old, the (indexed) column that dates them,
+    oldest first, and how long they are kept."""
 
     name: str
     days: Callable[[], float]
-    old: Callable[[datetime], models.QuerySet[Any]]
+    finished: Callable[[], models.QuerySet[Any]]
+    age: str
     also_delete: Callable[[list[Any]], None] = lambda ids: None
     batch: Callable[[], int] = lambda: settings.RETENTION_BATCH  # rows per transaction
 
+    def old(self, cutoff: datetime) -> models.QuerySet[Any]:
+        return self.finished().filter(**{f"{self.age}__lt": cutoff}).order_by(self.age)
 
-def _finished_jobs(cutoff: datetime) -> models.QuerySet[Job]:
+
+def _finished_jobs() -> models.QuerySet[Job]:
     # A workflow's jobs go with their workflow.
-    return Job.objects.filter(status__in=TERMINAL_STATUSES, completed_at__lt=cutoff, workflow_id__isnull=True)
+    return Job.objects.filter(status__in=TERMINAL_STATUSES, workflow_id__isnull=True)
 
 
 def _jobs_events(ids: list[Any]) -> None:
     Event.objects.filter(job_id__in=ids).delete()
 
 
-def _finished_workflows(cutoff: datetime) -> models.QuerySet[Workflow]:
-    return Workflow.objects.filter(status__in=TERMINAL_WORKFLOW_STATUSES, completed_at__lt=cutoff)
+def _finished_workflows() -> models.QuerySet[Workflow]:
+    return Workflow.objects.filter(status__in=TERMINAL_WORKFLOW_STATUSES)
 
 
 def _workflows_jobs_and_events(ids: list[Any]) -> None:
@@ -61,39 +66,47 @@ def _workflows_jobs_and_events(ids: list[Any]) -> None:
     Event.objects.filter(workflow_id__in=ids).delete()
 
 
-def _finished_deliveries(cutoff: datetime) -> models.QuerySet[WebhookDelivery]:
-    return WebhookDelivery.objects.exclude(status=DeliveryStatus.PENDING).filter(created_at__lt=cutoff)
-
-
-def _requeued_dead_letters(cutoff: datetime) -> models.QuerySet[DeadLetterJob]:
-    return DeadLetterJob.objects.requeued().filter(requeued_at__lt=cutoff)
-
-
-def _retired_workers(cutoff: datetime) -> models.QuerySet[Worker]:
-    return Worker.objects.filter(status=WorkerStatus.OFFLINE, last_seen_at__lt=cutoff)
-
-
-def _retired_machines(cutoff: datetime) -> models.QuerySet[Machine]:
-    with_workers = Worker.objects.values("machine_id")
-    return Machine.objects.filter(status=MachineStatus.OFFLINE, last_seen_at__lt=cutoff).exclude(
-        id__in=with_workers
+def _retired_machines() -> models.QuerySet[Machine]:
+    return Machine.objects.filter(status=MachineStatus.OFFLINE).exclude(
+        id__in=Worker.objects.values("machine_id")
     )
 
 
-def _old_events(cutoff: datetime) -> models.QuerySet[Event]:
-    return Event.objects.filter(created_at__lt=cutoff)
-
-
 KINDS = (
-    Kind("jobs", lambda: settings.RETENTION_JOBS_DAYS, _finished_jobs, _jobs_events),
-    Kind("workflows", lambda: settings.RETENTION_JOBS_DAYS, _finished_workflows, _workflows_jobs_and_events),
-    Kind("webhook_deliveries", lambda: settings.RETENTION_WEBHOOK_DELIVERIES_DAYS, _finished_deliveries),
-    Kind("dead_letters", lambda: settings.RETENTION_DEAD_LETTERS_DAYS, _requeued_dead_letters),
-    Kind("workers", lambda: settings.RETENTION_RETIRED_WORKERS_DAYS, _retired_workers),
-    Kind("machines", lambda: settings.RETENTION_RETIRED_WORKERS_DAYS, _retired_machines),
+    Kind("jobs", lambda: settings.RETENTION_JOBS_DAYS, _finished_jobs, "completed_at", _jobs_events),
+    Kind(
+        "workflows",
+        lambda: settings.RETENTION_JOBS_DAYS,
+        _finished_workflows,
+        "completed_at",
+        _workflows_jobs_and_events,
+    ),
+    Kind(
+        "webhook_deliveries",
+        lambda: settings.RETENTION_WEBHOOK_DELIVERIES_DAYS,
+        lambda: WebhookDelivery.objects.exclude(status=DeliveryStatus.PENDING),
+        "created_at",
+    ),
+    Kind(
+        "dead_letters",
+        lambda: settings.RETENTION_DEAD_LETTERS_DAYS,
+        DeadLetterJob.objects.requeued,
+        "requeued_at",
+    ),
+    Kind(
+        "workers",
+        lambda: settings.RETENTION_RETIRED_WORKERS_DAYS,
+        lambda: Worker.objects.filter(status=WorkerStatus.OFFLINE),
+        "last_seen_at",
+    ),
+    Kind("machines", lambda: settings.RETENTION_RETIRED_WORKERS_DAYS, _retired_machines, "last_seen_at"),
     # The log grows fastest (several events per job): larger batches.
     Kind(
-        "events", lambda: settings.EVENT_RETENTION_DAYS, _old_events, batch=lambda: settings.EVENT_PRUNE_BATCH
+        "events",
+        lambda: settings.EVENT_RETENTION_DAYS,
+        Event.objects.all,
+        "created_at",
+        batch=lambda: settings.EVENT_PRUNE_BATCH,
     ),
 )
 
@@ -119,7 +132,7 @@ def _prune(kind: Kind, cutoff: datetime) -> int:
     for _ in range(settings.RETENTION_MAX_BATCHES):
         with transaction.atomic():
             old = kind.old(cutoff)
-            rows = list(old.order_by("pk").select_for_update(skip_locked=True)[:batch])
+            rows = list(old.select_for_update(skip_locked=True)[:batch])
             if not rows:
                 break
             _export(kind.name, rows)
