@@ -10,7 +10,7 @@ from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
 from accounts.models import ApiKey, Role
-from gpu_worker import logs
+from wire import logs
 
 HEADER = "x-api-key"
 LAST_USED_RESOLUTION = timedelta(minutes=1)  # don't write on every request

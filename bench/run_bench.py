@@ -38,9 +38,9 @@ sys.path.insert(0, str(ROOT))
 
 from devstack.embedded import EmbeddedPostgres, EmbeddedRedis, free_port  # noqa: E402
 from devstack.processes import stop_processes  # noqa: E402
-from gpu_worker import protocol  # noqa: E402
 from settings.celery import lane_consumer_argv  # noqa: E402
 from settings.http_servers import DEFAULT_API_SERVER, HTTP_SERVERS  # noqa: E402
+from wire import names  # noqa: E402
 
 RESULTS_DIR = ROOT / "bench" / "results"
 CONCURRENCY_LEVELS = (1, 8, 32)
@@ -92,9 +92,9 @@ class Stack:
         python = sys.executable
         self._spawn("api", api_server_argv(self.api_port, self.api_workers, self.api_server))
         # Reports and heartbeats in one batch consumer (no beat, so no sweeps, in this benchmark).
-        self._spawn("control", lane_consumer_argv([protocol.CONTROL_QUEUE, protocol.FLEET_QUEUE]))
+        self._spawn("control", lane_consumer_argv([names.CONTROL_LANE, names.FLEET_LANE]))
         # The GPU workers join the fleet as rented hosts do: a join token, exchanged with the API.
-        token = self._manage("create_join_token", "bench-hosts", "--pool", "standard")
+        token = self._manage("create_join_token", "bench-hosts", "--pool", "standard", "--max-workers", "2")
         joining = {
             "WORKER_JOIN_TOKEN": token,
             "JOBQUEUE_API_URL": f"http://127.0.0.1:{self.api_port}",

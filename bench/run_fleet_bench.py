@@ -44,14 +44,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.run_bench import Stack, api_server_argv, machine_facts, percentile, save_result  # noqa: E402
-from gpu_worker import protocol  # noqa: E402
 from gpu_worker.config import parse_config  # noqa: E402
 from gpu_worker.reporter import Reporter  # noqa: E402
 from settings.celery import lane_consumer_argv, worker_argv  # noqa: E402
+from wire import names  # noqa: E402
 
 # As settings.CONTROL_PLANE_LANES (this process runs no Django): the batched lanes' consumers and the
 # sweeps' Celery worker, a process each.
-BATCHED_LANES = (protocol.CONTROL_QUEUE, protocol.FLEET_QUEUE)
+BATCHED_LANES = (names.CONTROL_LANE, names.FLEET_LANE)
 SWEEPS_LANE = "sweeps"
 UNRUNNABLE_TYPE = "fleet-bench-unrunnable"
 SEEN_FOR_S = 120  # as the GPU worker: attempts received are listed in heartbeats this long
@@ -131,9 +131,9 @@ class Fleet:
     def _consume(self) -> None:
         queues = [
             Queue(
-                protocol.worker_queue(w),
-                Exchange(protocol.worker_queue(w)),
-                routing_key=protocol.worker_queue(w),
+                names.worker_queue(w),
+                Exchange(names.worker_queue(w)),
+                routing_key=names.worker_queue(w),
             )
             for w in self.workers
         ]
@@ -149,9 +149,9 @@ class Fleet:
 
     def _on_job(self, body: Any, message: Any) -> None:
         spec = body[1]["spec"]
-        worker_id = message.delivery_info["routing_key"].removeprefix(protocol.WORKER_QUEUE_PREFIX)
+        worker_id = message.delivery_info["routing_key"].removeprefix(names.WORKER_QUEUE_PREFIX)
         self.workers[worker_id].seen[(spec["job_id"], spec["attempt"])] = time.monotonic()
-        self.leases[(spec["job_id"], spec["attempt"])] = spec[protocol.LEASE_ARG]
+        self.leases[(spec["job_id"], spec["attempt"])] = spec[names.LEASE_ARG]
         self.outbox.put((time.monotonic() + self.job_s, worker_id, spec))
         message.ack()
 

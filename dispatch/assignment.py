@@ -18,8 +18,6 @@ from django.db import connection, transaction
 from dispatch.matching import JOB_MATCHES_WORKER, TAKES_WORK, takes_work
 from events.recording import job_events_sql
 from events.types import EventType
-from gpu_worker import protocol
-from gpu_worker.protocol import attempt_error
 from jobqueue import attempts
 from jobqueue.models import (
     ACTIVE_STATUSES,
@@ -30,6 +28,9 @@ from jobqueue.models import (
     statuses_sql,
 )
 from machines.models import Worker, heard_since
+from wire import names
+from wire.job_spec import JobSpec
+from wire.reports import attempt_error
 
 logger = logging.getLogger(__name__)
 
@@ -229,22 +230,23 @@ def _match_params(worker: Worker) -> dict[str, Any]:
 
 
 def job_spec(job: Job) -> dict[str, Any]:
-    """What a worker needs to run one attempt: everything but database-only fields, and the
-    attempt's lease token (read with the assignment, `_ASSIGN_BEST_JOBS`), which its reports carry."""
-    return {
-        "job_id": str(job.id),
-        "attempt": job.attempt,
-        protocol.LEASE_ARG: str(job.lease_token),  # type: ignore[attr-defined]  # a column of the raw query
-        "type": job.type,
-        "payload": job.payload,
-        "ctx": job.ctx,
-        "requirements": job.requirements,
-        "timeout_seconds": job.timeout_seconds,
-        "priority": job.effective_priority,
-        "workflow_id": job.workflow_id,
-        "metadata": job.metadata,
-        "inputs": job.inputs,
-    }
+    """What a worker needs to run one attempt (`wire.job_spec`): everything but database-only fields,
+    and the attempt's lease token (read with the assignment, `_ASSIGN_BEST_JOBS`), which its reports
+    carry."""
+    return JobSpec(
+        job_id=str(job.id),
+        attempt=job.attempt,
+        lease=str(job.lease_token),  # type: ignore[attr-defined]  # a column of the raw query
+        type=job.type,
+        payload=job.payload,
+        ctx=job.ctx,
+        requirements=job.requirements,
+        timeout_seconds=job.timeout_seconds,
+        priority=job.effective_priority,
+        workflow_id=str(job.workflow_id) if job.workflow_id is not None else None,
+        metadata=job.metadata,
+        inputs=job.inputs,
+    ).as_message()
 
 
 def publish_assignments(assignments: list[Assignment]) -> None:
@@ -253,7 +255,7 @@ def publish_assignments(assignments: list[Assignment]) -> None:
 
     for assignment in assignments:
         try:
-            app.send_task(protocol.RUN_JOB_TASK, kwargs={"spec": assignment.spec}, queue=assignment.queue)
+            app.send_task(names.RUN_JOB_TASK, kwargs={"spec": assignment.spec}, queue=assignment.queue)
         except Exception as exc:
             logger.exception("publishing job %s to %s failed", assignment.job_id, assignment.queue)
             unassign_unpublished(assignment.job_id, assignment.attempt, f"{type(exc).__name__}: {exc}")

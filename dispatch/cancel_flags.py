@@ -1,5 +1,5 @@
 """Cancel flags: how the control plane tells GPU workers (which have no database) which attempts to
-stop, on the broker's Redis. One flag per job and worker (`protocol.cancel_flag_key`: a worker's broker
+stop, on the broker's Redis. One flag per job and worker (`names.cancel_flag_key`: a worker's broker
 user reads its own flags only) holds the highest attempt that must stop: a cancelled job's, a lost or
 timed-out attempt's, or one whose final report was applied. The worker told is the one that was
 given the attempt (its execution's).
@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from django.conf import settings
 
 from core.redis import redis_client
-from gpu_worker import protocol
 from jobqueue.models import JobExecution
+from wire import names
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def stop_attempt(job_id: str, attempt: int) -> None:
     redis_client().eval(
         _RAISE_FLAG,
         1,
-        protocol.cancel_flag_key(worker_id, job_id),
+        names.cancel_flag_key(worker_id, job_id),
         str(attempt),
         str(settings.CANCEL_FLAG_TTL_SECONDS),
     )
@@ -51,7 +51,7 @@ def confirm_final_reports(reports: Iterable[tuple[str, str, int]]) -> None:
     pipeline = redis_client().pipeline(transaction=False)
     ttl = str(settings.REPORT_CONFIRMATION_TTL_SECONDS)
     for worker_id, job_id, attempt in reports:
-        pipeline.eval(_RAISE_FLAG, 1, protocol.cancel_flag_key(worker_id, job_id), str(attempt), ttl)
+        pipeline.eval(_RAISE_FLAG, 1, names.cancel_flag_key(worker_id, job_id), str(attempt), ttl)
     pipeline.execute()
 
 

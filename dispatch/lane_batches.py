@@ -1,5 +1,5 @@
 """GPU workers' messages applied in batches: what `manage.py consume_lanes` runs for the report and
-fleet lanes (the consumer, acknowledgement and retries: `core.batch_consumer`).
+fleet lanes (taking, decoding at the edge, acknowledgement and retries: `core.batch_consumer`).
 
 A batch of reports is one transaction: every report is still its own compare-and-set on job id and
 attempt (`dispatch/reports.py`), each worker whose slot freed is refilled once at the end, and
@@ -7,56 +7,46 @@ workers are told their final reports arrived only after the commit. A batch of h
 statement (`machines.registry.heartbeats`). Registrations and deregistrations are rare and applied
 one by one, in the order they came, before the batch's heartbeats.
 
-Both lanes are shared by the whole fleet, so only a message's payload can say who wrote it: a job
-report is applied only if it carries its attempt's lease token, a fleet message only if it carries
-the key of the worker it speaks for, and a registration only within its credential's pool and
-customers. Anything else is ignored and counted (`dispatch/refusals.py`).
+Every message arrives typed and bounded (`wire/`), with its sender: the worker whose own list it was
+taken from, which only that worker's broker user may write to. A message acts for its sender only:
+a job report is applied only if it carries a lease token of an attempt given to its sender, a fleet
+message only while its sender holds an active credential, and a description only if it names its
+sender (and its credential's machine) and stays within its credential's pool and customers.
+Anything else is ignored and counted against the sender (`dispatch/refusals.py`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import inspect
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
+import msgspec
 import redis
 from django.db import transaction
 
-from core.batch_consumer import TaskMessage
 from counters.definitions import LATENCY_BUCKETS, Metric
 from counters.tally import Tally
 from dispatch import cancel_flags, refusals, reports, worker_reports
-from gpu_worker import logs, protocol
 from jobqueue.models import Job
-from machines import credentials, descriptions, registry
+from machines import credentials, registry
 from machines.models import WorkerCredential
+from wire import edge, logs, names
+from wire.fleet import Deregister, Description, FleetMessage, Heartbeat, Register, description_dict
+from wire.reports import (
+    Cancelled,
+    Failed,
+    FinalReport,
+    HandedBack,
+    JobReport,
+    Progress,
+    Started,
+    Succeeded,
+)
 
 logger = logging.getLogger(__name__)
 
-# Reports that end an attempt, and whether the ended attempt's slot is refilled (a handed-back job's
-# worker is stopping).
-_FINAL_REPORTS: dict[str, tuple[Callable[..., Job | None], bool]] = {
-    protocol.REPORT_SUCCEEDED_TASK: (reports.end_succeeded, True),
-    protocol.REPORT_FAILED_TASK: (reports.end_failed, True),
-    protocol.REPORT_CANCELLED_TASK: (reports.end_cancelled, True),
-    protocol.REPORT_HANDED_BACK_TASK: (reports.end_handed_back, False),
-}
-_PROGRESS_REPORTS: dict[str, Callable[..., bool]] = {
-    protocol.REPORT_STARTED_TASK: reports.job_started,
-    protocol.REPORT_PROGRESS_TASK: reports.job_progress,
-}
-_WORKER_CHANGES: dict[str, Callable[..., Any]] = {
-    protocol.REGISTER_WORKER_TASK: worker_reports.register_worker,
-    protocol.DEREGISTER_WORKER_TASK: registry.deregister_worker,
-}
-_REPORT_SIGNATURES: dict[str, Callable[..., Any]] = {
-    **{task: end for task, (end, _) in _FINAL_REPORTS.items()},
-    **_PROGRESS_REPORTS,
-}
 LANE_BATCH_SECONDS = Metric(
     "lane_batch_seconds", "How long applying one batch of a lane took.", ("lane",), LATENCY_BUCKETS
 )
@@ -67,20 +57,14 @@ HEARTBEAT_LAG = Metric(
     (),
     LATENCY_BUCKETS,
 )
-LANE_TASKS = frozenset({*_FINAL_REPORTS, *_PROGRESS_REPORTS, *_WORKER_CHANGES, protocol.HEARTBEAT_TASK})
 
 
-def apply_batch(batch: Sequence[TaskMessage]) -> None:
+def apply_batch(batch: Sequence[edge.Decoded]) -> None:
     """Apply whatever mix of fleet messages and reports arrived (a consumer may serve both lanes)."""
-    unknown = [message.task for message in batch if message.task not in LANE_TASKS]
-    if unknown:
-        logger.error(
-            "dropping %d message(s) of tasks no lane applies: %s", len(unknown), sorted(set(unknown))
-        )
-    fleet = [m for m in batch if m.task in _WORKER_CHANGES or m.task == protocol.HEARTBEAT_TASK]
+    fleet = [d for d in batch if isinstance(d.message, FleetMessage)]
     if fleet:
         apply_fleet(fleet)
-    job_reports = [m for m in batch if m.task in _FINAL_REPORTS or m.task in _PROGRESS_REPORTS]
+    job_reports = [d for d in batch if isinstance(d.message, JobReport)]
     if job_reports:
         apply_reports(job_reports)
 
@@ -95,156 +79,130 @@ def _measured(lane: str, messages: int, started: float, heartbeat_lags: Sequence
     return tally
 
 
-def apply_fleet(batch: Sequence[TaskMessage]) -> None:
+def apply_fleet(batch: Sequence[edge.Decoded]) -> None:
     """Registrations and deregistrations one by one, then the heartbeats in one statement. A message
-    that does not prove its sender, or whose description breaks the rules (`machines.descriptions`),
-    is refused alone: counted, dropped."""
+    whose sender holds no active credential, or whose description speaks for another worker or
+    beyond its credential, is refused alone: counted against its sender, dropped."""
     started = time.monotonic()
-    proven = _proven_fleet(batch)
-    for message, credential in proven:
-        if message.task == protocol.REGISTER_WORKER_TASK:
-            info = _refused_as_none(_registration, message)
-            if info is not None and _within(credential, info):
-                worker_reports.register_worker(info)
-        elif message.task in _WORKER_CHANGES:
-            _WORKER_CHANGES[message.task](*message.args, **message.kwargs)
-    # A heartbeat repeats its worker's description, from which an unknown instance registers again:
-    # it is held to the credential as a registration is.
-    beats = [
-        beat
-        for message, credential in proven
-        if message.task == protocol.HEARTBEAT_TASK
-        if (beat := _refused_as_none(_beat, message)) is not None
-        if "worker_id" not in beat.info or _within(credential, beat.info)
-    ]
+    holders = credentials.active({d.sender for d in batch})
+    beats: list[registry.Beat] = []
+    for decoded in batch:
+        credential, message = holders.get(decoded.sender), decoded.message
+        if credential is None:
+            refusals.count("no_credential", sender=decoded.sender)
+        elif isinstance(message, Register):
+            described = _described(credential, message.description)
+            if described is not None:
+                worker_reports.register_worker(described)
+        elif isinstance(message, Deregister):
+            registry.deregister_worker(decoded.sender, message.instance_id)
+        elif isinstance(message, Heartbeat):
+            # A heartbeat repeats its worker's description, from which an unknown instance registers
+            # again: it is held to the sender and its credential as a registration is.
+            described = None if message.description is None else _described(credential, message.description)
+            if message.description is None or described is not None:
+                beats.append(registry.Beat(decoded.sender, message.instance_id, message.facts(), described))
     if beats:
         worker_reports.heartbeats(beats)
     now = time.time()
-    lags = [now - beat.info["sent_at"] for beat in beats if isinstance(beat.info.get("sent_at"), int | float)]
+    lags = [now - beat.info["sent_at"] for beat in beats if beat.info.get("sent_at") is not None]
     try:
-        _measured(protocol.FLEET_QUEUE, len(batch), started, lags).flush()
+        _measured(names.FLEET_LANE, len(batch), started, lags).flush()
     except Exception:  # the batch is applied: losing its measures must not apply it again
         logger.warning("could not record a fleet batch's metrics", exc_info=True)
 
 
-def _proven_fleet(batch: Sequence[TaskMessage]) -> list[tuple[TaskMessage, WorkerCredential]]:
-    """The fleet messages whose key is the credential of the worker they speak for (without the key
-    from here on), each with that credential."""
-    spoken: list[tuple[TaskMessage, str | None, Any]] = []
-    for message in batch:
-        message, key = _without(message, protocol.WORKER_KEY_ARG)
-        spoken.append((message, _speaker(message), key))
-    holders = credentials.active(worker_id for _, worker_id, _ in spoken)
-    proven = []
-    for message, worker_id, key in spoken:
-        credential = holders.get(worker_id) if worker_id is not None else None
-        if credential is None or not credentials.proves(credential, key):
-            refusals.count("fleet_key_mismatch", detail=f"{message.task} for worker {str(worker_id)[:100]}")
-        else:
-            proven.append((message, credential))
-    return proven
-
-
-def _speaker(message: TaskMessage) -> str | None:
-    """The worker a fleet message speaks for, if it names one."""
-    func = worker_reports.register_worker if message.task == protocol.REGISTER_WORKER_TASK else None
-    try:
-        arguments = _arguments(func or _WORKER_CHANGES.get(message.task, worker_reports.heartbeat), message)
-    except TypeError:
-        return None
-    if func is not None:
-        info = arguments["info"]
-        worker_id = info.get("worker_id") if isinstance(info, dict) else None
-    else:
-        worker_id = arguments.get("worker_id")
-    return worker_id if isinstance(worker_id, str) else None
-
-
-def _within(credential: WorkerCredential, info: dict[str, Any]) -> bool:
-    """A registration stays within its credential: the credential's pool, and only customers the
+def _described(credential: WorkerCredential, description: Description) -> dict[str, Any] | None:
+    """The description as the registry stores it, if it names its sender (and the machine its
+    credential was issued for) and stays within the credential: its pool, and only customers the
     credential names (when it names any)."""
-    allowlist = set(info.get("customer_allowlist") or [])
-    beyond = info.get("pool", "standard") != credential.pool or bool(
+    sender = credential.worker_id
+    if description.worker_id != sender or (
+        credential.machine_id and description.machine_id != credential.machine_id
+    ):
+        refusals.count(
+            "description_not_sender",
+            sender=sender,
+            detail=f"names worker {description.worker_id} on machine {description.machine_id}",
+        )
+        return None
+    allowlist = set(description.customer_allowlist)
+    beyond = description.pool != credential.pool or bool(
         credential.customers and (not allowlist or allowlist - set(credential.customers))
     )
     if beyond:
-        refusals.count("registration_beyond_credential", detail=f"worker {credential.worker_id}")
-    return not beyond
-
-
-T = TypeVar("T")
-
-
-def _refused_as_none(read: Callable[[TaskMessage], T], message: TaskMessage) -> T | None:
-    try:
-        return read(message)
-    except descriptions.Refused as refused:
-        refusals.count("description_refused", detail=f"{message.task.rpartition('.')[2]}: {refused}")
+        refusals.count("registration_beyond_credential", sender=sender)
         return None
+    return description_dict(description)
 
 
-def _registration(message: TaskMessage) -> dict[str, Any]:
-    return descriptions.checked_description(_arguments(worker_reports.register_worker, message)["info"])
-
-
-def apply_reports(batch: Sequence[TaskMessage]) -> None:
+def apply_reports(batch: Sequence[edge.Decoded]) -> None:
     """One transaction for the batch (its measures too, so they cost no commit of their own); then the
     final reports' confirmations, in one round trip."""
     started = time.monotonic()
     confirmations: list[tuple[str, str, int]] = []
     with transaction.atomic():
         freed: list[str | None] = []
-        keyed, holders = _proven_reports(batch)
-        for (job_id, attempt), message in _in_job_order(_latest_progress_only(keyed)):
-            with logs.log_context(job_id=job_id, worker_id=holders.get((job_id, attempt))):
-                if message.task in _PROGRESS_REPORTS:
-                    _PROGRESS_REPORTS[message.task](*message.args, **message.kwargs)
-                    continue
-                end, refills = _FINAL_REPORTS[message.task]
-                job = end(*message.args, **message.kwargs)
-            # Applied, or found stale: either way it arrived, and its worker may forget it.
-            confirmations.append((holders[(job_id, attempt)], job_id, attempt))
-            if job is not None and refills:
-                freed.append(job.worker_id)
+        for (job_id, attempt), sender, report in _in_job_order(_latest_progress_only(_proven(batch))):
+            with logs.log_context(job_id=job_id, worker_id=sender):
+                if isinstance(report, Started):
+                    reports.job_started(job_id, attempt, sender, report.running_for_ms)
+                elif isinstance(report, Progress):
+                    reports.job_progress(job_id, attempt, report.progress, report.stage)
+                elif isinstance(report, FinalReport):
+                    job, refills = _end(report)
+                    # Applied, or found stale: either way it arrived, and its worker may forget it.
+                    confirmations.append((sender, job_id, attempt))
+                    if job is not None and refills:
+                        freed.append(job.worker_id)
         reports.refill(freed)
-        _measured(protocol.CONTROL_QUEUE, len(batch), started).flush()
+        _measured(names.CONTROL_LANE, len(batch), started).flush()
     if confirmations:
         _confirm(confirmations)
 
 
-Keyed = list[tuple[tuple[str, int], TaskMessage]]
+def _end(report: FinalReport) -> tuple[Job | None, bool]:
+    """End the attempt as the report says; and whether its worker's slot is refilled (a handed-back
+    job's worker is stopping)."""
+    job_id, attempt, runtime_ms = report.job_id, report.attempt, report.runtime_ms
+    if isinstance(report, Succeeded):
+        return reports.end_succeeded(job_id, attempt, report.result, runtime_ms), True
+    if isinstance(report, Failed):
+        return reports.end_failed(job_id, attempt, msgspec.to_builtins(report.error), runtime_ms), True
+    if isinstance(report, Cancelled):
+        return reports.end_cancelled(job_id, attempt, runtime_ms), True
+    assert isinstance(report, HandedBack)
+    return reports.end_handed_back(job_id, attempt, runtime_ms), False
 
 
-def _proven_reports(batch: Sequence[TaskMessage]) -> tuple[Keyed, dict[tuple[str, int], str]]:
-    """The reports that carry their attempt's lease token (without it from here on), keyed by
-    (job id, attempt), and the worker given each of those attempts."""
-    leased = []
-    for message in batch:
-        message, lease = _without(message, protocol.LEASE_ARG)
-        leased.append((_job_and_attempt(_REPORT_SIGNATURES[message.task], message), message, lease))
-    holders = reports.lease_holders({(key, lease) for key, _, lease in leased})
-    proven = [(key, message) for key, message, lease in leased if (key, lease) in holders]
-    if len(proven) < len(leased):
-        refusals.count("report_lease_mismatch", len(leased) - len(proven))
-    return proven, {key: holders[(key, lease)] for key, _, lease in leased if (key, lease) in holders}
+Keyed = list[tuple[tuple[str, int], str, JobReport]]
 
 
-def _without(message: TaskMessage, name: str) -> tuple[TaskMessage, Any]:
-    """The message without the keyword argument `name`, and its value (None when absent)."""
-    if name not in message.kwargs:
-        return message, None
-    kwargs = dict(message.kwargs)
-    value = kwargs.pop(name)
-    return dataclasses.replace(message, kwargs=kwargs), value
+def _proven(batch: Sequence[edge.Decoded]) -> Keyed:
+    """The reports that carry a lease token of an attempt given to their sender, keyed by (job id,
+    attempt), with their sender; the others are counted against their senders."""
+    presented = [
+        ((d.message.job_id, d.message.attempt), d) for d in batch if isinstance(d.message, JobReport)
+    ]
+    holders = reports.lease_holders({(key, d.message.lease) for key, d in presented})  # type: ignore[union-attr]
+    proven: Keyed = []
+    for key, decoded in presented:
+        report = decoded.message
+        assert isinstance(report, JobReport)
+        if holders.get((key, report.lease)) == decoded.sender:
+            proven.append((key, decoded.sender, report))
+        else:
+            refusals.count("report_lease_mismatch", sender=decoded.sender, detail=report.task)
+    return proven
 
 
 def _latest_progress_only(batch: Keyed) -> Keyed:
     """A job's progress reports in one batch: only its last says anything still true."""
-    last = {key: index for index, (key, m) in enumerate(batch) if m.task == protocol.REPORT_PROGRESS_TASK}
+    last = {key: index for index, (key, _, report) in enumerate(batch) if isinstance(report, Progress)}
     return [
-        (key, m)
-        for index, (key, m) in enumerate(batch)
-        if m.task != protocol.REPORT_PROGRESS_TASK or last[key] == index
+        (key, sender, report)
+        for index, (key, sender, report) in enumerate(batch)
+        if not isinstance(report, Progress) or last[key] == index
     ]
 
 
@@ -252,28 +210,6 @@ def _in_job_order(batch: Keyed) -> Keyed:
     """Job rows are locked in id order, as by every batch (no deadlock between two consumers); a
     job's own reports keep their order (the sort is stable)."""
     return sorted(batch, key=lambda keyed: keyed[0][0])
-
-
-def _arguments(func: Callable[..., Any], message: TaskMessage) -> dict[str, Any]:
-    """The message's arguments by name; a message whose arguments do not fit is refused (TypeError)."""
-    return _signature(func).bind(*message.args, **message.kwargs).arguments
-
-
-@functools.cache
-def _signature(func: Callable[..., Any]) -> inspect.Signature:
-    return inspect.signature(func)
-
-
-def _job_and_attempt(func: Callable[..., Any], message: TaskMessage) -> tuple[str, int]:
-    arguments = _arguments(func, message)
-    return str(arguments["job_id"]), int(arguments["attempt"])
-
-
-def _beat(message: TaskMessage) -> registry.Beat:
-    arguments = _arguments(worker_reports.heartbeat, message)
-    worker_id, instance_id = arguments["worker_id"], arguments["instance_id"]
-    info = descriptions.checked_beat(worker_id, instance_id, arguments.get("info"))
-    return registry.Beat(worker_id, instance_id, info)
 
 
 def _confirm(confirmations: list[tuple[str, str, int]]) -> None:

@@ -15,10 +15,10 @@ from django.db import connection
 from dispatch.cancel_flags import stop_attempt_quietly
 from dispatch.recovery import RECOVERY_BATCH, recover_lost_messages
 from dispatch.reports import job_failed, worker_lost
-from gpu_worker.protocol import attempt_error
 from jobqueue.models import ACTIVE_STATUSES, Job, statuses_sql
 from machines.models import Worker
 from machines.registry import mark_silent_workers_offline
+from wire.reports import attempt_error
 
 
 def expire_leases() -> int:

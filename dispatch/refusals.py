@@ -1,35 +1,78 @@
-"""Messages from GPU workers that were ignored because they could not prove who sent them, or said
-more than their sender may: counted by reason in the broker's Redis (shared by every consumer) and
-shown to operators (`GET /api/fleet/refusals`, the monitor). A count that grows means a worker is
-misbehaving, or someone is trying something.
+"""Messages from GPU workers that were not applied: counted by reason and by sender in the broker's
+Redis (shared by every consumer) and shown to operators (`GET /api/fleet/refusals`, the monitor). A
+count that grows means a worker is misbehaving, or someone is trying something; the sender is the
+worker whose own lane the message came from, which only its credential can write to.
 
-Reasons: `report_lease_mismatch` (a job report whose lease token is not its attempt's),
-`fleet_key_mismatch` (a registration, heartbeat or deregistration whose key is not the named worker's
-credential), `registration_beyond_credential` (a pool or customers its credential does not allow),
-`description_refused` (a description that breaks `machines.descriptions`' rules).
+Reasons, from the edge (`wire.edge`, `core.batch_consumer`): `oversized` (above
+LANE_MAX_MESSAGE_BYTES, refused before decoding), `overflowed` (beyond LANE_MAX_WAITING_PER_SENDER
+waiting in its lane), `malformed` (not a task message), `unknown_kind` (a task its lane does not
+carry), `invalid` (fields that break the message's types or bounds), `apply_failed` and
+`redelivered_too_often` (kept in the lanes' dead-letter list). From applying them
+(`dispatch.lane_batches`): `report_lease_mismatch` (a job report whose lease token is not that of an
+attempt given to its sender), `no_credential` (a fleet message from a worker without an active
+credential), `description_not_sender` (a description naming another worker, or another machine than
+the credential's), `registration_beyond_credential` (a pool or customers its credential does not allow).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 import redis
 
+from core.batch_consumer import DEAD_LETTERS_KEY, Refusal
 from core.redis import redis_client
+from wire.logs import redact
 
 logger = logging.getLogger(__name__)
 
 REFUSALS_KEY = "jobqueue:refused_messages"
+SENDERS_KEY = "jobqueue:refused_by_worker"
 
 
-def count(reason: str, amount: int = 1, detail: str = "") -> None:
-    logger.warning("ignored %d worker message(s): %s %s", amount, reason, detail)
+def count(reason: str, amount: int = 1, detail: str = "", *, sender: str) -> None:
+    record([Refusal("", sender, reason, amount, detail)])
+
+
+def record(refused: Sequence[Refusal]) -> None:
+    """Count refusals by reason and by sender (one round trip), and log each with its sender."""
+    for refusal in refused:
+        logger.warning(
+            "ignored %d message(s) from worker %s: %s %s",
+            refusal.amount,
+            refusal.sender,
+            refusal.reason,
+            redact(refusal.detail)[:200],
+        )
     try:
-        redis_client().hincrby(REFUSALS_KEY, reason, amount)
+        pipeline = redis_client().pipeline(transaction=False)
+        for refusal in refused:
+            pipeline.hincrby(REFUSALS_KEY, refusal.reason, refusal.amount)
+            pipeline.hincrby(SENDERS_KEY, refusal.sender, refusal.amount)
+        pipeline.execute()
     except redis.RedisError:
-        logger.warning("could not count %d refused message(s) (%s)", amount, reason)
+        logger.warning("could not count %d refused message(s)", len(refused))
 
 
 def counts() -> dict[str, int]:
     raw = redis_client().hgetall(REFUSALS_KEY)
     return {key.decode(): int(value) for key, value in raw.items()}  # type: ignore[union-attr]
+
+
+def by_sender() -> dict[str, int]:
+    raw = redis_client().hgetall(SENDERS_KEY)
+    return {key.decode(): int(value) for key, value in raw.items()}  # type: ignore[union-attr]
+
+
+def dead_letters(limit: int = 50) -> list[dict[str, Any]]:
+    """The newest messages no consumer could apply, each with the list (so the sender) it came from;
+    secrets masked."""
+    entries = []
+    for raw in redis_client().lrange(DEAD_LETTERS_KEY, 0, limit - 1):  # type: ignore[union-attr]
+        entry = json.loads(raw)
+        entry["message"] = redact(str(entry.get("message", "")))[:2000]
+        entries.append(entry)
+    return entries

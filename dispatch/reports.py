@@ -17,10 +17,10 @@ from django.db import transaction
 
 from core.json_input import why_unstorable
 from dispatch.assignment import dispatch_on_commit, fill_on_commit, fill_worker
-from gpu_worker.protocol import attempt_error
 from jobqueue import attempts
 from jobqueue.models import ACTIVE_STATUSES, ExecutionOutcome, Job, JobExecution
 from machines.models import Worker, WorkerStatus
+from wire.reports import attempt_error
 
 Attempt = tuple[str, int]  # (job id, attempt number)
 

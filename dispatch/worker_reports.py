@@ -11,7 +11,7 @@ from typing import Any
 from dispatch.assignment import fill_worker
 from dispatch.reports import worker_lost
 from jobqueue.models import Job, JobStatus
-from machines import descriptions, registry
+from machines import registry
 from machines.models import Machine, Worker
 
 logger = logging.getLogger(__name__)
@@ -33,11 +33,6 @@ def register_worker(info: dict[str, Any]) -> Worker:
     return worker
 
 
-def heartbeat(worker_id: str, instance_id: str, info: dict[str, Any] | None = None) -> bool:
-    """`heartbeats` for one: True when a live instance took the heartbeat."""
-    return heartbeats([registry.Beat(worker_id, instance_id, dict(info or {}))])[worker_id]
-
-
 def heartbeats(beats: Sequence[registry.Beat]) -> dict[str, bool]:
     """Refresh the workers' leases, in one statement for the batch. A heartbeat from an unknown
     instance re-registers the worker from the self-description it carries. By worker id: True when
@@ -50,23 +45,19 @@ def heartbeats(beats: Sequence[registry.Beat]) -> dict[str, bool]:
     latest = {beat.worker_id: beat for beat in beats}
     for worker_id, beat in sorted(outcomes.items()):
         if beat is registry.Heartbeat.UNKNOWN:
-            _register_again(worker_id, latest[worker_id].info)
+            _register_again(latest[worker_id])
         elif beat is registry.Heartbeat.AVAILABLE:
             fill_worker(worker_id)
     live = {registry.Heartbeat.REFRESHED, registry.Heartbeat.AVAILABLE}
     return {worker_id: beat in live for worker_id, beat in outcomes.items()}
 
 
-def _register_again(worker_id: str, info: dict[str, Any]) -> None:
+def _register_again(beat: registry.Beat) -> None:
     """A heartbeat of an instance the registry does not know: the worker registers again from the
-    description the heartbeat repeats, if it carries one that keeps the rules."""
-    description = {k: v for k, v in info.items() if k != "seen_attempts"}
-    if not description:
-        return
-    try:
-        register_worker(descriptions.checked_description(description))
-    except descriptions.Refused as refused:
-        logger.warning("refused worker %s's description to register again from: %s", worker_id, refused)
+    description the heartbeat repeats (checked against its sender and credential on the lane), if
+    it carries one of this instance."""
+    if beat.description is not None and beat.description.get("instance_id") == beat.instance_id:
+        register_worker(beat.description)
 
 
 def set_draining(machine_id: str, draining: bool) -> Machine:

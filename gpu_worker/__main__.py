@@ -11,12 +11,13 @@ import time
 import uuid
 from pathlib import Path
 
+import msgspec
 import redis
 from celery import signals
 from celery.worker import state as celery_worker_state
 from kombu import Exchange, Queue
 
-from gpu_worker import credentials, logs, metrics, protocol
+from gpu_worker import credentials, metrics
 from gpu_worker.app import app, install_runner
 from gpu_worker.config import WorkerConfig, parse_config
 from gpu_worker.connectors import build_connectors
@@ -24,6 +25,7 @@ from gpu_worker.gpus import read_telemetry
 from gpu_worker.reporter import Reporter
 from gpu_worker.runner import CancelWatch, JobRunner
 from gpu_worker.supervisor import EXIT_CREDENTIAL_REFUSED, run_supervisor
+from wire import fleet, logs, names
 
 logger = logging.getLogger("gpu_worker")
 
@@ -36,27 +38,26 @@ class Heartbeat(threading.Thread):
     then the final reports the control plane has not confirmed go again."""
 
     def __init__(
-        self, reporter: Reporter, instance_id: str, info: dict, runner: JobRunner, interval: float
+        self, reporter: Reporter, description: fleet.Description, runner: JobRunner, interval: float
     ) -> None:
         super().__init__(name="heartbeat", daemon=True)
-        self.reporter, self.instance_id, self.info = reporter, instance_id, info
+        self.reporter, self.description = reporter, description
         self.runner, self.interval = runner, interval
         self.stopped = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
             try:
-                seen = self.runner.attempts.seen()
                 self.reporter.heartbeat(
-                    self.instance_id,
-                    {
-                        **self.info,
-                        "seen_attempts": seen,
+                    fleet.Heartbeat(
+                        instance_id=self.description.instance_id,
+                        seen_attempts=[(job_id, attempt) for job_id, attempt in self.runner.attempts.seen()],
                         # When `seen_attempts` was true: the control plane may apply it much later.
-                        "sent_at": time.time(),
-                        "health": engine_health(self.runner.connectors),
-                        "telemetry": read_telemetry(self.info.get("gpu_index")),
-                    },
+                        sent_at=time.time(),
+                        health=fleet.Health(**engine_health(self.runner.connectors)),
+                        telemetry=read_telemetry(self.description.gpu_index),
+                        description=self.description,
+                    )
                 )
                 self.runner.resend_unconfirmed_reports()
             except Exception:
@@ -107,8 +108,8 @@ class CredentialWatch(threading.Thread):
 def resolve_credential(config: WorkerConfig) -> credentials.Credential:
     """The credential given in BROKER_URL, else the one kept from an earlier join, else a new one
     bought with the join token. Without any, the worker cannot take part in the fleet: exit."""
-    if not re.match(protocol.WORKER_ID_PATTERN, config.worker_id):
-        _refuse(f"worker id {config.worker_id!r} must match {protocol.WORKER_ID_PATTERN}")
+    if not re.match(names.WORKER_ID_PATTERN, config.worker_id):
+        _refuse(f"worker id {config.worker_id!r} must match {names.WORKER_ID_PATTERN}")
     given = credentials.from_broker_url(config.worker_id, config.broker_url)
     if given is not None:
         return given
@@ -146,7 +147,7 @@ def engine_health(connectors: dict) -> dict:
         except Exception as exc:  # noqa: BLE001 (an engine's failure is what we report, whatever it is)
             healthy, detail = False, f"{connector.name}: {exc}"
         if not healthy:
-            return {"healthy": False, "detail": detail}
+            return {"healthy": False, "detail": detail[:2000]}
     return {"healthy": True, "detail": ""}
 
 
@@ -170,14 +171,14 @@ def main(argv: list[str] | None = None) -> None:
         config.customer_allowlist = credential.customers
     broker_url = credential.broker_url(config.broker_url)
     app.conf.broker_url = broker_url  # type: ignore[misc]  # Celery's settings are writable
-    queue = protocol.worker_queue(config.worker_id)
+    queue = names.worker_queue(config.worker_id)
     app.conf.task_queues = [Queue(queue, Exchange(""), routing_key=queue, no_declare=True)]
     broker = redis.Redis.from_url(broker_url, socket_timeout=5)
     credential_watch = CredentialWatch(broker, config.heartbeat_seconds, config.credential_grace_seconds)
     credential_watch.wait_until_accepted()
     connectors = build_connectors(config.connectors)
     instance_id = uuid.uuid4().hex
-    reporter = Reporter(app, config.worker_id, credential.secret)
+    reporter = Reporter(app, config.worker_id)
     cancel_watch = CancelWatch(broker, config.worker_id)
     runner = JobRunner(
         connectors,
@@ -189,18 +190,21 @@ def main(argv: list[str] | None = None) -> None:
     )
     install_runner(runner)
 
-    info = {**config.registration(instance_id, list(connectors)), "health": engine_health(connectors)}
-    heartbeat = Heartbeat(reporter, instance_id, info, runner, config.heartbeat_seconds)
+    description = msgspec.convert(
+        {**config.registration(instance_id, list(connectors)), "health": engine_health(connectors)},
+        fleet.Description,
+    )
+    heartbeat = Heartbeat(reporter, description, runner, config.heartbeat_seconds)
 
     @signals.worker_ready.connect(weak=False)
     def on_ready(**_kwargs) -> None:
-        reporter.register(info)
+        reporter.register(description)
         heartbeat.start()
         credential_watch.start()
         logger.info(
             "worker %s ready on queue %s (pool=%s, job types=%s, gpu=%s %.0f GB)",
             config.worker_id,
-            protocol.worker_queue(config.worker_id),
+            names.worker_queue(config.worker_id),
             config.pool,
             sorted(connectors),
             config.gpu_name or "none",
@@ -241,7 +245,7 @@ def _celery_args(config: WorkerConfig) -> list[str]:
     return [
         "worker",
         "--queues",
-        protocol.worker_queue(config.worker_id),
+        names.worker_queue(config.worker_id),
         "--hostname",
         f"{config.worker_id}@%h",
         "--pool",

@@ -11,8 +11,9 @@ from typing import Any
 
 from celery import Celery
 
-from gpu_worker import protocol
 from gpu_worker.runner import JobRunner
+from wire import names
+from wire.job_spec import read_spec
 
 # Long enough that a long job's unacked message is not redelivered while it runs.
 VISIBILITY_TIMEOUT_S = 25 * 3600
@@ -45,8 +46,10 @@ def install_runner(runner: JobRunner) -> None:
     _runner = runner
 
 
-@app.task(name=protocol.RUN_JOB_TASK)
+@app.task(name=names.RUN_JOB_TASK)
 def run_job(spec: dict[str, Any]) -> str:
     if _runner is None:
         raise RuntimeError("gpu_worker started without a runner; use `python -m gpu_worker`")
-    return _runner.run(spec)
+    # Checked against the wire contract's job spec before anything runs (its types, as built by the
+    # control plane); connectors read it as JSON.
+    return _runner.run(read_spec(spec).as_message())

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpu_worker.gpus import GpuInfo, describe_machine, detect_gpus
-from gpu_worker.protocol import HARD_TIMEOUT_GRACE_SECONDS
 from gpu_worker.results import DEFAULT_RESULT_MAX_BYTES
+from wire.names import HARD_TIMEOUT_GRACE_SECONDS
 
 # On SIGTERM, how long the running job may take to finish before it is handed back.
 SHUTDOWN_GRACE_SECONDS = 30.0

@@ -21,7 +21,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from gpu_worker import protocol
+from wire import names
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def from_broker_url(worker_id: str, broker_url: str) -> Credential | None:
     operator with `manage.py create_worker_credential`); None when the URL names no worker user."""
     parts = urlsplit(broker_url)
     username, secret = unquote(parts.username or ""), unquote(parts.password or "")
-    if username != protocol.broker_username(worker_id) or not secret:
+    if username != names.broker_username(worker_id) or not secret:
         return None
     return Credential(worker_id, username, secret, pool="", customers=[])
 

@@ -1,7 +1,7 @@
-"""Lifecycle reports from a GPU worker to the control plane, sent as Celery tasks: job reports on the
-control queue, registration and heartbeats on the fleet queue. Each job report carries its attempt's
-lease token and each fleet message the worker's key: the control plane ignores any that does not
-(both lanes are shared by the fleet, and only the payload can say who wrote it)."""
+"""Lifecycle reports from a GPU worker to the control plane, built from the wire contract's types
+(`wire/`) and sent as Celery task messages to this worker's own lanes: job reports to its control
+lane, registration and heartbeats to its fleet lane. Only this worker's broker user may write to
+them, so the lane proves the sender; each job report also carries its attempt's lease token."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from celery import Celery
 
-from gpu_worker import protocol
+from wire import edge, fleet, names, reports
 
 PROGRESS_MIN_INTERVAL_S = 0.5  # at most two progress reports per second per job
 # A report is the only record of what the GPU did: while the broker is away, keep trying (a worker
@@ -20,33 +20,30 @@ REPORT_RETRY_POLICY = {"max_retries": None, "interval_start": 0.5, "interval_ste
 
 
 class Reporter:
-    def __init__(self, app: Celery, worker_id: str, worker_key: str = "") -> None:
+    def __init__(self, app: Celery, worker_id: str) -> None:
         self.app = app
         self.worker_id = worker_id
-        self._worker_key = worker_key
         self._last_progress: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._lanes = {lane: names.lane_list(lane, worker_id) for lane in names.LANES}
 
-    def _send(self, task: str, args: tuple[Any, ...], proof: dict[str, str], queue: str) -> None:
-        # `declare=[]`: the worker's broker user may push to the lanes, not declare them.
+    def send(self, message: edge.Message) -> None:
+        """Publish the message on its lane. `declare=[]`: the worker's broker user may push to its
+        lanes, not declare them; the lease never shows in the message's headers."""
+        lane = edge.KINDS[message.task][0]
         self.app.send_task(
-            task,
-            args=args,
-            kwargs=proof,
-            queue=queue,
+            message.task,
+            args=(),
+            kwargs=edge.encode(message),
+            kwargsrepr=edge.kwargs_repr(message),
+            queue=self._lanes[lane],
             declare=[],
             retry=True,
             retry_policy=REPORT_RETRY_POLICY,
         )
 
-    def _report(self, task: str, lease: str, *args: Any) -> None:
-        self._send(task, args, {protocol.LEASE_ARG: lease}, protocol.CONTROL_QUEUE)
-
-    def _fleet(self, task: str, *args: Any) -> None:
-        self._send(task, args, {protocol.WORKER_KEY_ARG: self._worker_key}, protocol.FLEET_QUEUE)
-
     def started(self, job_id: str, attempt: int, lease: str, running_for_ms: int = 0) -> None:
-        self._report(protocol.REPORT_STARTED_TASK, lease, job_id, attempt, self.worker_id, running_for_ms)
+        self.send(reports.Started(job_id=job_id, attempt=attempt, lease=lease, running_for_ms=running_for_ms))
 
     def progress(self, job_id: str, attempt: int, lease: str, progress: int, stage: str = "") -> None:
         now = time.monotonic()
@@ -54,7 +51,15 @@ class Reporter:
             if progress < 100 and now - self._last_progress.get(job_id, 0.0) < PROGRESS_MIN_INTERVAL_S:
                 return
             self._last_progress[job_id] = now
-        self._report(protocol.REPORT_PROGRESS_TASK, lease, job_id, attempt, progress, stage)
+        self.send(
+            reports.Progress(
+                job_id=job_id,
+                attempt=attempt,
+                lease=lease,
+                progress=max(0, min(100, progress)),
+                stage=stage[:200],
+            )
+        )
 
     # `runtime_ms` (measured on the worker's monotonic clock) lets the control plane date the start
     # of a job that finished before its `started` report was due.
@@ -62,30 +67,42 @@ class Reporter:
         self, job_id: str, attempt: int, lease: str, result: Any, runtime_ms: int | None = None
     ) -> None:
         self._forget(job_id)
-        self._report(protocol.REPORT_SUCCEEDED_TASK, lease, job_id, attempt, result, runtime_ms)
+        self.send(
+            reports.Succeeded(
+                job_id=job_id, attempt=attempt, lease=lease, result=result, runtime_ms=runtime_ms
+            )
+        )
 
     def failed(
         self, job_id: str, attempt: int, lease: str, error: dict[str, Any], runtime_ms: int | None = None
     ) -> None:
         self._forget(job_id)
-        self._report(protocol.REPORT_FAILED_TASK, lease, job_id, attempt, error, runtime_ms)
+        typed = reports.AttemptError(
+            code=str(error.get("code", "FAILED"))[:200],
+            message=str(error.get("message", ""))[:2000],
+            error_class=error.get("class", "transient"),
+            details=error.get("details"),
+        )
+        self.send(
+            reports.Failed(job_id=job_id, attempt=attempt, lease=lease, error=typed, runtime_ms=runtime_ms)
+        )
 
     def cancelled(self, job_id: str, attempt: int, lease: str, runtime_ms: int | None = None) -> None:
         self._forget(job_id)
-        self._report(protocol.REPORT_CANCELLED_TASK, lease, job_id, attempt, runtime_ms)
+        self.send(reports.Cancelled(job_id=job_id, attempt=attempt, lease=lease, runtime_ms=runtime_ms))
 
     def handed_back(self, job_id: str, attempt: int, lease: str, runtime_ms: int | None = None) -> None:
         self._forget(job_id)
-        self._report(protocol.REPORT_HANDED_BACK_TASK, lease, job_id, attempt, runtime_ms)
+        self.send(reports.HandedBack(job_id=job_id, attempt=attempt, lease=lease, runtime_ms=runtime_ms))
 
-    def register(self, info: dict[str, Any]) -> None:
-        self._fleet(protocol.REGISTER_WORKER_TASK, info)
+    def register(self, description: fleet.Description) -> None:
+        self.send(fleet.Register(description=description))
 
-    def heartbeat(self, instance_id: str, info: dict[str, Any]) -> None:
-        self._fleet(protocol.HEARTBEAT_TASK, self.worker_id, instance_id, info)
+    def heartbeat(self, beat: fleet.Heartbeat) -> None:
+        self.send(beat)
 
     def deregister(self, instance_id: str) -> None:
-        self._fleet(protocol.DEREGISTER_WORKER_TASK, self.worker_id, instance_id)
+        self.send(fleet.Deregister(instance_id=instance_id))
 
     def _forget(self, job_id: str) -> None:
         with self._lock:

@@ -11,11 +11,12 @@ from typing import Any
 
 import redis
 
-from gpu_worker import logs, metrics, protocol
+from gpu_worker import metrics
 from gpu_worker.connectors.base import Connector, ConnectorError, JobCancelled, JobContext
-from gpu_worker.protocol import attempt_error
 from gpu_worker.reporter import Reporter
 from gpu_worker.results import DEFAULT_RESULT_MAX_BYTES, ResultTooLarge, storable
+from wire import logs, names
+from wire.reports import attempt_error
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class CancelWatch:
 
     def is_cancelled_now(self, job_id: str, attempt: int) -> bool:
         try:
-            flag = self.client.get(protocol.cancel_flag_key(self.worker_id, job_id))
+            flag = self.client.get(names.cancel_flag_key(self.worker_id, job_id))
         except redis.RedisError:
             logger.warning("could not read the cancellation flag of job %s", job_id)
             return False
@@ -131,7 +132,7 @@ class JobRunner:
     # gives up on it: the attempt is reported as timed out and `on_stuck_job` runs. A thread cannot be
     # killed, so the worker process must go (and be restarted by its supervisor), as Celery's
     # prefork pool does with a hard time limit.
-    hard_timeout_grace_s: float = protocol.HARD_TIMEOUT_GRACE_SECONDS
+    hard_timeout_grace_s: float = names.HARD_TIMEOUT_GRACE_SECONDS
     on_stuck_job: Callable[[str], None] | None = None
     result_max_bytes: int = DEFAULT_RESULT_MAX_BYTES
     attempts: AttemptLog = field(default_factory=AttemptLog)
@@ -172,7 +173,7 @@ class JobRunner:
             return self._run_attempt(spec, job_id, attempt)
 
     def _run_attempt(self, spec: dict[str, Any], job_id: str, attempt: int) -> str:
-        lease = str(spec.get(protocol.LEASE_ARG, ""))
+        lease = str(spec.get(names.LEASE_ARG, ""))
         if self.cancel_watch.is_cancelled_now(job_id, attempt):
             self._report_final(job_id, attempt, lambda: self.reporter.cancelled(job_id, attempt, lease))
             return "cancelled"

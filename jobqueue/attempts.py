@@ -18,11 +18,11 @@ from django.utils import timezone
 
 from events.recording import record_job_event
 from events.types import EventType
-from gpu_worker.protocol import ErrorClass, attempt_error
 from jobqueue import lifecycle
 from jobqueue.backoff import retry_delay_seconds
 from jobqueue.models import ACTIVE_STATUSES, DeadLetterJob, DeadLetterReason, ExecutionOutcome, Job, JobStatus
 from jobqueue.transitions import ExecutionChange, StartedBefore, transition
+from wire.reports import ErrorClass, attempt_error
 
 IMMEDIATE_RETRY_SECONDS = 0.05  # shorter backoffs go straight back to pending
 WORKER_LOST = "WORKER_LOST"  # the error code of an attempt that died with its worker

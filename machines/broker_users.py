@@ -1,7 +1,8 @@
 """GPU workers' users on the broker (Redis ACL): the one place their rights are written.
 
-A worker's user may consume its own queue, push to the report and fleet lanes (write only: it can
-neither read nor pop them, so it sees no other worker's reports), and read its own cancel flags.
+A worker's user may consume its own queue, push to its own report and fleet lanes (write only: it
+can neither read nor pop them; and no other worker can write to them, so a lane names its sender),
+and read its own cancel flags.
 Nothing else: no other key, no channel (so no Celery remote control, no live events), no admin or
 dangerous command (FLUSHALL, CONFIG, KEYS, SCAN, ACL), no scripting. The worker's Celery app is
 configured to need no more (`gpu_worker/app.py`). Redis ≥ 7 (or Valkey) is needed for write-only
@@ -21,7 +22,7 @@ from collections.abc import Iterable
 import redis
 
 from core.redis import redis_client
-from gpu_worker import protocol
+from wire import names
 
 logger = logging.getLogger(__name__)
 
@@ -40,40 +41,42 @@ def rules(worker_id: str, secret_sha256: str) -> list[str]:
         "+brpop",
         "+lpush",
         "+get",
-        f"%RW~{protocol.worker_queue(worker_id)}",
-        f"%W~{protocol.CONTROL_QUEUE}",
-        f"%W~{protocol.FLEET_QUEUE}",
-        f"%R~{protocol.CANCEL_FLAG_PREFIX.format(worker_id=worker_id)}*",
+        f"%RW~{names.worker_queue(worker_id)}",
+        *(f"%W~{names.lane_list(lane, worker_id)}" for lane in names.LANES),
+        f"%R~{names.CANCEL_FLAG_PREFIX.format(worker_id=worker_id)}*",
     ]
 
 
 def apply(worker_id: str, secret_sha256: str, client: redis.Redis | None = None) -> None:
     (client or redis_client()).execute_command(
-        "ACL", "SETUSER", protocol.broker_username(worker_id), *rules(worker_id, secret_sha256)
+        "ACL", "SETUSER", names.broker_username(worker_id), *rules(worker_id, secret_sha256)
     )
 
 
 def delete(worker_id: str, client: redis.Redis | None = None) -> None:
-    """Delete the worker's user: its connections are closed at once and it cannot log in again."""
-    (client or redis_client()).execute_command("ACL", "DELUSER", protocol.broker_username(worker_id))
+    """Delete the worker's user: its connections are closed at once and it cannot log in again; what
+    it left in its lanes goes with it (nothing it says counts any more)."""
+    client = client or redis_client()
+    client.execute_command("ACL", "DELUSER", names.broker_username(worker_id))
+    client.delete(*(names.lane_list(lane, worker_id) for lane in names.LANES))
 
 
 def sync(active: Iterable[tuple[str, str]], client: redis.Redis | None = None) -> tuple[int, int]:
     """Make the broker's worker users exactly `active` (worker id, secret hash): returns how many
     were made again and how many deleted. One round trip when nothing changed."""
     client = client or redis_client()
-    wanted = {protocol.broker_username(worker_id): (worker_id, digest) for worker_id, digest in active}
+    wanted = {names.broker_username(worker_id): (worker_id, digest) for worker_id, digest in active}
     present = {
         name.decode() if isinstance(name, bytes) else name for name in client.execute_command("ACL", "USERS")
     }
-    ours = {name for name in present if name.startswith(protocol.WORKER_QUEUE_PREFIX)}
+    ours = {name for name in present if name.startswith(names.WORKER_QUEUE_PREFIX)}
     missing = [wanted[name] for name in wanted.keys() - present]
     extra = sorted(ours - wanted.keys())
     if missing or extra:
         pipeline = client.pipeline(transaction=False)
         for worker_id, digest in missing:
             pipeline.execute_command(
-                "ACL", "SETUSER", protocol.broker_username(worker_id), *rules(worker_id, digest)
+                "ACL", "SETUSER", names.broker_username(worker_id), *rules(worker_id, digest)
             )
         if extra:
             pipeline.execute_command("ACL", "DELUSER", *extra)

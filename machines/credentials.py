@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import hmac
 import re
 import secrets
 from collections.abc import Iterable
@@ -24,9 +23,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.errors import Conflict, DomainError
-from gpu_worker import protocol
 from machines import broker_users
 from machines.models import JoinToken, WorkerCredential
+from wire import names
 
 TOKEN_PREFIX = "jqj_"
 
@@ -42,6 +41,13 @@ class WorkerIdTaken(Conflict):
     """This worker id holds an active credential: revoke it first to join under this id."""
 
     code = "worker_id_taken"
+
+
+class WorkerIdRevoked(Conflict):
+    """This worker id's credential was revoked: a join token cannot take it back (an operator may
+    issue a new credential under it, `manage.py create_worker_credential`)."""
+
+    code = "worker_id_revoked"
 
 
 class InvalidWorkerId(DomainError):
@@ -62,9 +68,10 @@ def create_join_token(
     *,
     expires_in: timedelta,
     customers: Iterable[str] = (),
-    max_workers: int | None = None,
+    max_workers: int | None = 1,
 ) -> tuple[JoinToken, str]:
-    """A new join token; the token itself is returned once and never stored."""
+    """A new join token, single-use unless `max_workers` says otherwise (None: any number); the token
+    itself is returned once and never stored."""
     token = JoinToken(
         name=name,
         pool=pool,
@@ -93,7 +100,7 @@ def revoke_join_token(token: JoinToken) -> None:
 
 def join(raw_token: str, worker_id: str, machine_id: str = "") -> tuple[WorkerCredential, str]:
     """The worker's new credential and its secret (shown once), if the token allows it to join."""
-    if not re.match(protocol.WORKER_ID_PATTERN, worker_id or ""):
+    if not re.match(names.WORKER_ID_PATTERN, worker_id or ""):
         raise InvalidWorkerId(field="worker_id")
     with transaction.atomic():
         token = JoinToken.objects.select_for_update().filter(token_hash=digest(raw_token or "")).first()
@@ -121,6 +128,8 @@ def _issue(
     held = WorkerCredential.objects.select_for_update().filter(pk=worker_id).first()
     if held is not None and held.revoked_at is None:
         raise WorkerIdTaken(field="worker_id")
+    if held is not None and token is not None:
+        raise WorkerIdRevoked(field="worker_id")
     secret = secrets.token_urlsafe(32)
     credential, _ = WorkerCredential.objects.update_or_create(
         pk=worker_id,
@@ -161,12 +170,12 @@ def sync_broker_users() -> tuple[int, int]:
     return broker_users.sync(active)
 
 
+def active_worker_ids() -> list[str]:
+    """The workers that hold an active credential: the only ones whose lanes can carry messages."""
+    return list(WorkerCredential.objects.filter(revoked_at=None).values_list("worker_id", flat=True))
+
+
 def active(worker_ids: Iterable[Any]) -> dict[str, WorkerCredential]:
     """The active credentials of these workers, by worker id (one query)."""
     ids = [worker_id for worker_id in worker_ids if isinstance(worker_id, str)]
     return {c.worker_id: c for c in WorkerCredential.objects.filter(pk__in=ids, revoked_at=None)}
-
-
-def proves(credential: WorkerCredential, key: Any) -> bool:
-    """The key presented is the credential's secret (compared in constant time)."""
-    return isinstance(key, str) and hmac.compare_digest(digest(key), credential.secret_hash)

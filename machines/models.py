@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -18,8 +18,9 @@ class WorkerStatus(models.TextChoices):
 
 
 # --- Liveness: the one rule, in the three forms its callers need (tests check that they agree) -----
-# A worker is live while it was heard from within WORKER_OFFLINE_AFTER_SECONDS and not marked offline
-# (a graceful stop, or the lease sweep). Silent workers get no work; their attempts' leases expire.
+# A worker is live while it was heard from within WORKER_OFFLINE_AFTER_SECONDS, not marked offline
+# (a graceful stop, or the lease sweep) and holds an active credential (a revoked one is cut off at
+# once, whatever its last heartbeat said). Silent workers get no work; their attempts' leases expire.
 
 
 def heard_since() -> datetime:
@@ -28,12 +29,16 @@ def heard_since() -> datetime:
 
 
 #: For raw SQL over `machines_worker w`, with the parameter `%(heard_since)s`.
-LIVE_WORKER_SQL = "w.status <> 'offline' AND w.last_seen_at >= %(heard_since)s"
+LIVE_WORKER_SQL = (
+    "w.status <> 'offline' AND w.last_seen_at >= %(heard_since)s AND EXISTS (SELECT 1 FROM"
+    " machines_workercredential c WHERE c.worker_id = w.id AND c.revoked_at IS NULL)"
+)
 
 
 def live_condition() -> Q:
     """For querysets and annotations."""
-    return Q(last_seen_at__gte=heard_since()) & ~Q(status=WorkerStatus.OFFLINE)
+    credential = WorkerCredential.objects.filter(worker_id=OuterRef("pk"), revoked_at=None)
+    return Q(last_seen_at__gte=heard_since()) & ~Q(status=WorkerStatus.OFFLINE) & Q(Exists(credential))
 
 
 def silent_condition() -> Q:
@@ -144,7 +149,7 @@ class JoinToken(models.Model):
         default=list, blank=True, help_text="When not empty: the only customers its workers serve."
     )
     max_workers = models.PositiveIntegerField(
-        null=True, blank=True, help_text="How many workers may join with it; empty: any number."
+        null=True, blank=True, default=1, help_text="How many workers may join with it; empty: any number."
     )
     joined = models.PositiveIntegerField(default=0, help_text="Workers that joined with it.")
     created_at = models.DateTimeField(auto_now_add=True)

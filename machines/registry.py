@@ -15,8 +15,8 @@ from django.db.models.functions import Now
 
 from events.recording import record_machine_event, record_worker_event
 from events.types import EventType
-from gpu_worker import protocol
 from machines.models import Machine, MachineStatus, Worker, WorkerStatus
+from wire import names
 
 _REGISTERED_FIELDS = (
     "machine_id",
@@ -58,7 +58,7 @@ def register_worker(info: dict[str, Any]) -> tuple[Worker, bool]:
             defaults={
                 **fields,
                 "instance_id": info["instance_id"],
-                "queue": protocol.worker_queue(worker_id),
+                "queue": names.worker_queue(worker_id),
                 "status": WorkerStatus.IDLE,
                 "last_seen_at": Now(),
                 "stopped_at": None,
@@ -86,6 +86,7 @@ class Beat:
     worker_id: str
     instance_id: str
     info: dict[str, Any]
+    description: dict[str, Any] | None = None  # repeated from its registration, already checked
 
     def row(self) -> dict[str, Any]:
         health = self.info.get("health") or {}

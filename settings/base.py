@@ -8,9 +8,9 @@ from urllib.parse import urlsplit, urlunsplit
 import django_stubs_ext
 
 from devstack import embedded
-from gpu_worker import logs, protocol
 from settings import http_servers
 from settings.env import env_bool, env_float, env_int, env_list, env_str
+from wire import logs, names
 
 django_stubs_ext.monkeypatch()  # ModelAdmin[Machine] and the like, for the type checker
 
@@ -102,6 +102,18 @@ EMBEDDED_PG_PORT = env_int("JOBQUEUE_EMBEDDED_PG_PORT", embedded.DEFAULT_PG_PORT
 EMBEDDED_REDIS_PORT = env_int("JOBQUEUE_EMBEDDED_REDIS_PORT", embedded.DEFAULT_REDIS_PORT)
 DATABASE_URL = env_str("DATABASE_URL") or embedded.EmbeddedPostgres(DATA_DIR, EMBEDDED_PG_PORT).url
 REDIS_URL = env_str("REDIS_URL") or embedded.EmbeddedRedis(DATA_DIR, EMBEDDED_REDIS_PORT).url
+# Django's cache: per process, but for what must be shared by every API process (joins' rate limit).
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "shared": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "cache",
+    },
+}
+# Joins (`POST /api/fleet/join`) one client address may make: a rented host joins once and keeps its
+# credential, so more is a script guessing tokens or a host in a restart loop.
+FLEET_JOIN_RATE = env_str("FLEET_JOIN_RATE") or "30/min"
 USES_EMBEDDED_POSTGRES = not env_str("DATABASE_URL")
 USES_EMBEDDED_REDIS = not env_str("REDIS_URL")
 
@@ -222,8 +234,6 @@ TENANT_MAX_WEBHOOK_ENDPOINTS = env_int("TENANT_MAX_WEBHOOK_ENDPOINTS", 100)
 TENANT_MAX_SCHEDULES = env_int("TENANT_MAX_SCHEDULES", 1_000)
 
 # --- Jobs and dispatch ------------------------------------------------------------------------------
-# Largest self-description a GPU worker may register or heartbeat with (machines.descriptions).
-WORKER_DESCRIPTION_MAX_BYTES = env_int("WORKER_DESCRIPTION_MAX_BYTES", 64 * 1024)
 JOB_DEFAULT_PRIORITY = 50
 # Largest result (or error) a worker's report may store; larger outputs belong in the artifact store,
 # referenced by URL. A larger one fails its attempt for good, saying why.
@@ -277,7 +287,7 @@ WORKFLOW_MAX_STEPS = env_int("WORKFLOW_MAX_STEPS", 50)
 # Most dead letters one bulk requeue request redrives; the response says how many remain.
 DEAD_LETTER_REQUEUE_MAX = env_int("DEAD_LETTER_REQUEUE_MAX", 1000)
 # The control plane fails an attempt this long past its timeout with no outcome reported.
-JOB_TIMEOUT_GRACE_SECONDS = env_float("JOB_TIMEOUT_GRACE_SECONDS", protocol.HARD_TIMEOUT_GRACE_SECONDS)
+JOB_TIMEOUT_GRACE_SECONDS = env_float("JOB_TIMEOUT_GRACE_SECONDS", names.HARD_TIMEOUT_GRACE_SECONDS)
 # A worker counts as live for dispatch while its last heartbeat is this recent.
 WORKER_OFFLINE_AFTER_SECONDS = env_float("WORKER_OFFLINE_AFTER_SECONDS", 30.0)
 # An assignment its live worker still says it never received this long after it was made was lost.
@@ -298,17 +308,19 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_DEFAULT_QUEUE = "control"
 # The control plane's lanes, each consumed by workers of its own (`runstack`, docker/compose.yml):
 # GPU workers' job reports, the fleet's registrations and heartbeats, and beat's sweeps, so a flood
 # in one (a thousand heartbeats) never starves another (recovery when it is needed most).
 # Reports and the fleet's messages are applied in batches by `manage.py consume_lanes` (a transaction
 # per batch, not per message); beat's sweeps by a Celery worker. Lane -> processes that consume it.
 SWEEPS_QUEUE = "sweeps"
-BATCHED_LANES = (protocol.CONTROL_QUEUE, protocol.FLEET_QUEUE)
+# The control plane's own tasks that name no queue run beside the sweeps (GPU workers' lanes carry
+# only their messages).
+CELERY_TASK_DEFAULT_QUEUE = SWEEPS_QUEUE
+BATCHED_LANES = (names.CONTROL_LANE, names.FLEET_LANE)
 CONTROL_PLANE_LANES = {
-    protocol.CONTROL_QUEUE: env_int("CONTROL_LANE_CONSUMERS", 1),
-    protocol.FLEET_QUEUE: env_int("FLEET_LANE_CONSUMERS", 1),
+    names.CONTROL_LANE: env_int("CONTROL_LANE_CONSUMERS", 1),
+    names.FLEET_LANE: env_int("FLEET_LANE_CONSUMERS", 1),
     SWEEPS_QUEUE: 1,
 }
 # A batch takes what has arrived, up to this many messages (also the messages a consumer holds
@@ -319,14 +331,20 @@ CONTROL_PLANE_LANES = {
 # Consumers need Redis 6.2 or later (RPOP with a count, BLMOVE).
 LANE_BATCH_MAX_MESSAGES = env_int("LANE_BATCH_MAX_MESSAGES", 500)
 LANE_BATCH_LINGER_SECONDS = {
-    protocol.CONTROL_QUEUE: env_float("CONTROL_LANE_LINGER_SECONDS", 0.0),
-    protocol.FLEET_QUEUE: env_float("FLEET_LANE_LINGER_SECONDS", 0.1),
+    names.CONTROL_LANE: env_float("CONTROL_LANE_LINGER_SECONDS", 0.0),
+    names.FLEET_LANE: env_float("FLEET_LANE_LINGER_SECONDS", 0.1),
 }
-CELERY_TASK_ROUTES = {
-    protocol.REGISTER_WORKER_TASK: {"queue": protocol.FLEET_QUEUE},
-    protocol.HEARTBEAT_TASK: {"queue": protocol.FLEET_QUEUE},
-    protocol.DEREGISTER_WORKER_TASK: {"queue": protocol.FLEET_QUEUE},
-}
+# The edge of the lanes (core.batch_consumer): a worker's message larger than this is refused before it
+# is decoded (a report's result may be JOB_RESULT_MAX_BYTES, base64 in kombu's envelope: 4/3 of it);
+# one take applies at most this many of one worker's messages, so a worker that floods delays no one
+# else; beyond this many waiting in its lane the newest of a worker's messages are dropped (an honest
+# worker holds a few: a heartbeat every few seconds, its slots' reports); a message taken this often
+# (its consumer died applying it each time) goes to the lanes' dead-letter list, which keeps this many.
+LANE_MAX_MESSAGE_BYTES = env_int("LANE_MAX_MESSAGE_BYTES", 2 * JOB_RESULT_MAX_BYTES)
+LANE_SENDER_SHARE = env_int("LANE_SENDER_SHARE", 50)
+LANE_MAX_WAITING_PER_SENDER = env_int("LANE_MAX_WAITING_PER_SENDER", 1000)
+LANE_MAX_DELIVERIES = env_int("LANE_MAX_DELIVERIES", 3)
+LANE_DEAD_LETTERS_MAX = env_int("LANE_DEAD_LETTERS_MAX", 1000)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Kombu's Redis transport, made to survive losing Redis with unacknowledged messages (gpu_worker/transport.py).
 CELERY_BROKER_TRANSPORT = "gpu_worker.transport:ControlPlaneTransport"

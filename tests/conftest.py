@@ -231,9 +231,9 @@ def worker_broker_url(worker_id: str, broker_url: str, pool: str = "standard") -
     import redis
 
     from gpu_worker.credentials import Credential
-    from gpu_worker.protocol import broker_username
     from machines import broker_users, credentials
     from machines.models import WorkerCredential
+    from wire.names import broker_username
 
     held = WorkerCredential.objects.filter(pk=worker_id, revoked_at=None).first()
     secret = _issued_secrets.get(worker_id)

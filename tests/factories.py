@@ -7,10 +7,10 @@ import uuid
 from django.conf import settings
 
 from core.batch_consumer import TaskMessage
-from gpu_worker import protocol
 from jobqueue.models import Job, JobExecution
 from jobqueue.submission import JobRequest, submit_job
-from machines.models import Worker
+from machines.models import Worker, WorkerCredential
+from wire import names
 
 
 def make_worker(
@@ -22,13 +22,14 @@ def make_worker(
     gpu_memory_gb: float = 24,
     slots: int = 1,
 ) -> Worker:
-    """A registered, live worker row (no process behind it)."""
+    """A registered, live worker row with an active credential (no process behind it)."""
     worker_id = f"unit-{uuid.uuid4().hex[:8]}"
+    WorkerCredential.objects.create(worker_id=worker_id, pool=pool, secret_hash=uuid.uuid4().hex)
     return Worker.objects.create(
         id=worker_id,
         machine_id="unit-machine",
         instance_id=uuid.uuid4().hex,
-        queue=protocol.worker_queue(worker_id),
+        queue=names.worker_queue(worker_id),
         pool=pool,
         job_types=list(job_types),
         capabilities=sorted(capabilities),
@@ -80,7 +81,7 @@ def worker_key(worker_id: str, pool: str = "standard", customers: tuple[str, ...
 
 def fleet_message(task: str, *args: object, key: str | None) -> TaskMessage:
     """A registration, heartbeat or deregistration as a worker holding `key` sends it."""
-    return TaskMessage(task, args, {protocol.WORKER_KEY_ARG: key})
+    return TaskMessage(task, args, {names.WORKER_KEY_ARG: key})
 
 
 def lease_of(job: Job, attempt: int | None = None) -> str:
@@ -103,4 +104,4 @@ def report(
             if JobExecution.objects.filter(job_id=job.pk, attempt=attempt).exists()
             else ""
         )
-    return TaskMessage(task, (str(job.pk), attempt, *rest), {protocol.LEASE_ARG: lease})
+    return TaskMessage(task, (str(job.pk), attempt, *rest), {names.LEASE_ARG: lease})

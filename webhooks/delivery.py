@@ -11,7 +11,6 @@ from django.conf import settings
 from django.utils import timezone
 
 from core.redis import count_in_this_second
-from gpu_worker import logs
 from webhooks import legacy
 from webhooks.models import (
     DeliveryDeadLetterReason,
@@ -23,6 +22,7 @@ from webhooks.models import (
 from webhooks.outcome import record
 from webhooks.retry import after
 from webhooks.send import SendResult, send, signing_secrets
+from wire import logs
 
 logger = logging.getLogger(__name__)
 

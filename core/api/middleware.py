@@ -12,7 +12,7 @@ from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
 from core.api.errors import json_error_response
-from gpu_worker import logs
+from wire import logs
 
 HEADER = "x-correlation-id"
 API_PREFIX = "/api/"

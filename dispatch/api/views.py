@@ -95,13 +95,21 @@ class RefusalsView(OperatorView):
             refusals=serializers.DictField(
                 child=serializers.IntegerField(), help_text="Ignored worker messages by reason."
             ),
+            by_worker=serializers.DictField(
+                child=serializers.IntegerField(),
+                help_text="Ignored worker messages by the worker that sent them.",
+            ),
+            dead_letters=serializers.ListField(
+                child=serializers.DictField(),
+                help_text="The newest messages no consumer could apply: list (so sender), reason, detail, when.",
+            ),
         )
     )
     def get(self, request: Request) -> Response:
         """Worker messages ignored because they could not prove their sender or said more than it
         may (`dispatch/refusals.py` lists the reasons), counted since the broker started."""
         try:
-            counted = refusals.counts()
+            counted, senders, dead = refusals.counts(), refusals.by_sender(), refusals.dead_letters()
         except redis.RedisError as exc:
             raise BrokerUnavailable() from exc
-        return Response({"success": True, "refusals": counted})
+        return Response({"success": True, "refusals": counted, "by_worker": senders, "dead_letters": dead})

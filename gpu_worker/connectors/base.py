@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from gpu_worker.protocol import ErrorClass, attempt_error
+from wire.reports import ErrorClass, attempt_error
 
 SLEEP_SLICE_S = 0.1  # how often `JobContext.sleep` looks at cancellation and the deadline
 

@@ -8,9 +8,9 @@ from typing import Any
 from rest_framework import serializers
 
 from core.api.serializers import StrictSerializer
-from gpu_worker.protocol import WORKER_ID_PATTERN
-from machines.descriptions import NAME
 from machines.models import JoinToken, WorkerCredential
+from wire.bounds import NAME_PATTERN as NAME
+from wire.names import WORKER_ID_PATTERN
 
 MAX_JOIN_TOKEN_LIFETIME_S = 30 * 24 * 3600
 DEFAULT_JOIN_TOKEN_LIFETIME_S = 3600
@@ -32,7 +32,13 @@ class JoinTokenCreateSerializer(StrictSerializer):
     customers = serializers.ListField(
         child=serializers.RegexField(NAME, max_length=200), max_length=500, required=False, default=list
     )
-    max_workers = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False, allow_null=True)
+    max_workers = serializers.IntegerField(
+        min_value=1,
+        max_value=1_000_000,
+        default=1,
+        allow_null=True,
+        help_text="How many workers may join with it: one unless given; null for any number.",
+    )
     expires_in_seconds = serializers.IntegerField(
         min_value=60, max_value=MAX_JOIN_TOKEN_LIFETIME_S, default=DEFAULT_JOIN_TOKEN_LIFETIME_S
     )

@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import redis
+from django.conf import settings
+from django.core.cache import caches
 from django.db import IntegrityError, transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -13,13 +15,13 @@ from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from accounts.api.views import OperatorView
 from core.api.pagination import PAGE_PARAMETERS, page_response, read_page
 from core.api.schema import envelope, page
 from core.errors import BrokerUnavailable
-from gpu_worker import protocol
 from machines import credentials
 from machines.api.serializers import (
     IssuedCredentialSerializer,
@@ -29,13 +31,26 @@ from machines.api.serializers import (
     WorkerCredentialSerializer,
 )
 from machines.models import JoinToken, WorkerCredential
+from wire import names
 
 JOIN_TOKEN = envelope("JoinTokenEnvelope", join_token=JoinTokenSerializer())
 CREDENTIAL = envelope("WorkerCredentialEnvelope", credential=WorkerCredentialSerializer())
 
 
+class JoinRateThrottle(AnonRateThrottle):
+    """FLEET_JOIN_RATE per client address, counted in the shared cache (every API process together)."""
+
+    scope = "fleet_join"
+    cache = caches["shared"]
+
+    def get_rate(self) -> str:
+        return str(settings.FLEET_JOIN_RATE)
+
+
 class JoinView(APIView):
     """A GPU worker exchanges a join token (`Authorization: Bearer <token>`) for its own credential."""
+
+    throttle_classes = [JoinRateThrottle]
 
     authentication_classes: list[type] = []
     permission_classes = [AllowAny]
@@ -60,7 +75,7 @@ class JoinView(APIView):
             "worker_id": credential.worker_id,
             "pool": credential.pool,
             "customers": credential.customers,
-            "broker_username": protocol.broker_username(credential.worker_id),
+            "broker_username": names.broker_username(credential.worker_id),
             "broker_password": secret,
         }
         return Response({"success": True, "credential": issued}, status=status.HTTP_201_CREATED)
@@ -98,7 +113,7 @@ class JoinTokenCollectionView(OperatorView):
                     data["pool"],
                     expires_in=timedelta(seconds=data["expires_in_seconds"]),
                     customers=data["customers"],
-                    max_workers=data.get("max_workers"),
+                    max_workers=data["max_workers"],
                 )
         except IntegrityError as exc:  # a concurrent create took the name
             raise serializers.ValidationError(

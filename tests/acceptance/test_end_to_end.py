@@ -159,16 +159,16 @@ def test_cancelling_a_running_job_stops_it_and_frees_the_worker(api, submit, gpu
 
 def test_a_duplicate_report_over_the_broker_changes_nothing(submit, gpu_worker, wait_for_status):
     from core.redis import redis_client
-    from gpu_worker import protocol
     from settings.celery import app
+    from wire import names
 
     gpu_worker()
     job_id = submit(payload={"result": "first"})
     wait_for_status(job_id, "completed")
     events = Event.objects.filter(job_id=job_id).count()
 
-    app.send_task(protocol.REPORT_SUCCEEDED_TASK, args=(job_id, 1, {"output": "second"}), queue="control")
-    app.send_task(protocol.REPORT_FAILED_TASK, args=(job_id, 1, {"code": "LATE"}), queue="control")
+    app.send_task(names.REPORT_SUCCEEDED_TASK, args=(job_id, 1, {"output": "second"}), queue="control")
+    app.send_task(names.REPORT_FAILED_TASK, args=(job_id, 1, {"code": "LATE"}), queue="control")
     wait_for(lambda: redis_client().llen("control") == 0, what="the control queue to drain")
     time.sleep(0.5)  # let the control worker finish applying what it took
 

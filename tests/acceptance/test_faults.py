@@ -136,7 +136,16 @@ def test_a_postgres_restart_while_workers_report_loses_no_report(
     worker_ids = [f"pg-fault-{uuid.uuid4().hex[:6]}" for _ in range(2)]
     # They join the private stack's fleet as rented hosts do: a join token, exchanged with its API.
     token = subprocess.run(
-        [sys.executable, "manage.py", "create_join_token", "fault-hosts", "--pool", "standard"],
+        [
+            sys.executable,
+            "manage.py",
+            "create_join_token",
+            "fault-hosts",
+            "--pool",
+            "standard",
+            "--max-workers",
+            "2",
+        ],
         env=private_stack.env,
         cwd=ROOT,
         check=True,

@@ -17,7 +17,6 @@ import redis
 import requests
 from celery import Celery
 
-from gpu_worker import protocol
 from gpu_worker.reporter import Reporter
 from gpu_worker.supervisor import EXIT_CREDENTIAL_REFUSED
 from jobqueue.models import Job
@@ -33,6 +32,7 @@ from tests.conftest import (
     worker_broker_url,
 )
 from tests.factories import lease_of
+from wire import names
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -124,10 +124,10 @@ def test_a_rogue_worker_with_its_own_credential_can_do_nothing_to_another_worker
 
     # The broker refuses it everything but its own keys.
     refused = [
-        ("BRPOP", protocol.worker_queue(victim.worker_id), 1),  # another worker's queue
-        ("LRANGE", protocol.CONTROL_QUEUE, 0, -1),  # other workers' reports
-        ("RPOP", protocol.FLEET_QUEUE),
-        ("GET", protocol.cancel_flag_key(victim.worker_id, job_id)),
+        ("BRPOP", names.worker_queue(victim.worker_id), 1),  # another worker's queue
+        ("LRANGE", names.CONTROL_LANE, 0, -1),  # other workers' reports
+        ("RPOP", names.FLEET_LANE),
+        ("GET", names.cancel_flag_key(victim.worker_id, job_id)),
         ("HGETALL", "unacked"),  # the control plane's in-flight messages
         ("PUBLISH", "/0.celery.pidbox", "{}"),  # Celery remote control
         ("KEYS", "*"),

@@ -20,17 +20,17 @@ from core.redis import redis_client
 from dispatch.assignment import fill_worker
 from dispatch.lane_batches import apply_batch
 from events.models import Event
-from gpu_worker import protocol
 from jobqueue.models import Job, JobStatus
 from machines.models import Worker, WorkerStatus
 from tests.conftest import wait_for
 from tests.factories import fleet_message, lease_of, make_job, make_worker, report, worker_key
+from wire import names
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _succeeded(job: Job, attempt: int | None = None) -> TaskMessage:
-    return report(protocol.REPORT_SUCCEEDED_TASK, job, {"ok": True}, 10, attempt=attempt)
+    return report(names.REPORT_SUCCEEDED_TASK, job, {"ok": True}, 10, attempt=attempt)
 
 
 def _assigned(worker: Worker) -> list[Job]:
@@ -44,10 +44,10 @@ def test_a_batch_of_reports_ends_each_attempt_once_and_refills_the_freed_slots()
     first = _assigned(worker)
     assert len(first) == 2
 
-    started = report(protocol.REPORT_STARTED_TASK, first[0], worker.id, 5)
-    progress = [report(protocol.REPORT_PROGRESS_TASK, first[0], p, f"step {p}") for p in (20, 60)]
+    started = report(names.REPORT_STARTED_TASK, first[0], worker.id, 5)
+    progress = [report(names.REPORT_PROGRESS_TASK, first[0], p, f"step {p}") for p in (20, 60)]
     stale = report(
-        protocol.REPORT_SUCCEEDED_TASK,
+        names.REPORT_SUCCEEDED_TASK,
         first[1],
         {},
         1,
@@ -64,7 +64,7 @@ def test_a_batch_of_reports_ends_each_attempt_once_and_refills_the_freed_slots()
     progress_events = Event.objects.filter(job_id=first[0].pk, type="job_progress")
     assert [e.payload["progress"] for e in progress_events] == [60]  # only the batch's latest applies
     for job in first:  # each worker learns its final report arrived, after the commit
-        assert int(redis_client().get(protocol.cancel_flag_key(worker.id, str(job.pk)))) >= job.attempt
+        assert int(redis_client().get(names.cancel_flag_key(worker.id, str(job.pk)))) >= job.attempt
 
 
 def test_a_batch_of_heartbeats_refreshes_known_instances_and_brings_back_or_registers_the_others():
@@ -83,15 +83,15 @@ def test_a_batch_of_heartbeats_refreshes_known_instances_and_brings_back_or_regi
     keys = {worker_id: worker_key(worker_id) for worker_id in (live.id, silent.id, newcomer)}
     beats = [
         fleet_message(
-            protocol.HEARTBEAT_TASK, live.id, live.instance_id, {"telemetry": {"n": 1}}, key=keys[live.id]
+            names.HEARTBEAT_TASK, live.id, live.instance_id, {"telemetry": {"n": 1}}, key=keys[live.id]
         ),
         fleet_message(
-            protocol.HEARTBEAT_TASK, live.id, live.instance_id, {"telemetry": {"n": 2}}, key=keys[live.id]
+            names.HEARTBEAT_TASK, live.id, live.instance_id, {"telemetry": {"n": 2}}, key=keys[live.id]
         ),
         fleet_message(
-            protocol.HEARTBEAT_TASK, silent.id, silent.instance_id, {"seen_attempts": []}, key=keys[silent.id]
+            names.HEARTBEAT_TASK, silent.id, silent.instance_id, {"seen_attempts": []}, key=keys[silent.id]
         ),
-        fleet_message(protocol.HEARTBEAT_TASK, newcomer, "new-instance", description, key=keys[newcomer]),
+        fleet_message(names.HEARTBEAT_TASK, newcomer, "new-instance", description, key=keys[newcomer]),
     ]
     apply_batch(beats)
 
@@ -132,11 +132,11 @@ def test_messages_that_cannot_be_read_or_applied_are_dropped_and_the_rest_of_the
     fill_worker(worker.id)
     queue = f"lane-test-{uuid.uuid4().hex[:6]}"
     first, second = (Job.objects.get(pk=job.pk) for job in jobs)
-    _publish(queue, report(protocol.REPORT_SUCCEEDED_TASK, first, {"ok": 1}, 5))
+    _publish(queue, report(names.REPORT_SUCCEEDED_TASK, first, {"ok": 1}, 5))
     _publish(
-        queue, TaskMessage(protocol.REPORT_SUCCEEDED_TASK, ("not-a-job-id", "not-an-attempt"), {})
+        queue, TaskMessage(names.REPORT_SUCCEEDED_TASK, ("not-a-job-id", "not-an-attempt"), {})
     )  # raises
-    _publish(queue, report(protocol.REPORT_SUCCEEDED_TASK, second, {"ok": 2}, 5))
+    _publish(queue, report(names.REPORT_SUCCEEDED_TASK, second, {"ok": 2}, 5))
     redis_client().lpush(queue, b"\xff not even JSON", b'{"properties": "not an envelope"}')
     consumer = BatchConsumer([queue], apply_batch, linger_s=0.5)
 
@@ -158,7 +158,7 @@ def succeeded_report_queued() -> tuple[Job, str]:
     fill_worker(make_worker().id)
     job.refresh_from_db()
     queue = f"lane-test-{uuid.uuid4().hex[:6]}"
-    _publish(queue, report(protocol.REPORT_SUCCEEDED_TASK, job, {"ok": 1}, 5))
+    _publish(queue, report(names.REPORT_SUCCEEDED_TASK, job, {"ok": 1}, 5))
     return job, queue
 
 
@@ -205,7 +205,7 @@ def test_messages_a_dead_consumer_took_come_back_after_the_visibility_timeout(
 def _key_for(description: dict) -> str:
     """The key of the worker the description names, when it names one a credential can have."""
     worker_id = description["worker_id"]
-    return worker_key(worker_id) if re.match(protocol.WORKER_ID_PATTERN, worker_id) else "no-credential"
+    return worker_key(worker_id) if re.match(names.WORKER_ID_PATTERN, worker_id) else "no-credential"
 
 
 def _description(**fields: object) -> dict:
@@ -239,8 +239,8 @@ def test_a_registration_that_breaks_the_rules_is_refused_and_the_fleet_dispatche
 
     apply_batch(
         [
-            fleet_message(protocol.REGISTER_WORKER_TASK, refused, key=_key_for(refused)),
-            fleet_message(protocol.REGISTER_WORKER_TASK, good, key=worker_key(good["worker_id"])),
+            fleet_message(names.REGISTER_WORKER_TASK, refused, key=_key_for(refused)),
+            fleet_message(names.REGISTER_WORKER_TASK, good, key=worker_key(good["worker_id"])),
         ]
     )
 
@@ -258,13 +258,13 @@ def test_a_heartbeat_with_malformed_attempts_is_refused_and_recovery_still_runs(
     apply_batch(
         [
             fleet_message(
-                protocol.HEARTBEAT_TASK, worker.id, worker.instance_id, {"seen_attempts": "all"}, key=key
+                names.HEARTBEAT_TASK, worker.id, worker.instance_id, {"seen_attempts": "all"}, key=key
             ),
             fleet_message(
-                protocol.HEARTBEAT_TASK, worker.id, worker.instance_id, {"seen_attempts": [[1, "x"]]}, key=key
+                names.HEARTBEAT_TASK, worker.id, worker.instance_id, {"seen_attempts": [[1, "x"]]}, key=key
             ),
             fleet_message(  # a date Postgres cannot hold would fail the batch's statement
-                protocol.HEARTBEAT_TASK,
+                names.HEARTBEAT_TASK,
                 worker.id,
                 worker.instance_id,
                 {"seen_attempts": [], "sent_at": 1e300},
@@ -284,14 +284,14 @@ def test_a_heartbeat_that_re_registers_from_a_description_breaking_the_rules_is_
     apply_batch(
         [
             fleet_message(
-                protocol.HEARTBEAT_TASK,
+                names.HEARTBEAT_TASK,
                 live.id,
                 live.instance_id,
                 {"telemetry": {"n": 1}},
                 key=worker_key(live.id),
             ),
             fleet_message(
-                protocol.HEARTBEAT_TASK,
+                names.HEARTBEAT_TASK,
                 stranger["worker_id"],
                 "i-1",
                 stranger,
@@ -317,10 +317,10 @@ def test_a_report_without_its_attempts_lease_changes_nothing_and_is_counted():
     job.refresh_from_db()
     older = _refusals().get("report_lease_mismatch", 0)
     forged = [
-        report(protocol.REPORT_SUCCEEDED_TASK, job, {"forged": True}, 1, lease=str(uuid.uuid4())),
-        report(protocol.REPORT_FAILED_TASK, job, {"code": "X", "class": "permanent"}, 1, lease=""),
-        TaskMessage(protocol.REPORT_CANCELLED_TASK, (str(job.pk), job.attempt, 1), {}),  # no lease at all
-        report(protocol.REPORT_STARTED_TASK, job, worker.id, 0, lease="not-a-uuid"),
+        report(names.REPORT_SUCCEEDED_TASK, job, {"forged": True}, 1, lease=str(uuid.uuid4())),
+        report(names.REPORT_FAILED_TASK, job, {"code": "X", "class": "permanent"}, 1, lease=""),
+        TaskMessage(names.REPORT_CANCELLED_TASK, (str(job.pk), job.attempt, 1), {}),  # no lease at all
+        report(names.REPORT_STARTED_TASK, job, worker.id, 0, lease="not-a-uuid"),
     ]
 
     apply_batch(forged)
@@ -329,7 +329,7 @@ def test_a_report_without_its_attempts_lease_changes_nothing_and_is_counted():
     assert (job.status, job.result, job.started_at) == (JobStatus.ASSIGNED, None, None)
     assert _refusals()["report_lease_mismatch"] == older + 4
     # Nor did the forgeries raise the attempt's stop flag (a confirmation), which would stop the real run.
-    assert redis_client().get(protocol.cancel_flag_key(worker.id, str(job.pk))) is None
+    assert redis_client().get(names.cancel_flag_key(worker.id, str(job.pk))) is None
 
     apply_batch([_succeeded(job)])  # the worker's own report, with the lease it received
     assert Job.objects.get(pk=job.pk).status == JobStatus.COMPLETED
@@ -342,8 +342,8 @@ def test_a_lease_belongs_to_one_attempt_of_one_job():
 
     apply_batch(
         [
-            report(protocol.REPORT_SUCCEEDED_TASK, first, {}, 1, lease=lease_of(second)),
-            report(protocol.REPORT_SUCCEEDED_TASK, second, {}, 1, attempt=2, lease=lease_of(second)),
+            report(names.REPORT_SUCCEEDED_TASK, first, {}, 1, lease=lease_of(second)),
+            report(names.REPORT_SUCCEEDED_TASK, second, {}, 1, attempt=2, lease=lease_of(second)),
         ]
     )
 
@@ -365,10 +365,10 @@ def test_fleet_messages_without_the_named_workers_key_change_nothing():
 
     apply_batch(
         [
-            fleet_message(protocol.HEARTBEAT_TASK, victim.id, victim.instance_id, {}, key=rogue_key),
-            fleet_message(protocol.REGISTER_WORKER_TASK, hijack, key=rogue_key),
-            fleet_message(protocol.DEREGISTER_WORKER_TASK, victim.id, victim.instance_id, key=None),
-            TaskMessage(protocol.HEARTBEAT_TASK, (victim.id, "another-instance", hijack), {}),
+            fleet_message(names.HEARTBEAT_TASK, victim.id, victim.instance_id, {}, key=rogue_key),
+            fleet_message(names.REGISTER_WORKER_TASK, hijack, key=rogue_key),
+            fleet_message(names.DEREGISTER_WORKER_TASK, victim.id, victim.instance_id, key=None),
+            TaskMessage(names.HEARTBEAT_TASK, (victim.id, "another-instance", hijack), {}),
         ]
     )
 
@@ -391,9 +391,9 @@ def test_a_registration_beyond_its_credential_is_refused():
 
     apply_batch(
         [
-            fleet_message(protocol.REGISTER_WORKER_TASK, heavy, key=heavy_key),
-            fleet_message(protocol.REGISTER_WORKER_TASK, dedicated, key=dedicated_key),
-            fleet_message(protocol.REGISTER_WORKER_TASK, unrestricted, key=unrestricted_key),
+            fleet_message(names.REGISTER_WORKER_TASK, heavy, key=heavy_key),
+            fleet_message(names.REGISTER_WORKER_TASK, dedicated, key=dedicated_key),
+            fleet_message(names.REGISTER_WORKER_TASK, unrestricted, key=unrestricted_key),
         ]
     )
 
@@ -413,7 +413,7 @@ def test_a_heartbeat_that_waited_in_the_lane_does_not_make_a_received_attempt_lo
 
     def beat(sent_seconds_ago: float) -> TaskMessage:
         info = {"seen_attempts": [], "sent_at": time.time() - sent_seconds_ago}
-        return fleet_message(protocol.HEARTBEAT_TASK, worker.id, worker.instance_id, info, key=key)
+        return fleet_message(names.HEARTBEAT_TASK, worker.id, worker.instance_id, info, key=key)
 
     apply_batch([beat(20)])  # sent before the assignment, applied only now: it says nothing of it
     assert requeue_undelivered_assignments() == 0
@@ -426,7 +426,7 @@ def test_a_heartbeat_cannot_register_its_worker_again_beyond_its_credential():
     heavy = {**_description(pool="heavy"), "worker_id": live.id, "instance_id": "another-instance"}
     key = worker_key(live.id, pool="standard")
 
-    apply_batch([fleet_message(protocol.HEARTBEAT_TASK, live.id, "another-instance", heavy, key=key)])
+    apply_batch([fleet_message(names.HEARTBEAT_TASK, live.id, "another-instance", heavy, key=key)])
 
     worker = Worker.objects.get(pk=live.pk)
     assert (worker.instance_id, worker.pool) == (live.instance_id, "standard")

@@ -267,8 +267,8 @@ def test_the_control_plane_fails_an_attempt_past_its_timeout(settings):
 def _stop_flag(job_id, attempt: int = 1) -> int | None:
     """The stop flag the worker given that attempt of the job reads (its own)."""
     from core.redis import redis_client
-    from gpu_worker.protocol import cancel_flag_key
     from jobqueue.models import JobExecution
+    from wire.names import cancel_flag_key
 
     worker_id = JobExecution.objects.get(job_id=job_id, attempt=attempt).worker_id
     value = redis_client().get(cancel_flag_key(worker_id, str(job_id)))
@@ -290,8 +290,8 @@ def test_a_stop_flag_is_only_ever_raised():
 def test_a_stop_flag_reaches_only_the_worker_given_that_attempt():
     from core.redis import redis_client
     from dispatch.cancel_flags import stop_attempt
-    from gpu_worker.protocol import cancel_flag_key
     from jobqueue.models import JobExecution
+    from wire.names import cancel_flag_key
 
     job = make_job()
     JobExecution.objects.create(job=job, attempt=1, worker_id="unit-first")

@@ -10,7 +10,7 @@ import uuid
 import pytest
 from django.test import Client
 
-from gpu_worker import logs
+from wire import logs
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

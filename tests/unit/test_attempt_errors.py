@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from gpu_worker.connectors.base import PermanentError, TransientError
-from gpu_worker.protocol import attempt_error
 from jobqueue.attempts import normalise_error
+from wire.reports import attempt_error
 
 
 def test_an_attempt_error_is_transient_unless_said_otherwise():

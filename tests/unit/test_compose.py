@@ -59,7 +59,6 @@ def test_every_celery_queue_the_code_uses_has_a_consumer_service(compose):
         settings.CELERY_TASK_DEFAULT_QUEUE,
         settings.WEBHOOK_QUEUE,
         *settings.CONTROL_PLANE_LANES,
-        *(route["queue"] for route in settings.CELERY_TASK_ROUTES.values()),
         *(entry["options"]["queue"] for entry in settings.CELERY_BEAT_SCHEDULE.values()),
     }
     consumed = {

@@ -6,8 +6,8 @@ from typing import Any
 
 from django.conf import settings
 
-from gpu_worker import protocol
 from gpu_worker.reporter import Reporter
+from wire import names
 
 
 class RecordingApp:
@@ -29,13 +29,13 @@ def test_a_gpu_worker_reports_jobs_with_their_lease_on_the_control_lane_and_itse
     reporter.started("job", 1, "the-lease")
     reporter.succeeded("job", 1, "the-lease", {"ok": True})
     reporter.deregister("instance")
-    key, lease = {protocol.WORKER_KEY_ARG: "the-key"}, {protocol.LEASE_ARG: "the-lease"}
+    key, lease = {names.WORKER_KEY_ARG: "the-key"}, {names.LEASE_ARG: "the-lease"}
     assert app.sent == [
-        (protocol.REGISTER_WORKER_TASK, protocol.FLEET_QUEUE, key),
-        (protocol.HEARTBEAT_TASK, protocol.FLEET_QUEUE, key),
-        (protocol.REPORT_STARTED_TASK, protocol.CONTROL_QUEUE, lease),
-        (protocol.REPORT_SUCCEEDED_TASK, protocol.CONTROL_QUEUE, lease),
-        (protocol.DEREGISTER_WORKER_TASK, protocol.FLEET_QUEUE, key),
+        (names.REGISTER_WORKER_TASK, names.FLEET_LANE, key),
+        (names.HEARTBEAT_TASK, names.FLEET_LANE, key),
+        (names.REPORT_STARTED_TASK, names.CONTROL_LANE, lease),
+        (names.REPORT_SUCCEEDED_TASK, names.CONTROL_LANE, lease),
+        (names.DEREGISTER_WORKER_TASK, names.FLEET_LANE, key),
     ]
 
 
@@ -48,15 +48,15 @@ def test_every_sweep_runs_on_the_sweeps_lane():
 def test_the_control_planes_own_publishes_of_fleet_tasks_take_the_fleet_lane():
     from settings.celery import app
 
-    for task in (protocol.REGISTER_WORKER_TASK, protocol.HEARTBEAT_TASK, protocol.DEREGISTER_WORKER_TASK):
-        assert app.amqp.router.route({}, task)["queue"].name == protocol.FLEET_QUEUE
-    assert app.amqp.router.route({}, protocol.REPORT_SUCCEEDED_TASK)["queue"].name == protocol.CONTROL_QUEUE
+    for task in (names.REGISTER_WORKER_TASK, names.HEARTBEAT_TASK, names.DEREGISTER_WORKER_TASK):
+        assert app.amqp.router.route({}, task)["queue"].name == names.FLEET_LANE
+    assert app.amqp.router.route({}, names.REPORT_SUCCEEDED_TASK)["queue"].name == names.CONTROL_LANE
 
 
 def test_every_lane_has_consumers():
     assert set(settings.CONTROL_PLANE_LANES) == {
-        protocol.CONTROL_QUEUE,
-        protocol.FLEET_QUEUE,
+        names.CONTROL_LANE,
+        names.FLEET_LANE,
         settings.SWEEPS_QUEUE,
     }
     assert all(concurrency >= 1 for concurrency in settings.CONTROL_PLANE_LANES.values())

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from gpu_worker import logs
+from wire import logs
 
 
 def _logged(log_format: str, emit, **static) -> str:

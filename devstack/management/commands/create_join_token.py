@@ -1,5 +1,6 @@
-"""`manage.py create_join_token NAME --pool P [--expires-in-hours H] [--customers a,b] [--max-workers N]`:
-a join token for GPU hosts (`python -m gpu_worker --join-token …`), printed once."""
+"""`manage.py create_join_token NAME --pool P [--expires-in-hours H] [--customers a,b] [--max-workers N |
+--any-number]`: a join token for GPU hosts (`python -m gpu_worker --join-token …`), printed once;
+single-use unless told otherwise."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ class Command(BaseCommand):
         parser.add_argument("--pool", required=True, help="the pool its workers serve")
         parser.add_argument("--expires-in-hours", type=float, default=1.0, help=f"at most {MAX_HOURS}")
         parser.add_argument("--customers", default="", help="comma-separated: its workers serve only these")
-        parser.add_argument("--max-workers", type=int, default=None, help="how many may join; default any")
+        joins = parser.add_mutually_exclusive_group()
+        joins.add_argument("--max-workers", type=int, default=1, help="how many may join with it (default 1)")
+        joins.add_argument("--any-number", action="store_true", help="any number of workers may join with it")
 
     def handle(self, *args: object, name: str, pool: str, **options: object) -> None:
         hours = float(options["expires_in_hours"])  # type: ignore[arg-type]
@@ -36,7 +39,7 @@ class Command(BaseCommand):
                     pool,
                     expires_in=timedelta(hours=hours),
                     customers=customers,
-                    max_workers=options["max_workers"],  # type: ignore[arg-type]
+                    max_workers=None if options["any_number"] else options["max_workers"],  # type: ignore[arg-type]
                 )
             except IntegrityError as exc:
                 raise CommandError(f"a join token named {name!r} already exists") from exc

@@ -27,12 +27,12 @@ from devstack.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServiceEr
 from devstack.front import FrontUnavailable, front_argv
 from devstack.processes import stop_processes
 from gpu_worker import credentials as gpu_credentials
-from gpu_worker import protocol
 from machines import credentials
 from machines.models import WorkerCredential
 from settings.celery import lane_argv
 from settings.http_servers import server_named
 from webhooks.worker import delivery_worker_argv
+from wire import names
 
 SHUTDOWN_GRACE_S = 20
 DEV_KEY_FILE = "dev-api-key"
@@ -258,7 +258,7 @@ def _local_worker_broker_url(worker_id: str) -> str:
         with transaction.atomic():
             credentials.revoke(held)
     _, secret = credentials.issue(worker_id, pool=os.environ.get("WORKER_POOL", "standard"))
-    given = gpu_credentials.Credential(worker_id, protocol.broker_username(worker_id), secret, "", [])
+    given = gpu_credentials.Credential(worker_id, names.broker_username(worker_id), secret, "", [])
     return given.broker_url(settings.REDIS_URL)
 
 

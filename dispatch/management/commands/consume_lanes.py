@@ -12,8 +12,9 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from core.batch_consumer import BatchConsumer
 from core.db import limit_sessions
+from dispatch import refusals
 from dispatch.lane_batches import apply_batch
-from machines.credentials import sync_broker_users
+from machines.credentials import active_worker_ids, sync_broker_users
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ class Command(BaseCommand):
         consumer = BatchConsumer(
             options["lanes"],
             apply_batch,
+            senders=active_worker_ids,
+            refuse=refusals.record,
             batch_max=options["batch_max"],
             linger_s=None if linger_ms is None else linger_ms / 1000,
             on_connect=sync_broker_users,  # a broker that restarted lost the workers' users
@@ -42,10 +45,10 @@ class Command(BaseCommand):
         logger.info("consuming %s in batches of up to %d", ", ".join(options["lanes"]), consumer.batch_max)
         stats = consumer.run()
         logger.info(
-            "stopped after %d messages in %d batches (largest %d, %d dropped, %d retried)",
+            "stopped after %d messages in %d batches (largest %d, %d refused, %d retried)",
             stats.messages,
             stats.batches,
             stats.largest_batch,
-            stats.dropped,
+            stats.refused,
             stats.retried,
         )

@@ -4,7 +4,7 @@ correlation id, tenant, job, workflow and worker — where the code that logs it
 `log_context`, and no secret: passwords in URLs, bearer tokens and key=value secrets are masked
 whatever the message or traceback says.
 
-It lives beside the wire contract (`gpu_worker.protocol`) because both sides use it and a GPU worker
+It lives beside the wire contract (`wire.names`) because both sides use it and a GPU worker
 holds none of the control plane's code."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ _SECRETS = (
     (re.compile(r"(\bbearer\s+)[^\s\"',]+", re.IGNORECASE), rf"\g<1>{_MASK}"),
     (
         re.compile(
-            r"((?:api[_-]?key|token|secret|password|passwd|authorization)[\"']?\s*[=:]\s*[\"']?)[^\s\"',&}]+",
+            r"((?:api[_-]?key|token|secret|password|passwd|authorization|lease)[\"']?\s*[=:]\s*[\"']?)[^\s\"',&}]+",
             re.IGNORECASE,
         ),
         rf"\g<1>{_MASK}",
