@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import psycopg
 import redis
 import requests
@@ -47,7 +48,7 @@ from bench.run_bench import Stack, api_server_argv, machine_facts, percentile, s
 from gpu_worker.config import parse_config  # noqa: E402
 from gpu_worker.reporter import Reporter  # noqa: E402
 from settings.celery import lane_consumer_argv, worker_argv  # noqa: E402
-from wire import names  # noqa: E402
+from wire import fleet, names  # noqa: E402
 
 # As settings.CONTROL_PLANE_LANES (this process runs no Django): the batched lanes' consumers and the
 # sweeps' Celery worker, a process each.
@@ -84,14 +85,14 @@ class FleetStack(Stack):
 class SimulatedWorker:
     worker_id: str
     instance_id: str
-    info: dict[str, Any]
+    description: fleet.Description
     next_beat: float
     seen: dict[tuple[str, int], float] = field(default_factory=dict)
 
-    def seen_attempts(self, now: float) -> list[list[Any]]:
+    def seen_attempts(self, now: float) -> list[tuple[str, int]]:
         for key in [k for k, at in self.seen.items() if now - at > SEEN_FOR_S]:
             del self.seen[key]
-        return [[job_id, attempt] for job_id, attempt in self.seen]
+        return list(self.seen)
 
 
 class Fleet:
@@ -105,15 +106,15 @@ class Fleet:
         self.workers: dict[str, SimulatedWorker] = {}
         now = time.monotonic()
         for index in range(count):
-            worker_id = f"sim-{index:05d}"
+            worker_id = _worker_id(index)
             config = parse_config(["--worker-id", worker_id, "--machine-id", f"sim-machine-{index // 8}"])
             instance_id = uuid.uuid4().hex
-            info = config.registration(instance_id, ["simulation"])
+            description = msgspec.convert(config.registration(instance_id, ["simulation"]), fleet.Description)
             # Heartbeats start spread over one interval, as a fleet that came up over time.
             self.workers[worker_id] = SimulatedWorker(
-                worker_id, instance_id, info, now + heartbeat_s * index / count
+                worker_id, instance_id, description, now + heartbeat_s * index / count
             )
-            self.reporters[worker_id] = Reporter(self.app, worker_id, _simulated_key(worker_id))
+            self.reporters[worker_id] = Reporter(self.app, worker_id)
         self.outbox: queue.Queue[tuple[float, str, Any]] = queue.Queue()
         self.due: list[tuple[float, int, str, str, int]] = []  # (when, tiebreak, worker, job, attempt)
         self.tiebreak = itertools.count()
@@ -124,7 +125,7 @@ class Fleet:
 
     def start(self) -> None:
         for worker_id, worker in self.workers.items():
-            self.reporters[worker_id].register(worker.info)
+            self.reporters[worker_id].register(worker.description)
         threading.Thread(target=self._consume, name="consume", daemon=True).start()
         threading.Thread(target=self._publish, name="publish", daemon=True).start()
 
@@ -176,26 +177,28 @@ class Fleet:
                 self.messages["reports"] += 1
             for worker in self.workers.values():
                 if worker.next_beat <= now:
-                    info = {
-                        **worker.info,
-                        "seen_attempts": worker.seen_attempts(now),
-                        "health": {"healthy": True},
-                    }
-                    self.reporters[worker.worker_id].heartbeat(worker.instance_id, info)
+                    beat = fleet.Heartbeat(
+                        instance_id=worker.instance_id,
+                        seen_attempts=worker.seen_attempts(now),
+                        sent_at=time.time(),
+                        description=worker.description,
+                    )
+                    self.reporters[worker.worker_id].heartbeat(beat)
                     worker.next_beat += self.heartbeat_s
                     self.messages["heartbeats"] += 1
             time.sleep(0.005)
 
 
-def _simulated_key(worker_id: str) -> str:
-    return f"bench-key-{worker_id}"
+def _worker_id(index: int) -> str:
+    return f"sim-{index:05d}"
 
 
 def _give_simulated_workers_credentials(stack: FleetStack, count: int) -> None:
     """Each simulated worker's credential, as joining would record it (only the control plane's
-    check of the key matters here: the simulated fleet publishes with the broker's own user)."""
+    records matter here: the simulated fleet publishes to each worker's own lanes with the broker's
+    own user, where each real worker's broker user may write to its own only)."""
     rows = [
-        (f"sim-{index:05d}", hashlib.sha256(_simulated_key(f"sim-{index:05d}").encode()).hexdigest())
+        (_worker_id(index), hashlib.sha256(f"bench-secret-{index}".encode()).hexdigest())
         for index in range(count)
     ]
     with psycopg.connect(stack.pg.url, autocommit=True) as conn, conn.cursor() as cursor:
@@ -220,13 +223,13 @@ def _wait_registered(stack: FleetStack, count: int) -> None:
             raise RuntimeError(f"only {registered} of {count} simulated workers registered")
 
 
-def _wait_settled(stack: FleetStack, one_second_of_traffic: float) -> float:
+def _wait_settled(stack: FleetStack, one_second_of_traffic: float, count: int) -> float:
     """Registering a fleet is a burst (one transaction per worker) during which heartbeats queue:
     measure the steady state, once the lanes hold less than a second of traffic. Returns the wait."""
     lanes = redis.Redis.from_url(stack.redis.url)
     started = time.monotonic()
     while time.monotonic() - started < SETTLE_DEADLINE_S:
-        if all(lanes.llen(lane) <= one_second_of_traffic for lane in BATCHED_LANES):
+        if all(waiting <= one_second_of_traffic for waiting in _lane_lengths(lanes, count).values()):
             return time.monotonic() - started
         time.sleep(0.5)
     raise RuntimeError(f"the lanes did not drain within {SETTLE_DEADLINE_S} s of the registrations")
@@ -240,6 +243,20 @@ def _submit_backlog(stack: FleetStack, key: str, count: int) -> None:
         response = session.post(f"{stack.base}/api/jobs/batch", json={"jobs": jobs}, timeout=300)
         if response.status_code != 201:
             raise RuntimeError(f"backlog submit failed: {response.status_code} {response.text[:200]}")
+
+
+def _lane_lengths(lanes: redis.Redis, count: int) -> dict[str, int]:
+    """Messages waiting in each lane: the batched lanes summed over every simulated worker's own list."""
+    workers = [_worker_id(index) for index in range(count)]
+    pipeline = lanes.pipeline(transaction=False)
+    for lane in BATCHED_LANES:
+        for worker_id in workers:
+            pipeline.llen(names.lane_list(lane, worker_id))
+    pipeline.llen(SWEEPS_LANE)
+    lengths = pipeline.execute()
+    per_lane = len(workers)
+    waiting = {lane: sum(lengths[i * per_lane : (i + 1) * per_lane]) for i, lane in enumerate(BATCHED_LANES)}
+    return {**waiting, SWEEPS_LANE: lengths[-1]}
 
 
 def _sample(stack: FleetStack, lanes: redis.Redis, count: int, offline_after_s: float) -> dict[str, Any]:
@@ -256,7 +273,7 @@ def _sample(stack: FleetStack, lanes: redis.Redis, count: int, offline_after_s: 
             [offline_after_s],
         ).fetchone()
     return {
-        "lanes": {lane: lanes.llen(lane) for lane in (*BATCHED_LANES, SWEEPS_LANE)},
+        "lanes": _lane_lengths(lanes, count),
         "staleness_p95_s": round(float(percentile(stale, 95)), 2) if stale else None,
         "staleness_max_s": round(float(max(stale)), 2) if stale else None,
         "wrongly_offline": offline + max(0, count - len(stale)),
@@ -272,7 +289,7 @@ def run_cell(args: argparse.Namespace, workers: int, backlog: int) -> dict[str, 
         fleet = Fleet(stack.redis.url, workers, args.heartbeat_seconds, args.job_seconds)
         fleet.start()
         _wait_registered(stack, workers)
-        settled_after = _wait_settled(stack, workers / args.heartbeat_seconds)
+        settled_after = _wait_settled(stack, workers / args.heartbeat_seconds, workers)
         return {
             **_measure(stack, key, fleet, args, workers, backlog),
             "settled_after_s": round(settled_after, 1),

@@ -23,9 +23,14 @@ def redis_client() -> redis.Redis:
 def count_in_this_second(name: str, amount: int = 1) -> int:
     """Add `amount` to a counter of the current one-second window shared by every process (in the
     broker's Redis), and return the window's total so far: the rate limits' meter."""
-    key = f"rate:{name}:{int(time.time())}"
+    return count_in_window(name, 1, amount)
+
+
+def count_in_window(name: str, seconds: int, amount: int = 1) -> int:
+    """`count_in_this_second` over windows of `seconds`."""
+    key = f"rate:{name}:{seconds}:{int(time.time()) // seconds}"
     pipeline = redis_client().pipeline()
     pipeline.incrby(key, amount)
-    pipeline.expire(key, 2)
+    pipeline.expire(key, seconds + 1)
     total, _ = pipeline.execute()
     return int(total)

@@ -30,6 +30,10 @@ warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 DEFAULT_PG_PORT = 55432
 DEFAULT_REDIS_PORT = 56379
+DEFAULT_REDIS_MAXMEMORY = "1gb"
+# The largest single value the broker takes: a job message carries its payload (up to the API's
+# 10 MiB body, base64 in kombu's envelope); anything larger is refused before it is stored.
+MAX_BULK_LENGTH = "32mb"
 DATABASE_NAME = "jobqueue"
 STARTUP_TIMEOUT_S = 60.0
 
@@ -202,6 +206,9 @@ class EmbeddedRedis:
     data_dir: Path
     port: int = DEFAULT_REDIS_PORT
     appendonly: bool = True
+    # Bounded, and never evicting (a broker key dropped is a job message lost): past the bound every
+    # write fails, so the BrokerMemoryHigh alert fires before it (docker/prometheus/alert-rules.yml).
+    maxmemory: str = DEFAULT_REDIS_MAXMEMORY
     process: subprocess.Popen | None = field(default=None, init=False)
 
     @property
@@ -239,6 +246,10 @@ class EmbeddedRedis:
                 "everysec",
                 "--save",
                 "",
+                "--maxmemory",
+                self.maxmemory,
+                "--proto-max-bulk-len",
+                MAX_BULK_LENGTH,
                 "--maxmemory-policy",
                 "noeviction",
                 "--logfile",

@@ -38,14 +38,18 @@ def count(reason: str, amount: int = 1, detail: str = "", *, sender: str) -> Non
 
 
 def record(refused: Sequence[Refusal]) -> None:
-    """Count refusals by reason and by sender (one round trip), and log each with its sender."""
+    """Count refusals by reason and by sender (one round trip), and log them: a line per sender and
+    reason, so a worker that floods its lane cannot flood the logs too."""
+    grouped: dict[tuple[str, str], list[Refusal]] = {}
     for refusal in refused:
+        grouped.setdefault((refusal.sender, refusal.reason), []).append(refusal)
+    for (sender, reason), group in grouped.items():
         logger.warning(
-            "ignored %d message(s) from worker %s: %s %s",
-            refusal.amount,
-            refusal.sender,
-            refusal.reason,
-            redact(refusal.detail)[:200],
+            "ignored %d message(s) from worker %s: %s (%s)",
+            sum(r.amount for r in group),
+            sender,
+            reason,
+            redact(group[0].detail)[:200],
         )
     try:
         pipeline = redis_client().pipeline(transaction=False)

@@ -1,4 +1,5 @@
-# A GPU machine's worker: CUDA's base image, Python, and only the GPU worker's code and packages — no
+# A GPU machine's worker: CUDA's base image, Python, and only the GPU worker's code (and the wire contract
+# it shares with the control plane) and packages — no
 # Django, no settings, no database driver (it holds no database credentials, and needs none).
 # Build from the repository root: docker build -f docker/gpu-worker.Dockerfile .
 FROM nvidia/cuda:12.4.1-base-ubuntu22.04 AS build
@@ -22,6 +23,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends python3.11 \
     && mkdir -p /var/lib/gpu_worker && chown worker /var/lib/gpu_worker
 COPY --from=build /opt/venv /opt/venv
 COPY gpu_worker /app/gpu_worker
+COPY wire /app/wire
 WORKDIR /app
 USER worker
 # Alive: its metrics port (on the container's loopback only) answers.

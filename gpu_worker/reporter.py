@@ -9,9 +9,11 @@ import threading
 import time
 from typing import Any
 
+import msgspec
 from celery import Celery
 
 from wire import edge, fleet, names, reports
+from wire.reports import attempt_error
 
 PROGRESS_MIN_INTERVAL_S = 0.5  # at most two progress reports per second per job
 # A report is the only record of what the GPU did: while the broker is away, keep trying (a worker
@@ -77,12 +79,13 @@ class Reporter:
         self, job_id: str, attempt: int, lease: str, error: dict[str, Any], runtime_ms: int | None = None
     ) -> None:
         self._forget(job_id)
-        typed = reports.AttemptError(
-            code=str(error.get("code", "FAILED"))[:200],
-            message=str(error.get("message", ""))[:2000],
-            error_class=error.get("class", "transient"),
-            details=error.get("details"),
-        )
+        code, message = str(error.get("code", "FAILED")), str(error.get("message", ""))
+        error_class: reports.ErrorClass = "permanent" if error.get("class") == "permanent" else "transient"
+        details = error.get("details") if isinstance(error.get("details"), dict) else None
+        try:
+            typed = msgspec.convert(attempt_error(code, message, error_class, details), reports.AttemptError)
+        except msgspec.ValidationError:  # details the wire will not carry: the error goes without them
+            typed = msgspec.convert(attempt_error(code, message, error_class), reports.AttemptError)
         self.send(
             reports.Failed(job_id=job_id, attempt=attempt, lease=lease, error=typed, runtime_ms=runtime_ms)
         )

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from wire.bounds import check_depth
+
 DEFAULT_RESULT_MAX_BYTES = 1024 * 1024  # the control plane's JOB_RESULT_MAX_BYTES default
 
 
@@ -19,7 +21,8 @@ class ResultTooLarge(ValueError):
 
 def storable(result: Any, max_bytes: int) -> Any:
     """The result cleaned for storage; ResultTooLarge if even so it is over `max_bytes`; TypeError or
-    ValueError if it is not JSON at all."""
+    ValueError if it is not JSON at all, or nested deeper than the wire allows."""
+    check_depth(result, "the result")
     cleaned = _clean(result)
     size = len(json.dumps(cleaned, ensure_ascii=False).encode())
     if size > max_bytes:

@@ -177,10 +177,7 @@ def normalise_error(error: dict[str, Any] | None) -> dict[str, Any]:
     error_class: ErrorClass = "permanent" if error.get("class") == "permanent" else "transient"
     details = error["details"] if isinstance(error.get("details"), dict) else None
     return attempt_error(
-        str(error.get("code") or "WORKER_ERROR")[:100],
-        str(error.get("message") or "")[:4000],
-        error_class,
-        details,
+        str(error.get("code") or "WORKER_ERROR"), str(error.get("message") or ""), error_class, details
     )
 
 

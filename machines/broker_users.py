@@ -16,6 +16,7 @@ connections at once).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable
 
@@ -26,6 +27,7 @@ from wire import names
 
 logger = logging.getLogger(__name__)
 
+RULES_VERSION_KEY = "jobqueue:broker_users:rules"
 # Connection housekeeping redis-py and kombu send; harmless.
 _CONNECTION_COMMANDS = ("+ping", "+hello", "+client|setname", "+client|setinfo", "+client|id")
 
@@ -61,15 +63,25 @@ def delete(worker_id: str, client: redis.Redis | None = None) -> None:
     client.delete(*(names.lane_list(lane, worker_id) for lane in names.LANES))
 
 
+def rules_version() -> str:
+    """What the rules are now (a worker's, with its id and secret left out): users made by a release
+    whose rules differ are made again."""
+    return hashlib.sha256(" ".join(rules("<id>", "<secret>")).encode()).hexdigest()[:16]
+
+
 def sync(active: Iterable[tuple[str, str]], client: redis.Redis | None = None) -> tuple[int, int]:
-    """Make the broker's worker users exactly `active` (worker id, secret hash): returns how many
-    were made again and how many deleted. One round trip when nothing changed."""
+    """Make the broker's worker users exactly `active` (worker id, secret hash), under the rules of
+    this release: returns how many were made (again) and how many deleted. Two round trips when
+    nothing changed."""
     client = client or redis_client()
     wanted = {names.broker_username(worker_id): (worker_id, digest) for worker_id, digest in active}
     present = {
         name.decode() if isinstance(name, bytes) else name for name in client.execute_command("ACL", "USERS")
     }
     ours = {name for name in present if name.startswith(names.WORKER_QUEUE_PREFIX)}
+    version = rules_version()
+    if client.get(RULES_VERSION_KEY) != version.encode():
+        present -= ours  # made under other rules (an upgrade): every one is made again
     missing = [wanted[name] for name in wanted.keys() - present]
     extra = sorted(ours - wanted.keys())
     if missing or extra:
@@ -80,6 +92,7 @@ def sync(active: Iterable[tuple[str, str]], client: redis.Redis | None = None) -
             )
         if extra:
             pipeline.execute_command("ACL", "DELUSER", *extra)
+        pipeline.set(RULES_VERSION_KEY, version)
         pipeline.execute()
         logger.info(
             "broker users: %d made again, %d of revoked credentials deleted", len(missing), len(extra)

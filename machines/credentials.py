@@ -23,7 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.errors import Conflict, DomainError
-from machines import broker_users
+from machines import broker_users, registry
 from machines.models import JoinToken, WorkerCredential
 from wire import names
 
@@ -148,12 +148,13 @@ def _issue(
 
 
 def revoke(credential: WorkerCredential) -> None:
-    """Cut the worker off: its broker user is deleted after commit (its connections close at once;
-    `sync` deletes it on the next round should the broker be unreachable now)."""
+    """Cut the worker off: offline at once, and its broker user deleted after commit (its connections
+    close at once; `sync` deletes it on the next round should the broker be unreachable now)."""
     if credential.revoked_at is None:
         credential.revoked_at = timezone.now()
         credential.save(update_fields=["revoked_at"])
     worker_id = credential.worker_id
+    registry.cut_off(worker_id)
     transaction.on_commit(lambda: _delete_quietly(worker_id))
 
 

@@ -184,6 +184,15 @@ def deregister_worker(worker_id: str, instance_id: str) -> None:
             _set_status(worker, WorkerStatus.OFFLINE)
 
 
+def cut_off(worker_id: str) -> None:
+    """The worker's credential was revoked: it is offline at once (it gets no work; its attempts'
+    leases expire, as a silent worker's do), whatever its last heartbeat said."""
+    with transaction.atomic():
+        worker = Worker.objects.select_for_update().filter(pk=worker_id).first()
+        if worker is not None and worker.status != WorkerStatus.OFFLINE:
+            _set_status(worker, WorkerStatus.OFFLINE)
+
+
 def mark_silent_workers_offline() -> int:
     """Workers whose heartbeats stopped are offline (they get no work; their jobs are recovered)."""
     marked = 0

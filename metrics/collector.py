@@ -29,12 +29,14 @@ import dispatch.lane_batches  # noqa: F401
 import events.relay  # noqa: F401
 import metrics.folding  # noqa: F401
 import webhooks.outcome  # noqa: F401
-from core.batch_consumer import queue_lists
+from core.batch_consumer import lane_backlog, queue_lists
 from core.redis import redis_client
 from counters.definitions import DECLARED
 from counters.definitions import Metric as CounterDefinition
 from counters.tally import totals
+from dispatch import refusals
 from events.cursors import backlogs
+from machines import credentials
 from metrics import readings
 from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
@@ -50,6 +52,8 @@ class ControlPlaneCollector(Collector):
         yield from workers()
         yield from webhook_gauges()
         yield lane_backlogs()
+        yield from broker_memory()
+        yield refused_messages()
         yield consumer_backlogs()
 
 
@@ -131,18 +135,43 @@ def webhook_gauges() -> Iterator[Metric]:
 
 
 def lane_backlogs() -> GaugeMetricFamily:
+    """Messages waiting on each lane: the batched lanes summed over every worker's own list."""
     family = GaugeMetricFamily(
         "control_plane_lane_backlog", "Messages waiting on each control-plane queue.", labels=["lane"]
     )
-    lanes = [*settings.CONTROL_PLANE_LANES, settings.WEBHOOK_QUEUE]
-    pipeline = redis_client().pipeline()
-    for lane in lanes:
-        for name in queue_lists(lane):
+    client = redis_client()
+    senders = credentials.active_worker_ids()
+    for lane in settings.BATCHED_LANES:
+        family.add_metric([lane], lane_backlog(client, lane, senders))
+    queues = [lane for lane in settings.CONTROL_PLANE_LANES if lane not in settings.BATCHED_LANES]
+    for queue in [*queues, settings.WEBHOOK_QUEUE]:
+        pipeline = client.pipeline()
+        for name in queue_lists(queue):
             pipeline.llen(name)
-    lengths = pipeline.execute()
-    per_lane = len(lengths) // len(lanes)
-    for index, lane in enumerate(lanes):
-        family.add_metric([lane], sum(lengths[index * per_lane : (index + 1) * per_lane]))
+        family.add_metric([queue], sum(pipeline.execute()))
+    return family
+
+
+def broker_memory() -> Iterator[GaugeMetricFamily]:
+    """The broker's memory against its bound (`maxmemory`, with `noeviction`: past it every write
+    fails, the control plane's included), for the alert that fires before it is reached."""
+    memory: Any = redis_client().info("memory")
+    used = GaugeMetricFamily("broker_memory_used_bytes", "Memory the broker (Redis) uses.")
+    used.add_metric([], memory["used_memory"])
+    yield used
+    bound = GaugeMetricFamily("broker_maxmemory_bytes", "The broker's memory bound (0: none).")
+    bound.add_metric([], memory["maxmemory"])
+    yield bound
+
+
+def refused_messages() -> CounterMetricFamily:
+    family = CounterMetricFamily(
+        "worker_messages_refused",
+        "GPU workers' messages not applied, by reason (dispatch/refusals.py), since the broker started.",
+        labels=["reason"],
+    )
+    for reason, count in sorted(refusals.counts().items()):
+        family.add_metric([reason], count)
     return family
 
 

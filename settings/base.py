@@ -100,20 +100,12 @@ STATIC_ROOT = DATA_DIR / "staticfiles"
 # --- Postgres: DATABASE_URL, or the embedded server -------------------------------------------------
 EMBEDDED_PG_PORT = env_int("JOBQUEUE_EMBEDDED_PG_PORT", embedded.DEFAULT_PG_PORT)
 EMBEDDED_REDIS_PORT = env_int("JOBQUEUE_EMBEDDED_REDIS_PORT", embedded.DEFAULT_REDIS_PORT)
+EMBEDDED_REDIS_MAXMEMORY = env_str("JOBQUEUE_EMBEDDED_REDIS_MAXMEMORY") or embedded.DEFAULT_REDIS_MAXMEMORY
 DATABASE_URL = env_str("DATABASE_URL") or embedded.EmbeddedPostgres(DATA_DIR, EMBEDDED_PG_PORT).url
 REDIS_URL = env_str("REDIS_URL") or embedded.EmbeddedRedis(DATA_DIR, EMBEDDED_REDIS_PORT).url
-# Django's cache: per process, but for what must be shared by every API process (joins' rate limit).
-CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    "shared": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
-        "KEY_PREFIX": "cache",
-    },
-}
-# Joins (`POST /api/fleet/join`) one client address may make: a rented host joins once and keeps its
-# credential, so more is a script guessing tokens or a host in a restart loop.
-FLEET_JOIN_RATE = env_str("FLEET_JOIN_RATE") or "30/min"
+# Joins (`POST /api/fleet/join`) one client address may make a minute: a rented host joins once and
+# keeps its credential, so more is a script guessing tokens or a host in a restart loop.
+FLEET_JOINS_PER_MINUTE = env_int("FLEET_JOINS_PER_MINUTE", 30)
 USES_EMBEDDED_POSTGRES = not env_str("DATABASE_URL")
 USES_EMBEDDED_REDIS = not env_str("REDIS_URL")
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 from django.conf import settings
 
-from core.batch_consumer import TaskMessage
+from core.batch_consumer import Refusal
 from jobqueue.models import Job, JobExecution
 from jobqueue.submission import JobRequest, submit_job
 from machines.models import Worker, WorkerCredential
-from wire import names
+from wire import edge, names
 
 
 def make_worker(
@@ -70,18 +74,39 @@ def make_job(
     return job
 
 
-def worker_key(worker_id: str, pool: str = "standard", customers: tuple[str, ...] = ()) -> str:
-    """The worker's key: a credential made for it as joining makes one (an earlier one replaced)."""
+def credential_for(
+    worker_id: str, pool: str = "standard", customers: tuple[str, ...] = (), machine_id: str = ""
+) -> None:
+    """An active credential for the worker, as joining makes one (an earlier one replaced)."""
     from machines import credentials
-    from machines.models import WorkerCredential
 
     WorkerCredential.objects.filter(pk=worker_id).delete()
-    return credentials.issue(worker_id, pool, customers)[1]
+    credentials.issue(worker_id, pool, customers, machine_id)
 
 
-def fleet_message(task: str, *args: object, key: str | None) -> TaskMessage:
-    """A registration, heartbeat or deregistration as a worker holding `key` sends it."""
-    return TaskMessage(task, args, {names.WORKER_KEY_ARG: key})
+def envelope(task: str, fields: Any, args: Any = ()) -> bytes:
+    """A Celery task message in kombu's Redis envelope, as a worker's Celery app publishes it."""
+    body = base64.b64encode(json.dumps([list(args), fields, None]).encode()).decode()
+    properties = {"delivery_tag": uuid.uuid4().hex, "body_encoding": "base64", "delivery_info": {}}
+    return json.dumps({"body": body, "headers": {"task": task}, "properties": properties}).encode()
+
+
+def from_lane(sender: str, task: str, **fields: Any) -> edge.Decoded:
+    """A message as the consumer hands it on after the edge: `sender` put it on its own lane."""
+    lane = edge.KINDS[task][0]
+    return edge.decode(envelope(task, fields), lane, sender)
+
+
+def delivered(batch: Sequence[edge.Decoded]) -> None:
+    """What the lane consumer does with a batch: the decoded messages applied, the rest counted
+    against their senders."""
+    from dispatch import refusals
+    from dispatch.lane_batches import apply_batch
+
+    refused = [Refusal(d.lane, d.sender, d.refusal, detail=d.detail) for d in batch if d.refusal is not None]
+    if refused:
+        refusals.record(refused)
+    apply_batch([d for d in batch if d.message is not None])
 
 
 def lease_of(job: Job, attempt: int | None = None) -> str:
@@ -92,10 +117,16 @@ def lease_of(job: Job, attempt: int | None = None) -> str:
 
 
 def report(
-    task: str, job: Job, *rest: object, attempt: int | None = None, lease: str | None = None
-) -> TaskMessage:
+    task: str,
+    job: Job,
+    *,
+    attempt: int | None = None,
+    lease: str | None = None,
+    sender: str | None = None,
+    **fields: Any,
+) -> edge.Decoded:
     """A report about the job's attempt (the current one by default) carrying its lease token, as
-    the worker given the attempt sends it (or `lease`, as someone else would)."""
+    the worker given the attempt sends it (or `lease` / `sender`, as someone else would)."""
     job.refresh_from_db()
     attempt = job.attempt if attempt is None else attempt
     if lease is None:
@@ -104,4 +135,5 @@ def report(
             if JobExecution.objects.filter(job_id=job.pk, attempt=attempt).exists()
             else ""
         )
-    return TaskMessage(task, (str(job.pk), attempt, *rest), {names.LEASE_ARG: lease})
+    sender = sender or job.worker_id or "nobody"
+    return from_lane(sender, task, job_id=str(job.pk), attempt=attempt, lease=lease, **fields)

@@ -12,7 +12,9 @@ from wire.names import MAX_WORKER_ID_LENGTH, WORKER_ID_PATTERN
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$"  # ids and names: printable, no spaces, no quotes
 MAX_NAMES = 500  # job types, capabilities, models, customers per list
 MAX_SEEN_ATTEMPTS = 10_000
-MAX_TEXT = 2000  # free text: a stage, an engine's health detail, an error message
+MAX_TEXT = 2000  # free text: an engine's health detail
+MAX_ERROR_CODE = 100
+MAX_ERROR_MESSAGE = 4000
 MAX_DEPTH = 64  # nesting of free-form JSON (results, error details, telemetry): as the API's own bound
 MAX_EPOCH_SECONDS = 2**33  # the year 2242: a timestamp Postgres can hold
 MAX_RUNTIME_MS = 10 * 365 * 24 * 3600 * 1000

@@ -36,7 +36,7 @@ class Health(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     detail: Text = ""
 
 
-class GpuFacts(msgspec.Struct, kw_only=True, omit_defaults=True):
+class GpuFacts(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     index: Annotated[int, Meta(ge=0, le=1024)]
     name: ShortText = ""
     memory_total_gb: Annotated[float, Meta(ge=0, le=100_000)] = 0.0
@@ -45,7 +45,7 @@ class GpuFacts(msgspec.Struct, kw_only=True, omit_defaults=True):
     cuda_version: ShortText = ""
 
 
-class MachineFacts(msgspec.Struct, kw_only=True, omit_defaults=True):
+class MachineFacts(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     """The machine as its workers describe it at registration."""
 
     gpus: Annotated[list[GpuFacts], Meta(max_length=64)] = []

@@ -7,12 +7,22 @@ the worker whose lane the report came from.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
+from msgspec import Meta
 
 from wire import names
-from wire.bounds import MAX_TEXT, Attempt, JobId, Lease, Milliseconds, ShortText, Text, check_depth
+from wire.bounds import (
+    MAX_ERROR_CODE,
+    MAX_ERROR_MESSAGE,
+    Attempt,
+    JobId,
+    Lease,
+    Milliseconds,
+    ShortText,
+    check_depth,
+)
 
 ErrorClass = Literal["transient", "permanent"]
 
@@ -20,8 +30,8 @@ ErrorClass = Literal["transient", "permanent"]
 class AttemptError(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     """Why an attempt failed: `transient` errors are retried, `permanent` are not."""
 
-    code: ShortText
-    message: Text
+    code: Annotated[str, Meta(max_length=MAX_ERROR_CODE)]
+    message: Annotated[str, Meta(max_length=MAX_ERROR_MESSAGE)]
     error_class: ErrorClass = msgspec.field(name="class", default="transient")
     details: dict[str, Any] | None = None
 
@@ -34,7 +44,11 @@ def attempt_error(
 ) -> dict[str, Any]:
     """An attempt's error as reports carry it and the control plane stores it (messages cut to the
     wire's bound rather than refused for their length)."""
-    error: dict[str, Any] = {"code": code[:200], "message": message[:MAX_TEXT], "class": error_class}
+    error: dict[str, Any] = {
+        "code": code[:MAX_ERROR_CODE],
+        "message": message[:MAX_ERROR_MESSAGE],
+        "class": error_class,
+    }
     if details is not None:
         error["details"] = details
     return error

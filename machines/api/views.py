@@ -3,11 +3,11 @@ operator API over join tokens and worker credentials."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import redis
 from django.conf import settings
-from django.core.cache import caches
 from django.db import IntegrityError, transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -15,13 +15,14 @@ from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from accounts.api.views import OperatorView
 from core.api.pagination import PAGE_PARAMETERS, page_response, read_page
 from core.api.schema import envelope, page
 from core.errors import BrokerUnavailable
+from core.redis import count_in_window
 from machines import credentials
 from machines.api.serializers import (
     IssuedCredentialSerializer,
@@ -37,14 +38,22 @@ JOIN_TOKEN = envelope("JoinTokenEnvelope", join_token=JoinTokenSerializer())
 CREDENTIAL = envelope("WorkerCredentialEnvelope", credential=WorkerCredentialSerializer())
 
 
-class JoinRateThrottle(AnonRateThrottle):
-    """FLEET_JOIN_RATE per client address, counted in the shared cache (every API process together)."""
+JOIN_WINDOW_S = 60
 
-    scope = "fleet_join"
-    cache = caches["shared"]
 
-    def get_rate(self) -> str:
-        return str(settings.FLEET_JOIN_RATE)
+class JoinRateThrottle(BaseThrottle):
+    """FLEET_JOINS_PER_MINUTE per client address, counted in the broker's Redis (every API process
+    together); past it a 429 with Retry-After."""
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        try:
+            joins = count_in_window(f"fleet_join:{self.get_ident(request)}", JOIN_WINDOW_S)
+        except redis.RedisError as exc:  # joining needs the broker anyway
+            raise BrokerUnavailable() from exc
+        return joins <= settings.FLEET_JOINS_PER_MINUTE
+
+    def wait(self) -> float:
+        return JOIN_WINDOW_S - time.time() % JOIN_WINDOW_S
 
 
 class JoinView(APIView):

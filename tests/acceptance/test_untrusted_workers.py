@@ -32,7 +32,7 @@ from tests.conftest import (
     worker_broker_url,
 )
 from tests.factories import lease_of
-from wire import names
+from wire import fleet, names
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -119,14 +119,16 @@ def test_a_rogue_worker_with_its_own_credential_can_do_nothing_to_another_worker
     job = Job.objects.get(pk=job_id)
     rogue_id = f"rogue-{uuid.uuid4().hex[:6]}"
     rogue_url = worker_broker_url(rogue_id, services.redis_url)
-    rogue_secret = rogue_url.split(":", 2)[2].split("@", 1)[0]
     rogue = redis.Redis.from_url(rogue_url)
 
-    # The broker refuses it everything but its own keys.
+    # The broker refuses it everything but its own keys: it may push to its own lanes, not read them.
     refused = [
         ("BRPOP", names.worker_queue(victim.worker_id), 1),  # another worker's queue
-        ("LRANGE", names.CONTROL_LANE, 0, -1),  # other workers' reports
-        ("RPOP", names.FLEET_LANE),
+        ("LPUSH", names.lane_list(names.CONTROL_LANE, victim.worker_id), "x"),  # speak on another's lane
+        ("LPUSH", names.lane_list(names.FLEET_LANE, victim.worker_id), "x"),
+        ("LPUSH", names.CONTROL_LANE, "x"),  # a lane shared by everyone: there is none
+        ("LRANGE", names.lane_list(names.CONTROL_LANE, rogue_id), 0, -1),  # even its own lane: write only
+        ("RPOP", names.lane_list(names.FLEET_LANE, victim.worker_id)),
         ("GET", names.cancel_flag_key(victim.worker_id, job_id)),
         ("HGETALL", "unacked"),  # the control plane's in-flight messages
         ("PUBLISH", "/0.celery.pidbox", "{}"),  # Celery remote control
@@ -146,21 +148,34 @@ def test_a_rogue_worker_with_its_own_credential_can_do_nothing_to_another_worker
         rogue_app.control.broadcast("shutdown", connection=rogue_app.connection_for_write())
     assert control_worker.poll() is None
 
-    # What it may push (reports and fleet messages) cannot speak for the victim.
-    reporter = Reporter(rogue_app, victim.worker_id, rogue_secret)
+    # What it may push, on its own lanes, cannot speak for the victim or stop the control plane.
+    reporter = Reporter(rogue_app, rogue_id)
     reporter.succeeded(job_id, job.attempt, str(uuid.uuid4()), {"forged": True}, 1)
     reporter.failed(job_id, job.attempt, "", {"code": "X", "class": "permanent", "message": "forged"}, 1)
-    reporter.register({**Worker.objects.get(pk=victim.worker_id).info, "instance_id": "hijacked"})
-    reporter.deregister(Worker.objects.get(pk=victim.worker_id).instance_id)
+    victim_row = Worker.objects.get(pk=victim.worker_id)
+    hijack = fleet.Description(
+        worker_id=victim.worker_id, instance_id="hijacked", machine_id=victim_row.machine_id
+    )
+    reporter.register(hijack)
+    reporter.heartbeat(fleet.Heartbeat(instance_id="hijacked", description=hijack))
+    reporter.deregister(victim_row.instance_id)
+    own_lane = names.lane_list(names.CONTROL_LANE, rogue_id)
+    rogue.lpush(own_lane, b"[" * 100_000 + b"]" * 100_000, b"x" * (4 * 1024 * 1024), b"\xff junk")
+    with pytest.raises(redis.RedisError):  # 64 MiB: the broker itself refuses it
+        rogue.lpush(own_lane, b"x" * (64 * 1024 * 1024))
 
     wait_for_status(job_id, "completed", timeout=30)
     job.refresh_from_db()
     assert job.result.get("forged") is None and job.attempt == 1  # the victim's own result, first attempt
-    assert Worker.objects.get(pk=victim.worker_id).instance_id != "hijacked"
+    assert Worker.objects.get(pk=victim.worker_id).instance_id == victim_row.instance_id
     from dispatch import refusals
 
+    wait_for(lambda: refusals.by_sender().get(rogue_id, 0) >= 7, what="the rogue's messages to be counted")
     counted = refusals.counts()
-    assert counted.get("report_lease_mismatch", 0) >= 2 and counted.get("fleet_key_mismatch", 0) >= 2
+    assert counted.get("report_lease_mismatch", 0) >= 2 and counted.get("description_not_sender", 0) >= 2
+    assert counted.get("oversized", 0) >= 1 and counted.get("malformed", 0) >= 2
+    assert refusals.by_sender().get(victim.worker_id, 0) == 0
+    assert control_worker.poll() is None  # the lane consumer lives on
     assert lease_of(job)  # the real lease, which never left the victim's queue
 
 

@@ -183,13 +183,13 @@ def test_concurrent_submissions_and_completions_never_deadlock():
 
 
 def test_a_heartbeat_that_races_deregistration_does_not_revive_the_worker():
-    from dispatch.worker_reports import heartbeat
-    from machines.registry import deregister_worker
+    from dispatch.worker_reports import heartbeats
+    from machines.registry import Beat, deregister_worker
 
     worker = make_worker()
     deregister_worker(worker.id, worker.instance_id)
 
-    assert heartbeat(worker.id, worker.instance_id, {"worker_id": worker.id}) is False
+    assert heartbeats([Beat(worker.id, worker.instance_id, {})]) == {worker.id: False}
     worker.refresh_from_db()
     assert worker.status == "offline"
     make_job()

@@ -38,7 +38,7 @@ def _third_party_imports(folder: str) -> set[str]:
                 names |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names.add(node.module.split(".")[0])
-    return {name for name in names if name not in sys.stdlib_module_names and name != folder}
+    return {name for name in names if name not in sys.stdlib_module_names and name not in _packaged()}
 
 
 def test_the_gpu_worker_image_installs_every_package_the_worker_imports_and_no_django():
@@ -49,7 +49,8 @@ def test_the_gpu_worker_image_installs_every_package_the_worker_imports_and_no_d
     distributions = importlib.metadata.packages_distributions()
     needed = {
         dist.lower().replace("_", "-")
-        for name in _third_party_imports("gpu_worker")
+        for folder in ("gpu_worker", "wire")  # the worker's code, and the wire contract it imports
+        for name in _third_party_imports(folder)
         for dist in distributions[name]
     }
     listed = ROOT / "docker" / "gpu-worker-packages.txt"
@@ -69,4 +70,10 @@ def test_the_gpu_worker_image_installs_every_package_the_worker_imports_and_no_d
         for line in re.findall(r"^COPY (?!--from)(.+) \S+$", image, re.MULTILINE)
         for source in line.split()
     }
-    assert copied == {"gpu_worker", "pyproject.toml", "docker/gpu-worker-packages.txt", "docker/pins.py"}
+    assert copied == {
+        "gpu_worker",
+        "wire",
+        "pyproject.toml",
+        "docker/gpu-worker-packages.txt",
+        "docker/pins.py",
+    }

@@ -123,7 +123,9 @@ class Command(BaseCommand):
             postgres.start()
             servers.append(postgres)
         if settings.USES_EMBEDDED_REDIS:
-            server = EmbeddedRedis(settings.DATA_DIR, settings.EMBEDDED_REDIS_PORT)
+            server = EmbeddedRedis(
+                settings.DATA_DIR, settings.EMBEDDED_REDIS_PORT, maxmemory=settings.EMBEDDED_REDIS_MAXMEMORY
+            )
             self._say(f"starting embedded Redis on 127.0.0.1:{server.port}")
             try:
                 server.start()
