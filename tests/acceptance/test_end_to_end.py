@@ -159,17 +159,23 @@ def test_cancelling_a_running_job_stops_it_and_frees_the_worker(api, submit, gpu
 
 def test_a_duplicate_report_over_the_broker_changes_nothing(submit, gpu_worker, wait_for_status):
     from core.redis import redis_client
+    from gpu_worker.reporter import Reporter
     from settings.celery import app
+    from tests.factories import lease_of
     from wire import names
 
-    gpu_worker()
+    worker = gpu_worker()
     job_id = submit(payload={"result": "first"})
     wait_for_status(job_id, "completed")
     events = Event.objects.filter(job_id=job_id).count()
 
-    app.send_task(names.REPORT_SUCCEEDED_TASK, args=(job_id, 1, {"output": "second"}), queue="control")
-    app.send_task(names.REPORT_FAILED_TASK, args=(job_id, 1, {"code": "LATE"}), queue="control")
-    wait_for(lambda: redis_client().llen("control") == 0, what="the control queue to drain")
+    # The same worker says it again, with the attempt's own lease, on its own lane.
+    lease = lease_of(Job.objects.get(pk=job_id))
+    reporter = Reporter(app, worker.worker_id)
+    reporter.succeeded(job_id, 1, lease, {"output": "second"})
+    reporter.failed(job_id, 1, lease, {"code": "LATE", "message": "late"})
+    lane = names.lane_list(names.CONTROL_LANE, worker.worker_id)
+    wait_for(lambda: redis_client().llen(lane) == 0, what="the worker's lane to drain")
     time.sleep(0.5)  # let the control worker finish applying what it took
 
     job = Job.objects.get(pk=job_id)

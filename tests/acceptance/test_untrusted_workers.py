@@ -56,7 +56,9 @@ def _start_joining_worker(services, api_url: str, token: str, worker_id: str, cr
 def test_a_worker_joins_with_a_token_runs_jobs_as_itself_and_comes_back_as_itself(
     services, api_server, submit, wait_for_status, tmp_path
 ):
-    _, token = credentials.create_join_token("rented-batch-1", "heavy", expires_in=timedelta(hours=1))
+    _, token = credentials.create_join_token(
+        "rented-batch-1", "heavy", expires_in=timedelta(hours=1), max_workers=2
+    )
     worker_id = f"joiner-{uuid.uuid4().hex[:6]}"
     process = _start_joining_worker(services, api_server, token, worker_id, tmp_path)
     try:
@@ -69,7 +71,7 @@ def test_a_worker_joins_with_a_token_runs_jobs_as_itself_and_comes_back_as_itsel
         wait_for_status(job_id, "completed", timeout=30)
         assert Job.objects.get(pk=job_id).worker_id == worker_id
 
-        # Another host presenting the same token cannot take over this worker's id.
+        # Another host presenting the same token (made for two) cannot take over this worker's id.
         again = requests.post(
             f"{api_server}/api/fleet/join",
             json={"worker_id": worker_id},
