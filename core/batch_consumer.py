@@ -68,7 +68,7 @@ TAKEN, OVERSIZED, OVERFLOWED, DEAD = 0, 1, 2, 3
 # KEYS: the unacknowledged hash, its index, the deliveries hash, the dead-letter list, then the lists
 # to take from. ARGV: most messages, the time, most per list, most bytes per message, most waiting
 # per list, most deliveries of one message, the dead-letter list's length.
-# Returns entries of four (list index, what, delivery tag, message), then the index of each list
+# Returns entries of four (list index, what, record, message), then the index of each list
 # that still holds messages. Nothing below may raise once a message is popped (a script's writes are
 # not undone): what cannot be read is handed over unrecorded, to be refused.
 _TAKE_BATCH = """
@@ -91,6 +91,9 @@ for i = 5, #KEYS do
           local properties = ok and type(message) == 'table' and message['properties']
           local tag = type(properties) == 'table' and properties['delivery_tag']
           if type(tag) == 'string' then
+            -- Recorded under its list too: a tag is the sender's to choose, and must not name
+            -- another worker's message.
+            tag = list .. ' ' .. tag
             local n = redis.call('HINCRBY', KEYS[3], tag, 1)
             if n > max_deliveries then
               redis.call('HDEL', KEYS[3], tag)
@@ -418,7 +421,7 @@ class _Taken:
     lane: str
     sender: str
     what: int
-    tag: str
+    tag: str  # what the message is recorded under while unacknowledged: its list and delivery tag
     raw: bytes
 
     def decoded(self) -> edge.Decoded:

@@ -1,5 +1,5 @@
 """Messages from GPU workers that were not applied: counted by reason and by sender in the broker's
-Redis (shared by every consumer) and shown to operators (`GET /api/fleet/refusals`, the monitor). A
+Redis (shared by every consumer) and shown to operators (`GET /api/fleet/refusals`, `/metrics`). A
 count that grows means a worker is misbehaving, or someone is trying something; the sender is the
 worker whose own lane the message came from, which only its credential can write to.
 

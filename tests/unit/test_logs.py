@@ -54,6 +54,7 @@ def test_secrets_never_reach_a_line_whatever_logs_them(log_format):
     def emit(logger):
         logger.info("broker at redis://worker-1:s3cret-pass@10.0.0.5:6379/0")
         logger.info("headers {'Authorization': 'Bearer tok-abc123'}; api_key=jq_live_456 password: hunter2")
+        logger.info("a report %r", {"job_id": "j", "attempt": 1, "lease": "lease-789"})
         try:
             raise RuntimeError("could not connect to postgresql://jobqueue:db-pass@postgres/jobqueue")
         except RuntimeError:
@@ -61,7 +62,7 @@ def test_secrets_never_reach_a_line_whatever_logs_them(log_format):
 
     output = _logged(log_format, emit)
 
-    for secret in ("s3cret-pass", "tok-abc123", "jq_live_456", "hunter2", "db-pass"):
+    for secret in ("s3cret-pass", "tok-abc123", "jq_live_456", "hunter2", "db-pass", "lease-789"):
         assert secret not in output
     assert "redis://worker-1:***@10.0.0.5" in output
 
