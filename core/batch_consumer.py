@@ -20,8 +20,9 @@ acknowledges the messages only after the applier returned, i.e. after its transa
 - Postgres unreachable: the same batch is retried with backoff, for as long as it takes.
 
 Which lists to look at: the broker announces every push (keyspace notifications, switched on when the
-consumer connects), and every `SWEEP_EVERY_S` every active sender's lists are looked at anyway
-(a notification missed while reconnecting). A broker that refuses `CONFIG SET` is polled instead.
+consumer connects; a subscriber only misses them while disconnected, and every connection starts by
+looking at every active sender's lists), and every `LANE_SWEEP_SECONDS` every active sender's lists
+are looked at anyway. A broker that refuses `CONFIG SET` is polled every `POLL_S` instead.
 
 Messages are taken by one script per batch (`_TAKE_BATCH`) rather than by a kombu consumer: kombu
 moves one message per BRPOP and records each in its unacknowledged set with another round trip. The
@@ -56,7 +57,7 @@ logger = logging.getLogger(__name__)
 IDLE_WAIT_S = 1  # seconds an idle consumer blocks at most before it looks around
 POLL_S = 0.05  # without keyspace notifications: how often every sender's lists are looked at
 RECONNECT_BACKOFF_S = 0.5  # the first wait after losing the broker, doubled up to the reports' maximum
-SWEEP_EVERY_S = 1.0  # how often to restore expired messages and look at every sender's lists
+RESTORE_EVERY_S = 1.0  # how often to put back messages left unacknowledged past the visibility timeout
 PUSHES = frozenset({b"lpush", b"rpush"})  # the keyspace events that put a message on a list
 DELIVERIES_KEY = "lanes:deliveries"  # by delivery tag: how often a message was taken
 DEAD_LETTERS_KEY = "lanes:dead"  # messages no consumer could apply, newest first, with their sender
@@ -258,10 +259,13 @@ class BatchConsumer:
 
     def _consume(self, client: redis.Redis, channel: Any, pushes: Any) -> None:
         take = client.register_script(_TAKE_BATCH)
-        swept_at = 0.0
+        restored_at = swept_at = 0.0
+        sweep_every = settings.LANE_SWEEP_SECONDS if pushes.active else POLL_S
         while not self._stopping:
-            if time.monotonic() - swept_at >= (SWEEP_EVERY_S if pushes.active else POLL_S):
+            if time.monotonic() - restored_at >= RESTORE_EVERY_S:
                 channel.qos.restore_visible(num=self.batch_max, interval=1)
+                restored_at = time.monotonic()
+            if time.monotonic() - swept_at >= sweep_every:
                 self._lists.all_senders(self._active_senders())
                 swept_at = time.monotonic()
             self._drain(pushes, timeout=0)

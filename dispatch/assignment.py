@@ -141,7 +141,7 @@ def fill_worker(worker_id: str) -> list[Assignment]:
     # No savepoint: a failure here fails the caller's whole transaction, which is what we want.
     with transaction.atomic(savepoint=False):
         # Waits for a concurrent dispatcher of this worker to commit, so slots are never overfilled.
-        worker = Worker.objects.with_credential().select_for_update(of=("self",)).filter(pk=worker_id).first()
+        worker = Worker.objects.select_for_update().filter(pk=worker_id).first()
         if worker is None or not takes_work(worker):
             return []
         assigned = list(Job.objects.raw(_ASSIGN_BEST_JOBS, _match_params(worker)))

@@ -4,8 +4,8 @@ Python for "why is this job waiting", side by side (tests/integration check that
 A job matches a worker when the worker runs its type, satisfies every requirement, and may serve its
 customer: a worker with an allow-list serves only those customers (it is dedicated to them), one
 with a deny-list never serves those, and a `customer_isolation: strict` job runs only on a worker
-dedicated to its customer. A worker takes work while it is live (`machines.models`), not draining,
-its engine healthy, and it holds an active credential."""
+dedicated to its customer. A worker takes work while it is live (`machines.models`: which a worker
+without an active credential never is), not draining, and its engine healthy."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from jobqueue.models import Job
-from machines.models import CREDENTIALED_SQL, LIVE_WORKER_SQL, Worker
+from machines.models import LIVE_WORKER_SQL, Worker
 
 # --- SQL, over a pending job `j` and a worker `w` -------------------------------------------------
 JOB_MATCHES_WORKER = """
@@ -27,7 +27,7 @@ JOB_MATCHES_WORKER = """
     AND (NOT j.requires_dedicated_worker OR w.customer_allowlist ? j.customer_id)
 """
 AVAILABLE = "NOT w.draining AND w.engine_healthy"
-TAKES_WORK = f"{LIVE_WORKER_SQL} AND {AVAILABLE} AND {CREDENTIALED_SQL}"
+TAKES_WORK = f"{LIVE_WORKER_SQL} AND {AVAILABLE}"
 
 
 # --- Python, over loaded rows: the same rules, one at a time, so an answer can name the one that fails
@@ -36,7 +36,7 @@ def is_available(worker: Worker) -> bool:
 
 
 def takes_work(worker: Worker) -> bool:
-    return worker.is_live and is_available(worker) and worker.holds_credential
+    return worker.is_live and is_available(worker)
 
 
 def _serves_customer(job: Job, worker: Worker) -> bool:

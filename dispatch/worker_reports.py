@@ -17,14 +17,18 @@ from machines.models import Machine, Worker
 logger = logging.getLogger(__name__)
 
 
-def register_worker(info: dict[str, Any]) -> Worker:
+def register_worker(info: dict[str, Any]) -> Worker | None:
     """Record the worker, then offer it work.
 
     A new `instance_id` means the process restarted: whatever its previous instance was running is
     lost with it, so those attempts fail as `WORKER_LOST` (and are retried by the usual rules).
     Jobs merely assigned stay: their messages wait in the worker's queue for the new instance.
     """
-    worker, restarted = registry.register_worker(info)
+    registered = registry.register_worker(info)
+    if registered is None:
+        logger.warning("worker %s registered without an active credential: refused", info.get("worker_id"))
+        return None
+    worker, restarted = registered
     # After the registry's transaction: failing a job locks its row and then the worker's, and holding
     # the worker's lock first could deadlock with a report doing the same in the documented order.
     if restarted:

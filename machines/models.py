@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -20,7 +20,10 @@ class WorkerStatus(models.TextChoices):
 # --- Liveness: the one rule, in the three forms its callers need (tests check that they agree) -----
 # A worker is live while it was heard from within WORKER_OFFLINE_AFTER_SECONDS and not marked offline
 # (a graceful stop, the lease sweep, or its credential revoked). Silent workers get no work; their
-# attempts' leases expire.
+# attempts' leases expire. Only a worker with an active credential is ever live: revoking one marks its
+# worker offline in the same transaction, and nothing makes a worker live again without checking its
+# credential under a lock the revocation waits for (`machines.registry`), so liveness alone keeps
+# dispatch from such a worker at no cost per dispatch.
 
 
 def heard_since() -> datetime:
@@ -30,12 +33,6 @@ def heard_since() -> datetime:
 
 #: For raw SQL over `machines_worker w`, with the parameter `%(heard_since)s`.
 LIVE_WORKER_SQL = "w.status <> 'offline' AND w.last_seen_at >= %(heard_since)s"
-#: Dispatch's own check, over `machines_worker w`: a worker gets work only while it holds an active
-#: credential (revocation also marks it offline; this holds while a heartbeat taken before the
-#: revocation is still being applied).
-CREDENTIALED_SQL = (
-    "EXISTS (SELECT 1 FROM machines_workercredential c WHERE c.worker_id = w.id AND c.revoked_at IS NULL)"
-)
 
 
 def live_condition() -> Q:
@@ -80,11 +77,6 @@ class WorkerQuerySet(models.QuerySet):
 
     def silent(self) -> WorkerQuerySet:
         return self.filter(silent_condition())
-
-    def with_credential(self) -> WorkerQuerySet:
-        """Each worker with `credentialed`: whether it holds an active credential (CREDENTIALED_SQL)."""
-        active = WorkerCredential.objects.filter(worker_id=OuterRef("pk"), revoked_at=None)
-        return self.annotate(credentialed=Exists(active))
 
 
 class Worker(models.Model):
@@ -131,14 +123,6 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} ({self.pool}, {self.status})"
-
-    @property
-    def holds_credential(self) -> bool:
-        """For a loaded row (CREDENTIALED_SQL); one query unless loaded `with_credential()`."""
-        annotated = getattr(self, "credentialed", None)
-        if annotated is not None:
-            return bool(annotated)
-        return WorkerCredential.objects.filter(pk=self.id, revoked_at=None).exists()
 
     @property
     def is_live(self) -> bool:

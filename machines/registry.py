@@ -41,9 +41,10 @@ class Heartbeat(enum.Enum):
     UNKNOWN = "unknown"  # not this worker's current instance (its registration was lost, or reset)
 
 
-def register_worker(info: dict[str, Any]) -> tuple[Worker, bool]:
+def register_worker(info: dict[str, Any]) -> tuple[Worker, bool] | None:
     """Create or refresh a worker from its self-description; returns it, and whether it is a new
-    instance of a worker already known (its process restarted)."""
+    instance of a worker already known (its process restarted). None when the worker holds no active
+    credential (revoked while its registration waited in its lane)."""
     worker_id = str(info["worker_id"])
     fields = {name: info[name] for name in _REGISTERED_FIELDS if name in info}
     extra = {
@@ -51,6 +52,8 @@ def register_worker(info: dict[str, Any]) -> tuple[Worker, bool]:
     }
     health = info.get("health") or {}
     with transaction.atomic():
+        if not _holds_credential(worker_id):
+            return None
         previous = Worker.objects.select_for_update().filter(pk=worker_id).first()
         machine = _register_machine(str(info["machine_id"]), info)
         worker, created = Worker.objects.update_or_create(
@@ -165,9 +168,13 @@ def heartbeats(beats: Sequence[Beat]) -> dict[str, Heartbeat]:
 
 
 def _back_or_health_changed(worker_id: str, healthy: bool) -> Heartbeat:
-    """A silent worker is heard again, or its engine's health changed: its status and its machine's."""
+    """A silent worker is heard again, or its engine's health changed: its status and its machine's.
+    One whose credential was revoked stays offline (it was cut off, not silent)."""
     with transaction.atomic():
+        credentialed = _holds_credential(worker_id)
         worker = Worker.objects.select_for_update().get(pk=worker_id)
+        if worker.status == WorkerStatus.OFFLINE and not credentialed:
+            return Heartbeat.STOPPING
         if worker.status == WorkerStatus.OFFLINE:
             _set_status(worker, WorkerStatus.IDLE)
         else:
@@ -182,6 +189,18 @@ def deregister_worker(worker_id: str, instance_id: str) -> None:
         if worker is not None:
             Worker.objects.filter(pk=worker_id).update(stopped_at=Now())
             _set_status(worker, WorkerStatus.OFFLINE)
+
+
+def _holds_credential(worker_id: str) -> bool:
+    """In the caller's transaction, before the worker's row is locked (the order revocation takes):
+    whether the worker holds an active credential, its row locked FOR SHARE so that a revocation
+    waits for this transaction, then marks the worker offline (`cut_off`)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 1 FROM machines_workercredential WHERE worker_id = %s AND revoked_at IS NULL FOR SHARE",
+            [worker_id],
+        )
+        return cursor.fetchone() is not None
 
 
 def cut_off(worker_id: str) -> None:

@@ -337,6 +337,10 @@ LANE_SENDER_SHARE = env_int("LANE_SENDER_SHARE", 50)
 LANE_MAX_WAITING_PER_SENDER = env_int("LANE_MAX_WAITING_PER_SENDER", 1000)
 LANE_MAX_DELIVERIES = env_int("LANE_MAX_DELIVERIES", 3)
 LANE_DEAD_LETTERS_MAX = env_int("LANE_DEAD_LETTERS_MAX", 1000)
+# Consumers learn of each push from the broker (keyspace notifications) and look at every worker's
+# lists on connecting; this often they look again anyway (at 1,000 workers a look is one script over
+# 1,000 lists, so not every second).
+LANE_SWEEP_SECONDS = env_float("LANE_SWEEP_SECONDS", 30.0)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Kombu's Redis transport, made to survive losing Redis with unacknowledged messages (gpu_worker/transport.py).
 CELERY_BROKER_TRANSPORT = "gpu_worker.transport:ControlPlaneTransport"

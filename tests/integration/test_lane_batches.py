@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from core.batch_consumer import _TAKE_BATCH, DEAD_LETTERS_KEY, BatchConsumer
 from core.redis import redis_client
-from dispatch import refusals
+from dispatch import refusals, worker_reports
 from dispatch.assignment import fill_worker
 from dispatch.lane_batches import apply_batch
 from events.models import Event
@@ -278,6 +278,25 @@ def test_dispatch_never_chooses_a_worker_without_an_active_credential():
     assert holders == {active.id, None}
     fill_worker(revoked.id)
     assert not Job.objects.filter(worker_id=revoked.id).exists()
+
+
+def test_a_worker_revoked_while_its_messages_were_applied_is_not_made_live_again():
+    """The lane checks the sender's credential once per batch; a revocation that commits after that
+    check still wins: nothing makes a worker live without its credential, under a lock."""
+    from machines import registry
+
+    worker = make_worker()
+    credentials.revoke(WorkerCredential.objects.get(pk=worker.id))
+    beat = registry.Beat(worker.id, worker.instance_id, {})
+
+    assert worker_reports.heartbeats([beat]) == {worker.id: False}
+    description = _description(worker.id, instance_id="after-revocation")
+    assert worker_reports.register_worker(description) is None
+
+    worker.refresh_from_db()
+    assert (worker.status, worker.instance_id) == (WorkerStatus.OFFLINE, beat.instance_id)
+    make_job()
+    assert fill_worker(worker.id) == []
 
 
 def test_a_report_without_a_lease_of_its_senders_attempt_changes_nothing_and_is_counted():
