@@ -6,7 +6,8 @@
 One process simulates the fleet: each worker registers with the real self-description
 (`gpu_worker.config`), heartbeats every `--heartbeat-seconds` with the attempts it received, consumes
 its own queue `worker.<id>` and reports each job's outcome after `--job-seconds`, all through the GPU
-worker's own `Reporter`. The control plane is the real one: the API, a worker per lane (control,
+worker's own `Reporter`. With `--flood-rate R`, one more worker with a credential of its own pushes
+junk to its own report lane at R messages a second while the run is measured. The control plane is the real one: the API, a worker per lane (control,
 fleet, sweeps) and beat, on embedded Postgres and Redis. Probe jobs arrive over HTTP at `--rate` per
 second; a backlog of jobs no worker can run is submitted first (POST /api/jobs/batch).
 
@@ -193,13 +194,47 @@ def _worker_id(index: int) -> str:
     return f"sim-{index:05d}"
 
 
+FLOODER = "sim-flood"  # with --flood-rate: one more worker, with a credential, that floods its lane
+# What it floods with: JSON nested 1,000 deep, a task message whose body is not base64, raw bytes.
+JUNK = (
+    b"[" * 1000 + b"]" * 1000,
+    (
+        b'{"body": "not base64!", "headers": {"task": "jobqueue.report_succeeded"}, '
+        b'"properties": {"delivery_tag": "t"}}'
+    ),
+    b"\xff" * 512,
+)
+
+
+class Flooder(threading.Thread):
+    """One worker pushing junk to its own report lane at `rate` messages a second until stopped: what
+    a hostile host with a valid credential can do. Its reports must cost the others nothing."""
+
+    def __init__(self, broker_url: str, rate: float) -> None:
+        super().__init__(name="flooder", daemon=True)
+        self.client, self.rate = redis.Redis.from_url(broker_url), rate
+        self.lane = names.lane_list(names.CONTROL_LANE, FLOODER)
+        self.sent = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        started = time.monotonic()
+        while not self.stop.wait(0.01):
+            due = int((time.monotonic() - started) * self.rate) - self.sent
+            if due > 0:
+                self.client.lpush(
+                    self.lane, *(JUNK[n % len(JUNK)] for n in range(self.sent, self.sent + due))
+                )
+                self.sent += due
+
+
 def _give_simulated_workers_credentials(stack: FleetStack, count: int) -> None:
     """Each simulated worker's credential, as joining would record it (only the control plane's
     records matter here: the simulated fleet publishes to each worker's own lanes with the broker's
     own user, where each real worker's broker user may write to its own only)."""
     rows = [
-        (_worker_id(index), hashlib.sha256(f"bench-secret-{index}".encode()).hexdigest())
-        for index in range(count)
+        (worker_id, hashlib.sha256(f"bench-secret-{worker_id}".encode()).hexdigest())
+        for worker_id in [*(_worker_id(index) for index in range(count)), FLOODER]
     ]
     with psycopg.connect(stack.pg.url, autocommit=True) as conn, conn.cursor() as cursor:
         cursor.executemany(
@@ -310,6 +345,9 @@ def _measure(
     probes: list[str] = []
     samples: list[dict[str, Any]] = []
     cpu_before, messages_before = stack.cpu_seconds(), dict(fleet.messages)
+    flooder = Flooder(stack.redis.url, args.flood_rate)
+    if args.flood_rate:
+        flooder.start()
     started = time.monotonic()
     next_probe = next_sample = started
     with tqdm(total=int(args.seconds), desc=f"{workers} workers, backlog {backlog}") as bar:
@@ -320,11 +358,17 @@ def _measure(
                 probes.append(response.json()["job_id"])
                 next_probe += 1 / args.rate
             if now >= next_sample:
-                samples.append(_sample(stack, lanes, workers, args.offline_after_seconds))
+                samples.append(
+                    {
+                        **_sample(stack, lanes, workers, args.offline_after_seconds),
+                        "flood_lane": lanes.llen(flooder.lane),
+                    }
+                )
                 next_sample += 1.0
                 bar.n = int(elapsed)
                 bar.refresh()
             time.sleep(0.005)
+    flooder.stop.set()
     deadline = time.monotonic() + 120
     with psycopg.connect(stack.pg.url, autocommit=True) as conn:
         while time.monotonic() < deadline:
@@ -365,6 +409,12 @@ def _measure(
             name: round((cpu_after[name] - cpu_before.get(name, 0.0)) * 1000 / total_messages, 3)
             for name in cpu_after
         },
+        "flood": {
+            "rate": args.flood_rate,
+            "sent": flooder.sent,
+            "refused": int(lanes.hget("jobqueue:refused_by_worker", FLOODER) or 0),
+            "lane_max": max(s["flood_lane"] for s in samples),
+        },
     }
 
 
@@ -389,6 +439,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5.0, help="probe jobs submitted per second")
     parser.add_argument(
         "--offline-after-seconds", type=float, default=30.0, help="WORKER_OFFLINE_AFTER_SECONDS"
+    )
+    parser.add_argument(
+        "--flood-rate",
+        type=float,
+        default=0.0,
+        help="junk messages a second one more worker pushes to its own report lane while measured",
     )
     args = parser.parse_args()
     cells = [run_cell(args, w, b) for w, b in itertools.product(args.workers, args.backlog)]
@@ -425,6 +481,14 @@ def _print_table(cells: list[dict[str, Any]]) -> None:
             f"  {c['workers']:>5} workers, backlog {c['backlog']:>6}: "
             + ", ".join(f"{n} {v}" for n, v in top)
         )
+    for c in cells:
+        flood = c["flood"]
+        if flood["rate"]:
+            print(
+                f"\nFlood ({c['workers']} workers): one more worker pushed {flood['sent']} junk messages to its "
+                f"own lane at {flood['rate']:.0f}/s; {flood['refused']} refused against it; its lane held at "
+                f"most {flood['lane_max']} (the others' reports: rep->done above)"
+            )
 
 
 if __name__ == "__main__":
