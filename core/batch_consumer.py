@@ -247,9 +247,9 @@ class BatchConsumer:
         )
         return _closing(connection, connection.channel())
 
-    def _subscribe(self, client: redis.Redis) -> Any:
-        """The broker's announcements of pushes to the lanes' lists, or None where it will not make
-        them (the lists are then polled)."""
+    def _subscribe(self, client: redis.Redis) -> _Pushes:
+        """The broker's announcements of pushes to the lanes' lists (inactive where the broker will not
+        make them: the lists are then polled)."""
         if not enable_push_notifications(client):
             return _Pushes(None)
         pushes = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
@@ -257,7 +257,7 @@ class BatchConsumer:
         pushes.psubscribe(*(f"__keyspace@{db}__:{lane}{names.LANE_SEPARATOR}*" for lane in self.lanes))
         return _Pushes(pushes)
 
-    def _consume(self, client: redis.Redis, channel: Any, pushes: Any) -> None:
+    def _consume(self, client: redis.Redis, channel: Any, pushes: _Pushes) -> None:
         take = client.register_script(_TAKE_BATCH)
         restored_at = swept_at = 0.0
         sweep_every = settings.LANE_SWEEP_SECONDS if pushes.active else POLL_S
@@ -293,7 +293,7 @@ class BatchConsumer:
             if announced.get("data") in PUSHES:
                 self._lists.pushed(str(announced["channel"], "utf-8", "replace").partition(":")[2])
 
-    def _gather(self, take: Any, pushes: Any) -> list[_Taken]:
+    def _gather(self, take: Any, pushes: _Pushes) -> list[_Taken]:
         """What has arrived, up to `batch_max`; if that is less, once more after `linger_s`."""
         batch = self._take(take, self.batch_max)
         if batch and len(batch) < self.batch_max and self.linger_s > 0:
