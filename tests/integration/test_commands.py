@@ -35,6 +35,34 @@ def test_create_api_key_prints_a_working_key_once_and_stores_only_its_hash(setti
 
 
 @pytest.mark.django_db(transaction=True)
+def test_an_operator_gives_a_revoked_worker_id_out_again_on_purpose(settings):
+    import redis as redis_py
+
+    from core.redis import redis_client
+    from machines import credentials
+    from machines.models import WorkerCredential
+    from wire import names
+
+    settings.USES_EMBEDDED_POSTGRES = False  # the test database is already running
+    out = io.StringIO()
+    call_command("create_worker_credential", "gpu-op-1", "--pool", "standard", stdout=out)
+    with pytest.raises(CommandError, match="active credential"):
+        call_command("create_worker_credential", "gpu-op-1", "--pool", "standard", stdout=io.StringIO())
+    credentials.revoke(WorkerCredential.objects.get(pk="gpu-op-1"))
+
+    again = io.StringIO()
+    call_command("create_worker_credential", "gpu-op-1", "--pool", "standard", stdout=again)
+
+    username, secret = again.getvalue().split()
+    assert username == names.broker_username("gpu-op-1") and secret not in out.getvalue()
+    host = redis_client().connection_pool.connection_kwargs
+    worker = redis_py.Redis(host=host["host"], port=host["port"], username=username, password=secret)
+    lane = names.lane_list(names.FLEET_LANE, "gpu-op-1")
+    assert worker.lpush(lane, b"it may speak on its own lane") == 1
+    redis_client().delete(lane)
+
+
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(("role", "server"), [("api", "granian"), ("live", "uvicorn")])
 def test_serve_http_runs_the_configured_server_in_its_place(services, role, server):
     port = free_port()
