@@ -255,7 +255,13 @@ def publish_assignments(assignments: list[Assignment]) -> None:
 
     for assignment in assignments:
         try:
-            app.send_task(names.RUN_JOB_TASK, kwargs={"spec": assignment.spec}, queue=assignment.queue)
+            app.send_task(
+                names.RUN_JOB_TASK,
+                kwargs={"spec": assignment.spec},
+                # What Celery shows of it (headers, events, Flower): the job, never its lease.
+                kwargsrepr=f"{{'spec': {{'job_id': {assignment.job_id!r}, 'attempt': {assignment.attempt}}}}}",
+                queue=assignment.queue,
+            )
         except Exception as exc:
             logger.exception("publishing job %s to %s failed", assignment.job_id, assignment.queue)
             unassign_unpublished(assignment.job_id, assignment.attempt, f"{type(exc).__name__}: {exc}")

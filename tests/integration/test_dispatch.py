@@ -238,3 +238,21 @@ def test_assignments_made_before_the_broker_restarted_are_offered_again():
         0,
     )
     assert before_restart.executions.get(attempt=1).error["code"] == "NOT_DELIVERED"
+
+
+def test_a_job_message_carries_its_lease_in_the_body_only():
+    import base64
+    import json
+
+    from core.redis import redis_client
+    from tests.factories import lease_of
+
+    worker = make_worker()
+    job = make_job()
+    fill_worker(worker.id)
+
+    raw = redis_client().lindex(worker.queue, 0)
+    message = json.loads(raw)
+    lease = lease_of(job)
+    assert lease in base64.b64decode(message["body"]).decode()  # only its worker reads its queue
+    assert lease not in json.dumps(message["headers"]) and str(job.pk) in message["headers"]["kwargsrepr"]
