@@ -571,10 +571,12 @@ def test_a_message_pushed_by_a_worker_not_yet_known_is_taken_when_the_broker_ann
     fill_worker(worker.id)
     job.refresh_from_db()
     consumer = _consumer([])  # it knows no sender: only the announcement can lead it to the lane
+    listening = redis_client().execute_command("PUBSUB", "NUMPAT")
+    report_raw = _raw(job)
 
     def push_later() -> None:
-        time.sleep(0.3)
-        _push(worker.id, _raw(job))
+        wait_for(lambda: redis_client().execute_command("PUBSUB", "NUMPAT") > listening, what="the consumer")
+        _push(worker.id, report_raw)
 
     threading.Thread(target=push_later).start()
     _consume_until(consumer, lambda: Job.objects.get(pk=job.pk).status == JobStatus.COMPLETED)
