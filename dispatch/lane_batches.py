@@ -26,6 +26,7 @@ import msgspec
 import redis
 from django.db import transaction
 
+from core.batch_consumer import Refusal
 from counters.definitions import LATENCY_BUCKETS, Metric
 from counters.tally import Tally
 from dispatch import cancel_flags, refusals, reports, worker_reports
@@ -86,12 +87,13 @@ def apply_fleet(batch: Sequence[edge.Decoded]) -> None:
     started = time.monotonic()
     holders = credentials.active({d.sender for d in batch})
     beats: list[registry.Beat] = []
+    refused: list[Refusal] = []
     for decoded in batch:
         credential, message = holders.get(decoded.sender), decoded.message
         if credential is None:
-            refusals.count("no_credential", sender=decoded.sender)
+            refused.append(Refusal(names.FLEET_LANE, decoded.sender, "no_credential"))
         elif isinstance(message, Register):
-            described = _described(credential, message.description)
+            described = _described(credential, message.description, refused)
             if described is not None:
                 worker_reports.register_worker(described)
         elif isinstance(message, Deregister):
@@ -99,9 +101,12 @@ def apply_fleet(batch: Sequence[edge.Decoded]) -> None:
         elif isinstance(message, Heartbeat):
             # A heartbeat repeats its worker's description, from which an unknown instance registers
             # again: it is held to the sender and its credential as a registration is.
-            described = None if message.description is None else _described(credential, message.description)
-            if message.description is None or described is not None:
+            if message.description is None:
+                beats.append(registry.Beat(decoded.sender, message.instance_id, message.facts()))
+            elif (described := _described(credential, message.description, refused)) is not None:
                 beats.append(registry.Beat(decoded.sender, message.instance_id, message.facts(), described))
+    if refused:
+        refusals.record(refused)
     if beats:
         worker_reports.heartbeats(beats)
     now = time.time()
@@ -112,38 +117,39 @@ def apply_fleet(batch: Sequence[edge.Decoded]) -> None:
         logger.warning("could not record a fleet batch's metrics", exc_info=True)
 
 
-def _described(credential: WorkerCredential, description: Description) -> dict[str, Any] | None:
+def _described(
+    credential: WorkerCredential, description: Description, refused: list[Refusal]
+) -> dict[str, Any] | None:
     """The description as the registry stores it, if it names its sender (and the machine its
     credential was issued for) and stays within the credential: its pool, and only customers the
-    credential names (when it names any)."""
+    credential names (when it names any). Otherwise None, and why in `refused`."""
     sender = credential.worker_id
     if description.worker_id != sender or (
         credential.machine_id and description.machine_id != credential.machine_id
     ):
-        refusals.count(
-            "description_not_sender",
-            sender=sender,
-            detail=f"names worker {description.worker_id} on machine {description.machine_id}",
-        )
+        detail = f"names worker {description.worker_id} on machine {description.machine_id}"
+        refused.append(Refusal(names.FLEET_LANE, sender, "description_not_sender", detail=detail))
         return None
     allowlist = set(description.customer_allowlist)
     beyond = description.pool != credential.pool or bool(
         credential.customers and (not allowlist or allowlist - set(credential.customers))
     )
     if beyond:
-        refusals.count("registration_beyond_credential", sender=sender)
+        refused.append(Refusal(names.FLEET_LANE, sender, "registration_beyond_credential"))
         return None
     return description_dict(description)
 
 
 def apply_reports(batch: Sequence[edge.Decoded]) -> None:
     """One transaction for the batch (its measures too, so they cost no commit of their own); then the
-    final reports' confirmations, in one round trip."""
+    final reports' confirmations and the refused reports' counts, a round trip each."""
     started = time.monotonic()
     confirmations: list[tuple[str, str, int]] = []
+    refused: list[Refusal] = []
     with transaction.atomic():
         freed: list[str | None] = []
-        for (job_id, attempt), sender, report in _in_job_order(_latest_progress_only(_proven(batch))):
+        proven = _proven(batch, refused)
+        for (job_id, attempt), sender, report in _in_job_order(_latest_progress_only(proven)):
             with logs.log_context(job_id=job_id, worker_id=sender):
                 if isinstance(report, Started):
                     reports.job_started(job_id, attempt, sender, report.running_for_ms)
@@ -157,6 +163,8 @@ def apply_reports(batch: Sequence[edge.Decoded]) -> None:
                         freed.append(job.worker_id)
         reports.refill(freed)
         _measured(names.CONTROL_LANE, len(batch), started).flush()
+    if refused:
+        refusals.record(refused)
     if confirmations:
         _confirm(confirmations)
 
@@ -178,21 +186,21 @@ def _end(report: FinalReport) -> tuple[Job | None, bool]:
 Keyed = list[tuple[tuple[str, int], str, JobReport]]
 
 
-def _proven(batch: Sequence[edge.Decoded]) -> Keyed:
+def _proven(batch: Sequence[edge.Decoded], refused: list[Refusal]) -> Keyed:
     """The reports that carry a lease token of an attempt given to their sender, keyed by (job id,
-    attempt), with their sender; the others are counted against their senders."""
+    attempt), with their sender; the others go to `refused`."""
     presented = [
-        ((d.message.job_id, d.message.attempt), d) for d in batch if isinstance(d.message, JobReport)
+        ((d.message.job_id, d.message.attempt), d.sender, d.message)
+        for d in batch
+        if isinstance(d.message, JobReport)
     ]
-    holders = reports.lease_holders({(key, d.message.lease) for key, d in presented})  # type: ignore[union-attr]
+    holders = reports.lease_holders({(key, report.lease) for key, _, report in presented})
     proven: Keyed = []
-    for key, decoded in presented:
-        report = decoded.message
-        assert isinstance(report, JobReport)
-        if holders.get((key, report.lease)) == decoded.sender:
-            proven.append((key, decoded.sender, report))
+    for key, sender, report in presented:
+        if holders.get((key, report.lease)) == sender:
+            proven.append((key, sender, report))
         else:
-            refusals.count("report_lease_mismatch", sender=decoded.sender, detail=report.task)
+            refused.append(Refusal(names.CONTROL_LANE, sender, "report_lease_mismatch", detail=report.task))
     return proven
 
 

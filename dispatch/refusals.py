@@ -33,10 +33,6 @@ REFUSALS_KEY = "jobqueue:refused_messages"
 SENDERS_KEY = "jobqueue:refused_by_worker"
 
 
-def count(reason: str, amount: int = 1, detail: str = "", *, sender: str) -> None:
-    record([Refusal("", sender, reason, amount, detail)])
-
-
 def record(refused: Sequence[Refusal]) -> None:
     """Count refusals by reason and by sender (one round trip), and log them: a line per sender and
     reason, so a worker that floods its lane cannot flood the logs too."""
