@@ -38,6 +38,7 @@ import json
 import logging
 import re
 import signal
+import string
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,8 @@ IDLE_WAIT_S = 1  # seconds an idle consumer blocks at most before it looks aroun
 POLL_S = 0.05  # without keyspace notifications: how often every sender's lists are looked at
 RECONNECT_BACKOFF_S = 0.5  # the first wait after losing the broker, doubled up to the reports' maximum
 RESTORE_EVERY_S = 1.0  # how often to put back messages left unacknowledged past the visibility timeout
+PRIORITY_SEPARATOR = "\x06\x16"  # kombu's Redis transport: a Celery queue's lists by priority step
+PRIORITY_STEPS = (0, 3, 6, 9)
 PUSHES = frozenset({b"lpush", b"rpush"})  # the keyspace events that put a message on a list
 DELIVERIES_KEY = "lanes:deliveries"  # by delivery tag: how often a message was taken
 DEAD_LETTERS_KEY = "lanes:dead"  # messages no consumer could apply, newest first, with their sender
@@ -72,12 +75,15 @@ TAKEN, OVERSIZED, OVERFLOWED, DEAD = 0, 1, 2, 3
 # Returns entries of four (list index, what, record, message), then the index of each list
 # that still holds messages. Nothing below may raise once a message is popped (a script's writes are
 # not undone): what cannot be read is handed over unrecorded, to be refused.
-_TAKE_BATCH = """
+_TAKE_BATCH = string.Template("""
 local out, more = {}, {}
 local most, now, share = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local max_bytes, max_waiting = tonumber(ARGV[4]), tonumber(ARGV[5])
 local max_deliveries, dead_max = tonumber(ARGV[6]), tonumber(ARGV[7])
 local taken = 0
+local function emit(index, what, tag, payload)
+  out[#out + 1] = index; out[#out + 1] = what; out[#out + 1] = tag; out[#out + 1] = payload
+end
 for i = 5, #KEYS do
   if taken >= most then more[#more + 1] = i - 4 else
     local list = KEYS[i]
@@ -86,7 +92,7 @@ for i = 5, #KEYS do
       for _, raw in ipairs(popped) do
         taken = taken + 1
         if #raw > max_bytes then
-          out[#out + 1] = i - 4; out[#out + 1] = 1; out[#out + 1] = ''; out[#out + 1] = tostring(#raw)
+          emit(i - 4, $OVERSIZED, '', tostring(#raw))
         else
           local ok, message = pcall(cjson.decode, raw)
           local properties = ok and type(message) == 'table' and message['properties']
@@ -101,21 +107,21 @@ for i = 5, #KEYS do
               redis.call('LPUSH', KEYS[4], cjson.encode({list = list, at = now, reason = 'redelivered',
                 detail = 'taken ' .. n .. ' times', message = raw}))
               redis.call('LTRIM', KEYS[4], 0, dead_max - 1)
-              out[#out + 1] = i - 4; out[#out + 1] = 3; out[#out + 1] = tag; out[#out + 1] = ''
+              emit(i - 4, $DEAD, tag, '')
             else
               redis.call('ZADD', KEYS[2], now, tag)
               redis.call('HSET', KEYS[1], tag, '[' .. raw .. ',"",' .. cjson.encode(list) .. ']')
-              out[#out + 1] = i - 4; out[#out + 1] = 0; out[#out + 1] = tag; out[#out + 1] = raw
+              emit(i - 4, $TAKEN, tag, raw)
             end
           else
-            out[#out + 1] = i - 4; out[#out + 1] = 0; out[#out + 1] = ''; out[#out + 1] = raw
+            emit(i - 4, $TAKEN, '', raw)
           end
         end
       end
       local waiting = redis.call('LLEN', list)
       if waiting > max_waiting then
         redis.call('LTRIM', list, -max_waiting, -1)
-        out[#out + 1] = i - 4; out[#out + 1] = 2; out[#out + 1] = ''; out[#out + 1] = tostring(waiting - max_waiting)
+        emit(i - 4, $OVERFLOWED, '', tostring(waiting - max_waiting))
         waiting = max_waiting
       end
       if waiting > 0 then more[#more + 1] = i - 4 end
@@ -123,7 +129,7 @@ for i = 5, #KEYS do
   end
 end
 return {out, more}
-"""
+""").substitute(TAKEN=TAKEN, OVERSIZED=OVERSIZED, OVERFLOWED=OVERFLOWED, DEAD=DEAD)
 
 
 @dataclass(frozen=True)
@@ -388,19 +394,13 @@ class BatchConsumer:
         """A message the applier cannot apply: kept in the dead-letter list with its sender (its
         secret masked), acknowledged, counted against the sender."""
         assert decoded.message is not None
-        task = decoded.message.task
-        logger.error(
-            "a %s message from %s cannot be applied: %s",
-            task,
-            decoded.sender,
-            redact(f"{type(error).__name__}: {error}")[:500],
-            exc_info=error,
-        )
+        task, why = decoded.message.task, redact(f"{type(error).__name__}: {error}")[:500]
+        logger.error("a %s message from %s cannot be applied: %s", task, decoded.sender, why, exc_info=error)
         entry = {
             "list": names.lane_list(decoded.lane, decoded.sender),
             "at": time.time(),
             "reason": "apply_failed",
-            "detail": redact(f"{type(error).__name__}: {error}")[:500],
+            "detail": why,
             "task": task,
             "message": edge.kwargs_repr(decoded.message),
         }
@@ -477,7 +477,7 @@ def enable_push_notifications(client: redis.Redis) -> bool:
 
 def queue_lists(queue: str) -> list[str]:
     """The Redis lists that hold a Celery queue's waiting messages, one per kombu priority step."""
-    return [f"{queue}\x06\x16{step}" if step else queue for step in (0, 3, 6, 9)]
+    return [f"{queue}{PRIORITY_SEPARATOR}{step}" if step else queue for step in PRIORITY_STEPS]
 
 
 def lane_backlog(client: redis.Redis, lane: str, senders: Iterable[str]) -> int:

@@ -133,11 +133,6 @@ _APPLY_HEARTBEATS = """
 """
 
 
-def heartbeat(worker_id: str, instance_id: str, info: dict[str, Any] | None = None) -> Heartbeat:
-    """Refresh liveness (the lease on its jobs), telemetry, engine health and the attempts it holds."""
-    return heartbeats([Beat(worker_id, instance_id, dict(info or {}))])[worker_id]
-
-
 def heartbeats(beats: Sequence[Beat]) -> dict[str, Heartbeat]:
     """Apply a batch of heartbeats; what each means for dispatch, by worker id.
 
