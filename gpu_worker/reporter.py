@@ -13,7 +13,7 @@ import msgspec
 from celery import Celery
 
 from wire import edge, fleet, names, reports
-from wire.reports import attempt_error
+from wire.reports import normalise_error
 
 PROGRESS_MIN_INTERVAL_S = 0.5  # at most two progress reports per second per job
 # A report is the only record of what the GPU did: while the broker is away, keep trying (a worker
@@ -79,13 +79,11 @@ class Reporter:
         self, job_id: str, attempt: int, lease: str, error: dict[str, Any], runtime_ms: int | None = None
     ) -> None:
         self._forget(job_id)
-        code, message = str(error.get("code", "FAILED")), str(error.get("message", ""))
-        error_class: reports.ErrorClass = "permanent" if error.get("class") == "permanent" else "transient"
-        details = error.get("details") if isinstance(error.get("details"), dict) else None
+        normalised = normalise_error(error)
         try:
-            typed = msgspec.convert(attempt_error(code, message, error_class, details), reports.AttemptError)
+            typed = msgspec.convert(normalised, reports.AttemptError)
         except msgspec.ValidationError:  # details the wire will not carry: the error goes without them
-            typed = msgspec.convert(attempt_error(code, message, error_class), reports.AttemptError)
+            typed = msgspec.convert({**normalised, "details": None}, reports.AttemptError)
         self.send(
             reports.Failed(job_id=job_id, attempt=attempt, lease=lease, error=typed, runtime_ms=runtime_ms)
         )

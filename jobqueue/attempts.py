@@ -22,7 +22,7 @@ from jobqueue import lifecycle
 from jobqueue.backoff import retry_delay_seconds
 from jobqueue.models import ACTIVE_STATUSES, DeadLetterJob, DeadLetterReason, ExecutionOutcome, Job, JobStatus
 from jobqueue.transitions import ExecutionChange, StartedBefore, transition
-from wire.reports import ErrorClass, attempt_error
+from wire.reports import attempt_error, normalise_error
 
 IMMEDIATE_RETRY_SECONDS = 0.05  # shorter backoffs go straight back to pending
 WORKER_LOST = "WORKER_LOST"  # the error code of an attempt that died with its worker
@@ -168,16 +168,6 @@ def return_to_pending(
         event_payload={"reason": reason, "error": error},
         execution=ExecutionChange(ExecutionOutcome.LOST, error),
         **changes,
-    )
-
-
-def normalise_error(error: dict[str, Any] | None) -> dict[str, Any]:
-    """A worker's (or client's) error as the job stores it: a known class, bounded code and message."""
-    error = dict(error or {})
-    error_class: ErrorClass = "permanent" if error.get("class") == "permanent" else "transient"
-    details = error["details"] if isinstance(error.get("details"), dict) else None
-    return attempt_error(
-        str(error.get("code") or "WORKER_ERROR"), str(error.get("message") or ""), error_class, details
     )
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +12,7 @@ from core.batch_consumer import Refusal
 from jobqueue.models import Job, JobExecution
 from jobqueue.submission import JobRequest, submit_job
 from machines.models import Worker, WorkerCredential
+from tests.envelopes import envelope
 from wire import edge, names
 
 
@@ -82,13 +81,6 @@ def credential_for(
 
     WorkerCredential.objects.filter(pk=worker_id).delete()
     credentials.issue(worker_id, pool, customers, machine_id)
-
-
-def envelope(task: str, fields: Any, args: Any = ()) -> bytes:
-    """A Celery task message in kombu's Redis envelope, as a worker's Celery app publishes it."""
-    body = base64.b64encode(json.dumps([list(args), fields, None]).encode()).decode()
-    properties = {"delivery_tag": uuid.uuid4().hex, "body_encoding": "base64", "delivery_info": {}}
-    return json.dumps({"body": body, "headers": {"task": task}, "properties": properties}).encode()
 
 
 def from_lane(sender: str, task: str, **fields: Any) -> edge.Decoded:

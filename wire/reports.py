@@ -54,6 +54,17 @@ def attempt_error(
     return error
 
 
+def normalise_error(error: dict[str, Any] | None) -> dict[str, Any]:
+    """Any error (a connector's, a client's) in the one shape: a known class, bounded code and message,
+    details only when they are an object."""
+    error = dict(error or {})
+    error_class: ErrorClass = "permanent" if error.get("class") == "permanent" else "transient"
+    details = error["details"] if isinstance(error.get("details"), dict) else None
+    return attempt_error(
+        str(error.get("code") or "WORKER_ERROR"), str(error.get("message") or ""), error_class, details
+    )
+
+
 class JobReport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     task: ClassVar[str]
     job_id: JobId

@@ -24,10 +24,10 @@ from jobqueue.models import Job, JobStatus
 from machines import credentials
 from machines.models import Worker, WorkerCredential, WorkerStatus
 from tests.conftest import wait_for
+from tests.envelopes import envelope
 from tests.factories import (
     credential_for,
     delivered,
-    envelope,
     from_lane,
     lease_of,
     make_job,

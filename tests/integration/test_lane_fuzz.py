@@ -22,7 +22,8 @@ from dispatch.lane_batches import apply_batch
 from events.models import Event
 from jobqueue.models import Job, JobStatus
 from tests.conftest import wait_for
-from tests.factories import envelope, lease_of, make_job, make_worker
+from tests.envelopes import envelope
+from tests.factories import lease_of, make_job, make_worker
 from wire import edge, names
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from gpu_worker.connectors.base import PermanentError, TransientError
-from jobqueue.attempts import normalise_error
-from wire.reports import attempt_error
+from wire.reports import attempt_error, normalise_error
 
 
 def test_an_attempt_error_is_transient_unless_said_otherwise():

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from typing import Any
 
 from django.conf import settings
 
 from gpu_worker.reporter import Reporter
+from tests.envelopes import envelope
 from wire import edge, fleet, names, reports
 
 
@@ -59,9 +58,7 @@ def test_what_a_worker_sends_decodes_at_the_edge_as_it_was_built():
     reporter = Reporter(app, "gpu0")  # type: ignore[arg-type]
     reporter.failed("job", 2, "lease", {"code": "OOM", "message": "out of memory", "class": "permanent"})
     name, _queue, kwargs, _ = app.sent[0]
-    body = base64.b64encode(json.dumps([[], kwargs, None]).encode()).decode()
-    raw = json.dumps({"body": body, "headers": {"task": name}, "properties": {"delivery_tag": "t"}})
-    decoded = edge.decode(raw.encode(), names.CONTROL_LANE, "gpu0")
+    decoded = edge.decode(envelope(name, kwargs), names.CONTROL_LANE, "gpu0")
     assert decoded.refusal is None
     assert decoded.message == reports.Failed(
         job_id="job",

@@ -3,7 +3,6 @@ refusal with a reason — never an exception, never an unbounded value."""
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
@@ -11,20 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.envelopes import envelope
 from wire import edge, fleet, names, reports
 
 STARTED = {"job_id": "job-1", "attempt": 1, "lease": "lease-1"}
-
-
-def envelope(task: str, kwargs: Any, args: Any = (), *, raw_body: bytes | None = None) -> bytes:
-    body = raw_body if raw_body is not None else json.dumps([list(args), kwargs, None]).encode()
-    return json.dumps(
-        {
-            "body": base64.b64encode(body).decode(),
-            "headers": {"task": task},
-            "properties": {"delivery_tag": "tag", "body_encoding": "base64"},
-        }
-    ).encode()
 
 
 def refusal(raw: bytes, lane: str = names.CONTROL_LANE) -> str | None:
