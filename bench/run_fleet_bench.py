@@ -270,11 +270,19 @@ def _wait_settled(stack: FleetStack, one_second_of_traffic: float, count: int) -
     raise RuntimeError(f"the lanes did not drain within {SETTLE_DEADLINE_S} s of the registrations")
 
 
-def _submit_backlog(stack: FleetStack, key: str, count: int) -> None:
+# The backlog's shape: jobs of a type no worker runs (the pending set's index skips them for free), or
+# of the probes' own type needing a capability no worker has (every offer of work meets them).
+BACKLOG_JOBS = {
+    "type": {"type": UNRUNNABLE_TYPE},
+    "same-type": {"type": "simulation", "requirements": {"capabilities": [UNRUNNABLE_TYPE]}},
+}
+
+
+def _submit_backlog(stack: FleetStack, key: str, count: int, shape: str = "type") -> None:
     session = requests.Session()
     session.headers["x-api-key"] = key
     for start in tqdm(range(0, count, BATCH), desc=f"backlog of {count}", disable=not count):
-        jobs = [{"type": UNRUNNABLE_TYPE} for _ in range(min(BATCH, count - start))]
+        jobs = [BACKLOG_JOBS[shape] for _ in range(min(BATCH, count - start))]
         response = session.post(f"{stack.base}/api/jobs/batch", json={"jobs": jobs}, timeout=300)
         if response.status_code != 201:
             raise RuntimeError(f"backlog submit failed: {response.status_code} {response.text[:200]}")
@@ -319,7 +327,7 @@ def run_cell(args: argparse.Namespace, workers: int, backlog: int) -> dict[str, 
     stack = FleetStack(Path(tempfile.mkdtemp(prefix="jobqueue-fleet-bench-")), slots=1, api_workers=1)
     key = stack.start()
     try:
-        _submit_backlog(stack, key, backlog)
+        _submit_backlog(stack, key, backlog, args.backlog_shape)
         _give_simulated_workers_credentials(stack, workers)
         fleet = Fleet(stack.redis.url, workers, args.heartbeat_seconds, args.job_seconds)
         fleet.start()
@@ -433,6 +441,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workers", type=int, nargs="*", default=[10, 100, 1000])
     parser.add_argument("--backlog", type=int, nargs="*", default=[0, 10_000], help="jobs no worker can run")
+    parser.add_argument(
+        "--backlog-shape",
+        choices=["type", "same-type"],
+        default="type",
+        help="a type no worker runs, or the probes' type with a capability no worker has",
+    )
     parser.add_argument("--seconds", type=float, default=40, help="measured time per cell")
     parser.add_argument("--heartbeat-seconds", type=float, default=5.0)
     parser.add_argument("--job-seconds", type=float, default=0.0, help="how long a simulated job runs")
