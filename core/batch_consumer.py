@@ -39,6 +39,7 @@ import logging
 import re
 import signal
 import string
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -207,6 +208,8 @@ class BatchConsumer:
         self._unacked_index_key = str(options.get("unacked_index_key", "unacked_index"))
         self._lists = _Lists(self.lanes)
         self._rotation = 0
+        # Set once it takes from the lanes (subscribed to the broker's announcements, or polling).
+        self.listening = threading.Event()
 
     def stop(self, *_signal: Any) -> None:
         """Finish (and acknowledge) the batch in hand, then return from `run`."""
@@ -267,6 +270,8 @@ class BatchConsumer:
         take = client.register_script(_TAKE_BATCH)
         restored_at = swept_at = 0.0
         sweep_every = settings.LANE_SWEEP_SECONDS if pushes.active else POLL_S
+        self._await_subscription(pushes)
+        self.listening.set()
         while not self._stopping:
             if time.monotonic() - restored_at >= RESTORE_EVERY_S:
                 channel.qos.restore_visible(num=self.batch_max, interval=1)
@@ -296,8 +301,25 @@ class BatchConsumer:
             return
         while (announced := pushes.get_message(timeout=timeout)) is not None:
             timeout = 0
-            if announced.get("data") in PUSHES:
-                self._lists.pushed(str(announced["channel"], "utf-8", "replace").partition(":")[2])
+            self._mark(announced)
+
+    def _mark(self, announced: dict[str, Any]) -> None:
+        if announced.get("data") in PUSHES:
+            self._lists.pushed(str(announced["channel"], "utf-8", "replace").partition(":")[2])
+
+    def _await_subscription(self, pushes: _Pushes) -> None:
+        """Return once the broker holds the subscription: its answer to a ping comes after it, so
+        every push announced after this is seen (pushes announced meanwhile are marked)."""
+        if not pushes.active:
+            return
+        pushes.pubsub.ping()
+        deadline = time.monotonic() + IDLE_WAIT_S
+        while (left := deadline - time.monotonic()) > 0:
+            answer = pushes.get_message(timeout=left)
+            if answer is not None and answer.get("type") == "pong":
+                return
+            if answer is not None:
+                self._mark(answer)
 
     def _gather(self, take: Any, pushes: _Pushes) -> list[_Taken]:
         """What has arrived, up to `batch_max`; if that is less, once more after `linger_s`."""

@@ -571,11 +571,10 @@ def test_a_message_pushed_by_a_worker_not_yet_known_is_taken_when_the_broker_ann
     fill_worker(worker.id)
     job.refresh_from_db()
     consumer = _consumer([])  # it knows no sender: only the announcement can lead it to the lane
-    listening = redis_client().execute_command("PUBSUB", "NUMPAT")
     report_raw = _raw(job)
 
     def push_later() -> None:
-        wait_for(lambda: redis_client().execute_command("PUBSUB", "NUMPAT") > listening, what="the consumer")
+        wait_for(consumer.listening.is_set, what="the consumer")
         _push(worker.id, report_raw)
 
     threading.Thread(target=push_later).start()

@@ -88,12 +88,11 @@ def test_hostile_messages_are_each_refused_against_their_sender_and_honest_repor
         finally:
             connections.close_all()
 
-    listening = redis_client().execute_command("PUBSUB", "NUMPAT")
     thread = threading.Thread(target=consume)
     thread.start()
     try:
         # Its senders are made as it runs: it learns of them from the broker's announcements.
-        wait_for(lambda: redis_client().execute_command("PUBSUB", "NUMPAT") > listening, what="the consumer")
+        wait_for(consumer.listening.is_set, what="the consumer")
         _examples(senders)
     finally:
         consumer.stop()
