@@ -39,7 +39,16 @@ class ApiKeyAdmin(admin.ModelAdmin):
     ]
     list_filter = ["role", "tenant", "is_active"]
     readonly_fields = ["prefix", "key_hash", "created_at", "last_used_at", "revoked_at"]
-    fields = ["name", "tenant", "role", "is_active", "can_complete_delegated", "expires_at", *readonly_fields]
+    fields = [
+        "name",
+        "tenant",
+        "role",
+        "is_active",
+        "can_complete_delegated",
+        "speaks_for_emprops",
+        "expires_at",
+        *readonly_fields,
+    ]
     actions = ["revoke"]
 
     def has_add_permission(self, request) -> bool:

@@ -76,6 +76,11 @@ class ApiKey(models.Model):
     can_complete_delegated = models.BooleanField(
         default=False, help_text="May complete jobs of types no worker runs (POST /api/jobs/{id}/result)."
     )
+    speaks_for_emprops = models.BooleanField(
+        default=False,
+        help_text="May start workflows EmProps is told of (source emprops) and use EmProps collections: "
+        "the control plane then calls EmProps with the install's own EmProps key.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True, help_text="Refused from then on; none: never.")
@@ -101,6 +106,7 @@ class ApiKey(models.Model):
         tenant: Tenant | None = None,
         role: str = Role.CLIENT,
         can_complete_delegated: bool = False,
+        speaks_for_emprops: bool = False,
         expires_at: datetime | None = None,
     ) -> tuple[ApiKey, str]:
         raw_key = f"jq_{secrets.token_urlsafe(32)}"
@@ -111,6 +117,7 @@ class ApiKey(models.Model):
             prefix=raw_key[:10],
             key_hash=cls.hash_key(raw_key),
             can_complete_delegated=can_complete_delegated,
+            speaks_for_emprops=speaks_for_emprops,
             expires_at=expires_at,
         )
         return api_key, raw_key

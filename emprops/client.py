@@ -4,7 +4,8 @@ honouring Retry-After), connect and read timeouts, a client-side rate limit, and
 secret is ever logged: URLs are logged without their query, and the key only travels in a header.
 
 POSTs are not retried here: the caller owns their retry schedule (`emprops/notifications.py`), and
-sends an `Idempotency-Key` so that EmProps can drop a repeat."""
+sends an `Idempotency-Key` so that EmProps can drop a repeat. Paths are built with `path`, which
+percent-encodes every segment: an id never steers the request elsewhere on EmProps' host."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import logging
 import threading
 import time
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from django.conf import settings
@@ -64,6 +66,15 @@ class _RateLimit:
             self._next = start + self.interval
         if start > now:
             time.sleep(start - now)
+
+
+def path(*segments: str) -> str:
+    """`/a/b/c` from its segments, each percent-encoded whole: a `/`, `?` or `#` in one is data. An
+    empty segment or one of dots alone (which URLs resolve as a step, encoded or not) is refused."""
+    for segment in segments:
+        if not segment.strip("."):
+            raise EmpropsPermanent(f"{segment!r} cannot be a segment of an EmProps URL")
+    return "".join(f"/{quote(segment, safe='')}" for segment in segments)
 
 
 class EmpropsClient:

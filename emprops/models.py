@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models.functions import Now
 
+from accounts.models import Tenant
 from workflows.models import Workflow
 
 
@@ -64,3 +65,15 @@ class UserNotified(models.Model):
     user_id = models.CharField(max_length=200, blank=True, default="")
     channel = models.CharField(max_length=50, blank=True, default="")
     notified_at = models.DateTimeField(db_default=Now())
+
+
+class EmpropsCollection(models.Model):
+    """An EmProps collection created through this queue, and the tenant whose key created it: only
+    that tenant reads it or starts its generations here (EmProps is asked with the install's key)."""
+
+    collection_id = models.UUIDField(primary_key=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(db_default=Now())
+
+    def __str__(self) -> str:
+        return f"collection {self.collection_id} ({self.tenant_id})"

@@ -8,7 +8,7 @@ by then the row is terminal and its step details (outputs included) are frozen: 
 says `processing`.
 
 Due notifications are claimed under a short lease (so two pumps never send one twice), sent
-(`POST /jobs/{workflow_id}/complete` with an Idempotency-Key of the event id) and the outcome recorded
+(`POST /jobs/{workflow_id}/complete`, the id percent-encoded, with an Idempotency-Key of the event id) and the outcome recorded
 with the attempt: accepted, retried on EMPROPS_RETRY_SCHEDULE_SECONDS (a Retry-After is honoured), or
 dead-lettered when EmProps refuses it for good or the schedule runs out. An operator can redeliver
 a dead-lettered one (the schedule starts again); nothing is re-sent forever.
@@ -28,15 +28,15 @@ from django.utils import timezone
 
 from core.db import seconds_until_earliest
 from core.errors import Conflict
-from emprops.client import EmpropsClient, EmpropsError, EmpropsTransient
+from emprops.client import EmpropsClient, EmpropsError, EmpropsTransient, path
 from emprops.models import EmpropsAttempt, EmpropsNotification, NotificationStatus
 from events.models import Event
 from events.types import EventType
 from workflows.models import Workflow
+from workflows.sources import EMPROPS
 
 logger = logging.getLogger(__name__)
 
-EMPROPS_SOURCE = "emprops"
 OUTCOMES = {
     EventType.WORKFLOW_COMPLETED.value: "completed",
     EventType.WORKFLOW_FAILED.value: "failed",
@@ -58,7 +58,7 @@ def record_endings(events: list[Event]) -> int:
     if not endings:
         return 0
     ours = set(
-        Workflow.objects.filter(pk__in={e.workflow_id for e in endings}, source=EMPROPS_SOURCE).values_list(
+        Workflow.objects.filter(pk__in={e.workflow_id for e in endings}, source=EMPROPS).values_list(
             "id", flat=True
         )
     )
@@ -111,7 +111,7 @@ def attempt(notification_id: int, client: EmpropsClient) -> EmpropsAttempt:
     error: EmpropsError | None = None
     try:
         client.post(
-            f"/jobs/{notification.workflow_id}/complete",
+            path("jobs", notification.workflow_id, "complete"),
             completion_body(notification),
             idempotency_key=f"jobqueue-event-{notification.event_id}",
         )

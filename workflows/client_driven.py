@@ -14,6 +14,7 @@ from jobqueue.models import Job
 from jobqueue.submission import JobRequest
 from workflows.definition import default_step_name
 from workflows.models import Workflow, WorkflowMode, WorkflowStep
+from workflows.sources import check_source
 
 
 def join_workflow(job: Job, request: JobRequest) -> None:
@@ -61,13 +62,14 @@ def _lock_or_create(job: Job, request: JobRequest) -> Workflow:
     if workflow is not None:
         return workflow
     metadata = job.metadata if isinstance(job.metadata, dict) else {}
+    source = check_source(str(metadata.get("source", ""))[:50], job.api_key, field="metadata.source")
     try:
         with transaction.atomic():  # a savepoint: a concurrent first step may create it first
             workflow = Workflow.objects.create(
                 id=job.workflow_id,
                 mode=WorkflowMode.CLIENT,
                 name=str(metadata.get("workflow_name", ""))[:200],
-                source=str(metadata.get("source", ""))[:50],
+                source=source,
                 priority=request.workflow_priority
                 if request.workflow_priority is not None
                 else request.priority,

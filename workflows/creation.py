@@ -15,6 +15,7 @@ from jobqueue.idempotency import create_once
 from jobqueue.submission import JobRequest, create_job
 from workflows.definition import resolve_dependencies
 from workflows.models import FailurePolicy, Workflow, WorkflowDependency, WorkflowStatus, WorkflowStep
+from workflows.sources import check_source
 
 
 @dataclass
@@ -43,7 +44,8 @@ def create_workflow(
 ) -> tuple[Workflow, bool]:
     """Create the workflow, or return the one already created with the same idempotency key.
 
-    Raises InvalidWorkflow (a 400 naming the step) before anything is written."""
+    Raises InvalidWorkflow (a 400 naming the step) or SourceNotAllowed before anything is written."""
+    check_source(request.source, api_key)
     dependencies = resolve_dependencies(
         [s.name for s in request.steps], [s.depends_on for s in request.steps]
     )

@@ -41,6 +41,7 @@ class ApiKeySerializer(serializers.ModelSerializer):
             "role",
             "prefix",
             "can_complete_delegated",
+            "speaks_for_emprops",
             "created_at",
             "last_used_at",
             "expires_at",
@@ -60,6 +61,9 @@ class ApiKeyCreateSerializer(StrictSerializer):
         required=False, min_value=1, max_value=MAX_KEY_LIFETIME_DAYS, help_text="Default: never."
     )
     can_complete_delegated = serializers.BooleanField(default=False)
+    speaks_for_emprops = serializers.BooleanField(
+        default=False, help_text="May start workflows EmProps is told of (source emprops)."
+    )
 
     def validate_name(self, value: str) -> str:
         if ApiKey.objects.filter(name=value).exists():
@@ -79,5 +83,6 @@ class ApiKeyCreateSerializer(StrictSerializer):
             tenant=Tenant.objects.get(pk=data.get("tenant_id", caller.tenant_id)),
             role=data["role"],
             can_complete_delegated=data["can_complete_delegated"],
+            speaks_for_emprops=data["speaks_for_emprops"],
             expires_at=timezone.now() + timedelta(days=days) if days else None,
         )

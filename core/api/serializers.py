@@ -6,6 +6,8 @@ from typing import Any
 
 from rest_framework import serializers
 
+from core.ids import CLIENT_ID_HELP, is_client_id
+
 
 class StrictSerializer(serializers.Serializer[Any]):
     """Rejects fields it does not know, so a typo is a 400 instead of a silently ignored option."""
@@ -21,3 +23,16 @@ class StrictSerializer(serializers.Serializer[Any]):
                     }
                 )
         return super().to_internal_value(data)
+
+
+class ClientIdField(serializers.CharField):
+    """An id the client chooses that travels into URLs (`core.ids`)."""
+
+    def __init__(self, max_length: int, **kwargs: Any) -> None:
+        super().__init__(max_length=max_length, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if not is_client_id(value, self.max_length or 0):
+            raise serializers.ValidationError(f"use {CLIENT_ID_HELP}", code="invalid_format")
+        return value

@@ -70,7 +70,7 @@ class CollectionDetailView(APIView):
     @extend_schema(responses=COLLECTION)
     def get(self, request: Request, collection_id: UUID) -> Response:
         """The collection as EmProps has it, beside this key's workflows generating it (with progress)."""
-        collection = collections.read(str(collection_id))
+        collection = collections.read(api_key_of(request), str(collection_id))
         workflows = [_shown(w) for w in collections.generations(api_key_of(request), str(collection_id))[:50]]
         return Response({"success": True, "collection": collection, "workflows": workflows})
 
@@ -81,7 +81,7 @@ class CollectionGenerationsView(APIView):
         """Start another generation of the collection, from its definition as EmProps has it now."""
         body = GenerationSerializer(data=request.data or {})
         body.is_valid(raise_exception=True)
-        collection = collections.read(str(collection_id))
+        collection = collections.read(api_key_of(request), str(collection_id))
         definition = collection.get("data") if isinstance(collection.get("data"), dict) else {}
         generation = _generation(
             str(collection.get("name", "")), definition, body.validated_data.get("priority")

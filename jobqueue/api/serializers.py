@@ -11,8 +11,9 @@ from django.core.validators import URLValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from core.api.serializers import StrictSerializer
+from core.api.serializers import ClientIdField, StrictSerializer
 from core.db import INT_MAX
+from core.ids import WORKFLOW_ID_MAX_LENGTH
 from jobqueue.dependencies import MAX_DEPENDENCIES
 from jobqueue.models import Job, JobExecution
 from jobqueue.submission import STORED_AS_IS, JobRequest
@@ -98,7 +99,7 @@ class JobSubmitSerializer(StrictSerializer):
     idempotency_key = serializers.CharField(required=False, max_length=255, allow_null=True)
     customer_id = serializers.CharField(required=False, max_length=200, allow_null=True)
     ctx = serializers.DictField(required=False, allow_null=True)
-    workflow_id = serializers.CharField(required=False, max_length=100, allow_null=True)
+    workflow_id = ClientIdField(WORKFLOW_ID_MAX_LENGTH, required=False, allow_null=True)
     workflow_priority = serializers.IntegerField(min_value=0, max_value=100, required=False, allow_null=True)
     workflow_datetime = EpochMillisOrDateTimeField(required=False, allow_null=True)
     current_step = serializers.IntegerField(min_value=1, max_value=INT_MAX, required=False, allow_null=True)

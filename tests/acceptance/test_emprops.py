@@ -16,10 +16,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def api_key(db):
-    """EmProps's own key (a client of the default tenant here); operators read the notifications."""
+    """EmProps's own key (of the default tenant here, allowed to speak for EmProps); operators read the
+    notifications."""
     from accounts.models import ApiKey, Role
 
-    return ApiKey.issue("emprops-client", role=Role.OPERATOR)
+    return ApiKey.issue("emprops-client", role=Role.OPERATOR, speaks_for_emprops=True)
 
 
 def _workflow(api, source: str = "emprops", fail: bool = False) -> str:

@@ -22,6 +22,14 @@ DEFINITION = {
 
 
 @pytest.fixture
+def api_key(db):
+    """EmProps' own key: allowed to speak for it."""
+    from accounts.models import ApiKey
+
+    return ApiKey.issue(f"emprops-{uuid.uuid4().hex[:8]}", speaks_for_emprops=True)
+
+
+@pytest.fixture
 def emprops(emprops_standin, settings):
     settings.EMPROPS_API_URL, settings.EMPROPS_API_KEY = emprops_standin.url, emprops_standin.api_key
     settings.EMPROPS_RETRIES = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import io
 import json
 import logging
@@ -20,7 +21,7 @@ def _logged(log_format: str, emit, **static) -> str:
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
     try:
-        emit(logger)
+        contextvars.Context().run(emit, logger)  # nothing bound by an earlier test in this thread
     finally:
         logger.removeHandler(handler)
     return stream.getvalue()

@@ -28,6 +28,11 @@ class Command(BaseCommand):
             action="store_true",
             help="allow it to complete jobs of types no worker runs (POST /api/jobs/{id}/result)",
         )
+        parser.add_argument(
+            "--emprops",
+            action="store_true",
+            help="allow it to start workflows EmProps is told of (source emprops) and use collections",
+        )
 
     def handle(self, *args, name: str, delegate: bool = False, **options) -> None:
         if options["expires_in_days"] is not None and options["expires_in_days"] < 1:
@@ -43,6 +48,7 @@ class Command(BaseCommand):
                 tenant=Tenant.objects.get_or_create(name=options["tenant"])[0],
                 role=options["role"],
                 can_complete_delegated=delegate,
+                speaks_for_emprops=options["emprops"],
                 expires_at=timezone.now() + timedelta(days=days) if days else None,
             )
         except IntegrityError as exc:
