@@ -24,6 +24,7 @@ from rest_framework import serializers
 
 from accounts.scoping import owned, readable
 from core.errors import DomainError
+from core.ids import CLIENT_ID_HELP, SOCKET_ID_MAX_LENGTH, is_client_id
 from events.relay import ALL_EVENTS_GROUP, group_for
 from jobqueue.api.serializers import JobSubmitSerializer
 from jobqueue.cancellation import cancel_job
@@ -44,6 +45,8 @@ class ClientCompatConsumer(LiveConsumer):
         self.completed: set[str] = set()
         self.client_id = self.scope["url_route"]["kwargs"]["client_id"]
         await super().connect()
+        if not is_client_id(self.client_id, SOCKET_ID_MAX_LENGTH):
+            await _refuse_id(self, "client_id")
 
     def _key_from_query(self, query: dict[str, list[str]]) -> str | None:
         return next(iter(query.get("token") or query.get("api_key") or []), None)
@@ -82,7 +85,7 @@ class ClientCompatConsumer(LiveConsumer):
         except DomainError as exc:
             await self._compat_error(message_id, exc.code, exc.message)
             return
-        await self.channel_layer.group_add(group_for("job", job_id), self.channel_name)
+        await self._join(group_for("job", job_id), "job", job_id)  # past the limit: submitted, not followed
         await self.send_json({"type": "job_submitted", "job_id": job_id, "message_id": message_id, **_now()})
 
     def _create_job(self, body: dict[str, Any], job_id: str | None) -> str:
@@ -109,7 +112,8 @@ class ClientCompatConsumer(LiveConsumer):
         if job is None:
             await self._compat_error(message.get("message_id"), "not_found", "no such job")
             return
-        await self.channel_layer.group_add(group_for("job", job_id), self.channel_name)
+        if not await self._join(group_for("job", job_id), "job", job_id):
+            return
         await self.send_json(
             {"type": "subscribed", "job_id": job_id, "message_id": message.get("message_id"), **_now()}
         )
@@ -169,6 +173,7 @@ class ClientCompatConsumer(LiveConsumer):
         if job_id in self.completed:
             return  # exactly once per job on this connection
         self.completed.add(job_id)
+        await self._leave(group_for("job", job_id))  # nothing more to follow
         if status == JobStatus.COMPLETED:
             outcome = {"status": "success", "data": result}
         elif status == JobStatus.FAILED:
@@ -185,6 +190,13 @@ class ClientCompatConsumer(LiveConsumer):
         )
 
 
+async def _refuse_id(consumer: LiveConsumer, field: str) -> None:
+    await consumer._error(
+        "invalid_id", f"the URL's {field}: {CLIENT_ID_HELP}, at most {SOCKET_ID_MAX_LENGTH}", field=field
+    )
+    await consumer.close(code=4400)
+
+
 def _now() -> dict[str, str]:
     return {"timestamp": timezone.now().isoformat()}
 
@@ -197,6 +209,8 @@ class MonitorCompatConsumer(LiveConsumer):
     async def connect(self) -> None:
         self.monitor_id = self.scope["url_route"]["kwargs"]["monitor_id"]
         await super().connect()
+        if not is_client_id(self.monitor_id, SOCKET_ID_MAX_LENGTH):
+            await _refuse_id(self, "monitor_id")
 
     def _key_from_query(self, query: dict[str, list[str]]) -> str | None:
         return next(iter(query.get("token") or query.get("api_key") or []), None)
@@ -206,7 +220,7 @@ class MonitorCompatConsumer(LiveConsumer):
         if self.api_key is None or kind not in ("subscribe", "request_full_state"):
             await super().receive_json(content, **kwargs)
         elif kind == "subscribe":
-            await self.channel_layer.group_add(ALL_EVENTS_GROUP, self.channel_name)
+            await self._join(ALL_EVENTS_GROUP, "all", "")
             topics = content.get("topics") if isinstance(content.get("topics"), list) else []
             await self.send_json(
                 {"type": "subscribed", "monitor_id": self.monitor_id, "topics": topics, **_now()}

@@ -145,13 +145,28 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if self.api_key is not None:
             await self.channel_layer.group_discard(key_group(self.api_key.pk), self.channel_name)
 
+    async def _join(self, group: str, kind: str, entity_id: str) -> bool:
+        """Join `group` (left again on disconnect), or refuse past LIVE_MAX_SUBSCRIPTIONS."""
+        if group not in self.groups_joined and len(self.groups_joined) >= settings.LIVE_MAX_SUBSCRIPTIONS:
+            await self._error(
+                "too_many_subscriptions",
+                f"a connection follows at most {settings.LIVE_MAX_SUBSCRIPTIONS} subscriptions;"
+                " unsubscribe from one first",
+            )
+            return False
+        await self.channel_layer.group_add(group, self.channel_name)
+        self.groups_joined[group] = (kind, entity_id)
+        return True
+
+    async def _leave(self, group: str) -> None:
+        await self.channel_layer.group_discard(group, self.channel_name)
+        self.groups_joined.pop(group, None)
+
     async def _subscription(self, subscribe: bool, group: str, kind: str, entity_id: str) -> None:
-        if subscribe:
-            await self.channel_layer.group_add(group, self.channel_name)
-            self.groups_joined[group] = (kind, entity_id)
-        else:
-            await self.channel_layer.group_discard(group, self.channel_name)
-            self.groups_joined.pop(group, None)
+        if not subscribe:
+            await self._leave(group)
+        elif not await self._join(group, kind, entity_id):
+            return
         reply = {"type": "subscribed" if subscribe else "unsubscribed", "subscription": kind}
         if entity_id:
             reply[SUBSCRIPTIONS[kind]] = entity_id

@@ -273,6 +273,9 @@ LIVE_RESUME_MAX_EVENTS = env_int("LIVE_RESUME_MAX_EVENTS", 5000)
 # Largest WebSocket message a client may send (a job submitted over /ws/client carries its payload);
 # larger gets an error message and the connection stays up.
 LIVE_MAX_MESSAGE_BYTES = env_int("LIVE_MAX_MESSAGE_BYTES", 1024 * 1024)
+# The most subscriptions (jobs, workflows, machines, everything) one WebSocket follows at once; a job
+# followed over /ws/client is let go once its completion is sent.
+LIVE_MAX_SUBSCRIPTIONS = env_int("LIVE_MAX_SUBSCRIPTIONS", 5000)
 
 # The most steps one workflow may have (the replaced system's limit).
 WORKFLOW_MAX_STEPS = env_int("WORKFLOW_MAX_STEPS", 50)

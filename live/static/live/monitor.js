@@ -44,7 +44,18 @@ function fill(tableId, rows) {
   body.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: "6" }, "none"))]));
 }
 
+// An API path from its segments, each percent-encoded: an id never changes which action is taken.
+// A segment of dots alone is a step up in any URL, encoded or not: such an id cannot be acted on.
+function apiPath(...segments) {
+  if (segments.some((segment) => /^\.*$/.test(String(segment)))) return null;
+  return "/api/" + segments.map((segment) => encodeURIComponent(String(segment))).join("/");
+}
+
 async function act(path, what) {
+  if (path === null) {
+    alert(`${what}: this id cannot be addressed in a URL`);
+    return;
+  }
   const response = await fetch(path, { method: "POST", headers: { "x-api-key": sessionStorage.getItem(KEY_STORAGE) } });
   if (!response.ok) {
     const body = await response.json().catch(() => ({}));
@@ -91,7 +102,7 @@ function render(data) {
     el("td", {}, short(job.id)), el("td", {}, job.type), el("td", { class: "status" }, pill(job.status)),
     el("td", {}, progressBar(job.id, job.progress), " ", el("span", { "data-stage": job.id }, job.stage || "")),
     el("td", {}, job.worker_id ?? ""),
-    el("td", {}, el("button", { onclick: () => act(`/api/jobs/${job.id}/cancel`, "cancel") }, "Cancel")))));
+    el("td", {}, el("button", { onclick: () => act(apiPath("jobs", job.id, "cancel"), "cancel") }, "Cancel")))));
 
   const finished = [...data.jobs.completed, ...data.jobs.failed]
     .sort((a, b) => Date.parse(b.completed_at) - Date.parse(a.completed_at));
@@ -106,7 +117,7 @@ function render(data) {
       ...wf.steps.map((s) => el("span", { class: `step ${s.status}`, title: `${s.index} ${s.name}: ${s.status}` })))),
     el("td", {}, progressBar(`wf-${wf.id}`, wf.progress)),
     el("td", {}, ["completed", "failed", "cancelled"].includes(wf.status) ? "" :
-      el("button", { onclick: () => act(`/api/workflows/${wf.id}/cancel`, "cancel workflow") }, "Cancel")))));
+      el("button", { onclick: () => act(apiPath("workflows", wf.id, "cancel"), "cancel workflow") }, "Cancel")))));
 
   fill("workers", data.workers.map((w) => el("tr", {},
     el("td", {}, w.machine_id), el("td", {}, w.id), el("td", {}, w.pool),
@@ -116,7 +127,7 @@ function render(data) {
 
   fill("dead-letters", data.dead_letters.map((d) => el("tr", {},
     el("td", {}, short(d.job_id)), el("td", {}, d.job__type), el("td", {}, d.reason), el("td", {}, since(d.created_at)),
-    el("td", {}, el("button", { onclick: () => act(`/api/dead-letters/${d.id}/requeue`, "requeue") }, "Requeue")))));
+    el("td", {}, el("button", { onclick: () => act(apiPath("dead-letters", d.id, "requeue"), "requeue") }, "Requeue")))));
 }
 
 function onEvent(message) {
