@@ -144,13 +144,18 @@ class ApiKey(models.Model):
 
 
 class Customer(models.Model):
-    """A customer id (the jobs' `customer_id`, which dedicated workers serve) and the one tenant it
-    belongs to: claimed by the first job of a tenant that names it; another tenant naming it is
-    answered as if it did not exist. So a worker dedicated to a customer serves one tenant's work."""
+    """A tenant's customer id (the jobs' `customer_id`, which dedicated workers serve), recorded by the
+    tenant's first job naming it. Customer ids are each tenant's own: another tenant may name the
+    same id, and a worker dedicated to a customer serves its credential's tenant's only."""
 
-    customer_id = models.CharField(max_length=200, unique=True)
+    customer_id = models.CharField(max_length=200)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="customers")
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "customer_id"], name="customer_per_tenant"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.customer_id} ({self.tenant})"

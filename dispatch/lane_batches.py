@@ -26,6 +26,7 @@ import msgspec
 import redis
 from django.db import transaction
 
+from accounts.models import Tenant
 from core.batch_consumer import Refusal
 from counters.definitions import LATENCY_BUCKETS, Metric
 from counters.tally import Tally
@@ -122,7 +123,8 @@ def _described(
 ) -> dict[str, Any] | None:
     """The description as the registry stores it, if it names its sender (and the machine its
     credential was issued for) and stays within the credential: its pool, and only customers the
-    credential names (when it names any). Otherwise None, and why in `refused`."""
+    credential names (when it names any), which are its credential's tenant's (the default tenant's
+    when it names none). Otherwise None, and why in `refused`."""
     sender = credential.worker_id
     if description.worker_id != sender or (
         credential.machine_id and description.machine_id != credential.machine_id
@@ -137,7 +139,8 @@ def _described(
     if beyond:
         refused.append(Refusal(names.FLEET_LANE, sender, "registration_beyond_credential"))
         return None
-    return description_dict(description)
+    tenant_id = credential.customers_tenant_id or Tenant.default().pk
+    return {**description_dict(description), "customers_tenant_id": tenant_id}
 
 
 def apply_reports(batch: Sequence[edge.Decoded]) -> None:

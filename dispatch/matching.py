@@ -2,9 +2,10 @@
 Python for "why is this job waiting", side by side (tests/integration check that they agree).
 
 A job matches a worker when the worker runs its type, satisfies every requirement, and may serve its
-customer: a worker with an allow-list serves only those customers (it is dedicated to them), one
-with a deny-list never serves those, and a `customer_isolation: strict` job runs only on a worker
-dedicated to its customer. A worker takes work while it is live (`machines.models`: which a worker
+customer: a worker with an allow-list serves only those customers of its credential's tenant (it is
+dedicated to them; customer ids are each tenant's own, so another tenant's customer of the same id is
+not theirs), one with a deny-list never serves customers of those ids, and a
+`customer_isolation: strict` job runs only on a worker dedicated to its customer. A worker takes work while it is live (`machines.models`: which a worker
 without an active credential never is), not draining, and its engine healthy."""
 
 from __future__ import annotations
@@ -16,15 +17,16 @@ from jobqueue.models import Job
 from machines.models import LIVE_WORKER_SQL, Worker
 
 # --- SQL, over a pending job `j` and a worker `w` -------------------------------------------------
-JOB_MATCHES_WORKER = """
+DEDICATED = "(w.customers_tenant_id = j.tenant_id AND w.customer_allowlist ? j.customer_id)"
+JOB_MATCHES_WORKER = f"""
     j.type IN (SELECT jsonb_array_elements_text(w.job_types))
     AND w.capabilities @> j.required_capabilities
     AND w.model_names @> j.required_models
     AND (j.required_gpu_memory_gb IS NULL OR j.required_gpu_memory_gb <= w.gpu_memory_gb)
     AND (j.required_pool IS NULL OR j.required_pool = w.pool)
-    AND (jsonb_array_length(w.customer_allowlist) = 0 OR w.customer_allowlist ? j.customer_id)
+    AND (jsonb_array_length(w.customer_allowlist) = 0 OR {DEDICATED})
     AND (j.customer_id IS NULL OR NOT w.customer_denylist ? j.customer_id)
-    AND (NOT j.requires_dedicated_worker OR w.customer_allowlist ? j.customer_id)
+    AND (NOT j.requires_dedicated_worker OR {DEDICATED})
 """
 AVAILABLE = "NOT w.draining AND w.engine_healthy"
 TAKES_WORK = f"{LIVE_WORKER_SQL} AND {AVAILABLE}"
@@ -39,12 +41,16 @@ def takes_work(worker: Worker) -> bool:
     return worker.is_live and is_available(worker)
 
 
+def _dedicated(job: Job, worker: Worker) -> bool:
+    return worker.customers_tenant_id == job.tenant_id and job.customer_id in worker.customer_allowlist
+
+
 def _serves_customer(job: Job, worker: Worker) -> bool:
-    if worker.customer_allowlist and job.customer_id not in worker.customer_allowlist:
+    if worker.customer_allowlist and not _dedicated(job, worker):
         return False
     if job.customer_id and job.customer_id in worker.customer_denylist:
         return False
-    return not job.requires_dedicated_worker or job.customer_id in worker.customer_allowlist
+    return not job.requires_dedicated_worker or _dedicated(job, worker)
 
 
 _CHECKS: list[tuple[str, Callable[[Job, Worker], bool], Callable[[Job], str]]] = [

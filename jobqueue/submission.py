@@ -141,7 +141,7 @@ def _create(request: JobRequest, api_key: ApiKey | None, correlation_id: str) ->
     job = _new_job(request, api_key, correlation_id, timezone.now())
     if request.depends_on and not request.waiting:
         job.inputs = inputs  # every job it names had completed already
-    customers.claim(job.tenant_id, [job.customer_id])
+    customers.record(job.tenant_id, [job.customer_id])
     job.save(force_insert=True)
     if request.depends_on:
         dependencies.record(job, request.depends_on)
@@ -173,7 +173,7 @@ def _create_many(
             by_key[request.idempotency_key] = job
         created.append((job, request))
         results.append((job, True))
-    customers.claim(tenant_id, {job.customer_id for job, _ in created})
+    customers.record(tenant_id, {job.customer_id for job, _ in created})
     insert_many(Job, [job for job, _ in created])
     insert_many(
         Event, [job_event(EventType.JOB_SUBMITTED, job, _submitted_payload(job)) for job, _ in created]

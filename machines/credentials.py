@@ -68,14 +68,17 @@ def create_join_token(
     *,
     expires_in: timedelta,
     customers: Iterable[str] = (),
+    customers_tenant_id: int | None = None,
     max_workers: int | None = 1,
 ) -> tuple[JoinToken, str]:
     """A new join token, single-use unless `max_workers` says otherwise (None: any number); the token
-    itself is returned once and never stored."""
+    itself is returned once and never stored. Its customers are `customers_tenant_id`'s (none: the
+    default tenant's)."""
     token = JoinToken(
         name=name,
         pool=pool,
         customers=sorted(set(customers)),
+        customers_tenant_id=customers_tenant_id,
         max_workers=max_workers,
         expires_at=timezone.now() + expires_in,
     )
@@ -108,19 +111,27 @@ def join(raw_token: str, worker_id: str, machine_id: str = "") -> tuple[WorkerCr
             raise JoinTokenRefused()
         token.joined += 1
         token.save(update_fields=["joined"])
-        return _issue(worker_id, token.pool, token.customers, machine_id, token)
+        return _issue(worker_id, token.pool, (token.customers, token.customers_tenant_id), machine_id, token)
 
 
 def issue(
-    worker_id: str, pool: str, customers: Iterable[str] = (), machine_id: str = ""
+    worker_id: str,
+    pool: str,
+    customers: Iterable[str] = (),
+    machine_id: str = "",
+    customers_tenant_id: int | None = None,
 ) -> tuple[WorkerCredential, str]:
     """A credential made directly by an operator (`manage.py create_worker_credential`), no token."""
     with transaction.atomic():
-        return _issue(worker_id, pool, sorted(set(customers)), machine_id, None)
+        return _issue(worker_id, pool, (sorted(set(customers)), customers_tenant_id), machine_id, None)
 
 
 def _issue(
-    worker_id: str, pool: str, customers: list[str], machine_id: str, token: JoinToken | None
+    worker_id: str,
+    pool: str,
+    customers: tuple[list[str], int | None],
+    machine_id: str,
+    token: JoinToken | None,
 ) -> tuple[WorkerCredential, str]:
     """In the caller's transaction: refused while the worker id holds an active credential (so no
     host can take over another's id); the broker user is made before commit, so a broker that
@@ -136,7 +147,8 @@ def _issue(
         defaults={
             "join_token": token,
             "pool": pool,
-            "customers": customers,
+            "customers": customers[0],
+            "customers_tenant_id": customers[1],
             "machine_id": machine_id,
             "secret_hash": digest(secret),
             "revoked_at": None,

@@ -10,6 +10,8 @@ from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from accounts.models import Tenant
+
 
 class WorkerStatus(models.TextChoices):
     IDLE = "idle"
@@ -112,6 +114,14 @@ class Worker(models.Model):
         default=list, blank=True, help_text="Dedicated to these customers only (empty: any customer)."
     )
     customer_denylist = models.JSONField(default=list, blank=True, help_text="Never serves these customers.")
+    customers_tenant = models.ForeignKey(
+        Tenant,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Whose customers the allow-list names (its credential's tenant): it serves no other's.",
+    )
     telemetry = models.JSONField(
         default=dict, blank=True, help_text="GPU utilisation and memory use, from the last heartbeat."
     )
@@ -147,6 +157,14 @@ class JoinToken(models.Model):
     customers = models.JSONField(
         default=list, blank=True, help_text="When not empty: the only customers its workers serve."
     )
+    customers_tenant = models.ForeignKey(
+        Tenant,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Whose customers those are (customer ids are each tenant's own); none: the default tenant's.",
+    )
     max_workers = models.PositiveIntegerField(
         null=True, blank=True, default=1, help_text="How many workers may join with it; empty: any number."
     )
@@ -174,6 +192,14 @@ class WorkerCredential(models.Model):
     )
     pool = models.CharField(max_length=100)
     customers = models.JSONField(default=list, blank=True)
+    customers_tenant = models.ForeignKey(
+        Tenant,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Whose customers those are (customer ids are each tenant's own); none: the default tenant's.",
+    )
     machine_id = models.CharField(max_length=200, blank=True, default="")
     secret_hash = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)

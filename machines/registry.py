@@ -31,6 +31,7 @@ _REGISTERED_FIELDS = (
     "slots",
     "customer_allowlist",
     "customer_denylist",
+    "customers_tenant_id",
 )
 
 

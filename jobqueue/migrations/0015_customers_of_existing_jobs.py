@@ -8,7 +8,7 @@ CLAIM_USED_CUSTOMER_IDS = """
     SELECT DISTINCT ON (customer_id) customer_id, tenant_id, now()
     FROM jobqueue_job WHERE customer_id IS NOT NULL
     ORDER BY customer_id, created_at, id
-    ON CONFLICT (customer_id) DO NOTHING
+    ON CONFLICT DO NOTHING
 """
 
 

@@ -7,7 +7,9 @@ from typing import Any
 
 from rest_framework import serializers
 
+from accounts.models import Tenant
 from core.api.serializers import StrictSerializer
+from core.db import INT_MAX
 from machines.models import JoinToken, WorkerCredential
 from wire.bounds import NAME_PATTERN as NAME
 from wire.names import WORKER_ID_PATTERN
@@ -17,10 +19,12 @@ DEFAULT_JOIN_TOKEN_LIFETIME_S = 3600
 
 
 class JoinTokenSerializer(serializers.ModelSerializer[JoinToken]):
+    customers_tenant_id = serializers.IntegerField(read_only=True, allow_null=True)
+
     class Meta:
         model = JoinToken
         fields = [
-            "id", "name", "prefix", "pool", "customers", "max_workers", "joined",
+            "id", "name", "prefix", "pool", "customers", "customers_tenant_id", "max_workers", "joined",
             "created_at", "expires_at", "revoked_at",
         ]  # fmt: skip
         read_only_fields = fields
@@ -31,6 +35,12 @@ class JoinTokenCreateSerializer(StrictSerializer):
     pool = serializers.RegexField(NAME, max_length=100)
     customers = serializers.ListField(
         child=serializers.RegexField(NAME, max_length=200), max_length=500, required=False, default=list
+    )
+    customers_tenant_id = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=INT_MAX,
+        help_text="Whose customers these are (customer ids are each tenant's own); default: the calling key's.",
     )
     max_workers = serializers.IntegerField(
         min_value=1,
@@ -43,6 +53,11 @@ class JoinTokenCreateSerializer(StrictSerializer):
         min_value=60, max_value=MAX_JOIN_TOKEN_LIFETIME_S, default=DEFAULT_JOIN_TOKEN_LIFETIME_S
     )
 
+    def validate_customers_tenant_id(self, value: int) -> int:
+        if not Tenant.objects.filter(pk=value).exists():
+            raise serializers.ValidationError("no such tenant", code="not_found")
+        return value
+
     def validate_name(self, name: str) -> str:
         if JoinToken.objects.filter(name=name).exists():
             raise serializers.ValidationError("a join token with this name already exists", "unique")
@@ -51,10 +66,14 @@ class JoinTokenCreateSerializer(StrictSerializer):
 
 class WorkerCredentialSerializer(serializers.ModelSerializer[WorkerCredential]):
     join_token_id = serializers.IntegerField(read_only=True, allow_null=True)
+    customers_tenant_id = serializers.IntegerField(read_only=True, allow_null=True)
 
     class Meta:
         model = WorkerCredential
-        fields = ["worker_id", "join_token_id", "pool", "customers", "machine_id", "created_at", "revoked_at"]
+        fields = [
+            "worker_id", "join_token_id", "pool", "customers", "customers_tenant_id", "machine_id",
+            "created_at", "revoked_at",
+        ]  # fmt: skip
         read_only_fields = fields
 
 

@@ -19,6 +19,7 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from accounts.api.views import OperatorView
+from accounts.auth import api_key_of
 from core.api.pagination import PAGE_PARAMETERS, page_response, read_page
 from core.api.schema import envelope, page
 from core.errors import BrokerUnavailable
@@ -122,6 +123,7 @@ class JoinTokenCollectionView(OperatorView):
                     data["pool"],
                     expires_in=timedelta(seconds=data["expires_in_seconds"]),
                     customers=data["customers"],
+                    customers_tenant_id=data.get("customers_tenant_id", api_key_of(request).tenant_id),
                     max_workers=data["max_workers"],
                 )
         except IntegrityError as exc:  # a concurrent create took the name

@@ -11,6 +11,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from accounts.models import Tenant
 from dispatch.matching import JOB_MATCHES_WORKER, TAKES_WORK, explain, takes_work
 from jobqueue.models import Job
 from machines.models import LIVE_WORKER_SQL, Worker, WorkerStatus, heard_since
@@ -19,20 +20,28 @@ from tests.factories import make_job, make_worker
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _jobs() -> list[Job]:
+def _jobs(other: Tenant) -> list[Job]:
     jobs = []
     for type_, caps, models, memory, pool in itertools.product(
         ("simulation", "comfyui"), ((), ("fp16",)), ((), ("sdxl",)), (None, 40), (None, "fast")
     ):
         jobs.append(make_job(type=type_, capabilities=caps, models=models, gpu_memory_gb=memory, pool=pool))
-    for customer, strict in (("acme", False), ("acme", True), ("globex", False)):
+    for customer, strict, tenant in (
+        ("acme", False, Tenant.default()),
+        ("acme", True, Tenant.default()),
+        ("globex", False, Tenant.default()),
+        ("acme", False, other),  # another tenant's customer of the same id
+        ("acme", True, other),
+    ):
         job = make_job()
-        Job.objects.filter(pk=job.pk).update(customer_id=customer, requires_dedicated_worker=strict)
+        Job.objects.filter(pk=job.pk).update(
+            customer_id=customer, requires_dedicated_worker=strict, tenant=tenant
+        )
         jobs.append(Job.objects.get(pk=job.pk))
     return jobs
 
 
-def _workers() -> list[Worker]:
+def _workers(other: Tenant) -> list[Worker]:
     workers = [
         make_worker(),
         make_worker(
@@ -43,7 +52,8 @@ def _workers() -> list[Worker]:
     for changes in (
         {"draining": True},
         {"engine_healthy": False},
-        {"customer_allowlist": ["acme"]},
+        {"customer_allowlist": ["acme"], "customers_tenant": Tenant.default()},
+        {"customer_allowlist": ["acme"], "customers_tenant": other},
         {"customer_denylist": ["globex"]},
         {"status": WorkerStatus.OFFLINE},
         {"last_seen_at": timezone.now() - timedelta(hours=1)},
@@ -64,7 +74,8 @@ def _sql_pairs(condition: str) -> set[tuple[str, str]]:
 
 
 def test_the_dispatchers_sql_and_the_waiting_explanation_agree_on_every_pair():
-    jobs, workers = _jobs(), _workers()
+    other = Tenant.objects.create(name="other")
+    jobs, workers = _jobs(other), _workers(other)
     in_sql = _sql_pairs(f"{JOB_MATCHES_WORKER} AND {TAKES_WORK}")
     in_python = {
         (str(job.pk), worker.pk)
@@ -85,7 +96,7 @@ def test_a_waiting_job_is_explained_by_the_first_rule_every_live_worker_fails():
 
 
 def test_liveness_is_the_same_in_sql_in_querysets_and_on_loaded_rows():
-    workers = _workers()
+    workers = _workers(Tenant.objects.create(name="other"))
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT w.id FROM machines_worker w WHERE {LIVE_WORKER_SQL}", {"heard_since": heard_since()}
@@ -95,3 +106,21 @@ def test_liveness_is_the_same_in_sql_in_querysets_and_on_loaded_rows():
     on_rows = {worker.pk for worker in workers if worker.is_live}
     assert in_sql == in_queryset == on_rows
     assert 0 < len(on_rows) < len(workers)
+
+
+def test_a_dedicated_worker_serves_its_credentials_tenants_customer_and_not_anothers_of_that_id():
+    other = Tenant.objects.create(name="other")
+    jobs = {}
+    for tenant in (Tenant.default(), other):
+        job = make_job()
+        Job.objects.filter(pk=job.pk).update(
+            customer_id="acme", requires_dedicated_worker=True, tenant=tenant
+        )
+        jobs[tenant.name] = str(job.pk)
+    worker = make_worker()
+    Worker.objects.filter(pk=worker.pk).update(customer_allowlist=["acme"], customers_tenant=other)
+
+    pairs = _sql_pairs(f"{JOB_MATCHES_WORKER} AND {TAKES_WORK}")
+
+    assert pairs == {(jobs["other"], worker.pk)}
+    assert explain(Job.objects.get(pk=jobs["default"]))["unmet"]["requirement"] == "customer"

@@ -10,6 +10,7 @@ import re
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from devstack.embedded import database_ready
+from devstack.management.tenant_option import add_tenant_option, customers_tenant_id
 from machines import credentials
 from machines.models import WorkerCredential
 from wire import names
@@ -22,6 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("worker_id")
         parser.add_argument("--pool", required=True, help="the pool the worker serves")
         parser.add_argument("--customers", default="", help="comma-separated: it serves only these")
+        add_tenant_option(parser)
         parser.add_argument("--machine-id", default="", help="the machine it must describe itself on")
 
     def handle(self, *args: object, worker_id: str, pool: str, **options: object) -> None:
@@ -31,5 +33,8 @@ class Command(BaseCommand):
         with database_ready():
             if WorkerCredential.objects.filter(pk=worker_id, revoked_at=None).exists():
                 raise CommandError(f"{worker_id} holds an active credential: revoke it first")
-            _, secret = credentials.issue(worker_id, pool, customers, str(options["machine_id"]))
+            tenant_id = customers_tenant_id(options["tenant"])
+            _, secret = credentials.issue(
+                worker_id, pool, customers, str(options["machine_id"]), customers_tenant_id=tenant_id
+            )
         self.stdout.write(f"{names.broker_username(worker_id)} {secret}")
