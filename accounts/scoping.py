@@ -1,6 +1,9 @@
 """What a key may reach: its own tenant's rows. Operators (and admins) also read every tenant's jobs,
-workflows and dead letters (and run the fleet: `accounts.auth.OperatorsOnly`). Another tenant's row is answered as missing (404),
-never as forbidden, so ids leak nothing."""
+workflows, dead letters and events, and requeue every tenant's dead letters (`recoverable`: putting
+failed work back after a fleet outage is running the fleet); every other change is to the key's own
+tenant's rows only (`owned`). The table of role × action is in docs/security.md; the fleet's own
+endpoints are `accounts.auth.OperatorsOnly`. Another tenant's row is answered as missing (404), never
+as forbidden, so ids leak nothing."""
 
 from __future__ import annotations
 
@@ -25,6 +28,11 @@ def reads_every_tenant(api_key: ApiKey) -> bool:
 def readable(queryset: QuerySet[M], api_key: ApiKey, tenant_field: str = "tenant") -> QuerySet[M]:
     """The rows `api_key` may read: its tenant's, or every tenant's for an operator."""
     return queryset if reads_every_tenant(api_key) else owned(queryset, api_key, tenant_field)
+
+
+def recoverable(queryset: QuerySet[M], api_key: ApiKey, tenant_field: str = "tenant") -> QuerySet[M]:
+    """The failed work `api_key` may put back (requeue): its tenant's, or every tenant's for an operator."""
+    return readable(queryset, api_key, tenant_field)
 
 
 def may_read(api_key: ApiKey, tenant_id: int | None) -> bool:

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models.functions import Now
 
 from accounts.models import ApiKey
-from accounts.scoping import readable
+from accounts.scoping import owned
 from core.errors import DomainError
 from dispatch import reports
 from events.types import EventType
@@ -36,9 +36,9 @@ def complete_delegated(
     if not api_key.can_complete_delegated:
         raise NotAllowedToComplete()
     with transaction.atomic():
-        job = readable(Job.objects.select_for_update(), api_key).filter(pk=job_id).first()
+        job = owned(Job.objects.select_for_update(), api_key).filter(pk=job_id).first()
         if job is None:
-            raise JobNotFound()  # or another tenant's, to a delegate of one tenant
+            raise JobNotFound()  # or another tenant's, whatever the delegate's role
         if job.status in TERMINAL_STATUSES:
             raise JobAlreadyFinished(status=job.status)
         if job.status != JobStatus.PENDING:

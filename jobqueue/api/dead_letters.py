@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.auth import api_key_of
-from accounts.scoping import readable
+from accounts.scoping import owned, readable, recoverable
 from core.api.filters import filter_or_400, filter_parameters
 from core.api.pagination import page_response, read_page
 from core.api.schema import envelope, page
@@ -60,6 +60,15 @@ def filtered_dead_letters(request: Request, params) -> QuerySet[DeadLetterJob]:
 
 def _reachable(request: Request) -> QuerySet[DeadLetterJob]:
     return readable(DeadLetterJob.objects.all(), api_key_of(request), tenant_field="job__tenant")
+
+
+def _requeueable(request: Request) -> QuerySet[DeadLetterJob]:
+    return recoverable(DeadLetterJob.objects.all(), api_key_of(request), tenant_field="job__tenant")
+
+
+def _discardable(request: Request) -> QuerySet[DeadLetterJob]:
+    """The caller's own tenant's only: discarding drops the record of another tenant's failure."""
+    return owned(DeadLetterJob.objects.all(), api_key_of(request), tenant_field="job__tenant")
 
 
 class DeadLetterSerializer(serializers.ModelSerializer):
@@ -132,7 +141,7 @@ class DeadLetterDetailView(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, dead_letter_id: int) -> Response:
-        get_object_or_404(_reachable(request), pk=dead_letter_id)
+        get_object_or_404(_discardable(request), pk=dead_letter_id)
         dead_letters.discard(dead_letter_id, discarded_by=_actor(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -143,7 +152,7 @@ class DeadLetterRequeueView(APIView):
         responses=envelope("DeadLetterRequeued", job_id=serializers.UUIDField(), job=JobSerializer()),
     )
     def post(self, request: Request, dead_letter_id: int) -> Response:
-        get_object_or_404(_reachable(request), pk=dead_letter_id)
+        get_object_or_404(_requeueable(request), pk=dead_letter_id)
         job = dead_letters.requeue(dead_letter_id, requeued_by=_actor(request))
         return Response({"success": True, "job_id": str(job.pk), "job": JobSerializer(job).data})
 

@@ -122,3 +122,31 @@ def _watch_a_job_complete(page: Page, errors: list[str], api_url: str, key: str,
     page.wait_for_timeout(400)  # let the last bar transition finish before the picture
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     assert errors == []
+
+
+def test_an_id_shaped_like_a_path_never_turns_an_admins_click_into_another_action(live_stack):
+    # A row from before ids had a pattern: its id climbs out of /api/workflows/ to revoke a key.
+    from accounts.models import ApiKey, Role
+    from workflows.models import Workflow, WorkflowMode, WorkflowStatus
+
+    admin, raw = ApiKey.issue("monitor-admin", role=Role.ADMIN)
+    victim, _ = ApiKey.issue("victim")
+    Workflow.objects.create(
+        id=f"../keys/{victim.pk}/revoke#",
+        name="hostile",
+        mode=WorkflowMode.CLIENT,
+        status=WorkflowStatus.RUNNING,
+        tenant=admin.tenant,
+    )
+    with chromium_page() as (page, errors):
+        alerts: list[str] = []
+        page.on("dialog", lambda dialog: (alerts.append(dialog.message), dialog.accept()))
+        page.goto(f"{live_stack.api_url}/monitor")
+        page.fill("#key-input", raw)
+        page.click("#key-form button")
+        page.click("#workflows tr:has-text('hostile') button")
+        page.wait_for_timeout(1000)  # what the click sent has been answered by now
+    victim.refresh_from_db()
+    assert victim.revoked_at is None and victim.is_active
+    assert len(alerts) == 1 and alerts[0].startswith("cancel workflow"), alerts
+    assert errors == []

@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from accounts.models import ApiKey, Role, Tenant
 from events.recording import record_machine_event
 from events.types import EventType
-from jobqueue.models import Job
+from jobqueue.models import DeadLetterJob, Job
 from tests.factories import make_job
 from tests.integration.test_dead_letters import dead_letter
 from webhooks.fanout import fan_out_once
@@ -205,6 +205,29 @@ def test_an_operator_reads_every_tenants_work_but_changes_only_its_own(tenants, 
     assert operator.get("/api/jobs").json()["pagination"]["total"] == 1
     assert operator.post(f"/api/jobs/{job_id}/cancel", {}, format="json").status_code == 404
     assert Job.objects.get(pk=job_id).status == "pending"
+
+
+def test_an_operator_requeues_every_tenants_dead_letters_but_discards_only_its_own(tenants):
+    theirs, mine = dead_letter(), dead_letter()
+    Job.objects.filter(pk=theirs.job_id).update(tenant=tenants[0])
+    Job.objects.filter(pk=mine.job_id).update(tenant=tenants[1])
+    operator = _client(tenants[1], Role.OPERATOR)
+
+    assert operator.delete(f"/api/dead-letters/{theirs.pk}").status_code == 404
+    assert DeadLetterJob.objects.filter(pk=theirs.pk, requeued_at=None).exists()
+    assert operator.post(f"/api/dead-letters/{theirs.pk}/requeue").status_code == 200
+    assert operator.delete(f"/api/dead-letters/{mine.pk}").status_code == 204
+
+
+def test_a_delegate_completes_only_its_own_tenants_jobs_whatever_its_role(tenants):
+    job_id = _job(_client(tenants[0]), type="human_review")
+    for role in (Role.CLIENT, Role.OPERATOR, Role.ADMIN):
+        delegate = _client(tenants[1], role, can_complete_delegated=True)
+        answer = delegate.post(f"/api/jobs/{job_id}/result", {"result": {"approved": True}}, format="json")
+        assert answer.status_code == 404, role
+    assert Job.objects.get(pk=job_id).status == "pending"
+    own = _client(tenants[0], can_complete_delegated=True)
+    assert own.post(f"/api/jobs/{job_id}/result", {"result": {}}, format="json").status_code == 200
 
 
 @pytest.mark.parametrize(
