@@ -1,7 +1,7 @@
 """What a key may reach: its own tenant's rows. Operators (and admins) also read every tenant's jobs,
 workflows, dead letters and events, and requeue every tenant's dead letters (`recoverable`: putting
 failed work back after a fleet outage is running the fleet); every other change is to the key's own
-tenant's rows only (`owned`). The table of role × action is in docs/security.md; the fleet's own
+tenant's rows only (`owned`). The table of roles and actions is in docs/security.md; the fleet's own
 endpoints are `accounts.auth.OperatorsOnly`. Another tenant's row is answered as missing (404), never
 as forbidden, so ids leak nothing."""
 
