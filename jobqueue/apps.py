@@ -6,7 +6,7 @@ class JobqueueConfig(AppConfig):
     verbose_name = "Jobs"
 
     def ready(self) -> None:
-        from jobqueue import lifecycle
+        from jobqueue import lifecycle, schedules  # noqa: F401 — schedules connects its signal receiver
         from jobqueue.dependencies import DependencyListener
 
         lifecycle.register(DependencyListener())

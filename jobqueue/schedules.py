@@ -9,9 +9,13 @@ from typing import Any
 
 from croniter import CroniterBadDateError, croniter
 from django.db import transaction
+from django.db.models import Q
+from django.db.models.signals import pre_delete
+from django.dispatch import receiver
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
+from accounts.models import ApiKey, usable_key
 from core.errors import DomainError
 from events.recording import record_tenant_event
 from events.types import EventType
@@ -48,13 +52,17 @@ def run_due_schedules(request_from_template: Callable[[dict[str, Any]], JobReque
     Safe with several beats: a due schedule is locked with SKIP LOCKED and advanced in the same
     transaction as its job, whose idempotency key names the run. After downtime a schedule runs
     once, not once per missed tick. `request_from_template` parses a stored POST /api/jobs body
-    (the API's parser: the template was validated with it when saved).
+    (the API's parser: the template was validated with it when saved). A schedule whose key was
+    revoked, deactivated or has expired is paused: not run until its key is usable again (a
+    deactivated key may be activated again), then once.
     """
     now = timezone.now()
     submitted = 0
     with transaction.atomic():
-        due = JobSchedule.objects.select_for_update(skip_locked=True).filter(
-            enabled=True, next_run_at__lte=now
+        due = (
+            JobSchedule.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(enabled=True, next_run_at__lte=now)
+            .filter(Q(api_key=None) | usable_key("api_key", now))
         )
         for schedule in due.order_by("next_run_at")[:DUE_BATCH]:
             try:
@@ -62,7 +70,8 @@ def run_due_schedules(request_from_template: Callable[[dict[str, Any]], JobReque
                     _run(schedule, request_from_template, now)
                 submitted += 1
             except (ValidationError, DomainError, ValueError) as exc:
-                _disable(schedule, exc)
+                log.warning("schedule %s disabled: its run cannot be submitted: %s", schedule.id, exc)
+                _disable(schedule, f"disabled: its run could not be submitted: {exc}")
     return submitted
 
 
@@ -81,13 +90,19 @@ def _run(
     schedule.save(update_fields=["last_run_at", "last_job", "next_run_at", "updated_at"])
 
 
-def _disable(schedule: JobSchedule, exc: Exception) -> None:
-    """A schedule whose run cannot be submitted (saved before today's checks, say) would fail every
-    beat again: it is disabled, and says why, until its owner mends it."""
-    log.warning("schedule %s disabled: its run cannot be submitted: %s", schedule.id, exc)
+def _disable(schedule: JobSchedule, reason: str) -> None:
+    """A schedule that cannot run (its run cannot be submitted, saved before today's checks, say; or
+    its key was deleted) is disabled, and says why, until its owner mends it."""
     schedule.enabled = False
     schedule.next_run_at = None
-    schedule.last_error = f"disabled: its run could not be submitted: {exc}"[:500]
+    schedule.last_error = reason[:500]
     schedule.save(update_fields=["enabled", "next_run_at", "last_error", "updated_at"])
     payload = {"schedule_id": str(schedule.id), "name": schedule.name, "reason": schedule.last_error}
     record_tenant_event(EventType.SCHEDULE_DISABLED, payload, tenant_id=schedule.tenant_id)
+
+
+@receiver(pre_delete, sender=ApiKey)
+def _pause_when_its_key_is_deleted(sender: Any, instance: ApiKey, **kwargs: Any) -> None:
+    """A deleted key's schedules would otherwise run on as nobody's (their key set to null)."""
+    for schedule in JobSchedule.objects.select_for_update().filter(api_key=instance, enabled=True):
+        _disable(schedule, "disabled: the API key that made it was deleted")

@@ -41,10 +41,13 @@ def attempt(delivery_id: int, dispatch_token: str) -> WebhookAttempt | None:
     ).update(dispatch_token=attempt_token, leased_until=now + in_flight)
     if not claimed:
         return None
-    delivery = WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
+    delivery = WebhookDelivery.objects.select_related("endpoint__owner").get(pk=delivery_id)
     endpoint = delivery.endpoint
     if endpoint is not None and not endpoint.enabled:
         _dead_letter_unattempted(delivery_id, DeliveryDeadLetterReason.ENDPOINT_DISABLED)
+        return None
+    if endpoint is not None and endpoint.owner is not None and not endpoint.owner.is_usable():
+        _dead_letter_unattempted(delivery_id, DeliveryDeadLetterReason.KEY_UNUSABLE)
         return None
     if endpoint is not None and endpoint.rate_limit_per_second and _over_rate_limit(endpoint):
         _postpone(delivery_id, seconds=1.0)

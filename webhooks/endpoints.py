@@ -8,6 +8,8 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet
+from django.db.models.signals import pre_delete
+from django.dispatch import receiver
 from django.utils import timezone
 
 from accounts.models import ApiKey
@@ -20,6 +22,7 @@ from webhooks.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from webhooks.outcome import disable_endpoint
 from webhooks.payloads import TEST_EVENT_TYPE, test_body
 from webhooks.send import default_signing_secret
 from webhooks.ssrf import BlockedTarget, check_target
@@ -191,3 +194,10 @@ def restart(delivery: WebhookDelivery) -> None:
     delivery.dispatch_token = None
     delivery.leased_until = None
     delivery.save()
+
+
+@receiver(pre_delete, sender=ApiKey)
+def _stop_when_its_key_is_deleted(sender: Any, instance: ApiKey, **kwargs: Any) -> None:
+    """A deleted key's endpoints would otherwise receive on as nobody's (their owner set to null)."""
+    for endpoint in WebhookEndpoint.objects.select_for_update().filter(owner=instance, enabled=True):
+        disable_endpoint(endpoint, "the API key that made it was deleted")

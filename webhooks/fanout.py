@@ -8,7 +8,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Q
 
+from accounts.models import usable_key
 from accounts.scoping import reads_every_tenant
 from events.cursors import consume_events
 from events.models import Event
@@ -45,7 +47,12 @@ def fan_out_once(batch: int | None = None) -> int:
 
 
 def _create_deliveries(events: list[Event]) -> None:
-    endpoints = list(WebhookEndpoint.objects.filter(enabled=True).select_related("owner"))
+    # An endpoint whose key was revoked, deactivated or has expired receives nothing meanwhile.
+    endpoints = list(
+        WebhookEndpoint.objects.filter(enabled=True)
+        .filter(Q(owner=None) | usable_key("owner"))
+        .select_related("owner")
+    )
     subjects = _subjects(events)
     deliveries = []
     for event in events:

@@ -125,6 +125,7 @@ class DeliveryDeadLetterReason(models.TextChoices):
     GONE = "gone", "the receiver answered 410 Gone (endpoint disabled)"
     BLOCKED_TARGET = "blocked_target", "the target address is not allowed"
     ENDPOINT_DISABLED = "endpoint_disabled", "the endpoint was disabled"
+    KEY_UNUSABLE = "key_unusable", "the API key that made the endpoint was revoked, deactivated or expired"
 
 
 class WebhookDelivery(models.Model):
