@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 from typing import Any
+from urllib.parse import urlsplit
 
+import redis
 from django.conf import settings
 from django.core import checks
+
+from core.redis import redis_client
 
 
 @checks.register(checks.Tags.security, deploy=True)
@@ -81,3 +85,75 @@ def _is_internal(network: str) -> bool:
     except ValueError:
         return False  # webhooks' own validation reports a malformed network
     return parsed.is_private or parsed.is_loopback or parsed.is_link_local
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_exposure(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """What travels or answers unprotected: the scrape endpoint, the broker's traffic, EmProps calls."""
+    messages: list[checks.CheckMessage] = []
+    if not settings.METRICS_TOKEN:
+        messages.append(
+            checks.Warning(
+                "METRICS_TOKEN is unset: /metrics answers every client in METRICS_ALLOWED_NETWORKS "
+                "without a credential (tenants' job types and error codes are in its labels).",
+                hint="Set METRICS_TOKEN and give it to Prometheus as a bearer token.",
+                id="core.W005",
+            )
+        )
+    broker = urlsplit(settings.REDIS_URL)
+    if not settings.USES_EMBEDDED_REDIS and broker.scheme == "redis" and not _is_loopback(broker.hostname):
+        messages.append(
+            checks.Warning(
+                "REDIS_URL is not TLS: job payloads, results and the workers' broker passwords cross "
+                "the network in clear.",
+                hint="Use a rediss:// URL (and TLS on the broker) wherever it is not on this host.",
+                id="core.W006",
+            )
+        )
+    emprops = urlsplit(settings.EMPROPS_API_URL)
+    if settings.EMPROPS_API_URL and emprops.scheme != "https" and not _is_loopback(emprops.hostname):
+        messages.append(
+            checks.Error(
+                f"EMPROPS_API_URL is {emprops.scheme}://: the install's EmProps key would cross the "
+                "network in clear.",
+                hint="Use EmProps' https:// URL.",
+                id="core.E003",
+            )
+        )
+    return messages
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_broker_bounds(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """The broker's memory bound (docs/security.md: a flooding host must not fill it until it dies)."""
+    try:
+        config: Any = redis_client().config_get("maxmemory*")
+    except redis.ResponseError:
+        return [
+            checks.Info(
+                "The broker refuses CONFIG: check its maxmemory and maxmemory-policy yourself.",
+                hint="maxmemory set, maxmemory-policy noeviction (docs/operations.md).",
+                id="core.I001",
+            )
+        ]
+    except redis.RedisError as exc:
+        return [checks.Warning(f"Could not reach the broker to check its bounds: {exc}", id="core.W007")]
+    if int(config.get("maxmemory") or 0) == 0 or config.get("maxmemory-policy") != "noeviction":
+        return [
+            checks.Warning(
+                f"The broker runs with maxmemory {config.get('maxmemory')} and policy "
+                f"{config.get('maxmemory-policy')}: unbounded, or evicting queued work.",
+                hint="Set maxmemory (compose: REDIS_MAXMEMORY) and maxmemory-policy noeviction.",
+                id="core.W008",
+            )
+        ]
+    return []
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None or host == "localhost":
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -140,11 +140,6 @@ class Worker(models.Model):
         return self.status != WorkerStatus.OFFLINE and self.last_seen_at >= heard_since()
 
 
-def worker_counts() -> dict[str, int]:
-    """For the health endpoint: workers ever seen, and live ones."""
-    return {"seen": Worker.objects.count(), "live": Worker.objects.live().count()}
-
-
 class JoinToken(models.Model):
     """Lets GPU hosts join the fleet: each worker that presents it buys a credential of its own
     (`machines/credentials.py`) for this token's pool (and customers, when it names some). Only a

@@ -11,7 +11,6 @@ from core.api.schema import envelope
 from core.health import system_health
 from core.version import version_info
 from live.views import MonitorView
-from machines.models import worker_counts
 from metrics.api.views import prometheus_metrics
 
 HEALTH = envelope(
@@ -19,7 +18,6 @@ HEALTH = envelope(
     status=serializers.ChoiceField(choices=["ok", "degraded"]),
     ready=serializers.BooleanField(),
     checks=serializers.DictField(help_text="database, broker: {ok, latency_ms} or {ok, error, error_class}"),
-    workers=serializers.DictField(),
 )
 READY = inline_serializer("Readiness", {"ready": serializers.BooleanField()})
 
@@ -29,7 +27,7 @@ READY = inline_serializer("Readiness", {"ready": serializers.BooleanField()})
 @authentication_classes([])
 @permission_classes([])
 def health(request):
-    report = system_health(workers=worker_counts)
+    report = system_health()
     return Response(
         {"success": report["ready"], "status": "ok" if report["ready"] else "degraded", **report},
         status=200 if report["ready"] else 503,
@@ -41,7 +39,7 @@ def health(request):
 @authentication_classes([])
 @permission_classes([])
 def ready(request):
-    report = system_health(workers=worker_counts)
+    report = system_health()
     return Response({"ready": report["ready"]}, status=200 if report["ready"] else 503)
 
 

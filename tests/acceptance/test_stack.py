@@ -40,12 +40,17 @@ def _start_stack(data_dir, ports) -> subprocess.Popen:
     )
 
 
-def _healthy(base: str) -> bool:
+def _healthy(base: str, data_dir) -> bool:
+    """Ready, and its GPU worker live (as its admin key, which the stack writes, sees the fleet)."""
+    key_file = data_dir / "dev-api-key"
     try:
-        body = requests.get(f"{base}/health", timeout=2).json()
-    except (requests.RequestException, ValueError):
+        if not requests.get(f"{base}/health", timeout=2).json().get("ready") or not key_file.exists():
+            return False
+        headers = {"x-api-key": key_file.read_text().strip()}
+        workers = requests.get(f"{base}/api/workers", headers=headers, timeout=2).json()["workers"]
+    except (requests.RequestException, ValueError, KeyError):
         return False
-    return body.get("ready") and body["workers"].get("live") == 1
+    return [w["status"] != "offline" for w in workers] == [True]
 
 
 def _status(job_url: str, headers: dict) -> str:
@@ -73,7 +78,7 @@ def test_the_run_command_serves_the_api_runs_jobs_and_stops_cleanly(tmp_path, we
     stack = _start_stack(tmp_path, ports)
     try:
         wait_for(
-            lambda: stack.poll() is not None or _healthy(base), timeout=120, interval=0.5, what="the stack"
+            lambda: stack.poll() is not None or _healthy(base, tmp_path), timeout=120, interval=0.5, what="the stack"
         )
         assert stack.poll() is None, (tmp_path / "stack.log").read_text()[-3000:]
         key = (tmp_path / "dev-api-key").read_text().strip()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.checks import check_secrets, check_services
+from core.checks import check_exposure, check_secrets, check_services
 
 
 def _ids(messages) -> set[str]:
@@ -47,3 +47,20 @@ def test_a_production_like_configuration_passes(settings):
     settings.WEBHOOK_ALLOWED_NETWORKS = []
     settings.ALLOWED_HOSTS = ["api.example.com"]
     assert check_services() == []
+
+
+def test_an_open_metrics_endpoint_a_broker_without_tls_and_emprops_over_http_are_reported(settings):
+    settings.METRICS_TOKEN = ""
+    settings.USES_EMBEDDED_REDIS = False
+    settings.REDIS_URL = "redis://broker.internal:6379/0"
+    settings.EMPROPS_API_URL = "http://api.emprops.ai"
+    assert _ids(check_exposure()) == {"core.W005", "core.W006", "core.E003"}
+
+
+def test_a_token_tls_and_https_pass_and_loopback_needs_no_tls(settings):
+    settings.METRICS_TOKEN = "scrape-secret"
+    settings.USES_EMBEDDED_REDIS = False
+    settings.EMPROPS_API_URL = "https://api.emprops.ai"
+    for url in ("rediss://broker.internal:6380/0", "redis://127.0.0.1:6379/0", "redis://localhost/0"):
+        settings.REDIS_URL = url
+        assert check_exposure() == [], url
