@@ -78,7 +78,10 @@ def test_the_run_command_serves_the_api_runs_jobs_and_stops_cleanly(tmp_path, we
     stack = _start_stack(tmp_path, ports)
     try:
         wait_for(
-            lambda: stack.poll() is not None or _healthy(base, tmp_path), timeout=120, interval=0.5, what="the stack"
+            lambda: stack.poll() is not None or _healthy(base, tmp_path),
+            timeout=120,
+            interval=0.5,
+            what="the stack",
         )
         assert stack.poll() is None, (tmp_path / "stack.log").read_text()[-3000:]
         key = (tmp_path / "dev-api-key").read_text().strip()
