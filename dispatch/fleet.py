@@ -4,10 +4,11 @@ and pools with their load and what waits for them."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Min, Q, QuerySet
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from dispatch.matching import explain
@@ -18,8 +19,7 @@ RECENT_FAILURES_SHOWN = 10
 UNROUTABLE_JOBS_EXAMINED = 200  # the oldest pending jobs checked for "no eligible worker"
 
 
-def worker_rows(queryset: QuerySet[Worker]) -> list[dict[str, Any]]:
-    workers = list(queryset.order_by("machine_id", "id"))
+def worker_rows(workers: Sequence[Worker]) -> list[dict[str, Any]]:
     ids = [w.id for w in workers]
     counts = {
         row["worker_id"]: row
@@ -83,10 +83,10 @@ def machine_row(machine: Machine, workers: list[dict[str, Any]]) -> dict[str, An
     }
 
 
-def machines(queryset: QuerySet[Machine]) -> list[dict[str, Any]]:
-    machines = list(queryset.order_by("id"))
+def machines(machines: Sequence[Machine]) -> list[dict[str, Any]]:
     by_machine = defaultdict(list)
-    for row in worker_rows(Worker.objects.filter(machine_id__in=[m.id for m in machines])):
+    workers = Worker.objects.filter(machine_id__in=[m.id for m in machines]).order_by("machine_id", "id")
+    for row in worker_rows(list(workers)):
         by_machine[row["machine_id"]].append(row)
     return [machine_row(m, by_machine[m.id]) for m in machines]
 

@@ -13,8 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from django.conf import settings
+from django.db import connection
+
 from jobqueue.models import Job
-from machines.models import LIVE_WORKER_SQL, Worker
+from machines.models import LIVE_WORKER_SQL, Worker, heard_since
 
 # --- SQL, over a pending job `j` and a worker `w` -------------------------------------------------
 DEDICATED = "(w.customers_tenant_id = j.tenant_id AND w.customer_allowlist ? j.customer_id)"
@@ -103,3 +106,27 @@ def explain(job: Job, live_workers: Iterable[Worker] | None = None) -> dict[str,
         if not candidates:
             return {"eligible_workers": 0, "unmet": {"requirement": requirement, "message": message(job)}}
     return {"eligible_workers": len(candidates), "unmet": None}
+
+
+def eligibility(job: Job) -> dict[str, Any]:
+    """`explain` at a bounded cost, for every read of a pending job: eligible workers are counted in
+    SQL up to EXPLAIN_WORKERS_MAX (`eligible_workers_exact` says whether there are more); when none
+    is, the first requirement they fail is read over at most that many live workers of its type."""
+    bound = settings.EXPLAIN_WORKERS_MAX
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT count(*) FROM (
+                SELECT 1 FROM jobqueue_job j, machines_worker w
+                WHERE j.id = %(job_id)s AND {JOB_MATCHES_WORKER} AND {TAKES_WORK} LIMIT %(bound)s
+            ) eligible""",
+            {"job_id": job.pk, "bound": bound + 1, "heard_since": heard_since()},
+        )
+        (eligible,) = cursor.fetchone()
+    if eligible:
+        return {
+            "eligible_workers": min(eligible, bound),
+            "eligible_workers_exact": eligible <= bound,
+            "unmet": None,
+        }
+    of_its_type = Worker.objects.live().filter(job_types__contains=[job.type]).order_by("id")[:bound]
+    return {**explain(job, of_its_type), "eligible_workers_exact": True}

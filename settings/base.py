@@ -211,6 +211,10 @@ SPECTACULAR_SETTINGS = {
 }
 API_PAGE_SIZE_DEFAULT = env_int("API_PAGE_SIZE_DEFAULT", 50)
 API_PAGE_SIZE_MAX = env_int("API_PAGE_SIZE_MAX", 500)
+# Lists count their rows up to this many (then say the total is at least that): a bounded cost.
+API_COUNT_MAX = env_int("API_COUNT_MAX", 10_000)
+# A pending job's `eligibility` (GET /api/jobs/{id}) counts eligible workers up to this many.
+EXPLAIN_WORKERS_MAX = env_int("EXPLAIN_WORKERS_MAX", 100)
 # Largest request body (a job's payload with inline images can be big); larger is a 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("API_MAX_BODY_BYTES", 10 * 1024 * 1024)
 # Deepest JSON taken in a body or a WebSocket message (a ComfyUI workflow is under ten levels).

@@ -34,7 +34,8 @@ REQUIRED_WITH_ALIASES = {"JobSubmitRequest": ("type", ["service_required", "job_
 class PaginationSerializer(serializers.Serializer[Any]):
     limit = serializers.IntegerField()
     offset = serializers.IntegerField()
-    total = serializers.IntegerField()
+    total = serializers.IntegerField(help_text="Exact up to API_COUNT_MAX, then that bound.")
+    total_exact = serializers.BooleanField(help_text="False when there are more than `total`.")
     has_more = serializers.BooleanField()
 
 

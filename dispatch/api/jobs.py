@@ -18,7 +18,7 @@ from accounts.scoping import readable
 from core.api.schema import envelope
 from core.api.serializers import StrictSerializer
 from dispatch.delegation import complete_delegated
-from dispatch.matching import explain
+from dispatch.matching import eligibility
 from jobqueue.api.serializers import CancelSerializer, JobDetailSerializer, JobSerializer
 from jobqueue.api.views import JOB_CANCELLED, cancel_response
 from jobqueue.models import Job, JobStatus
@@ -31,7 +31,7 @@ class JobDetailView(APIView):
         job = get_object_or_404(visible, pk=job_id)
         body = JobDetailSerializer(job).data
         if job.status == JobStatus.PENDING:
-            body["eligibility"] = explain(job)  # "no eligible worker", and which requirement, if so
+            body["eligibility"] = eligibility(job)  # "no eligible worker", and which requirement, if so
         return Response({"success": True, "job": body})
 
     @extend_schema(request=CancelSerializer, responses={200: JOB_CANCELLED, 202: JOB_CANCELLED})

@@ -12,7 +12,8 @@ from rest_framework.response import Response
 
 from accounts.api.views import OperatorView
 from core.api.filters import filter_or_400, filter_parameters
-from core.api.schema import envelope, objects
+from core.api.pagination import paged, read_page
+from core.api.schema import PaginationSerializer, envelope, objects
 from core.errors import BrokerUnavailable
 from dispatch import fleet, refusals, worker_reports
 from machines.models import Machine, MachineStatus, Worker
@@ -43,19 +44,19 @@ MACHINE = envelope("MachineEnvelope", machine=serializers.DictField())
 class MachineCollectionView(OperatorView):
     @extend_schema(
         operation_id="machines_list",
-        parameters=filter_parameters(MachineFilter, paged=False),
-        responses=envelope("MachineList", machines=objects()),
+        parameters=filter_parameters(MachineFilter),
+        responses=envelope("MachinePage", machines=objects(), pagination=PaginationSerializer()),
     )
     def get(self, request: Request) -> Response:
-        queryset = filter_or_400(MachineFilter, request.query_params, Machine.objects.all())
-        return Response({"success": True, "machines": fleet.machines(queryset)})
+        queryset = filter_or_400(MachineFilter, request.query_params, Machine.objects.order_by("id"))
+        return paged("machines", queryset, fleet.machines, read_page(request))
 
 
 class MachineDetailView(OperatorView):
     @extend_schema(responses=MACHINE)
     def get(self, request: Request, machine_id: str) -> Response:
         get_object_or_404(Machine, pk=machine_id)
-        [machine] = fleet.machines(Machine.objects.filter(pk=machine_id))
+        [machine] = fleet.machines(list(Machine.objects.filter(pk=machine_id)))
         machine["recent_failures"] = fleet.recent_failures(machine_id)
         return Response({"success": True, "machine": machine})
 
@@ -68,18 +69,19 @@ class MachineDrainView(OperatorView):
         """Drain: no new work reaches the machine; running jobs finish. Resume undoes it."""
         get_object_or_404(Machine, pk=machine_id)
         worker_reports.set_draining(machine_id, self.drain)
-        [machine] = fleet.machines(Machine.objects.filter(pk=machine_id))
+        [machine] = fleet.machines(list(Machine.objects.filter(pk=machine_id)))
         return Response({"success": True, "machine": machine})
 
 
 class WorkerCollectionView(OperatorView):
     @extend_schema(
-        parameters=filter_parameters(WorkerFilter, paged=False),
-        responses=envelope("WorkerList", workers=objects()),
+        parameters=filter_parameters(WorkerFilter),
+        responses=envelope("WorkerPage", workers=objects(), pagination=PaginationSerializer()),
     )
     def get(self, request: Request) -> Response:
-        queryset = filter_or_400(WorkerFilter, request.query_params, Worker.objects.all())
-        return Response({"success": True, "workers": fleet.worker_rows(queryset)})
+        workers = Worker.objects.order_by("machine_id", "id")
+        queryset = filter_or_400(WorkerFilter, request.query_params, workers)
+        return paged("workers", queryset, fleet.worker_rows, read_page(request))
 
 
 class PoolsView(OperatorView):

@@ -17,8 +17,8 @@ from accounts.scoping import owned, readable
 from core.api.errors import validation_error_body
 from core.api.filters import filter_or_400, filter_parameters
 from core.api.middleware import correlation_id
-from core.api.pagination import page_response, read_page
-from core.api.schema import ErrorSerializer, envelope, page
+from core.api.pagination import PAGE_PARAMETERS, page_body, page_response, read_page
+from core.api.schema import ErrorSerializer, PaginationSerializer, envelope, page
 from events.models import Event
 from events.serializers import EventSerializer
 from jobqueue.api.filters import JobFilter
@@ -222,23 +222,28 @@ class JobStatsView(StatsView):
 class JobTimelineView(APIView):
     @extend_schema(
         operation_id="api_jobs_events_list",
+        parameters=PAGE_PARAMETERS,
         responses=envelope(
             "JobTimeline",
             job_id=serializers.UUIDField(),
             status=serializers.CharField(),
             events=EventSerializer(many=True),
+            pagination=PaginationSerializer(),
             attempts=JobExecutionSerializer(many=True),
         ),
     )
     def get(self, request: Request, job_id) -> Response:
-        """Everything that happened to one job, and each attempt's worker, error and timings."""
+        """Everything that happened to one job, its events a page at a time (oldest first), and each
+        attempt's worker, error and timings."""
+        page = read_page(request)
         job = get_object_or_404(readable(Job.objects.all(), api_key_of(request)), pk=job_id)
+        events = Event.objects.filter(job_id=job.pk).order_by("id")
         return Response(
             {
                 "success": True,
                 "job_id": str(job.pk),
                 "status": job.status,
-                "events": EventSerializer(Event.objects.filter(job_id=job.pk).order_by("id"), many=True).data,
+                **page_body("events", events, lambda rows: EventSerializer(rows, many=True).data, page),
                 "attempts": JobExecutionSerializer(job.executions.order_by("attempt"), many=True).data,
             }
         )

@@ -167,7 +167,7 @@ def test_listing_filters_and_paginates(api, submit):
         "/api/jobs", {"type": "simulation", "limit": 2, "offset": 0, "ordering": "priority"}
     ).json()
 
-    assert page["pagination"] == {"limit": 2, "offset": 0, "total": 3, "has_more": True}
+    assert page["pagination"] == {"limit": 2, "offset": 0, "total": 3, "total_exact": True, "has_more": True}
     assert [j["id"] for j in page["jobs"]] == ids[:2]
     rest = api.get("/api/jobs", {"type": "simulation", "limit": 2, "offset": 2}).json()
     assert rest["pagination"]["has_more"] is False

@@ -36,7 +36,9 @@ from tests.factories import (
 )
 from wire import names
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# A broker of the module's tests' own: a lane consumer another test left running on the shared one
+# (the session's control worker) would take their messages first.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("private_broker")]
 
 
 def _succeeded(job: Job, **overrides: object) -> object:

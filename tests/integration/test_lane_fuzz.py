@@ -26,7 +26,9 @@ from tests.envelopes import envelope
 from tests.factories import lease_of, make_job, make_worker
 from wire import edge, names
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# A broker of the module's tests' own: a lane consumer another test left running on the shared one
+# (the session's control worker) would take their messages first.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("private_broker")]
 
 MAX_BYTES = 4096  # the lane's size bound in this test: hostile messages are drawn on both sides of it
 FIELDS = {"job_id", "attempt", "lease", "instance_id", "description"}  # every message needs one of these

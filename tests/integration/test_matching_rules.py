@@ -12,7 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 from accounts.models import Tenant
-from dispatch.matching import JOB_MATCHES_WORKER, TAKES_WORK, explain, takes_work
+from dispatch.matching import JOB_MATCHES_WORKER, TAKES_WORK, eligibility, explain, takes_work
 from jobqueue.models import Job
 from machines.models import LIVE_WORKER_SQL, Worker, WorkerStatus, heard_since
 from tests.factories import make_job, make_worker
@@ -124,3 +124,21 @@ def test_a_dedicated_worker_serves_its_credentials_tenants_customer_and_not_anot
 
     assert pairs == {(jobs["other"], worker.pk)}
     assert explain(Job.objects.get(pk=jobs["default"]))["unmet"]["requirement"] == "customer"
+
+
+def test_a_pending_jobs_bounded_eligibility_says_what_the_explanation_says():
+    other = Tenant.objects.create(name="other")
+    jobs, _ = _jobs(other), _workers(other)
+    for job in jobs:
+        bounded, full = eligibility(job), explain(job)
+        assert (bounded["eligible_workers"], bounded["unmet"]) == (full["eligible_workers"], full["unmet"])
+        assert bounded["eligible_workers_exact"]
+
+
+def test_eligible_workers_are_counted_up_to_the_bound(settings):
+    settings.EXPLAIN_WORKERS_MAX = 2
+    job = make_job()
+    for _ in range(3):
+        make_worker()
+
+    assert eligibility(job) == {"eligible_workers": 2, "eligible_workers_exact": False, "unmet": None}
