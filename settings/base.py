@@ -385,6 +385,9 @@ WEBHOOK_RETRY_SCHEDULE_SECONDS = [
 WEBHOOK_RETRY_JITTER = env_float("WEBHOOK_RETRY_JITTER", 0.2)
 WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0)
 WEBHOOK_DNS_TIMEOUT_SECONDS = env_float("WEBHOOK_DNS_TIMEOUT_SECONDS", 5.0)
+# Threads resolving receivers' names, and how many of them one tenant's lookups may hold at once.
+WEBHOOK_DNS_THREADS = env_int("WEBHOOK_DNS_THREADS", 32)
+WEBHOOK_DNS_LOOKUPS_PER_TENANT = env_int("WEBHOOK_DNS_LOOKUPS_PER_TENANT", 4)
 # A receiver's Retry-After is honoured up to this long.
 WEBHOOK_MAX_RETRY_AFTER_SECONDS = env_int("WEBHOOK_MAX_RETRY_AFTER_SECONDS", 24 * 3600)
 # An endpoint whose deliveries have failed without a single success for this long is disabled.

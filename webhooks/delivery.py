@@ -67,6 +67,7 @@ def _send(delivery: WebhookDelivery, attempt_token: uuid.UUID) -> WebhookAttempt
             delivery.body,
             secrets,
             _headers(delivery, delivery.endpoint, secrets),
+            tenant_id=delivery.tenant_id,
         )
     except Exception as exc:
         # Whatever went wrong, the attempt is recorded and retried on the schedule (an attempt that

@@ -15,7 +15,7 @@ from django.utils import timezone
 from webhooks.models import DefaultSigningSecret, WebhookDelivery
 from webhooks.retry import is_success, parse_retry_after
 from webhooks.signing import signature_header
-from webhooks.ssrf import BlockedTarget, check_target, guarded_session
+from webhooks.ssrf import BlockedTarget, Unresolved, check_target, guarded_session, total_deadline
 
 _READ_CHUNK = 4096
 
@@ -51,12 +51,24 @@ def default_signing_secret(tenant_id: int) -> DefaultSigningSecret:
     return DefaultSigningSecret.objects.get(tenant_id=tenant_id)
 
 
-def send(url: str, message_id: str, body: str, secrets: list[str], headers: dict[str, str]) -> SendResult:
-    """One signed POST; never raises for anything the receiver or the network did."""
+def send(
+    url: str,
+    message_id: str,
+    body: str,
+    secrets: list[str],
+    headers: dict[str, str],
+    tenant_id: int | None = None,
+) -> SendResult:
+    """One signed POST, within WEBHOOK_TIMEOUT_SECONDS of its start to its answer (status line and
+    headers; the excerpt of its body has a deadline of its own); never raises for anything the
+    receiver or the network did. A host that does not resolve now is a failure to retry, not a
+    blocked target (`tenant_id`'s lookups are budgeted: `ssrf.resolve`)."""
     try:
-        check_target(url)
+        check_target(url, tenant_id=tenant_id)
     except BlockedTarget as exc:
         return SendResult(error=f"blocked: {exc}", blocked=True)
+    except Unresolved as exc:
+        return SendResult(error=f"DNS: {exc}"[:500])
     payload = body.encode()
     timestamp = int(time.time())
     request_headers = {
@@ -70,14 +82,17 @@ def send(url: str, message_id: str, body: str, secrets: list[str], headers: dict
     started = time.perf_counter()
     deadline = started + settings.WEBHOOK_TIMEOUT_SECONDS
     try:
-        with guarded_session().post(
-            url,
-            data=payload,
-            headers=request_headers,
-            timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
-            allow_redirects=False,
-            stream=True,  # read only an excerpt of whatever the receiver answers
-        ) as response:
+        with (
+            total_deadline(settings.WEBHOOK_TIMEOUT_SECONDS),
+            guarded_session().post(
+                url,
+                data=payload,
+                headers=request_headers,
+                timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+                allow_redirects=False,
+                stream=True,  # read only an excerpt of whatever the receiver answers
+            ) as response,
+        ):
             latency_ms = (time.perf_counter() - started) * 1000
             excerpt, read_error = _excerpt(response, deadline)
             # The status line is the receiver's answer; a body it then stalls, truncates or garbles

@@ -6,10 +6,16 @@ changes between the check and the connection cannot slip through). Redirects are
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import threading
+import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -73,31 +79,72 @@ def check_url_shape(url: str) -> tuple[str, int]:
     return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
 
 
-# getaddrinfo has no timeout of its own: it runs here, and a caller waits WEBHOOK_DNS_TIMEOUT_SECONDS.
-_resolver = ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhook-dns")
+class Unresolved(OSError):
+    """The host did not resolve now (no answer in time, a failing name server, the tenant's lookups
+    all busy): a transient failure, retried on the delivery's schedule, never a blocked target."""
 
 
-def resolve(host: str, port: int) -> list[str]:
-    """The addresses `host` resolves to now; a name that does not answer in time does not resolve."""
-    lookup = _resolver.submit(socket.getaddrinfo, host, port, proto=socket.IPPROTO_TCP)
-    try:
-        infos = lookup.result(timeout=settings.WEBHOOK_DNS_TIMEOUT_SECONDS)
-    except TimeoutError:
-        raise socket.gaierror(
-            f"{host}: no DNS answer within {settings.WEBHOOK_DNS_TIMEOUT_SECONDS} s"
-        ) from None
-    return sorted({str(info[4][0]) for info in infos})
+class _Resolver:
+    """getaddrinfo has no timeout of its own: lookups run on a pool, and a caller waits at most
+    WEBHOOK_DNS_TIMEOUT_SECONDS. A lookup that hangs holds its thread until the system gives up, so
+    each tenant may hold at most WEBHOOK_DNS_LOOKUPS_PER_TENANT threads at once: one tenant's dead
+    name server slows its own deliveries, never another tenant's."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(
+            max_workers=settings.WEBHOOK_DNS_THREADS, thread_name_prefix="webhook-dns"
+        )
+        self._held: dict[int | None, int] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, host: str, port: int, tenant_id: int | None) -> list[str]:
+        with self._lock:
+            if self._held.get(tenant_id, 0) >= settings.WEBHOOK_DNS_LOOKUPS_PER_TENANT:
+                raise Unresolved(f"{host}: this tenant's DNS lookups are all still waiting for answers")
+            self._held[tenant_id] = self._held.get(tenant_id, 0) + 1
+        try:
+            lookup = self._pool.submit(socket.getaddrinfo, host, port, proto=socket.IPPROTO_TCP)
+        except BaseException:
+            self._release(tenant_id)
+            raise
+        lookup.add_done_callback(lambda _: self._release(tenant_id))  # when the thread is free again
+        try:
+            infos = lookup.result(timeout=settings.WEBHOOK_DNS_TIMEOUT_SECONDS)
+        except TimeoutError:
+            raise Unresolved(
+                f"{host}: no DNS answer within {settings.WEBHOOK_DNS_TIMEOUT_SECONDS} s"
+            ) from None
+        except OSError as exc:
+            raise Unresolved(f"{host}: {exc}") from exc
+        return sorted({str(info[4][0]) for info in infos})
+
+    def _release(self, tenant_id: int | None) -> None:
+        with self._lock:
+            self._held[tenant_id] -= 1
+            if not self._held[tenant_id]:
+                del self._held[tenant_id]
 
 
-def check_target(url: str, *, unresolvable_ok: bool = False) -> None:
-    """The URL's shape and every address its host resolves to now."""
+@lru_cache(maxsize=1)
+def _resolver() -> _Resolver:
+    return _Resolver()  # on first use: settings are read then
+
+
+def resolve(host: str, port: int, tenant_id: int | None = None) -> list[str]:
+    """The addresses `host` resolves to now, or Unresolved."""
+    return _resolver().resolve(host, port, tenant_id)
+
+
+def check_target(url: str, *, unresolvable_ok: bool = False, tenant_id: int | None = None) -> None:
+    """The URL's shape and every address its host resolves to now; Unresolved if it does not
+    resolve now (unless `unresolvable_ok`)."""
     host, port = check_url_shape(url)
     try:
-        addresses = resolve(host, port)
-    except OSError as exc:
+        addresses = resolve(host, port, tenant_id)
+    except Unresolved:
         if unresolvable_ok:
             return
-        raise BlockedTarget("unresolvable_host", f"{host} does not resolve: {exc}") from exc
+        raise
     for address in addresses:
         try:
             check_address(address)
@@ -105,7 +152,33 @@ def check_target(url: str, *, unresolvable_ok: bool = False) -> None:
             raise BlockedTarget(exc.code, f"{host} resolves to {exc}") from None
 
 
+_deadlines = threading.local()
+
+
+@contextmanager
+def total_deadline(seconds: float) -> Iterator[None]:
+    """Requests of this thread meanwhile end by `seconds` from now, however slowly the receiver
+    answers: a socket timeout bounds each read, so a receiver trickling its status line and
+    headers a byte at a time would hold the thread for ever; past the deadline its socket is shut."""
+    _deadlines.at = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _deadlines.at = None
+
+
 class _GuardedHTTPConnection(HTTPConnection):
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        deadline, sock = getattr(_deadlines, "at", None), self.sock
+        if deadline is None or sock is None:
+            return super().getresponse(*args, **kwargs)
+        watchdog = threading.Timer(max(deadline - time.monotonic(), 0), _shut, (sock,))
+        watchdog.start()
+        try:
+            return super().getresponse(*args, **kwargs)
+        finally:
+            watchdog.cancel()
+
     def _new_conn(self) -> socket.socket:
         sock = super()._new_conn()
         try:
@@ -138,6 +211,11 @@ class _GuardedAdapter(HTTPAdapter):
 
 
 _sessions = threading.local()
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed: nothing to stop
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def guarded_session() -> requests.Session:
