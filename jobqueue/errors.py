@@ -30,6 +30,6 @@ class JobConflict(Conflict):
 
 
 class JobIdTaken(Conflict):
-    """A job with this id exists already (another client's, or another tenant's): choose another id."""
+    """This tenant has a job with this id already (another client's, perhaps): choose another id."""
 
     code = "job_id_taken"

@@ -134,8 +134,14 @@ def create_job(request: JobRequest, api_key: ApiKey | None, correlation_id: str 
 
 
 def _create(request: JobRequest, api_key: ApiKey | None, correlation_id: str) -> Job:
-    if request.job_id is not None and Job.objects.filter(pk=request.job_id).exists():
-        raise JobIdTaken(field="job_id", job_id=str(request.job_id))
+    if request.job_id is not None:
+        holder = Job.objects.filter(pk=request.job_id).values_list("tenant_id", flat=True).first()
+        if holder == _owner(request, api_key):
+            raise JobIdTaken(field="job_id", job_id=str(request.job_id))
+        if holder is not None:
+            # Ids a client chooses are each tenant's own: another tenant's job with this id neither
+            # blocks this one nor is told of; this job gets an id of its own.
+            request.job_id = None
     if request.depends_on:
         request.waiting, inputs = dependencies.prepare(request.depends_on, _owner(request, api_key))
     job = _new_job(request, api_key, correlation_id, timezone.now())

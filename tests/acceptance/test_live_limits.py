@@ -102,3 +102,24 @@ def test_a_closed_socket_leaves_every_group_it_joined_on_every_route(live_stack,
         lambda: not any(_members(group) for group in groups.values()), what="the server leaving its groups"
     )
     assert left
+
+
+def test_a_message_id_another_tenant_used_neither_blocks_nor_touches_its_job(live_stack, api_key):
+    from accounts.models import ApiKey, Tenant
+
+    stranger_key = ApiKey.issue("stranger", tenant=Tenant.objects.create(name="stranger"))[1]
+    message_id = str(uuid.uuid4())
+    mine = Client(f"{live_stack.ws_url}/client/emprops-1?token={api_key[1]}")
+    theirs = Client(f"{live_stack.ws_url}/client/other-1?token={stranger_key}")
+    for client in (mine, theirs):
+        assert client.next()["type"] == "authenticated"
+    mine.send(type="submit_job", message_id=message_id, job_type="simulation", payload={"who": "me"})
+    assert mine.next()["job_id"] == message_id
+    theirs.send(type="submit_job", message_id=message_id, job_type="simulation", payload={"who": "them"})
+    answer = theirs.next()
+    mine.close(), theirs.close()
+
+    assert answer["type"] == "job_submitted" and answer["message_id"] == message_id, answer
+    assert answer["job_id"] != message_id
+    assert Job.objects.get(pk=message_id).payload == {"who": "me"}
+    assert Job.objects.get(pk=answer["job_id"]).tenant.name == "stranger"
