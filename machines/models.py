@@ -13,6 +13,13 @@ from django.utils import timezone
 from accounts.models import Tenant
 
 
+def customers_tenant_field(help_text: str) -> models.ForeignKey[Tenant | None, Tenant | None]:
+    """The tenant whose customers a dedication names (customer ids are each tenant's own)."""
+    return models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="+", help_text=help_text
+    )
+
+
 class WorkerStatus(models.TextChoices):
     IDLE = "idle"
     BUSY = "busy"
@@ -114,13 +121,8 @@ class Worker(models.Model):
         default=list, blank=True, help_text="Dedicated to these customers only (empty: any customer)."
     )
     customer_denylist = models.JSONField(default=list, blank=True, help_text="Never serves these customers.")
-    customers_tenant = models.ForeignKey(
-        Tenant,
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="+",
-        help_text="Whose customers the allow-list names (its credential's tenant): it serves no other's.",
+    customers_tenant = customers_tenant_field(
+        "Whose customers the allow-list names (its credential's tenant): it serves no other's."
     )
     telemetry = models.JSONField(
         default=dict, blank=True, help_text="GPU utilisation and memory use, from the last heartbeat."
@@ -152,13 +154,8 @@ class JoinToken(models.Model):
     customers = models.JSONField(
         default=list, blank=True, help_text="When not empty: the only customers its workers serve."
     )
-    customers_tenant = models.ForeignKey(
-        Tenant,
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="+",
-        help_text="Whose customers those are (customer ids are each tenant's own); none: the default tenant's.",
+    customers_tenant = customers_tenant_field(
+        "Whose customers those are (customer ids are each tenant's own); none: the default tenant's."
     )
     max_workers = models.PositiveIntegerField(
         null=True, blank=True, default=1, help_text="How many workers may join with it; empty: any number."
@@ -187,13 +184,8 @@ class WorkerCredential(models.Model):
     )
     pool = models.CharField(max_length=100)
     customers = models.JSONField(default=list, blank=True)
-    customers_tenant = models.ForeignKey(
-        Tenant,
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="+",
-        help_text="Whose customers those are (customer ids are each tenant's own); none: the default tenant's.",
+    customers_tenant = customers_tenant_field(
+        "Whose customers those are (customer ids are each tenant's own); none: the default tenant's."
     )
     machine_id = models.CharField(max_length=200, blank=True, default="")
     secret_hash = models.CharField(max_length=64)
