@@ -8,7 +8,10 @@ a type no worker runs, so the measure is the API alone). Rounds alternate the se
 drift falls on all of them. Reports requests/s, latency and the server's CPU per request; prints a
 table and writes JSON.
 
-    .venv/bin/python bench/run_api_bench.py [--requests 600] [--clients 8] [--rounds 2]
+    .venv/bin/python bench/run_api_bench.py [--requests 600] [--clients 8] [--rounds 2] [--backlog 0]
+
+`--backlog N` first copies the first job N times (of the same tenant and type, in Postgres), so
+the list is read from a table of a real install's size, not a near-empty one.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Self
 
 import psutil
+import psycopg
 import requests
 from tqdm import tqdm
 
@@ -156,16 +160,38 @@ def _a_job(api: ApiUnderTest, key: str) -> str:
     return response.json()["job_id"]
 
 
+def _fill_backlog(stack: Stack, job_id: str, count: int) -> None:
+    """`count` copies of the job, each with an id of its own, in one statement."""
+    with psycopg.connect(stack.env["DATABASE_URL"], autocommit=True) as db:
+        columns = [
+            row[0]
+            for row in db.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'jobqueue_job'"
+            )
+            if row[0] != "id"
+        ]
+        listed = ", ".join(columns)
+        db.execute(
+            f"INSERT INTO jobqueue_job (id, {listed}) SELECT gen_random_uuid(), {listed} "
+            "FROM jobqueue_job, generate_series(1, %s) WHERE id = %s",
+            (count, job_id),
+        )
+
+
 def measure(stack: Stack, key: str, args: argparse.Namespace) -> list[dict]:
     """Every scenario on every server, `rounds` times, the servers' order reversed each round."""
     servers = [HTTP_SERVERS[name] for name in args.servers]
     scenarios = _scenarios()
-    rows = []
+    rows: list[dict] = []
+    backlog = args.backlog
     with tqdm(total=args.rounds * len(servers) * len(scenarios), desc="server x scenario") as bar:
         for round_index in range(args.rounds):
             for server in servers if round_index % 2 == 0 else servers[::-1]:
                 with ApiUnderTest(server, stack, args.workers) as api:
                     job_id = _a_job(api, key)
+                    if backlog:
+                        _fill_backlog(stack, job_id, backlog)
+                        backlog = 0
                     for scenario in scenarios:
                         bar.set_postfix_str(f"{server.name}: {scenario.name}")
                         row = drive(api, key, job_id, scenario, args.requests, args.clients)
@@ -197,6 +223,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="passes over the servers")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
     parser.add_argument("--servers", nargs="+", choices=sorted(HTTP_SERVERS), default=list(HTTP_SERVERS))
+    parser.add_argument("--backlog", type=int, default=0, help="jobs in the table before measuring")
     args = parser.parse_args()
 
     stack = ServersOnly(Path(tempfile.mkdtemp(prefix="jobqueue-api-bench-")), slots=1, api_workers=1)
@@ -210,6 +237,7 @@ def main() -> None:
             "clients": args.clients,
             "rounds": args.rounds,
             "workers": args.workers,
+            "backlog": args.backlog,
         },
         "runs": rows,
         "summary": summary,
