@@ -59,7 +59,10 @@ def test_prometheus_scrapes_the_running_stack_and_raises_an_alert_when_dead_lett
     prometheus = None
     try:
         wait_for(
-            lambda: stack.poll() is not None or _healthy(base), timeout=120, interval=0.5, what="the stack"
+            lambda: stack.poll() is not None or _healthy(base, tmp_path),
+            timeout=120,
+            interval=0.5,
+            what="the stack",
         )
         assert stack.poll() is None, (tmp_path / "stack.log").read_text()[-3000:]
         headers = {"x-api-key": (tmp_path / "dev-api-key").read_text().strip()}

@@ -141,7 +141,10 @@ def test_the_run_command_serves_the_api_runs_jobs_and_stops_cleanly(tmp_path, we
     stack = _start_stack(tmp_path, ports)
     try:
         wait_for(
-            lambda: stack.poll() is not None or _healthy(base), timeout=120, interval=0.5, what="the restart"
+            lambda: stack.poll() is not None or _healthy(base, tmp_path),
+            timeout=120,
+            interval=0.5,
+            what="the restart",
         )
         assert (tmp_path / "dev-api-key").read_text().strip() == key
         assert requests.get(job_url, headers=headers, timeout=5).json()["job"]["status"] == "completed"
