@@ -81,9 +81,10 @@ def send(
     }
     started = time.perf_counter()
     deadline = started + settings.WEBHOOK_TIMEOUT_SECONDS
+    cutoff = None
     try:
         with (
-            total_deadline(settings.WEBHOOK_TIMEOUT_SECONDS),
+            total_deadline(settings.WEBHOOK_TIMEOUT_SECONDS) as cutoff,
             guarded_session().post(
                 url,
                 data=payload,
@@ -110,6 +111,8 @@ def send(
         error = f"timed out after {settings.WEBHOOK_TIMEOUT_SECONDS:g} s"
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         error = f"{type(exc).__name__}: {exc}"[:500]
+        if cutoff is not None and cutoff.passed:  # cut off at the deadline: its end says no more
+            error = f"timed out after {settings.WEBHOOK_TIMEOUT_SECONDS:g} s"
     return SendResult(latency_ms=(time.perf_counter() - started) * 1000, error=error)
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -152,27 +153,37 @@ def check_target(url: str, *, unresolvable_ok: bool = False, tenant_id: int | No
             raise BlockedTarget(exc.code, f"{host} resolves to {exc}") from None
 
 
+@dataclass
+class Deadline:
+    """When this thread's requests must have their answer by (`time.monotonic()`), and whether a
+    request was cut off at it."""
+
+    at: float
+    passed: bool = False
+
+
 _deadlines = threading.local()
 
 
 @contextmanager
-def total_deadline(seconds: float) -> Iterator[None]:
-    """Requests of this thread meanwhile end by `seconds` from now, however slowly the receiver
-    answers: a socket timeout bounds each read, so a receiver trickling its status line and
-    headers a byte at a time would hold the thread for ever; past the deadline its socket is shut."""
-    _deadlines.at = time.monotonic() + seconds
+def total_deadline(seconds: float) -> Iterator[Deadline]:
+    """Requests of this thread meanwhile have their answer (status line and headers) by `seconds`
+    from now, however slowly the receiver sends it: a socket timeout bounds each read, so a receiver
+    trickling its headers a byte at a time would hold the thread for ever; at the deadline its socket
+    is shut, and the deadline says it passed."""
+    _deadlines.current = deadline = Deadline(time.monotonic() + seconds)
     try:
-        yield
+        yield deadline
     finally:
-        _deadlines.at = None
+        _deadlines.current = None
 
 
 class _GuardedHTTPConnection(HTTPConnection):
     def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-        deadline, sock = getattr(_deadlines, "at", None), self.sock
+        deadline, sock = getattr(_deadlines, "current", None), self.sock
         if deadline is None or sock is None:
             return super().getresponse(*args, **kwargs)
-        watchdog = threading.Timer(max(deadline - time.monotonic(), 0), _shut, (sock,))
+        watchdog = threading.Timer(max(deadline.at - time.monotonic(), 0), _cut_off, (sock, deadline))
         watchdog.start()
         try:
             return super().getresponse(*args, **kwargs)
@@ -213,7 +224,8 @@ class _GuardedAdapter(HTTPAdapter):
 _sessions = threading.local()
 
 
-def _shut(sock: socket.socket) -> None:
+def _cut_off(sock: socket.socket, deadline: Deadline) -> None:
+    deadline.passed = True
     with contextlib.suppress(OSError):  # already closed: nothing to stop
         sock.shutdown(socket.SHUT_RDWR)
 
