@@ -59,7 +59,7 @@ def page_body(
 ) -> dict[str, Any]:
     """`{key: [rows...], "pagination": {...}}`, for an answer that carries more beside its page."""
     rows = list(queryset[page.offset : page.offset + page.limit + 1])
-    counted = queryset[: settings.API_COUNT_MAX + 1].count()
+    counted = queryset.order_by()[: settings.API_COUNT_MAX + 1].count()  # any rows: no sort
     return {
         key: render(rows[: page.limit]),
         "pagination": {
