@@ -597,15 +597,16 @@ def tally_faults(
 @dataclass
 class LiveStack:
     """The live server (ASGI: HTTP and the WebSockets) and the event relay, on the session's database
-    and Redis."""
+    and Redis; a socket there follows at most `max_subscriptions` (a limit a test can reach quickly)."""
 
     ws_url: str
     api_url: str
+    max_subscriptions: int = 50
 
 
 @pytest.fixture
 def live_stack(services: Services, transactional_db, django_db_blocker) -> Iterator[LiveStack]:
-    env = _child_env(services)
+    env = {**_child_env(services), "LIVE_MAX_SUBSCRIPTIONS": str(LiveStack.max_subscriptions)}
     argv = [sys.executable, "manage.py", "relay_events"]
     with open(TEST_DATA_DIR / "relay.log", "ab") as log:
         relay = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)

@@ -9,7 +9,6 @@ import uuid
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.conf import settings
 from websockets.exceptions import ConnectionClosed
 
 from events.relay import ALL_EVENTS_GROUP, group_for
@@ -57,7 +56,7 @@ def test_a_client_id_within_the_pattern_names_its_jobs_correlation_id(live_stack
 
 
 def test_a_socket_follows_at_most_the_subscription_limit_and_may_swap_one(live_stack, api_key):
-    limit = settings.LIVE_MAX_SUBSCRIPTIONS  # the server's: the same settings, the same environment
+    limit = live_stack.max_subscriptions
     ids = [str(uuid.uuid4()) for _ in range(limit + 1)]
     client = Client(f"{live_stack.ws_url}?api_key={api_key[1]}")
     assert client.next()["type"] == "authenticated"
