@@ -6,7 +6,6 @@ so that no operation is out of reach."""
 from __future__ import annotations
 
 import ipaddress
-import socket
 
 import pytest
 import schemathesis
@@ -36,11 +35,11 @@ def admin_key(transactional_db, monkeypatch, emprops_standin, settings):
 
     # Loopback only: the generated webhook URLs name hosts that are never looked up (the guard then
     # judges the address literal alone, as it does for a name that does not resolve).
-    def literal_only(host: str, port: int) -> list[str]:
+    def literal_only(host: str, port: int, tenant_id: int | None = None) -> list[str]:
         try:
             return [str(ipaddress.ip_address(host.strip("[]")))]
         except ValueError:
-            raise socket.gaierror(f"{host} is not looked up in tests") from None
+            raise ssrf.Unresolved(f"{host} is not looked up in tests") from None
 
     monkeypatch.setattr(ssrf, "resolve", literal_only)
     # The EmProps routes talk to a real (stand-in) EmProps, as a configured install's do.
