@@ -12,10 +12,11 @@ import urllib3
 from django.conf import settings
 from django.utils import timezone
 
+from webhooks.dns import Unresolved
 from webhooks.models import DefaultSigningSecret, WebhookDelivery
 from webhooks.retry import is_success, parse_retry_after
 from webhooks.signing import signature_header
-from webhooks.ssrf import BlockedTarget, Unresolved, check_target, guarded_session, total_deadline
+from webhooks.ssrf import BlockedTarget, check_target, guarded_session, total_deadline
 
 _READ_CHUNK = 4096
 

@@ -31,7 +31,7 @@ FUZZ_SETTINGS = {"deadline": None, "suppress_health_check": list(HealthCheck), "
 @pytest.fixture
 def admin_key(transactional_db, monkeypatch, emprops_standin, settings):
     from accounts.models import ApiKey, Role
-    from webhooks import ssrf
+    from webhooks import dns, ssrf
 
     # Loopback only: the generated webhook URLs name hosts that are never looked up (the guard then
     # judges the address literal alone, as it does for a name that does not resolve).
@@ -39,7 +39,7 @@ def admin_key(transactional_db, monkeypatch, emprops_standin, settings):
         try:
             return [str(ipaddress.ip_address(host.strip("[]")))]
         except ValueError:
-            raise ssrf.Unresolved(f"{host} is not looked up in tests") from None
+            raise dns.Unresolved(f"{host} is not looked up in tests") from None
 
     monkeypatch.setattr(ssrf, "resolve", literal_only)
     # The EmProps routes talk to a real (stand-in) EmProps, as a configured install's do.

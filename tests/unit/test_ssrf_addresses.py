@@ -41,7 +41,7 @@ def test_a_name_whose_lookup_hangs_does_not_resolve_after_the_dns_timeout(settin
     import socket
     import threading
 
-    from webhooks import ssrf
+    from webhooks import dns
 
     settings.WEBHOOK_DNS_TIMEOUT_SECONDS = 0.2
     released = threading.Event()
@@ -50,9 +50,9 @@ def test_a_name_whose_lookup_hangs_does_not_resolve_after_the_dns_timeout(settin
         released.wait(5)
         raise socket.gaierror("released")
 
-    monkeypatch.setattr(ssrf.socket, "getaddrinfo", hanging_lookup)
+    monkeypatch.setattr(dns.socket, "getaddrinfo", hanging_lookup)
     try:
         with pytest.raises(OSError, match=r"no DNS answer within 0\.2 s"):
-            ssrf.resolve("slow.example", 443)
+            dns.resolve("slow.example", 443)
     finally:
         released.set()

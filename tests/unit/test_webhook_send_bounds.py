@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from webhooks import ssrf
+from webhooks import dns
 from webhooks.send import send
 
 
@@ -27,7 +27,7 @@ def hanging_name_server(monkeypatch) -> Iterator[None]:
             raise socket.gaierror("no answer")
         return system_lookup(host, *args, **kwargs)
 
-    monkeypatch.setattr(ssrf.socket, "getaddrinfo", lookup)
+    monkeypatch.setattr(dns.socket, "getaddrinfo", lookup)
     yield
     released.set()
 
@@ -46,16 +46,16 @@ def test_one_tenants_hanging_name_server_holds_only_its_own_share_of_lookups(set
     settings.WEBHOOK_DNS_TIMEOUT_SECONDS = 0.2
     settings.WEBHOOK_DNS_LOOKUPS_PER_TENANT = 2
     for _ in range(2):  # each hangs on after its caller gave up on it
-        with pytest.raises(ssrf.Unresolved, match="no DNS answer"):
-            ssrf.resolve("hooks.tenant-one.dead", 443, tenant_id=1)
+        with pytest.raises(dns.Unresolved, match="no DNS answer"):
+            dns.resolve("hooks.tenant-one.dead", 443, tenant_id=1)
 
     started = time.monotonic()
-    with pytest.raises(ssrf.Unresolved, match="all still waiting"):
-        ssrf.resolve("other.tenant-one.dead", 443, tenant_id=1)
+    with pytest.raises(dns.Unresolved, match="all still waiting"):
+        dns.resolve("other.tenant-one.dead", 443, tenant_id=1)
     refused_in = time.monotonic() - started
 
     assert refused_in < 0.1  # refused at once: it takes no thread from anyone
-    assert ssrf.resolve("localhost", 443, tenant_id=2)  # another tenant resolves as ever
+    assert dns.resolve("localhost", 443, tenant_id=2)  # another tenant resolves as ever
 
 
 @pytest.fixture
