@@ -151,9 +151,9 @@ def check_broker_bounds(app_configs: Any = None, **kwargs: Any) -> list[checks.C
 
 
 def _is_loopback(host: str | None) -> bool:
-    if host is None or host == "localhost":
-        return host == "localhost"
+    if host == "localhost":
+        return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return host is not None and ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False

@@ -139,8 +139,10 @@ def _described(
     if beyond:
         refused.append(Refusal(names.FLEET_LANE, sender, "registration_beyond_credential"))
         return None
-    tenant_id = credential.customers_tenant_id or Tenant.default().pk
-    return {**description_dict(description), "customers_tenant_id": tenant_id}
+    described = description_dict(description)
+    if allowlist:  # only a dedication names whose customers; most workers have none (no query)
+        described["customers_tenant_id"] = credential.customers_tenant_id or Tenant.default().pk
+    return described
 
 
 def apply_reports(batch: Sequence[edge.Decoded]) -> None:

@@ -5,8 +5,9 @@ A job matches a worker when the worker runs its type, satisfies every requiremen
 customer: a worker with an allow-list serves only those customers of its credential's tenant (it is
 dedicated to them; customer ids are each tenant's own, so another tenant's customer of the same id is
 not theirs), one with a deny-list never serves customers of those ids, and a
-`customer_isolation: strict` job runs only on a worker dedicated to its customer. A worker takes work while it is live (`machines.models`: which a worker
-without an active credential never is), not draining, and its engine healthy."""
+`customer_isolation: strict` job runs only on a worker dedicated to its customer. A worker takes
+work while it is live (`machines.models`: which a worker without an active credential never is), not
+draining, and its engine healthy."""
 
 from __future__ import annotations
 

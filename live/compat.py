@@ -24,7 +24,7 @@ from rest_framework import serializers
 
 from accounts.scoping import owned, readable
 from core.errors import DomainError
-from core.ids import CLIENT_ID_HELP, SOCKET_ID_MAX_LENGTH, is_client_id
+from core.ids import SOCKET_ID_MAX_LENGTH, is_client_id
 from events.relay import ALL_EVENTS_GROUP, group_for
 from jobqueue.api.serializers import JobSubmitSerializer
 from jobqueue.cancellation import cancel_job
@@ -46,7 +46,7 @@ class ClientCompatConsumer(LiveConsumer):
         self.client_id = self.scope["url_route"]["kwargs"]["client_id"]
         await super().connect()
         if not is_client_id(self.client_id, SOCKET_ID_MAX_LENGTH):
-            await _refuse_id(self, "client_id")
+            await self._refuse_id("client_id")
 
     def _key_from_query(self, query: dict[str, list[str]]) -> str | None:
         return next(iter(query.get("token") or query.get("api_key") or []), None)
@@ -190,13 +190,6 @@ class ClientCompatConsumer(LiveConsumer):
         )
 
 
-async def _refuse_id(consumer: LiveConsumer, field: str) -> None:
-    await consumer._error(
-        "invalid_id", f"the URL's {field}: {CLIENT_ID_HELP}, at most {SOCKET_ID_MAX_LENGTH}", field=field
-    )
-    await consumer.close(code=4400)
-
-
 def _now() -> dict[str, str]:
     return {"timestamp": timezone.now().isoformat()}
 
@@ -210,7 +203,7 @@ class MonitorCompatConsumer(LiveConsumer):
         self.monitor_id = self.scope["url_route"]["kwargs"]["monitor_id"]
         await super().connect()
         if not is_client_id(self.monitor_id, SOCKET_ID_MAX_LENGTH):
-            await _refuse_id(self, "monitor_id")
+            await self._refuse_id("monitor_id")
 
     def _key_from_query(self, query: dict[str, list[str]]) -> str | None:
         return next(iter(query.get("token") or query.get("api_key") or []), None)

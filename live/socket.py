@@ -30,6 +30,7 @@ from accounts.revocation import key_group
 from accounts.scoping import may_read, readable
 from core import json_input
 from core.db import BIGINT_MAX
+from core.ids import CLIENT_ID_HELP, SOCKET_ID_MAX_LENGTH
 from events.models import Event
 from events.relay import ALL_EVENTS_GROUP, event_message, group_for
 
@@ -144,6 +145,13 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             self.expiry = None
         if self.api_key is not None:
             await self.channel_layer.group_discard(key_group(self.api_key.pk), self.channel_name)
+
+    async def _refuse_id(self, field: str) -> None:
+        """The id in the socket's URL (`field`) does not match `core.ids`: said, and the socket closed."""
+        await self._error(
+            "invalid_id", f"the URL's {field}: {CLIENT_ID_HELP}, at most {SOCKET_ID_MAX_LENGTH}", field=field
+        )
+        await self.close(code=4400)
 
     async def _join(self, group: str, kind: str, entity_id: str) -> bool:
         """Join `group` (left again on disconnect), or refuse past LIVE_MAX_SUBSCRIPTIONS."""
