@@ -84,9 +84,10 @@ class Stack:
         self.redis.start()
         python = sys.executable
         subprocess.run([python, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=self.env, check=True)
-        key = self._manage("create_api_key", "bench")
+        # An operator's key: it also reads the fleet, which says when the GPU workers are live.
+        self.key = self._manage("create_api_key", "bench", "--role", "operator")
         self._start_processes()
-        return key
+        return self.key
 
     def _start_processes(self) -> None:
         python = sys.executable
@@ -137,8 +138,8 @@ class Stack:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                health = requests.get(f"{self.base}/health", timeout=2).json()
-                if health["workers"].get("live") == 2:
+                answer = requests.get(f"{self.base}/api/workers", headers={"x-api-key": self.key}, timeout=2)
+                if sum(w["status"] != "offline" for w in answer.json()["workers"]) == 2:
                     return
             except (requests.RequestException, ValueError, KeyError):
                 pass
