@@ -19,7 +19,7 @@ class AttemptInline(admin.TabularInline[EmpropsAttempt, EmpropsNotification]):
 class EmpropsNotificationAdmin(admin.ModelAdmin[EmpropsNotification]):
     list_display = ("id", "workflow", "outcome", "status", "attempt_count", "next_attempt_at", "notified_at")
     list_filter = ("status", "outcome")
-    search_fields = ("workflow__id",)
+    search_fields = ("workflow__workflow_id",)
     readonly_fields = [f.name for f in EmpropsNotification._meta.fields]
     inlines = [AttemptInline]
     actions = ("redeliver",)

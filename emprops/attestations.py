@@ -13,12 +13,13 @@ from core.errors import NotFound
 from emprops.models import UserNotified
 from events.recording import record_workflow_event
 from events.types import EventType
+from workflows.lookup import seen_by
 from workflows.models import Workflow
 
 
 def user_notified(api_key: ApiKey, workflow_id: str, user_id: str = "", channel: str = "") -> UserNotified:
     with transaction.atomic():
-        workflow = owned(Workflow.objects.all(), api_key).filter(pk=workflow_id).first()
+        workflow = seen_by(owned(Workflow.objects.all(), api_key), api_key, workflow_id)
         if workflow is None:
             raise NotFound(
                 f"workflow {workflow_id} not found", field="workflow_id", code="workflow_not_found"
@@ -27,7 +28,7 @@ def user_notified(api_key: ApiKey, workflow_id: str, user_id: str = "", channel:
         Workflow.objects.filter(pk=workflow.pk).update(user_notified_at=Now())
         record_workflow_event(
             EventType.WORKFLOW_USER_NOTIFIED,
-            workflow.id,
+            workflow.workflow_id,
             workflow.correlation_id,
             {"user_id": user_id, "channel": channel},
             tenant_id=workflow.tenant_id,

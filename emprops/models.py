@@ -42,7 +42,7 @@ class EmpropsNotification(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"workflow {self.workflow_id} {self.outcome}: {self.status}"
+        return f"workflow {self.workflow.workflow_id} {self.outcome}: {self.status}"
 
 
 class EmpropsAttempt(models.Model):

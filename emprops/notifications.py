@@ -32,7 +32,7 @@ from emprops.client import EmpropsClient, EmpropsError, EmpropsTransient, path
 from emprops.models import EmpropsAttempt, EmpropsNotification, NotificationStatus
 from events.models import Event
 from events.types import EventType
-from workflows.models import Workflow
+from workflows.lookup import of_pairs
 from workflows.sources import EMPROPS
 
 logger = logging.getLogger(__name__)
@@ -57,15 +57,16 @@ def record_endings(events: list[Event]) -> int:
     endings = [e for e in events if e.type in OUTCOMES and e.workflow_id and e.job_id is None]
     if not endings:
         return 0
-    ours = set(
-        Workflow.objects.filter(pk__in={e.workflow_id for e in endings}, source=EMPROPS).values_list(
-            "id", flat=True
-        )
-    )
+    ours = {
+        (tenant_id, workflow_id): key
+        for key, tenant_id, workflow_id in of_pairs((e.tenant_id, e.workflow_id) for e in endings)
+        .filter(source=EMPROPS)
+        .values_list("key", "tenant_id", "workflow_id")
+    }
     rows = [
-        EmpropsNotification(event_id=e.id, workflow_id=e.workflow_id, outcome=OUTCOMES[e.type])
+        EmpropsNotification(event_id=e.id, workflow_id=ours[pair], outcome=OUTCOMES[e.type])
         for e in endings
-        if e.workflow_id in ours
+        if (pair := (e.tenant_id, e.workflow_id)) in ours
     ]
     EmpropsNotification.objects.bulk_create(rows, ignore_conflicts=True)
     return len(rows)
@@ -111,14 +112,16 @@ def attempt(notification_id: int, client: EmpropsClient) -> EmpropsAttempt:
     error: EmpropsError | None = None
     try:
         client.post(
-            path("jobs", notification.workflow_id, "complete"),
+            path("jobs", notification.workflow.workflow_id, "complete"),
             completion_body(notification),
             idempotency_key=f"jobqueue-event-{notification.event_id}",
         )
     except EmpropsError as exc:
         error = exc
     except Exception as exc:  # whatever it was, the attempt is recorded and retried
-        logger.exception("notifying EmProps of workflow %s failed unexpectedly", notification.workflow_id)
+        logger.exception(
+            "notifying EmProps of workflow %s failed unexpectedly", notification.workflow.workflow_id
+        )
         error = EmpropsTransient(f"internal error: {type(exc).__name__}")
     return _record(notification_id, started_at, int((time.monotonic() - began) * 1000), error)
 
@@ -131,7 +134,7 @@ def completion_body(notification: EmpropsNotification) -> dict[str, Any]:
     failed = next((step for step in steps if step.get("status") == "failed"), None)
     return {
         "status": EMPROPS_STATUS[notification.outcome],
-        "workflow_id": workflow.id,
+        "workflow_id": workflow.workflow_id,
         "collection_id": workflow.metadata.get("collection_id"),
         "event_id": notification.event_id,
         "completed_at": workflow.completed_at.isoformat() if workflow.completed_at else None,

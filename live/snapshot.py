@@ -166,7 +166,7 @@ def _recent_workflows(api_key: ApiKey) -> list[dict[str, Any]]:
     )
     return [
         {
-            "id": w.pk,
+            "id": w.workflow_id,
             "name": w.name,
             "status": w.status,
             "progress": w.progress,

@@ -27,6 +27,7 @@ from events.models import Event
 from jobqueue.models import TERMINAL_STATUSES, DeadLetterJob, Job
 from machines.models import Machine, MachineStatus, Worker, WorkerStatus
 from webhooks.models import DeliveryStatus, WebhookDelivery
+from workflows.lookup import named
 from workflows.models import TERMINAL_WORKFLOW_STATUSES, Workflow
 
 logger = logging.getLogger(__name__)
@@ -61,9 +62,10 @@ def _finished_workflows() -> models.QuerySet[Workflow]:
     return Workflow.objects.filter(status__in=TERMINAL_WORKFLOW_STATUSES)
 
 
-def _workflows_jobs_and_events(ids: list[Any]) -> None:
-    Job.objects.filter(workflow_id__in=ids).delete()
-    Event.objects.filter(workflow_id__in=ids).delete()
+def _workflows_jobs_and_events(keys: list[Any]) -> None:
+    names = list(Workflow.objects.filter(pk__in=keys).values_list("tenant_id", "workflow_id"))
+    Job.objects.filter(workflow_step__workflow_id__in=keys).delete()
+    Event.objects.filter(named(names)).delete()
 
 
 def _retired_machines() -> models.QuerySet[Machine]:

@@ -20,7 +20,7 @@ from machines.models import Worker
 from webhooks import legacy
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.payloads import Subject, event_body
-from workflows.models import Workflow
+from workflows.lookup import of_pairs
 
 CURSOR_NAME = "webhooks"
 ENTITY_URL_EVENTS = {
@@ -130,13 +130,13 @@ def _subjects(events: Iterable[Event]) -> dict[int, Subject]:
             "completed_at",
         )
     }
-    workflow_ids = {e.workflow_id for e in events if e.workflow_id} | {
-        j["workflow_id"] for j in jobs.values() if j["workflow_id"]
+    names = {(e.tenant_id, e.workflow_id) for e in events if e.workflow_id} | {
+        (j["tenant_id"], j["workflow_id"]) for j in jobs.values() if j["workflow_id"]
     }
     workflows = {
-        row["id"]: row
-        for row in Workflow.objects.filter(id__in=workflow_ids).values(
-            "id", "name", "tenant_id", "api_key_id", "webhook_url", "total_steps", "created_at"
+        (row["tenant_id"], row["workflow_id"]): row
+        for row in of_pairs(names).values(
+            "workflow_id", "name", "tenant_id", "api_key_id", "webhook_url", "total_steps", "created_at"
         )
     }
     worker_ids = {e.worker_id for e in events if e.worker_id} | {
@@ -150,7 +150,7 @@ def _subjects(events: Iterable[Event]) -> dict[int, Subject]:
         worker_id = event.worker_id or (job and job["worker_id"])
         subjects[event.id] = Subject(
             job=dict(job) if job else None,
-            workflow=dict(workflows[workflow_id]) if workflow_id in workflows else None,
+            workflow=dict(workflows[name]) if (name := (event.tenant_id, workflow_id)) in workflows else None,
             attributes={
                 "job_type": job and job["type"],
                 "priority": job and job["priority"],

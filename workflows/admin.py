@@ -39,7 +39,8 @@ def cancel_workflows(modeladmin, request, queryset):
 @admin.register(Workflow)
 class WorkflowAdmin(admin.ModelAdmin):
     list_display = [
-        "id",
+        "workflow_id",
+        "tenant",
         "name",
         "mode",
         "status",
@@ -51,7 +52,7 @@ class WorkflowAdmin(admin.ModelAdmin):
         "created_at",
     ]
     list_filter = ["status", "mode", "failure_policy", "source", "created_at"]
-    search_fields = ["id", "name", "created_by", "correlation_id"]
+    search_fields = ["workflow_id", "name", "created_by", "correlation_id"]
     readonly_fields = [f.name for f in Workflow._meta.fields]
     inlines = [WorkflowStepInline]
     actions = [cancel_workflows]

@@ -26,11 +26,11 @@ class WorkflowAlreadyFinished(Conflict):
     code = "workflow_already_finished"
 
 
-def cancel_workflow(workflow_id: str, reason: str = "") -> Workflow:
+def cancel_workflow(key: int, reason: str = "") -> Workflow:
     """Mark the workflow cancelled-on-request (no step is released from then on), then cancel each
     unfinished step in a transaction of its own, so no transaction holds more than one job's lock."""
     with transaction.atomic():
-        workflow = Workflow.objects.select_for_update().filter(pk=workflow_id).first()
+        workflow = Workflow.objects.select_for_update().filter(pk=key).first()
         if workflow is None:
             raise WorkflowNotFound()
         if workflow.is_terminal:
@@ -39,15 +39,13 @@ def cancel_workflow(workflow_id: str, reason: str = "") -> Workflow:
             Workflow.objects.filter(pk=workflow.pk).update(cancel_requested_at=Now(), updated_at=Now())
             record_workflow_event(
                 EventType.WORKFLOW_CANCEL_REQUESTED,
-                workflow.pk,
+                workflow.workflow_id,
                 workflow.correlation_id,
                 {"reason": reason},
                 tenant_id=workflow.tenant_id,
             )
-    unfinished = Job.objects.filter(workflow_step__workflow_id=workflow_id).exclude(
-        status__in=TERMINAL_STATUSES
-    )
+    unfinished = Job.objects.filter(workflow_step__workflow_id=key).exclude(status__in=TERMINAL_STATUSES)
     for job_id in unfinished.order_by("id").values_list("id", flat=True):
         with contextlib.suppress(JobAlreadyFinished):  # it finished meanwhile
             cancel_job(job_id, reason or "workflow cancelled")
-    return Workflow.objects.get(pk=workflow_id)
+    return Workflow.objects.get(pk=key)

@@ -6,13 +6,13 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
-from core.errors import NotFound
 from events.recording import record_workflow_event
 from events.types import EventType
 from jobqueue.errors import JobConflict
 from jobqueue.models import Job
 from jobqueue.submission import JobRequest
 from workflows.definition import default_step_name
+from workflows.lookup import of_tenant
 from workflows.models import Workflow, WorkflowMode, WorkflowStep
 from workflows.sources import check_source
 
@@ -23,25 +23,22 @@ def join_workflow(job: Job, request: JobRequest) -> None:
     Every step takes the workflow's priority and original time (from its first step), so an older
     workflow's next step goes before a newer workflow's at the same priority."""
     workflow = _lock_or_create(job, request)
-    if workflow.tenant_id != job.tenant_id:
-        # Another tenant's workflow: answered as if it did not exist, so its id leaks nothing.
-        raise NotFound(f"workflow {workflow.pk} not found", field="workflow_id", code="workflow_not_found")
     if workflow.mode != WorkflowMode.CLIENT:
         raise JobConflict(
-            f"workflow {workflow.pk} was created by POST /api/workflows; its steps are not submitted as jobs",
+            f"workflow {workflow.workflow_id} was created by POST /api/workflows; its steps are not submitted as jobs",
             field="workflow_id",
             code="workflow_not_client_driven",
         )
     if workflow.is_terminal:
         raise JobConflict(
-            f"workflow {workflow.pk} already ended ({workflow.status})",
+            f"workflow {workflow.workflow_id} already ended ({workflow.status})",
             field="workflow_id",
             code="workflow_finished",
         )
     index = request.current_step or (workflow.steps.aggregate(last=Max("index"))["last"] or 0) + 1
     if workflow.steps.filter(index=index).exists():
         raise JobConflict(
-            f"workflow {workflow.pk} already has a step {index}",
+            f"workflow {workflow.workflow_id} already has a step {index}",
             field="current_step",
             code="workflow_step_exists",
         )
@@ -58,7 +55,8 @@ def join_workflow(job: Job, request: JobRequest) -> None:
 
 
 def _lock_or_create(job: Job, request: JobRequest) -> Workflow:
-    workflow = Workflow.objects.select_for_update().filter(pk=job.workflow_id).first()
+    assert job.workflow_id is not None  # only a job naming a workflow joins one
+    workflow = of_tenant(job.tenant_id, job.workflow_id).select_for_update().first()
     if workflow is not None:
         return workflow
     metadata = job.metadata if isinstance(job.metadata, dict) else {}
@@ -66,7 +64,7 @@ def _lock_or_create(job: Job, request: JobRequest) -> Workflow:
     try:
         with transaction.atomic():  # a savepoint: a concurrent first step may create it first
             workflow = Workflow.objects.create(
-                id=job.workflow_id,
+                workflow_id=job.workflow_id,
                 mode=WorkflowMode.CLIENT,
                 name=str(metadata.get("workflow_name", ""))[:200],
                 source=source,
@@ -81,10 +79,10 @@ def _lock_or_create(job: Job, request: JobRequest) -> Workflow:
                 correlation_id=job.correlation_id,
             )
     except IntegrityError:
-        return Workflow.objects.select_for_update().get(pk=job.workflow_id)
+        return of_tenant(job.tenant_id, job.workflow_id).select_for_update().get()
     record_workflow_event(
         EventType.WORKFLOW_CREATED,
-        workflow.pk,
+        workflow.workflow_id,
         workflow.correlation_id,
         {"mode": WorkflowMode.CLIENT, "total_steps": workflow.total_steps, "priority": workflow.priority},
         tenant_id=workflow.tenant_id,

@@ -82,7 +82,7 @@ def _create(
     )
     record_workflow_event(
         EventType.WORKFLOW_CREATED,
-        workflow.pk,
+        workflow.workflow_id,
         correlation_id,
         {
             "total_steps": workflow.total_steps,
@@ -99,7 +99,7 @@ def _create(
                 step.job,
                 priority=priority,
                 metadata={**request.metadata, **step.job.metadata},
-                workflow_id=workflow.pk,
+                workflow_id=workflow.workflow_id,
                 workflow_priority=priority,
                 workflow_datetime=now,  # one time for the whole workflow: older workflows finish first
                 current_step=index,

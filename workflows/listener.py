@@ -16,7 +16,7 @@ class WorkflowJobListener(JobListener):
 
     def job_started(self, job: Job) -> None:
         if job.workflow_id:
-            release.mark_running(job.workflow_id)
+            release.mark_running(job.tenant_id, job.workflow_id)
 
     def job_finished(self, job: Job) -> None:
         step = release.step_of(job)

@@ -44,8 +44,11 @@ def _new_workflow_id() -> str:
 
 
 class Workflow(models.Model):
-    # A string: client-driven workflows bring their own ids, which need not be UUIDs.
-    id = models.CharField(primary_key=True, max_length=100, default=_new_workflow_id, editable=False)
+    # The row's own key, never shown to clients: steps and notifications point at it.
+    key = models.BigAutoField(primary_key=True)
+    # The id clients see and name, unique within its tenant: client-driven workflows bring their own
+    # (need not be UUIDs), and another tenant using the same one neither blocks nor sees this one.
+    workflow_id = models.CharField(max_length=100, default=_new_workflow_id, editable=False)
     name = models.CharField(max_length=200, blank=True, default="")
     description = models.TextField(blank=True, default="")
     mode = models.CharField(max_length=16, choices=WorkflowMode.choices, default=WorkflowMode.DEFINED)
@@ -87,6 +90,7 @@ class Workflow(models.Model):
             models.Index(fields=["tenant", "-created_at"], name="workflow_tenant_created"),
         ]
         constraints = [
+            models.UniqueConstraint(fields=["tenant", "workflow_id"], name="workflow_id_per_tenant"),
             models.UniqueConstraint(
                 fields=["tenant", "idempotency_key"],
                 condition=Q(idempotency_key__isnull=False),
@@ -96,7 +100,7 @@ class Workflow(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name or self.id} ({self.status})"
+        return f"{self.name or self.workflow_id} ({self.status})"
 
     @property
     def is_terminal(self) -> bool:
@@ -123,7 +127,7 @@ class WorkflowStep(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.workflow_id}#{self.index} {self.name}"
+        return f"{self.workflow.workflow_id}#{self.index} {self.name}"
 
 
 class WorkflowDependency(models.Model):

@@ -20,6 +20,7 @@ from jobqueue.cancellation import cancel_unstarted
 from jobqueue.dependencies import release_waiting
 from jobqueue.models import NOT_STARTED_STATUSES, Job, JobStatus
 from workflows import states
+from workflows.lookup import of_tenant
 from workflows.models import (
     FailurePolicy,
     Workflow,
@@ -37,13 +38,15 @@ def step_of(job: Job) -> WorkflowStep | None:
     return WorkflowStep.objects.select_related("workflow").filter(job_id=job.pk).first()
 
 
-def mark_running(workflow_id: str) -> None:
+def mark_running(tenant_id: int, workflow_id: str) -> None:
     """The first step started: the workflow is running."""
-    started = Workflow.objects.filter(
-        pk=workflow_id, status__in=states.sources_of(WorkflowStatus.RUNNING) - {WorkflowStatus.RUNNING}
-    ).update(status=WorkflowStatus.RUNNING, started_at=Now(), updated_at=Now())
+    started = (
+        of_tenant(tenant_id, workflow_id)
+        .filter(status__in=states.sources_of(WorkflowStatus.RUNNING) - {WorkflowStatus.RUNNING})
+        .update(status=WorkflowStatus.RUNNING, started_at=Now(), updated_at=Now())
+    )
     if started:
-        workflow = Workflow.objects.only("correlation_id").get(pk=workflow_id)
+        workflow = of_tenant(tenant_id, workflow_id).only("correlation_id", "tenant_id").get()
         record_workflow_event(
             EventType.WORKFLOW_STARTED,
             workflow_id,

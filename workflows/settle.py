@@ -20,9 +20,9 @@ from workflows.models import Workflow, WorkflowMode, WorkflowStatus, WorkflowSte
 from workflows.step_details import step_details
 
 
-def settle(workflow_id: str, finished: tuple[WorkflowStep, Job] | None = None) -> Workflow:
+def settle(key: int, finished: tuple[WorkflowStep, Job] | None = None) -> Workflow:
     """Recount the workflow's steps under its row lock; end it when its last step ended (once)."""
-    workflow = Workflow.objects.select_for_update().get(pk=workflow_id)
+    workflow = Workflow.objects.select_for_update().get(pk=key)
     steps = list(workflow.steps.select_related("job"))
     statuses = [s.job.status for s in steps]
     workflow.completed_steps = statuses.count(JobStatus.COMPLETED)
@@ -82,7 +82,7 @@ def _record_step_event(workflow: Workflow, step: WorkflowStep, job: Job) -> None
     completed = job.status == JobStatus.COMPLETED
     record_workflow_event(
         EventType.WORKFLOW_STEP_COMPLETED if completed else EventType.WORKFLOW_STEP_FAILED,
-        workflow.pk,
+        workflow.workflow_id,
         workflow.correlation_id,
         {
             "step_index": step.index,
@@ -122,7 +122,7 @@ def _record_status_event(workflow: Workflow, was: str) -> None:
         )
     record_workflow_event(
         _STATUS_EVENTS[WorkflowStatus(workflow.status)],
-        workflow.pk,
+        workflow.workflow_id,
         workflow.correlation_id,
         payload,
         tenant_id=workflow.tenant_id,

@@ -16,7 +16,7 @@ def workflow_stats(timeframe: str, workflows: QuerySet[Workflow]) -> dict[str, A
     since = timezone.now() - TIMEFRAMES[timeframe]
     recent = workflows.filter(created_at__gte=since)
     by_status = dict.fromkeys(WorkflowStatus.values, 0)
-    for row in recent.values("status").annotate(count=Count("id")).order_by():
+    for row in recent.values("status").annotate(count=Count("key")).order_by():
         by_status[row["status"]] = row["count"]
     took = ExpressionWrapper(F("completed_at") - F("created_at"), output_field=DurationField())
     average = recent.filter(status=WorkflowStatus.COMPLETED).aggregate(average=Avg(took))["average"]

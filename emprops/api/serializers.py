@@ -18,7 +18,7 @@ class EmpropsAttemptSerializer(serializers.ModelSerializer[EmpropsAttempt]):
 
 
 class NotificationSerializer(serializers.ModelSerializer[EmpropsNotification]):
-    workflow_id = serializers.CharField(read_only=True)
+    workflow_id = serializers.CharField(source="workflow.workflow_id", read_only=True)
 
     class Meta:
         model = EmpropsNotification

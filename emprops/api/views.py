@@ -37,7 +37,7 @@ class NotificationCollectionView(OperatorView):
             data={k: v for k, v in request.query_params.items() if k == "status"}
         )
         query.is_valid(raise_exception=True)
-        rows = EmpropsNotification.objects.order_by("-id")
+        rows = EmpropsNotification.objects.select_related("workflow").order_by("-id")
         if "status" in query.validated_data:
             rows = rows.filter(status=query.validated_data["status"])
         return page_response("notifications", rows, NotificationSerializer, read_page(request))
@@ -81,6 +81,10 @@ class UserNotifiedView(APIView):
         attested = attestations.user_notified(api_key_of(request), **body.validated_data)
         attested.refresh_from_db()
         return Response(
-            {"success": True, "workflow_id": attested.workflow_id, "notified_at": attested.notified_at},
+            {
+                "success": True,
+                "workflow_id": attested.workflow.workflow_id,
+                "notified_at": attested.notified_at,
+            },
             status=status.HTTP_201_CREATED,
         )

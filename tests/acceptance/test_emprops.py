@@ -67,7 +67,7 @@ def test_a_finished_emprops_workflow_is_notified_once_with_its_outputs_and_step_
     assert body["workflow_output"]["outputs"][0] == shown["steps"][0]["result"]
     assert sent.headers["idempotency-key"] == f"jobqueue-event-{body['event_id']}"
     assert _settle_then_count(emprops_standin, workflow_id) == 1
-    notification = EmpropsNotification.objects.get(workflow_id=workflow_id)
+    notification = EmpropsNotification.objects.get(workflow__workflow_id=workflow_id)
     assert (notification.status, notification.attempt_count) == ("notified", 1)
 
 
@@ -92,14 +92,16 @@ def test_emprops_down_for_a_while_is_notified_once_after_it_returns(
     path = f"/jobs/{workflow_id}/complete"
     emprops_standin.script(path, "drop", "500", "429:0.2")
     wait_for(
-        lambda: EmpropsNotification.objects.filter(workflow_id=workflow_id, attempt_count__gte=1).exists(),
+        lambda: EmpropsNotification.objects.filter(
+            workflow__workflow_id=workflow_id, attempt_count__gte=1
+        ).exists(),
         timeout=30,
     )
     emprops_standin.start_again()
 
     wait_for(lambda: emprops_standin.accepted("POST", path), timeout=30)
     assert _settle_then_count(emprops_standin, workflow_id) == 1
-    notification = EmpropsNotification.objects.get(workflow_id=workflow_id)
+    notification = EmpropsNotification.objects.get(workflow__workflow_id=workflow_id)
     assert notification.status == "notified" and notification.attempt_count >= 4  # refused, dropped, 500, 429
 
 
@@ -110,7 +112,7 @@ def test_a_notification_emprops_keeps_refusing_is_dead_lettered_and_can_be_redel
     workflow_id = _workflow(api)
     path = f"/jobs/{workflow_id}/complete"
     emprops_standin.script(path, "400")  # a refusal: sending it again as it is would not help
-    dead = EmpropsNotification.objects.filter(workflow_id=workflow_id, status="dead_lettered")
+    dead = EmpropsNotification.objects.filter(workflow__workflow_id=workflow_id, status="dead_lettered")
     wait_for(dead.exists, timeout=30)
     assert api.get("/api/emprops/notifications/counts").json()["counts"]["dead_lettered"] == 1
     notification = dead.get()

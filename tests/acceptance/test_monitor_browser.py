@@ -132,7 +132,7 @@ def test_an_id_shaped_like_a_path_never_turns_an_admins_click_into_another_actio
     admin, raw = ApiKey.issue("monitor-admin", role=Role.ADMIN)
     victim, _ = ApiKey.issue("victim")
     Workflow.objects.create(
-        id=f"../keys/{victim.pk}/revoke#",
+        workflow_id=f"../keys/{victim.pk}/revoke#",
         name="hostile",
         mode=WorkflowMode.CLIENT,
         status=WorkflowStatus.RUNNING,

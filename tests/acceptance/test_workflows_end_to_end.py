@@ -29,14 +29,17 @@ def wait_until_finished(workflow_id: str, timeout: float = 120, sweep: bool = Fa
         if sweep:
             dispatch_sweep()
             expire_leases()
-        return Workflow.objects.get(pk=workflow_id).is_terminal
+        return Workflow.objects.get(workflow_id=workflow_id).is_terminal
 
     wait_for(finished, timeout=timeout, interval=0.2, what=f"workflow {workflow_id} to finish")
-    return Workflow.objects.get(pk=workflow_id)
+    return Workflow.objects.get(workflow_id=workflow_id)
 
 
 def jobs_by_name(workflow_id: str) -> dict[str, Job]:
-    return {s.name: s.job for s in WorkflowStep.objects.filter(workflow_id=workflow_id).select_related("job")}
+    return {
+        s.name: s.job
+        for s in WorkflowStep.objects.filter(workflow__workflow_id=workflow_id).select_related("job")
+    }
 
 
 def test_a_diamond_runs_its_middle_steps_in_parallel_and_joins_after_both(api, gpu_worker):

@@ -164,5 +164,5 @@ def test_client_driven_workflow_steps_in_one_batch_join_their_workflow(api):
     response = api.post("/api/jobs/batch", {"jobs": steps}, format="json")
 
     assert response.status_code == 201
-    workflow = Workflow.objects.get(pk="wf-batch")
+    workflow = Workflow.objects.get(workflow_id="wf-batch")
     assert sorted(workflow.steps.values_list("index", flat=True)) == [1, 2]

@@ -45,7 +45,7 @@ def test_a_collection_is_made_on_emprops_and_generated_here(api, emprops):
     collection, [workflow] = made.json()["collection"], made.json()["workflows"]
     [sent] = emprops.at("POST", "/collections")
     assert sent.body == {"name": "Cats", "description": "", "data": DEFINITION}
-    stored = Workflow.objects.get(pk=workflow["workflow_id"])
+    stored = Workflow.objects.get(workflow_id=workflow["workflow_id"])
     assert (stored.source, stored.metadata["collection_id"], stored.total_steps) == (
         "emprops",
         collection["id"],
@@ -60,7 +60,7 @@ def test_a_collection_is_made_on_emprops_and_generated_here(api, emprops):
     assert shown["collection"]["name"] == "Cats" and shown["collection"]["status"] == "draft"
     assert [w["workflow_id"] for w in shown["workflows"]] == [
         again.json()["workflows"][0]["workflow_id"],
-        stored.pk,
+        stored.workflow_id,
     ]
     assert all("progress" in w for w in shown["workflows"])
 

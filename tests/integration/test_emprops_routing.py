@@ -61,7 +61,7 @@ def test_a_key_allowed_to_speak_for_emprops_routes_its_workflows_there():
     answer = client.post("/api/workflows", {"steps": STEPS, "source": "emprops"}, format="json")
 
     assert answer.status_code == 201, answer.json()
-    assert Workflow.objects.get(pk=answer.json()["workflow_id"]).source == "emprops"
+    assert Workflow.objects.get(workflow_id=answer.json()["workflow_id"]).source == "emprops"
 
 
 @pytest.mark.parametrize("workflow_id", ["../../pwn?", "a/b", "x#y", "%2e%2e", "..", "-leading", "a b", "é"])
@@ -83,7 +83,7 @@ def test_a_workflow_id_that_a_url_would_read_as_structure_is_refused(workflow_id
 def test_an_existing_workflows_id_is_sent_to_emprops_as_one_encoded_segment(emprops):
     # A row from before ids had a pattern: whatever its id, EmProps hears of it at its own path only.
     workflow = Workflow.objects.create(
-        id="../../pwn?x=1#",
+        workflow_id="../../pwn?x=1#",
         mode=WorkflowMode.CLIENT,
         source="emprops",
         status=WorkflowStatus.COMPLETED,

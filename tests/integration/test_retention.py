@@ -9,14 +9,18 @@ from datetime import timedelta
 import pytest
 from django.db.models import Max
 from django.utils import timezone
+from rest_framework.test import APIClient
 
+from accounts.models import ApiKey, Tenant
 from dispatch.assignment import fill_worker
 from dispatch.reports import job_succeeded
 from events.models import Event, EventRelayCursor
+from jobqueue.cancellation import cancel_job
 from jobqueue.models import Job, JobExecution
 from machines.models import Worker, WorkerStatus
 from retention.pruning import prune_all
 from tests.factories import make_job, make_worker
+from workflows.models import Workflow
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -86,3 +90,27 @@ def test_retired_workers_go_after_their_own_retention():
 
     assert prune_all()["workers"] == 1
     assert list(Worker.objects.values_list("pk", flat=True)) == [live.pk]
+
+
+def _client_driven_step(tenant_name: str, workflow_id: str) -> Job:
+    api = APIClient()
+    api.credentials(
+        HTTP_X_API_KEY=ApiKey.issue(tenant_name, tenant=Tenant.objects.create(name=tenant_name))[1]
+    )
+    body = {"type": "simulation", "workflow_id": workflow_id, "current_step": 1, "total_steps": 1}
+    return Job.objects.get(pk=api.post("/api/jobs", body, format="json").json()["job_id"])
+
+
+def test_an_old_workflow_goes_with_its_jobs_and_events_and_another_tenants_of_that_id_stays():
+    gone, kept = _client_driven_step("acme", "wf-same"), _client_driven_step("globex", "wf-same")
+    cancel_job(gone.pk, "done with it")
+    Workflow.objects.filter(tenant__name="acme").update(completed_at=LONG_AGO)
+    Event.objects.filter(tenant_id=gone.tenant_id).update(created_at=LONG_AGO)
+    consumers_read_everything()
+
+    assert prune_all()["workflows"] == 1
+
+    assert list(Workflow.objects.values_list("tenant__name", "workflow_id")) == [("globex", "wf-same")]
+    assert list(Job.objects.values_list("pk", flat=True)) == [kept.pk]
+    assert not Event.objects.filter(tenant_id=gone.tenant_id).exists()
+    assert Event.objects.filter(tenant_id=kept.tenant_id, workflow_id="wf-same").exists()

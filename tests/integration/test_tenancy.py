@@ -18,6 +18,7 @@ from tests.factories import make_job
 from tests.integration.test_dead_letters import dead_letter
 from webhooks.fanout import fan_out_once
 from webhooks.models import DefaultSigningSecret, WebhookDelivery, WebhookEndpoint
+from workflows.models import Workflow
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -86,13 +87,37 @@ def test_another_tenants_workflow_is_not_found_and_cannot_be_cancelled_or_joined
     assert b.get("/api/workflows").json()["pagination"]["total"] == 0
     assert a.get(f"/api/workflows/{workflow_id}").json()["workflow"]["status"] != "cancelled"
 
-    # A client-driven workflow: B cannot add a step to A's.
-    a_step = _job(a, workflow_id="wf-acme-1", current_step=1, total_steps=2)
-    joined = b.post(
-        "/api/jobs", {"type": "simulation", "workflow_id": "wf-acme-1", "current_step": 2}, format="json"
+    # A client-driven workflow: B's step of the same name starts a workflow of B's own.
+    _job(a, workflow_id="wf-acme-1", current_step=1, total_steps=2)
+    _job(b, workflow_id="wf-acme-1", current_step=2, total_steps=2)
+    assert Workflow.objects.get(tenant__name="acme", workflow_id="wf-acme-1").steps.count() == 1
+    assert Workflow.objects.get(tenant__name="globex", workflow_id="wf-acme-1").steps.count() == 1
+
+
+def test_client_driven_workflow_ids_live_in_each_tenants_own_namespace(tenants, a, b):
+    b_first = _job(b, workflow_id="wf-1", current_step=1, total_steps=2)
+    a_first = _job(a, workflow_id="wf-1", current_step=1, total_steps=1, priority=70)
+    a_again = a.post(
+        "/api/jobs", {"type": "simulation", "workflow_id": "wf-1", "current_step": 1}, format="json"
     )
-    assert joined.status_code == 404 and joined.json()["error"]["code"] == "workflow_not_found"
-    assert Job.objects.filter(workflow_id="wf-acme-1").count() == 1 and a_step
+    assert a_again.status_code == 409 and a_again.json()["error"]["code"] == "workflow_step_exists"
+
+    for client, job_id, steps in ((a, a_first, 1), (b, b_first, 2)):
+        workflow = client.get("/api/workflows/wf-1").json()["workflow"]
+        assert (workflow["workflow_id"], workflow["total_steps"]) == ("wf-1", steps)
+        assert [step["job_id"] for step in workflow["steps"]] == [job_id]
+        listed = client.get("/api/jobs?workflow_id=wf-1").json()["jobs"]
+        assert [job["job_id"] for job in listed] == [job_id]
+        events = client.get("/api/events?workflow_id=wf-1&type=workflow_created").json()["events"]
+        assert len(events) == 1
+    assert Job.objects.get(pk=a_first).effective_priority == 70  # A's own workflow's priority
+    assert Job.objects.get(pk=b_first).effective_priority == 50
+
+    # An operator of A's tenant means A's workflow by that id; cancelling it leaves B's alone.
+    operator = _client(tenants[0], role=Role.OPERATOR)
+    assert operator.get("/api/workflows/wf-1").json()["workflow"]["total_steps"] == 1
+    assert a.post("/api/workflows/wf-1/cancel", {}, format="json").json()["status"] == "cancelled"
+    assert b.get("/api/workflows/wf-1").json()["workflow"]["status"] == "pending"
 
 
 def test_another_tenants_schedule_is_not_found_for_reading_editing_or_deleting(a, b):

@@ -31,11 +31,11 @@ def step(name: str, *depends_on, **fields) -> dict:
 
 
 def job_of(workflow_id: str, name: str) -> Job:
-    return WorkflowStep.objects.select_related("job").get(workflow_id=workflow_id, name=name).job
+    return WorkflowStep.objects.select_related("job").get(workflow__workflow_id=workflow_id, name=name).job
 
 
 def statuses(workflow_id: str) -> dict[str, str]:
-    steps = WorkflowStep.objects.filter(workflow_id=workflow_id).select_related("job")
+    steps = WorkflowStep.objects.filter(workflow__workflow_id=workflow_id).select_related("job")
     return {s.name: s.job.status for s in steps}
 
 
@@ -110,7 +110,7 @@ def test_steps_without_dependencies_are_pending_at_creation_the_rest_wait(api):
         "c": "waiting",
         "d": "waiting",
     }
-    workflow = Workflow.objects.get(pk=created["workflow_id"])
+    workflow = Workflow.objects.get(workflow_id=created["workflow_id"])
     assert (workflow.status, workflow.total_steps, workflow.name) == ("pending", 4, "diamond")
 
 
@@ -125,7 +125,7 @@ def test_steps_inherit_the_workflows_priority_and_metadata_unless_they_set_their
 
     assert (a.priority, a.effective_priority, a.metadata) == (70, 70, {"k": "step", "team": "x"})
     assert (b.priority, b.effective_priority) == (90, 90)
-    assert a.order_time == b.order_time == Workflow.objects.get(pk=created["workflow_id"]).order_time
+    assert a.order_time == b.order_time == Workflow.objects.get(workflow_id=created["workflow_id"]).order_time
 
 
 def test_an_older_workflows_steps_go_before_a_newer_ones_at_the_same_priority(api):
@@ -187,7 +187,7 @@ def test_completion_is_detected_once_with_step_details_in_one_shape(api):
     for name in "abcd":
         run(job_of(workflow_id, name))
 
-    workflow = Workflow.objects.get(pk=workflow_id)
+    workflow = Workflow.objects.get(workflow_id=workflow_id)
     assert (workflow.status, workflow.completed_steps, workflow.progress) == ("completed", 4, 100)
     assert workflow.completed_at is not None
     completed = Event.objects.filter(workflow_id=workflow_id, type="workflow_completed")
@@ -228,7 +228,7 @@ def test_fail_fast_cancels_every_step_not_started_and_fails_the_workflow(api):
         "after-x": "cancelled",
         "after-y": "cancelled",
     }
-    workflow = Workflow.objects.get(pk=workflow_id)
+    workflow = Workflow.objects.get(workflow_id=workflow_id)
     assert (workflow.status, workflow.failed_steps, workflow.cancelled_steps) == ("failed", 1, 3)
     assert Event.objects.filter(workflow_id=workflow_id, type="workflow_failed").count() == 1
 
@@ -240,11 +240,11 @@ def test_fail_fast_lets_a_running_step_finish_and_ends_the_workflow_after_it(api
     x, y = job_of(workflow_id, "x"), job_of(workflow_id, "y")
 
     assert job_failed(str(x.id), x.attempt, PERMANENT)
-    assert Workflow.objects.get(pk=workflow_id).status == "running"  # y still runs
+    assert Workflow.objects.get(workflow_id=workflow_id).status == "running"  # y still runs
     assert job_of(workflow_id, "after-y").status == JobStatus.CANCELLED
     assert job_succeeded(str(y.id), y.attempt, {})
 
-    workflow = Workflow.objects.get(pk=workflow_id)
+    workflow = Workflow.objects.get(workflow_id=workflow_id)
     assert (workflow.status, workflow.completed_steps, workflow.failed_steps) == ("failed", 1, 1)
 
 
@@ -269,7 +269,7 @@ def test_continue_runs_independent_branches_and_cancels_only_the_failed_steps_de
     run(job_of(workflow_id, "y"))
     run(job_of(workflow_id, "after-y"))
 
-    workflow = Workflow.objects.get(pk=workflow_id)
+    workflow = Workflow.objects.get(workflow_id=workflow_id)
     assert (workflow.status, workflow.completed_steps, workflow.failed_steps, workflow.cancelled_steps) == (
         "failed",
         2,
@@ -289,7 +289,7 @@ def test_cancelling_a_workflow_cancels_waiting_steps_and_stops_running_ones(api)
     assert statuses(workflow_id) == {"a": "assigned", "b": "cancelled", "c": "cancelled", "d": "cancelled"}
     assert job_of(workflow_id, "a").cancel_requested_at is not None
     assert job_cancelled(str(a.id), a.attempt)
-    workflow = Workflow.objects.get(pk=workflow_id)
+    workflow = Workflow.objects.get(workflow_id=workflow_id)
     assert (workflow.status, workflow.cancelled_steps) == ("cancelled", 4)
     again = api.post(f"/api/workflows/{workflow_id}/cancel")
     assert (again.status_code, again.json()["error"]["code"]) == (409, "workflow_already_finished")
@@ -304,7 +304,7 @@ def test_a_step_completing_after_its_workflow_was_cancelled_releases_nothing(api
     assert job_succeeded(str(a.id), a.attempt, {})  # it finished before it saw the stop flag
 
     assert statuses(workflow_id) == {"a": "completed", "b": "cancelled"}
-    assert Workflow.objects.get(pk=workflow_id).status == "cancelled"
+    assert Workflow.objects.get(workflow_id=workflow_id).status == "cancelled"
 
 
 def test_a_workflow_steps_dead_letter_cannot_be_requeued(api):
@@ -331,7 +331,7 @@ def test_client_driven_steps_join_one_workflow_with_its_priority_and_original_ti
     second = submit_step(api, "emp-wf-1", 2, 3, workflow_priority=10, workflow_datetime=1_800_000_000_000)
 
     assert first.status_code == second.status_code == 201
-    workflow = Workflow.objects.get(pk="emp-wf-1")
+    workflow = Workflow.objects.get(workflow_id="emp-wf-1")
     assert (workflow.mode, workflow.priority, workflow.total_steps) == ("client", 80, 3)
     step_two = Job.objects.get(pk=second.json()["job_id"])
     assert (step_two.effective_priority, step_two.order_time) == (80, workflow.order_time)
@@ -343,12 +343,12 @@ def test_a_client_driven_workflow_completes_when_every_step_completed_not_when_t
     three = submit_step(api, "emp-wf-2", 3, 3).json()["job_id"]
     run(Job.objects.get(pk=one))
     run(Job.objects.get(pk=three))
-    assert Workflow.objects.get(pk="emp-wf-2").status == "running"  # step 2 never ran
+    assert Workflow.objects.get(workflow_id="emp-wf-2").status == "running"  # step 2 never ran
 
     two = submit_step(api, "emp-wf-2", 2, 3).json()["job_id"]
     run(Job.objects.get(pk=two))
 
-    workflow = Workflow.objects.get(pk="emp-wf-2")
+    workflow = Workflow.objects.get(workflow_id="emp-wf-2")
     assert (workflow.status, workflow.completed_steps) == ("completed", 3)
     assert [d["step_index"] for d in workflow.step_details] == [1, 2, 3]
 
@@ -356,7 +356,7 @@ def test_a_client_driven_workflow_completes_when_every_step_completed_not_when_t
 def test_a_client_driven_workflow_fails_when_a_step_fails_and_then_takes_no_more_steps(api):
     one = submit_step(api, "emp-wf-3", 1, 2).json()["job_id"]
     run(Job.objects.get(pk=one), outcome="failed")
-    assert Workflow.objects.get(pk="emp-wf-3").status == "failed"
+    assert Workflow.objects.get(workflow_id="emp-wf-3").status == "failed"
 
     late = submit_step(api, "emp-wf-3", 2, 2)
 
@@ -382,7 +382,7 @@ def test_two_first_steps_arriving_at_once_make_one_workflow(api):
     )
 
     assert errors == [] and sorted(r.status_code for r in results) == [201, 201]
-    assert WorkflowStep.objects.filter(workflow_id="emp-wf-5").count() == 2
+    assert WorkflowStep.objects.filter(workflow__workflow_id="emp-wf-5").count() == 2
     assert Event.objects.filter(workflow_id="emp-wf-5", type="workflow_created").count() == 1
 
 
@@ -416,11 +416,9 @@ def test_the_same_idempotency_key_returns_the_same_workflow(api):
 
 
 def test_the_admin_cancels_selected_workflows(admin_client, api):
-    workflow_id = create(api, DIAMOND)["workflow_id"]
+    key = Workflow.objects.get(workflow_id=create(api, DIAMOND)["workflow_id"]).pk
 
-    admin_client.post(
-        "/admin/workflows/workflow/", {"action": "cancel_workflows", "_selected_action": [workflow_id]}
-    )
+    admin_client.post("/admin/workflows/workflow/", {"action": "cancel_workflows", "_selected_action": [key]})
 
-    assert Workflow.objects.get(pk=workflow_id).status == "cancelled"
-    assert admin_client.get(f"/admin/workflows/workflow/{workflow_id}/change/").status_code == 200
+    assert Workflow.objects.get(pk=key).status == "cancelled"
+    assert admin_client.get(f"/admin/workflows/workflow/{key}/change/").status_code == 200

@@ -99,8 +99,8 @@ def read_new() -> dict:
         ),
         "events_consumable": len(seen),
         "schedule_key": JobSchedule.objects.get(name="nightly").api_key.name,
-        "workflow_key": Workflow.objects.get(pk="wf-old").api_key.name,
-        "workflow_steps": Workflow.objects.get(pk="wf-old").steps.count(),
+        "workflow_key": Workflow.objects.get(workflow_id="wf-old").api_key.name,
+        "workflow_steps": Workflow.objects.get(workflow_id="wf-old").steps.count(),
         "endpoint_key": WebhookEndpoint.objects.get().owner.name,
         # Header values were stored as sent; now encrypted, and sent as they were.
         "endpoint_headers": [
@@ -124,7 +124,7 @@ def read_new() -> dict:
             "key": [key.tenant.name, key.role],
             "job": job.tenant.name,
             "schedule": JobSchedule.objects.get(name="nightly").tenant.name,
-            "workflow": Workflow.objects.get(pk="wf-old").tenant.name,
+            "workflow": Workflow.objects.get(workflow_id="wf-old").tenant.name,
             "endpoint": WebhookEndpoint.objects.get().tenant.name,
             "delivery": WebhookDelivery.objects.get().tenant.name,
         },

@@ -89,7 +89,7 @@ def _step_request(index: int, step: dict[str, Any]) -> StepRequest:
 
 
 class WorkflowSerializer(serializers.ModelSerializer):
-    workflow_id = serializers.CharField(source="id", read_only=True)
+    id = serializers.CharField(source="workflow_id", read_only=True, help_text="The same as workflow_id.")
 
     class Meta:
         model = Workflow

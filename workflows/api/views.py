@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
-from django.shortcuts import get_object_or_404
+from django.db.models import QuerySet
+from django.http import Http404
 from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -24,6 +25,7 @@ from jobqueue.quotas import admit_jobs
 from workflows.api.serializers import WorkflowCancelSerializer, WorkflowSerializer, WorkflowSubmitSerializer
 from workflows.cancellation import cancel_workflow
 from workflows.creation import create_workflow
+from workflows.lookup import seen_by
 from workflows.models import Workflow, WorkflowDependency, WorkflowStatus
 from workflows.settle import workflow_progress
 from workflows.stats import workflow_stats
@@ -75,7 +77,7 @@ class WorkflowCollectionView(APIView):
         return Response(
             {
                 "success": True,
-                "workflow_id": workflow.pk,
+                "workflow_id": workflow.workflow_id,
                 "job_ids": job_ids,
                 "status": workflow.status,
                 "created": created,
@@ -113,7 +115,7 @@ class WorkflowDetailView(APIView):
         )
     )
     def get(self, request: Request, workflow_id: str) -> Response:
-        workflow = get_object_or_404(readable(Workflow.objects.all(), api_key_of(request)), pk=workflow_id)
+        workflow = _seen(readable(Workflow.objects.all(), api_key_of(request)), request, workflow_id)
         steps = list(workflow.steps.select_related("job"))
         body = WorkflowSerializer(workflow).data
         if not workflow.is_terminal:
@@ -121,6 +123,13 @@ class WorkflowDetailView(APIView):
         body["steps"] = step_details(steps)
         body["dependencies"] = _dependencies(workflow)
         return Response({"success": True, "workflow": body})
+
+
+def _seen(visible: QuerySet[Workflow], request: Request, workflow_id: str) -> Workflow:
+    workflow = seen_by(visible, api_key_of(request), workflow_id)
+    if workflow is None:
+        raise Http404
+    return workflow
 
 
 def _dependencies(workflow: Workflow) -> dict[str, list[int]]:
@@ -142,12 +151,12 @@ class WorkflowCancelView(APIView):
     def post(self, request: Request, workflow_id: str) -> Response:
         body = WorkflowCancelSerializer(data=request.data or {})
         body.is_valid(raise_exception=True)
-        get_object_or_404(owned(Workflow.objects.all(), api_key_of(request)), pk=workflow_id)
-        workflow = cancel_workflow(workflow_id, body.validated_data.get("reason", ""))
+        found = _seen(owned(Workflow.objects.all(), api_key_of(request)), request, workflow_id)
+        workflow = cancel_workflow(found.pk, body.validated_data.get("reason", ""))
         return Response(
             {
                 "success": True,
-                "workflow_id": workflow.pk,
+                "workflow_id": workflow.workflow_id,
                 "status": workflow.status,
                 "workflow": WorkflowSerializer(workflow).data,
             },
