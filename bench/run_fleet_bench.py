@@ -244,45 +244,82 @@ def _give_simulated_workers_credentials(stack: FleetStack, count: int) -> None:
         )
 
 
-def _wait_registered(stack: FleetStack, count: int) -> None:
-    deadline = time.monotonic() + 300
+def _wait_live(stack: FleetStack, count: int, offline_after_s: float) -> dict[str, Any]:
+    """A join storm: every simulated worker starts at once. Waits until all are registered and live;
+    returns how long that took and the most registered workers shown offline meanwhile (each is
+    alive: any shown offline is wrongly so)."""
+    started, worst = time.monotonic(), 0
     with psycopg.connect(stack.pg.url, autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            (registered,) = conn.execute(
-                "SELECT count(*) FROM machines_worker WHERE id LIKE 'sim-%%'"
+        while time.monotonic() - started < SETTLE_DEADLINE_S:
+            registered, live = conn.execute(
+                "SELECT count(*), count(*) FILTER (WHERE status <> 'offline' AND "
+                "last_seen_at >= now() - make_interval(secs => %s)) FROM machines_worker WHERE id LIKE 'sim-%%'",
+                [offline_after_s],
             ).fetchone()
-            if registered >= count:
-                break
+            worst = max(worst, registered - live)
+            if live >= count:
+                return {
+                    "all_live_after_s": round(time.monotonic() - started, 1),
+                    "offline_max_joining": worst,
+                }
             time.sleep(0.5)
-        else:
-            raise RuntimeError(f"only {registered} of {count} simulated workers registered")
+    raise RuntimeError(f"only {live} of {count} simulated workers live after {SETTLE_DEADLINE_S} s")
 
 
-def _wait_settled(stack: FleetStack, one_second_of_traffic: float, count: int) -> float:
-    """Registering a fleet is a burst (one transaction per worker) during which heartbeats queue:
-    measure the steady state, once the lanes hold less than a second of traffic. Returns the wait."""
+def _wait_settled(
+    stack: FleetStack, one_second_of_traffic: float, count: int, offline_after_s: float
+) -> dict:
+    """Registering a fleet is a burst during which heartbeats may queue: measure the steady state, once
+    the lanes hold less than a second of traffic. Returns the wait and the most workers wrongly shown
+    offline during it."""
     lanes = redis.Redis.from_url(stack.redis.url)
-    started = time.monotonic()
+    started, worst = time.monotonic(), 0
     while time.monotonic() - started < SETTLE_DEADLINE_S:
-        if all(waiting <= one_second_of_traffic for waiting in _lane_lengths(lanes, count).values()):
-            return time.monotonic() - started
+        sample = _sample(stack, lanes, count, offline_after_s)
+        worst = max(worst, sample["wrongly_offline"])
+        if all(waiting <= one_second_of_traffic for waiting in sample["lanes"].values()):
+            return {"settled_after_s": round(time.monotonic() - started, 1), "offline_max_settling": worst}
         time.sleep(0.5)
     raise RuntimeError(f"the lanes did not drain within {SETTLE_DEADLINE_S} s of the registrations")
 
 
-# The backlog's shape: jobs of a type no worker runs (the pending set's index skips them for free), or
-# of the probes' own type needing a capability no worker has (every offer of work meets them).
+def _unmet_shapes(count: int = 50) -> list[dict[str, Any]]:
+    """Jobs of the probes' own type in `count` shapes no simulated worker meets (they have no GPU
+    memory, models or capabilities and serve no customer of their own): GPU memory, models,
+    capabilities, customers under strict isolation, and mixes of GPU memory and models."""
+    shapes: list[dict[str, Any]] = []
+    for index in range(count):
+        kind, requirements = index % 5, {}
+        if kind in (0, 4):
+            requirements["gpu_memory_gb"] = 8.0 * (index + 1)
+        if kind in (1, 4):
+            requirements["models"] = [f"bench-model-{index}"]
+        if kind == 2:
+            requirements["capabilities"] = [f"bench-capability-{index}"]
+        job: dict[str, Any] = {"type": "simulation", "requirements": requirements}
+        if kind == 3:
+            job.update(customer_id=f"bench-customer-{index}", requirements={"customer_isolation": "strict"})
+        shapes.append(job)
+    return shapes
+
+
+# The backlog's shapes: jobs of a type no worker runs (the pending set's index skips them for free), of
+# the probes' own type needing a capability no worker has (every offer of work meets them), or of the
+# probes' own type in 50 shapes no worker meets (as a real backlog: work waiting for bigger GPUs, models
+# no live worker holds, customers whose machines are away).
 BACKLOG_JOBS = {
-    "type": {"type": UNRUNNABLE_TYPE},
-    "same-type": {"type": "simulation", "requirements": {"capabilities": [UNRUNNABLE_TYPE]}},
+    "type": [{"type": UNRUNNABLE_TYPE}],
+    "same-type": [{"type": "simulation", "requirements": {"capabilities": [UNRUNNABLE_TYPE]}}],
+    "shapes": _unmet_shapes(),
 }
 
 
 def _submit_backlog(stack: FleetStack, key: str, count: int, shape: str = "type") -> None:
     session = requests.Session()
     session.headers["x-api-key"] = key
+    shapes = BACKLOG_JOBS[shape]
     for start in tqdm(range(0, count, BATCH), desc=f"backlog of {count}", disable=not count):
-        jobs = [BACKLOG_JOBS[shape] for _ in range(min(BATCH, count - start))]
+        jobs = [shapes[index % len(shapes)] for index in range(start, min(start + BATCH, count))]
         response = session.post(f"{stack.base}/api/jobs/batch", json={"jobs": jobs}, timeout=300)
         if response.status_code != 201:
             raise RuntimeError(f"backlog submit failed: {response.status_code} {response.text[:200]}")
@@ -331,12 +368,9 @@ def run_cell(args: argparse.Namespace, workers: int, backlog: int) -> dict[str, 
         _give_simulated_workers_credentials(stack, workers)
         fleet = Fleet(stack.redis.url, workers, args.heartbeat_seconds, args.job_seconds)
         fleet.start()
-        _wait_registered(stack, workers)
-        settled_after = _wait_settled(stack, workers / args.heartbeat_seconds, workers)
-        return {
-            **_measure(stack, key, fleet, args, workers, backlog),
-            "settled_after_s": round(settled_after, 1),
-        }
+        joining = _wait_live(stack, workers, args.offline_after_seconds)
+        settling = _wait_settled(stack, workers / args.heartbeat_seconds, workers, args.offline_after_seconds)
+        return {**_measure(stack, key, fleet, args, workers, backlog), **joining, **settling}
     except Exception:
         print(f"failed; logs in {stack.data_dir}", file=sys.stderr)
         raise
@@ -362,9 +396,8 @@ def _measure(
         while (elapsed := time.monotonic() - started) < args.seconds:
             now = time.monotonic()
             if now >= next_probe:
-                response = session.post(f"{stack.base}/api/jobs", json={"type": "simulation"}, timeout=30)
-                probes.append(response.json()["job_id"])
-                next_probe += 1 / args.rate
+                probes.extend(_submit_probes(stack, session, args.probe_batch))
+                next_probe += args.probe_batch / args.rate
             if now >= next_sample:
                 samples.append(
                     {
@@ -377,6 +410,7 @@ def _measure(
                 bar.refresh()
             time.sleep(0.005)
     flooder.stop.set()
+    window_end = time.time()
     deadline = time.monotonic() + 120
     with psycopg.connect(stack.pg.url, autocommit=True) as conn:
         while time.monotonic() < deadline:
@@ -404,6 +438,11 @@ def _measure(
         "seconds": args.seconds,
         "probes": len(probes),
         "probes_completed": len(completed),
+        "offered_per_s": round(len(probes) / args.seconds, 1),
+        # Probes completed by the end of the measured time, per second of it: keeping up with the offer?
+        "completed_in_time_per_s": round(
+            sum(1 for r in rows if r[2] is not None and r[2] <= window_end) / args.seconds, 1
+        ),
         "messages": sent,
         "lane_max": {lane: max(s["lanes"][lane] for s in samples) for lane in (*BATCHED_LANES, SWEEPS_LANE)},
         "lane_last": samples[-1]["lanes"],
@@ -426,6 +465,17 @@ def _measure(
     }
 
 
+def _submit_probes(stack: FleetStack, session: requests.Session, count: int) -> list[str]:
+    """One probe job (POST /api/jobs), or `count` in one POST /api/jobs/batch (for high rates)."""
+    if count == 1:
+        return [
+            session.post(f"{stack.base}/api/jobs", json={"type": "simulation"}, timeout=30).json()["job_id"]
+        ]
+    body = {"jobs": [{"type": "simulation"}] * count}
+    results = session.post(f"{stack.base}/api/jobs/batch", json=body, timeout=30).json()["results"]
+    return [result["job_id"] for result in results]
+
+
 def _percentiles(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"p50": None, "p95": None, "p99": None, "mean": None}
@@ -443,14 +493,18 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, nargs="*", default=[0, 10_000], help="jobs no worker can run")
     parser.add_argument(
         "--backlog-shape",
-        choices=["type", "same-type"],
+        choices=sorted(BACKLOG_JOBS),
         default="type",
-        help="a type no worker runs, or the probes' type with a capability no worker has",
+        help="a type no worker runs, the probes' type with a capability no worker has, or the probes'"
+        " type in 50 shapes no worker meets",
     )
     parser.add_argument("--seconds", type=float, default=40, help="measured time per cell")
     parser.add_argument("--heartbeat-seconds", type=float, default=5.0)
     parser.add_argument("--job-seconds", type=float, default=0.0, help="how long a simulated job runs")
     parser.add_argument("--rate", type=float, default=5.0, help="probe jobs submitted per second")
+    parser.add_argument(
+        "--probe-batch", type=int, default=1, help="probes per request (POST /api/jobs/batch above 1)"
+    )
     parser.add_argument(
         "--offline-after-seconds", type=float, default=30.0, help="WORKER_OFFLINE_AFTER_SECONDS"
     )
@@ -475,18 +529,22 @@ def _print_table(cells: list[dict[str, Any]]) -> None:
     print("\nFleet (simulated workers over the real protocol; probe jobs over HTTP)")
     header = (
         f"{'workers':>7} {'backlog':>8} {'hb/s':>6} {'control max':>11} {'fleet max':>9} {'fleet last':>10} "
-        f"{'stale p95 s':>11} {'offline':>7} {'sub->asg p50/p95':>17} {'rep->done p50/p95':>18}"
+        f"{'stale p95 s':>11} {'live after s':>12} {'offline max':>11} {'sub->asg p50/p95':>17} "
+        f"{'rep->done p50/p95':>18} {'offered/done per s':>18}"
     )
     print(header)
     for c in cells:
         asg, done = c["submit_to_assigned_ms"], c["report_to_completed_ms"]
         assigned = f"{asg['p50']}/{asg['p95']}"
         completed = f"{done['p50']}/{done['p95']}"
+        # Wrongly offline at any sample: joining, settling or measured.
+        offline_max = max(c["offline_max_joining"], c["offline_max_settling"], c["wrongly_offline_max"])
+        rates = f"{c['offered_per_s']}/{c['completed_in_time_per_s']}"
         print(
             f"{c['workers']:>7} {c['backlog']:>8} {c['messages']['heartbeats'] / c['seconds']:>6.0f} "
             f"{c['lane_max']['control']:>11} {c['lane_max']['fleet']:>9} {c['lane_last']['fleet']:>10} "
-            f"{c['staleness_p95_s']:>11} {c['wrongly_offline_max']:>7} "
-            f"{assigned:>17} {completed:>18}"
+            f"{c['staleness_p95_s']:>11} {c['all_live_after_s']:>12} {offline_max:>11} "
+            f"{assigned:>17} {completed:>18} {rates:>18}"
         )
     print("\nCPU ms per message (heartbeats + reports), by process")
     for c in cells:

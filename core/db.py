@@ -42,7 +42,7 @@ def insert_many(model: type[M], objects: Sequence[M]) -> None:
     if not objects:
         return
     connection = connections[router.db_for_write(model)]
-    fields = model._meta.concrete_fields
+    fields = [f for f in model._meta.concrete_fields if not f.generated]  # the database computes those
     # Only these can be left to the database: a column with a db_default, or an automatic key.
     may_default = [f for f in fields if f.has_db_default() or f.primary_key]
     defaulted = [f for f in may_default if _leaves_to_database(objects[0], f)]

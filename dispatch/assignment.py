@@ -15,7 +15,13 @@ from typing import Any
 
 from django.db import connection, transaction
 
-from dispatch.matching import JOB_MATCHES_WORKER, TAKES_WORK, takes_work
+from dispatch.matching import (
+    JOB_MATCHES_WORKER,
+    TAKES_WORK,
+    customer_served,
+    shape_matches_worker,
+    takes_work,
+)
 from events.recording import job_events_sql
 from events.types import EventType
 from jobqueue import attempts
@@ -43,28 +49,57 @@ _ACTIVE_ON_WORKER = (
     + ")"
 )
 _FREE_SLOTS = f"greatest(0, %(slots)s - {_ACTIVE_ON_WORKER.format(worker='%(worker_id)s')})"
-# The ranges of the `job_dispatch_by_type_pool` index a worker `w` serves: each type it runs, for
-# its own pool and for any pool. Jobs outside them, however many, are never read.
+# The ranges of the `job_dispatch_by_shape` index a worker `w` serves: each type it runs, for its own
+# pool and for any pool. Jobs outside them, however many, are never read.
 _SERVED_RANGES = """
     LATERAL (SELECT DISTINCT jsonb_array_elements_text(w.job_types) AS type) t,
     LATERAL (SELECT DISTINCT unnest(ARRAY['', w.pool]) AS pool) p
 """
-_PENDING_IN_RANGE = (
-    f"j.status = 'pending' AND j.type = t.type AND {PENDING_POOL_SQL.format(alias='j')} = p.pool"
-)
-# The best `free slots` jobs of each range, merged in dispatch order, are exactly the best of all.
-# Rows another dispatcher holds are skipped, as everywhere.
+
+
+def _in_range(shapes: str) -> str:
+    """Pending jobs `j` in the range of the row `shapes` (its `range_type` and `range_pool`)."""
+    return (
+        f"j.status = 'pending' AND j.type = {shapes}.range_type"
+        f" AND {PENDING_POOL_SQL.format(alias='j')} = {shapes}.range_pool"
+    )
+
+
+# What `matching.shape_matches_worker` reads of a shape: the fields of one of its jobs.
+_SHAPE_FIELDS = """j.shape, j.type, j.required_pool, j.required_capabilities, j.required_models,
+    j.required_gpu_memory_gb, j.requires_dedicated_worker, j.tenant_id, j.customer_id"""
+# `shapes`: one row per shape of the pending jobs in the ranges of the CTE `ranges (range_type,
+# range_pool)`, found by skipping through the index (Postgres has no skip scan): one descent per
+# shape, however many jobs it holds.
+_PENDING_SHAPES = f"""
+    shapes AS (
+        SELECT r.range_type, r.range_pool, head.* FROM ranges r, LATERAL (
+            SELECT {_SHAPE_FIELDS} FROM jobqueue_job j WHERE {_in_range("r")} ORDER BY j.shape LIMIT 1
+        ) head
+        UNION ALL
+        SELECT s.range_type, s.range_pool, head.* FROM shapes s, LATERAL (
+            SELECT {_SHAPE_FIELDS} FROM jobqueue_job j WHERE {_in_range("s")} AND j.shape > s.shape
+            ORDER BY j.shape LIMIT 1
+        ) head
+    )
+"""
+# The best `free slots` jobs of each shape the worker can run, merged in dispatch order, are exactly
+# the best of all: a shape it cannot run costs one index entry, whatever its depth. Each job is still
+# checked in full (a hash can collide), and rows another dispatcher holds are skipped, as everywhere.
 _ASSIGN_BEST_JOBS = f"""
-    WITH picked AS (
-        SELECT best.id FROM machines_worker w, {_SERVED_RANGES},
+    WITH RECURSIVE ranges AS (
+        SELECT t.type AS range_type, p.pool AS range_pool
+        FROM machines_worker w, {_SERVED_RANGES} WHERE w.id = %(worker_id)s
+    ), {_PENDING_SHAPES}, picked AS (
+        SELECT best.id FROM machines_worker w, shapes s,
             LATERAL (
                 SELECT j.id, j.effective_priority, j.order_time, j.submit_seq FROM jobqueue_job j
-                WHERE {_PENDING_IN_RANGE} AND {JOB_MATCHES_WORKER}
+                WHERE {_in_range("s")} AND j.shape = s.shape AND {JOB_MATCHES_WORKER}
                 ORDER BY {dispatch_order_sql("j")}
                 LIMIT {_FREE_SLOTS}
                 FOR UPDATE OF j SKIP LOCKED
             ) best
-        WHERE w.id = %(worker_id)s
+        WHERE w.id = %(worker_id)s AND {shape_matches_worker("s")}
         ORDER BY {dispatch_order_sql("best")}
         LIMIT {_FREE_SLOTS}
     ), assigned AS (
@@ -111,14 +146,19 @@ _FREE_WORKERS_FOR_JOBS = f"""
     ORDER BY w.last_assigned_at NULLS FIRST
 """
 
-# ... that could run at least one pending job (a fleet idle for want of work costs the sweep nothing).
-# Each range is probed in a LATERAL of its own: as a plain join the planner reads whole ranges.
+# ... that could run at least one pending job (a fleet idle for want of work costs the sweep nothing):
+# the shapes of the ranges free workers serve are found once, then each worker tests them.
 _FREE_WORKERS_WITH_WORK = f"""
-    {_LIVE_WORKERS_WITH_A_FREE_SLOT}
-      AND EXISTS (
-        SELECT 1 FROM {_SERVED_RANGES},
-            LATERAL (SELECT 1 FROM jobqueue_job j WHERE {_PENDING_IN_RANGE} AND {JOB_MATCHES_WORKER} LIMIT 1) one
-      )
+    WITH RECURSIVE free AS ({_LIVE_WORKERS_WITH_A_FREE_SLOT}), ranges AS (
+        SELECT DISTINCT t.type AS range_type, p.pool AS range_pool
+        FROM machines_worker w, {_SERVED_RANGES} WHERE w.id IN (SELECT id FROM free)
+    ), {_PENDING_SHAPES}
+    SELECT w.id FROM machines_worker w
+    WHERE w.id IN (SELECT id FROM free) AND EXISTS (
+        SELECT 1 FROM shapes s WHERE {shape_matches_worker("s")} AND EXISTS (
+            SELECT 1 FROM jobqueue_job j WHERE {_in_range("s")} AND j.shape = s.shape AND {customer_served()}
+        )
+    )
     ORDER BY w.last_assigned_at NULLS FIRST
 """
 

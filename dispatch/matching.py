@@ -20,18 +20,34 @@ from django.db import connection
 from jobqueue.models import Job
 from machines.models import LIVE_WORKER_SQL, Worker, heard_since
 
-# --- SQL, over a pending job `j` and a worker `w` -------------------------------------------------
-DEDICATED = "(w.customers_tenant_id = j.tenant_id AND w.customer_allowlist ? j.customer_id)"
-JOB_MATCHES_WORKER = f"""
-    j.type IN (SELECT jsonb_array_elements_text(w.job_types))
-    AND w.capabilities @> j.required_capabilities
-    AND w.model_names @> j.required_models
-    AND (j.required_gpu_memory_gb IS NULL OR j.required_gpu_memory_gb <= w.gpu_memory_gb)
-    AND (j.required_pool IS NULL OR j.required_pool = w.pool)
-    AND (jsonb_array_length(w.customer_allowlist) = 0 OR {DEDICATED})
-    AND (j.customer_id IS NULL OR NOT w.customer_denylist ? j.customer_id)
-    AND (NOT j.requires_dedicated_worker OR {DEDICATED})
+
+# --- SQL, over a pending job (`j`, or the alias given) and a worker `w` ---------------------------
+def _dedicated(job: str) -> str:
+    return f"({job}.tenant_id = w.customers_tenant_id AND w.customer_allowlist ? {job}.customer_id)"
+
+
+def shape_matches_worker(job: str = "j") -> str:
+    """What a job's shape decides (`jobqueue.models.SHAPE_SQL` hashes every field of the job read
+    here): true for one job of a shape, true for all of them."""
+    return f"""
+    {job}.type IN (SELECT jsonb_array_elements_text(w.job_types))
+    AND w.capabilities @> {job}.required_capabilities
+    AND w.model_names @> {job}.required_models
+    AND ({job}.required_gpu_memory_gb IS NULL OR {job}.required_gpu_memory_gb <= w.gpu_memory_gb)
+    AND ({job}.required_pool IS NULL OR {job}.required_pool = w.pool)
+    AND (NOT {job}.requires_dedicated_worker OR {_dedicated(job)})
 """
+
+
+def customer_served(job: str = "j") -> str:
+    """What each job's own customer decides."""
+    return f"""
+    (jsonb_array_length(w.customer_allowlist) = 0 OR {_dedicated(job)})
+    AND ({job}.customer_id IS NULL OR NOT w.customer_denylist ? {job}.customer_id)
+"""
+
+
+JOB_MATCHES_WORKER = f"{shape_matches_worker()} AND {customer_served()}"
 AVAILABLE = "NOT w.draining AND w.engine_healthy"
 TAKES_WORK = f"{LIVE_WORKER_SQL} AND {AVAILABLE}"
 
@@ -45,16 +61,16 @@ def takes_work(worker: Worker) -> bool:
     return worker.is_live and is_available(worker)
 
 
-def _dedicated(job: Job, worker: Worker) -> bool:
+def _is_dedicated(job: Job, worker: Worker) -> bool:
     return worker.customers_tenant_id == job.tenant_id and job.customer_id in worker.customer_allowlist
 
 
 def _serves_customer(job: Job, worker: Worker) -> bool:
-    if worker.customer_allowlist and not _dedicated(job, worker):
+    if worker.customer_allowlist and not _is_dedicated(job, worker):
         return False
     if job.customer_id and job.customer_id in worker.customer_denylist:
         return False
-    return not job.requires_dedicated_worker or _dedicated(job, worker)
+    return not job.requires_dedicated_worker or _is_dedicated(job, worker)
 
 
 _CHECKS: list[tuple[str, Callable[[Job, Worker], bool], Callable[[Job], str]]] = [

@@ -6,6 +6,7 @@ import uuid
 
 from django.db import models
 from django.db.models import Q, Value
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce, Now
 
 from accounts.models import ApiKey, Tenant
@@ -49,6 +50,18 @@ PENDING_POOL = Coalesce("required_pool", Value(""))
 PENDING_POOL_SQL = "coalesce({alias}.required_pool, '')"
 
 
+#: A job's shape: a hash of every field that decides which workers may run it, those that
+#: `dispatch.matching.shape_matches_worker` reads (the tenant and customer only for a job that needs a
+#: worker dedicated to its customer; other customers are each job's own: `customer_served`). All jobs of
+#: one shape run on the same workers, so an offer of work decides once per shape, not once per job.
+SHAPE_SQL = """hashtextextended(
+    type || chr(31) || coalesce(required_pool, chr(30)) || chr(31) || required_capabilities::text
+    || chr(31) || required_models::text || chr(31) || coalesce(required_gpu_memory_gb::text, chr(30))
+    || chr(31) || CASE WHEN requires_dedicated_worker
+                       THEN tenant_id::text || chr(31) || coalesce(customer_id, chr(30)) ELSE '' END,
+    0)"""
+
+
 def dispatch_order_sql(alias: str) -> str:
     """DISPATCH_ORDER as an SQL ORDER BY list over the job rows `alias`."""
     return ", ".join(f"{alias}.{column}{' DESC' if d == 'DESC' else ''}" for column, d in _DISPATCH_COLUMNS)
@@ -68,6 +81,9 @@ class Job(models.Model):
     required_models = models.JSONField(default=list, blank=True)
     required_gpu_memory_gb = models.FloatField(null=True, blank=True)
     required_pool = models.CharField(max_length=64, null=True, blank=True)
+    shape = models.GeneratedField(
+        expression=RawSQL(SHAPE_SQL, ()), output_field=models.BigIntegerField(), db_persist=True
+    )
 
     inputs = models.JSONField(
         default=list,
@@ -150,13 +166,15 @@ class Job(models.Model):
                 condition=Q(status="pending"),
             ),
             # The pending set by what decides whether a worker can run a job at all (its type and
-            # pool), in dispatch order within each: a worker reads only the jobs of its types and
-            # pools, however many others wait (dispatch/assignment.py).
+            # pool, then its shape), in dispatch order within each: a worker reads only the ranges of
+            # its types and pools, and in them one entry per shape it cannot run, however many jobs
+            # of that shape wait (dispatch/assignment.py).
             models.Index(
                 "type",
                 PENDING_POOL,
+                "shape",
                 *DISPATCH_ORDER,
-                name="job_dispatch_by_type_pool",
+                name="job_dispatch_by_shape",
                 condition=Q(status="pending"),
             ),
             models.Index(

@@ -1,6 +1,6 @@
 """The dispatcher's query plans: assigning a worker, and the sweep looking for workers to offer work, read
-only jobs of the workers' types and pools, however many others wait (EXPLAIN ANALYZE on the real
-statements; the assignment's is rolled back)."""
+only jobs of the workers' types and pools, and of those one entry per shape the worker cannot run,
+however many jobs wait (EXPLAIN ANALYZE on the real statements; the assignment's is rolled back)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from tests.factories import make_job, make_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-UNRUNNABLE = 3_000  # of a type no worker runs, and of the worker's type for a pool it is not in
+UNRUNNABLE = 3_000  # of a type no worker runs, of the worker's type for a pool it is not in, and of
+# the worker's own type and pool in shapes it does not meet
 MOST_ROWS_READ = 20  # index entries and rows any one scan of the job table may touch
 SWEPT_WORKERS = 20
 
@@ -52,10 +53,18 @@ def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture
 def unrunnable_backlog() -> None:
-    """Pending jobs no worker here can run, older than any other: first in dispatch order."""
-    other_type = JobRequest.from_job(make_job(type="nobody-runs-this"))
-    other_pool = JobRequest.from_job(make_job(pool="heavy"))
-    submit_jobs([other_type] * (UNRUNNABLE // 2) + [other_pool] * (UNRUNNABLE // 2), api_key=None)
+    """Pending jobs no worker here can run, older than any other: first in dispatch order. Half are
+    of the workers' own type and pool, in shapes none of them meets."""
+    unmet = [
+        make_job(type="nobody-runs-this"),
+        make_job(pool="heavy"),
+        make_job(capabilities=("nobody-has-this",)),
+        make_job(gpu_memory_gb=80),
+        make_job(models=("nobody-holds-this",)),
+        make_job(gpu_memory_gb=80, models=("nobody-holds-this",)),
+    ]
+    each = UNRUNNABLE // len(unmet)
+    submit_jobs([JobRequest.from_job(job) for job in unmet for _ in range(each)], api_key=None)
 
 
 def _analyze() -> None:
@@ -66,7 +75,7 @@ def _analyze() -> None:
 def _assert_reads_only_what_workers_can_run(plan: dict[str, Any]) -> None:
     scans = [n for n in _nodes(plan) if n.get("Relation Name") == "jobqueue_job" and "Scan" in n["Node Type"]]
     assert "Seq Scan" not in {n["Node Type"] for n in scans}
-    assert "job_dispatch_by_type_pool" in {n.get("Index Name") for n in scans}
+    assert "job_dispatch_by_shape" in {n.get("Index Name") for n in scans}
     for scan in scans:
         touched = scan["Actual Rows"] * scan["Actual Loops"] + scan.get("Rows Removed by Filter", 0)
         assert touched <= MOST_ROWS_READ, (scan["Node Type"], scan.get("Index Name"), touched)
@@ -79,7 +88,7 @@ def test_a_backlog_no_worker_can_run_is_never_read_when_a_worker_is_assigned(unr
 
     _assert_reads_only_what_workers_can_run(_explain_assignment(worker))
 
-    assert Job.objects.filter(status=JobStatus.PENDING).count() == UNRUNNABLE + 3  # rolled back
+    assert Job.objects.filter(status=JobStatus.PENDING).count() == UNRUNNABLE + 7  # rolled back
     assert Job.objects.get(pk=runnable.pk).status == JobStatus.PENDING
 
 
