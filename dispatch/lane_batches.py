@@ -5,7 +5,9 @@ A batch of reports is one transaction: every report is still its own compare-and
 attempt (`dispatch/reports.py`), each worker whose slot freed is refilled once at the end, and
 workers are told their final reports arrived only after the commit. A batch of heartbeats is one
 statement (`machines.registry.heartbeats`). Registrations and deregistrations are rare and applied
-one by one, in the order they came, before the batch's heartbeats.
+one by one, in the order they came, before the batch's heartbeats. The fleet lane offers no work: the
+workers that registered or became able to take work are offered it by the sweeps worker once the
+batch committed (`dispatch.offers`), so no heartbeat ever waits behind a read of the pending set.
 
 Every message arrives typed and bounded (`wire/`), with its sender: the worker whose own list it was
 taken from, which only that worker's broker user may write to. A message acts for its sender only:
@@ -30,7 +32,7 @@ from accounts.models import Tenant
 from core.batch_consumer import Refusal
 from counters.definitions import LATENCY_BUCKETS, Metric
 from counters.tally import Tally
-from dispatch import cancel_flags, refusals, reports, worker_reports
+from dispatch import cancel_flags, offers, refusals, reports, worker_reports
 from jobqueue.models import Job
 from machines import credentials, registry
 from machines.models import WorkerCredential
@@ -89,14 +91,15 @@ def apply_fleet(batch: Sequence[edge.Decoded]) -> None:
     holders = credentials.active({d.sender for d in batch})
     beats: list[registry.Beat] = []
     refused: list[Refusal] = []
+    to_offer: list[str] = []
     for decoded in batch:
         credential, message = holders.get(decoded.sender), decoded.message
         if credential is None:
             refused.append(Refusal(names.FLEET_LANE, decoded.sender, "no_credential"))
         elif isinstance(message, Register):
             described = _described(credential, message.description, refused)
-            if described is not None:
-                worker_reports.register_worker(described)
+            if described is not None and worker_reports.register_worker(described) is not None:
+                to_offer.append(decoded.sender)
         elif isinstance(message, Deregister):
             registry.deregister_worker(decoded.sender, message.instance_id)
         elif isinstance(message, Heartbeat):
@@ -109,7 +112,9 @@ def apply_fleet(batch: Sequence[edge.Decoded]) -> None:
     if refused:
         refusals.record(refused)
     if beats:
-        worker_reports.heartbeats(beats)
+        to_offer += worker_reports.heartbeats(beats)
+    # Made elsewhere, once this batch committed: offers must never hold heartbeats back.
+    transaction.on_commit(lambda: offers.request(to_offer))
     now = time.time()
     lags = [now - beat.info["sent_at"] for beat in beats if beat.info.get("sent_at") is not None]
     try:

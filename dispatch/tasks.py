@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from dispatch import leases, recovery
+from dispatch import leases, offers, recovery
 
 
 @shared_task(name="jobqueue.dispatch_sweep")
@@ -23,3 +23,8 @@ def recover_lost_jobs() -> int:
 @shared_task(name="jobqueue.fail_timed_out_jobs")
 def fail_timed_out_jobs() -> int:
     return leases.fail_timed_out_jobs()
+
+
+@shared_task(name=offers.OFFER_TASK)
+def offer_work() -> int:
+    return offers.make_pending()

@@ -1,6 +1,7 @@
 """What the control plane does when workers register, heartbeat or are drained: the registry records
-it (`machines/registry.py`), then the worker is offered work and a restarted worker's lost attempts
-are failed."""
+it (`machines/registry.py`), a restarted worker's lost attempts are failed, and the workers that may
+take work now are named, for the caller to have them offered it (`dispatch.offers`: the fleet lane
+never makes an offer itself)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 
 def register_worker(info: dict[str, Any]) -> Worker | None:
-    """Record the worker, then offer it work.
+    """Record the worker; the caller has it offered work.
 
     A new `instance_id` means the process restarted: whatever its previous instance was running is
     lost with it, so those attempts fail as `WORKER_LOST` (and are retried by the usual rules).
@@ -33,35 +34,33 @@ def register_worker(info: dict[str, Any]) -> Worker | None:
     # the worker's lock first could deadlock with a report doing the same in the documented order.
     if restarted:
         _fail_lost_attempts(worker.id)
-    fill_worker(worker.id)
     return worker
 
 
-def heartbeats(beats: Sequence[registry.Beat]) -> dict[str, bool]:
+def heartbeats(beats: Sequence[registry.Beat]) -> list[str]:
     """Refresh the workers' leases, in one statement for the batch. A heartbeat from an unknown
-    instance re-registers the worker from the self-description it carries. By worker id: True when
-    a live instance took the heartbeat.
-
-    Work is offered only when a worker became able to take it (back from offline, engine
-    recovered): otherwise a slot that frees is refilled by the report that freed it and new work by
-    its submission, so a heartbeat never walks the pending jobs (the dispatch sweep covers races)."""
+    instance re-registers the worker from the self-description it carries. Returns the workers to
+    offer work: those that became able to take it (back from offline, engine recovered, registered
+    again). Otherwise a slot that frees is refilled by the report that freed it and new work by its
+    submission, so a heartbeat never walks the pending jobs (the dispatch sweep covers races)."""
     outcomes = registry.heartbeats(beats)
     latest = {beat.worker_id: beat for beat in beats}
+    to_offer = []
     for worker_id, beat in sorted(outcomes.items()):
-        if beat is registry.Heartbeat.UNKNOWN:
-            _register_again(latest[worker_id])
-        elif beat is registry.Heartbeat.AVAILABLE:
-            fill_worker(worker_id)
-    live = {registry.Heartbeat.REFRESHED, registry.Heartbeat.AVAILABLE}
-    return {worker_id: beat in live for worker_id, beat in outcomes.items()}
+        if beat is registry.Heartbeat.AVAILABLE or (
+            beat is registry.Heartbeat.UNKNOWN and _register_again(latest[worker_id])
+        ):
+            to_offer.append(worker_id)
+    return to_offer
 
 
-def _register_again(beat: registry.Beat) -> None:
+def _register_again(beat: registry.Beat) -> bool:
     """A heartbeat of an instance the registry does not know: the worker registers again from the
     description the heartbeat repeats (checked against its sender and credential on the lane), if
-    it carries one of this instance."""
-    if beat.description is not None and beat.description.get("instance_id") == beat.instance_id:
-        register_worker(beat.description)
+    it carries one of this instance. Whether it did."""
+    if beat.description is None or beat.description.get("instance_id") != beat.instance_id:
+        return False
+    return register_worker(beat.description) is not None
 
 
 def set_draining(machine_id: str, draining: bool) -> Machine:

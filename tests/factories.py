@@ -91,14 +91,15 @@ def from_lane(sender: str, task: str, **fields: Any) -> edge.Decoded:
 
 def delivered(batch: Sequence[edge.Decoded]) -> None:
     """What the lane consumer does with a batch: the decoded messages applied, the rest counted
-    against their senders."""
-    from dispatch import refusals
+    against their senders; then what the sweeps worker does next: the offers the batch asked for."""
+    from dispatch import offers, refusals
     from dispatch.lane_batches import apply_batch
 
     refused = [Refusal(d.lane, d.sender, d.refusal, detail=d.detail) for d in batch if d.refusal is not None]
     if refused:
         refusals.record(refused)
     apply_batch([d for d in batch if d.message is not None])
+    offers.make_pending()
 
 
 def lease_of(job: Job, attempt: int | None = None) -> str:

@@ -291,7 +291,7 @@ def test_a_worker_revoked_while_its_messages_were_applied_is_not_made_live_again
     credentials.revoke(WorkerCredential.objects.get(pk=worker.id))
     beat = registry.Beat(worker.id, worker.instance_id, {})
 
-    assert worker_reports.heartbeats([beat]) == {worker.id: False}
+    assert worker_reports.heartbeats([beat]) == []  # not offered work
     description = _description(worker.id, instance_id="after-revocation")
     assert worker_reports.register_worker(description) is None
 
