@@ -34,7 +34,7 @@ from counters.definitions import LATENCY_BUCKETS, Metric
 from counters.tally import Tally
 from dispatch import cancel_flags, offers, refusals, reports, worker_reports
 from jobqueue.models import Job
-from machines import credentials, registry
+from machines import credentials, lane_lag, registry
 from machines.models import WorkerCredential
 from wire import edge, logs, names
 from wire.fleet import Deregister, Description, FleetMessage, Heartbeat, Register, description_dict
@@ -117,6 +117,7 @@ def apply_fleet(batch: Sequence[edge.Decoded]) -> None:
     transaction.on_commit(lambda: offers.request(to_offer))
     now = time.time()
     lags = [now - beat.info["sent_at"] for beat in beats if beat.info.get("sent_at") is not None]
+    lane_lag.record(lags)
     try:
         _measured(names.FLEET_LANE, len(batch), started, lags).flush()
     except Exception:  # the batch is applied: losing its measures must not apply it again

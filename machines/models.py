@@ -11,6 +11,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from accounts.models import Tenant
+from machines import lane_lag
 
 
 def customers_tenant_field(help_text: str) -> models.ForeignKey[Tenant | None, Tenant | None]:
@@ -27,7 +28,8 @@ class WorkerStatus(models.TextChoices):
 
 
 # --- Liveness: the one rule, in the three forms its callers need (tests check that they agree) -----
-# A worker is live while it was heard from within WORKER_OFFLINE_AFTER_SECONDS and not marked offline
+# A worker is live while it was heard from within WORKER_OFFLINE_AFTER_SECONDS (plus the fleet lane's
+# lag, `machines.lane_lag`: a heartbeat waiting in a slow lane is not silence) and not marked offline
 # (a graceful stop, the lease sweep, or its credential revoked). Silent workers get no work; their
 # attempts' leases expire. Only a worker with an active credential is ever live: revoking one marks its
 # worker offline in the same transaction, and nothing makes a worker live again without checking its
@@ -37,7 +39,7 @@ class WorkerStatus(models.TextChoices):
 
 def heard_since() -> datetime:
     """A worker not heard from since then is silent: it gets no work and its jobs are recovered."""
-    return timezone.now() - timedelta(seconds=settings.WORKER_OFFLINE_AFTER_SECONDS)
+    return timezone.now() - timedelta(seconds=settings.WORKER_OFFLINE_AFTER_SECONDS + lane_lag.allowance())
 
 
 #: For raw SQL over `machines_worker w`, with the parameter `%(heard_since)s`.

@@ -57,29 +57,37 @@ def register_worker(info: dict[str, Any]) -> tuple[Worker, bool] | None:
             return None
         previous = Worker.objects.select_for_update().filter(pk=worker_id).first()
         machine = _register_machine(str(info["machine_id"]), info)
-        worker, created = Worker.objects.update_or_create(
-            pk=worker_id,
-            defaults={
-                **fields,
-                "instance_id": info["instance_id"],
-                "queue": names.worker_queue(worker_id),
-                "status": WorkerStatus.IDLE,
-                "last_seen_at": Now(),
-                "stopped_at": None,
-                "draining": machine.draining,
-                "engine_healthy": health.get("healthy", True),
-                "health_detail": str(health.get("detail", ""))[:500],
-                "telemetry": info.get("telemetry") or {},
-                "info": extra,
-            },
-        )
+        registered = {
+            **fields,
+            "instance_id": info["instance_id"],
+            "queue": names.worker_queue(worker_id),
+            "status": WorkerStatus.IDLE,
+            "last_seen_at": Now(),
+            "stopped_at": None,
+            "draining": machine.draining,
+            "engine_healthy": health.get("healthy", True),
+            "health_detail": str(health.get("detail", ""))[:500],
+            "telemetry": info.get("telemetry") or {},
+            "info": extra,
+        }
+        # One statement either way (a join storm registers a fleet one worker at a time).
+        worker = previous or Worker(id=worker_id)
+        for name, value in registered.items():
+            setattr(worker, name, value)
+        if previous is None:
+            worker.save(force_insert=True)
+        else:
+            worker.save(update_fields=list(registered))
         record_worker_event(
             EventType.WORKER_REGISTERED,
             worker.id,
             worker.machine_id,
-            {"pool": worker.pool, "job_types": worker.job_types, "restarted": not created},
+            {"pool": worker.pool, "job_types": worker.job_types, "restarted": previous is not None},
         )
-        refresh_machine_status(machine.id)
+        if worker.engine_healthy:  # a live worker with a healthy engine: its machine is online
+            _set_machine_status(machine, MachineStatus.ONLINE)
+        else:
+            refresh_machine_status(machine.id)
     return worker, previous is not None and previous.instance_id != info["instance_id"]
 
 
@@ -229,24 +237,48 @@ def _set_status(worker: Worker, status: WorkerStatus) -> None:
     refresh_machine_status(worker.machine_id)
 
 
+# Create or refresh a machine in one statement, its row locked; `xmax = 0`: this statement inserted it.
+_UPSERT_MACHINE = """
+    INSERT INTO machines_machine AS m
+        (id, hostname, pool, gpus, cpu_count, ram_gb, software, labels, status, draining)
+    VALUES (%(id)s, %(hostname)s, %(pool)s, %(gpus)s::jsonb, %(cpu_count)s, %(ram_gb)s, %(software)s::jsonb,
+            %(labels)s::jsonb, %(status)s, false)
+    ON CONFLICT (id) DO UPDATE SET
+        hostname = EXCLUDED.hostname, pool = EXCLUDED.pool, gpus = EXCLUDED.gpus,
+        cpu_count = EXCLUDED.cpu_count, ram_gb = EXCLUDED.ram_gb, software = EXCLUDED.software,
+        labels = EXCLUDED.labels, last_seen_at = now()
+    RETURNING m.xmax = 0, m.status, m.draining
+"""
+
+
 def _register_machine(machine_id: str, info: dict[str, Any]) -> Machine:
     """Create or refresh the machine a registering worker runs on (locked, after the worker)."""
     described = info.get("machine") or {}
-    fields = {
-        "hostname": info.get("hostname", ""),
-        "pool": info.get("pool", "standard"),
-        "gpus": described.get("gpus", []),
-        "cpu_count": described.get("cpu_count"),
-        "ram_gb": described.get("ram_gb"),
-        "software": described.get("software", {}),
-        "labels": described.get("labels", {}),
-        "last_seen_at": Now(),
+    machine = Machine(
+        id=machine_id,
+        hostname=info.get("hostname", ""),
+        pool=info.get("pool", "standard"),
+        gpus=described.get("gpus", []),
+        cpu_count=described.get("cpu_count"),
+        ram_gb=described.get("ram_gb"),
+        software=described.get("software", {}),
+        labels=described.get("labels", {}),
+    )
+    params = {
+        "id": machine.id,
+        "hostname": machine.hostname,
+        "pool": machine.pool,
+        "gpus": json.dumps(machine.gpus),
+        "cpu_count": machine.cpu_count,
+        "ram_gb": machine.ram_gb,
+        "software": json.dumps(machine.software),
+        "labels": json.dumps(machine.labels),
+        "status": MachineStatus.STARTING,
     }
-    _, created = Machine.objects.get_or_create(id=machine_id, defaults=fields)
-    machine = Machine.objects.select_for_update().get(pk=machine_id)
-    for name, value in fields.items():
-        setattr(machine, name, value)
-    machine.save()
+    with connection.cursor() as cursor:
+        cursor.execute(_UPSERT_MACHINE, params)
+        created, machine.status, machine.draining = cursor.fetchone()
+    machine._state.adding = False
     if created:
         record_machine_event(
             EventType.MACHINE_REGISTERED,
@@ -269,6 +301,13 @@ def refresh_machine_status(machine_id: str) -> Machine | None:
         status = MachineStatus.ERROR
     else:
         status = MachineStatus.ONLINE
+    _set_machine_status(machine, status)
+    return machine
+
+
+def _set_machine_status(machine: Machine, status: MachineStatus) -> None:
+    """The machine's status (its row locked by the caller), with an event when it changed."""
+    machine_id = machine.id
     if status != machine.status:
         record_machine_event(
             EventType.MACHINE_STATUS_CHANGED,
@@ -277,7 +316,6 @@ def refresh_machine_status(machine_id: str) -> Machine | None:
         )
         machine.status = status
         machine.save(update_fields=["status"])
-    return machine
 
 
 def set_draining(machine_id: str, draining: bool) -> Machine:

@@ -289,6 +289,8 @@ DEAD_LETTER_REQUEUE_MAX = env_int("DEAD_LETTER_REQUEUE_MAX", 1000)
 JOB_TIMEOUT_GRACE_SECONDS = env_float("JOB_TIMEOUT_GRACE_SECONDS", names.HARD_TIMEOUT_GRACE_SECONDS)
 # A worker counts as live for dispatch while its last heartbeat is this recent.
 WORKER_OFFLINE_AFTER_SECONDS = env_float("WORKER_OFFLINE_AFTER_SECONDS", 30.0)
+# ... plus the fleet lane's measured lag, up to this much (machines/lane_lag.py).
+WORKER_OFFLINE_LAG_ALLOWANCE_MAX_SECONDS = env_float("WORKER_OFFLINE_LAG_ALLOWANCE_MAX_SECONDS", 60.0)
 # An assignment its live worker still says it never received this long after it was made was lost.
 ASSIGNMENT_DELIVERY_GRACE_SECONDS = env_float("ASSIGNMENT_DELIVERY_GRACE_SECONDS", 15.0)
 # Safety-net sweeps run by Celery beat (each is also triggered by the events that need it).

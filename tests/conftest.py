@@ -153,17 +153,25 @@ def _child_env(services: Services) -> dict[str, str]:
 @contextlib.contextmanager
 def _running_control_worker(env: dict[str, str], name: str) -> Iterator[subprocess.Popen]:
     """The control plane's consumer of GPU workers' messages, as deployed: one `consume_lanes`
-    process applying the report and fleet lanes in batches, with its output in
-    `.pytest-data/<name>.log`. (Beat's sweeps run in the tests' own process.)"""
-    from settings.celery import lane_consumer_argv
+    process applying the report and fleet lanes in batches, and the sweeps queue's Celery worker,
+    which makes the offers of work the fleet lane asks for (`dispatch.offers`), with their output in
+    `.pytest-data/<name>.log`. Yields the lane consumer. (Beat's sweeps run in the tests' own process:
+    no beat sends them.)"""
+    from settings.celery import lane_consumer_argv, worker_argv
 
-    argv = lane_consumer_argv(settings.BATCHED_LANES)
+    argvs = [
+        lane_consumer_argv(settings.BATCHED_LANES),
+        worker_argv(settings.SWEEPS_QUEUE, f"{name}-sweeps", 1, "WARNING", "--without-heartbeat"),
+    ]
     with open(TEST_DATA_DIR / f"{name}.log", "ab") as log:
-        process = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        lanes, sweeps = (
+            subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT) for argv in argvs
+        )
         try:
-            yield process
+            yield lanes
         finally:
-            stop_process(process, timeout=TEST_STOP_TIMEOUT_S)
+            for process in (lanes, sweeps):
+                stop_process(process, timeout=TEST_STOP_TIMEOUT_S)
 
 
 @pytest.fixture(scope="session")
