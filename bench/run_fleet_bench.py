@@ -2,6 +2,9 @@
 
     .venv/bin/python bench/run_fleet_bench.py                      # the matrix: 10/100/1000 workers x backlog 0/10,000
     .venv/bin/python bench/run_fleet_bench.py --workers 1000 --backlog 10000 --seconds 60
+    .venv/bin/python bench/run_fleet_bench.py --workers 1000 --backlog 10000 --backlog-shape shapes  # a real backlog
+    .venv/bin/python bench/run_fleet_bench.py --workers 1000 --backlog 10000 --backlog-shape shapes \
+        --job-seconds 2 --rate 200 --probe-batch 20 --seconds 60                                   # load
 
 One process simulates the fleet: each worker registers with the real self-description
 (`gpu_worker.config`), heartbeats every `--heartbeat-seconds` with the attempts it received, consumes
@@ -11,8 +14,10 @@ junk to its own report lane at R messages a second while the run is measured. Th
 fleet, sweeps) and beat, on embedded Postgres and Redis. Probe jobs arrive over HTTP at `--rate` per
 second; a backlog of jobs no worker can run is submitted first (POST /api/jobs/batch).
 
-Measured over the run: each lane's queue length, how stale the registry's view of the workers is,
-workers the control plane wrongly thinks offline, submit->assigned and report->completed p50/p95/p99,
+Every simulated worker starts at once (a join storm): how long until all are live, and the most shown
+offline meanwhile, are measured too. Measured over the run: each lane's queue length, how stale the
+registry's view of the workers is, workers the control plane wrongly thinks offline (the maximum over
+every sample), submit->assigned and report->completed p50/p95/p99,
 and CPU per message by process. Prints a table and writes bench/results/fleet-<time>.json.
 """
 
