@@ -103,3 +103,19 @@ def test_the_dispatch_sweep_reads_no_backlog_no_worker_can_run(unrunnable_backlo
     _assert_reads_only_what_workers_can_run(plan)
     assert dispatch_all() == []  # and nobody is offered anything
     assert not Worker.objects.filter(pk__in=[w.pk for w in workers], last_assigned_at__isnull=False).exists()
+
+
+def test_jobs_that_differ_only_in_what_no_worker_is_matched_on_share_a_shape():
+    def shape(job: Job) -> int:
+        return Job.objects.values_list("shape", flat=True).get(pk=job.pk)
+
+    plain = shape(make_job())
+    assert shape(make_job(priority=90, payload={"prompt": "other"})) == plain
+    for different in (
+        make_job(type="other"),
+        make_job(pool="heavy"),
+        make_job(capabilities=("c",)),
+        make_job(models=("m",)),
+        make_job(gpu_memory_gb=8),
+    ):
+        assert shape(different) != plain
