@@ -70,6 +70,7 @@ def register_worker(info: dict[str, Any]) -> tuple[Worker, bool] | None:
             "telemetry": info.get("telemetry") or {},
             "info": extra,
         }
+        restarted = previous is not None and previous.instance_id != info["instance_id"]
         # One statement either way (a join storm registers a fleet one worker at a time).
         worker = previous or Worker(id=worker_id)
         for name, value in registered.items():
@@ -88,7 +89,7 @@ def register_worker(info: dict[str, Any]) -> tuple[Worker, bool] | None:
             _set_machine_status(machine, MachineStatus.ONLINE)
         else:
             refresh_machine_status(machine.id)
-    return worker, previous is not None and previous.instance_id != info["instance_id"]
+    return worker, restarted
 
 
 @dataclass(frozen=True)

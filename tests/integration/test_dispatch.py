@@ -256,3 +256,22 @@ def test_a_job_message_carries_its_lease_in_the_body_only():
     lease = lease_of(job)
     assert lease in base64.b64decode(message["body"]).decode()  # only its worker reads its queue
     assert lease not in json.dumps(message["headers"]) and str(job.pk) in message["headers"]["kwargsrepr"]
+
+
+def test_a_worker_registering_as_a_new_instance_loses_only_its_predecessors_running_attempt():
+    from dispatch.reports import job_started
+    from dispatch.worker_reports import register_worker
+
+    worker = make_worker()
+    running, queued = make_job(), make_job()
+    job_started(str(running.pk), 1, worker.id)
+    description = {"worker_id": worker.id, "machine_id": worker.machine_id, "job_types": ["simulation"]}
+
+    assert register_worker({**description, "instance_id": worker.instance_id}) is not None  # the same one
+    assert Job.objects.get(pk=running.pk).status == JobStatus.RUNNING
+
+    assert register_worker({**description, "instance_id": "restarted"}) is not None
+    execution = JobExecution.objects.get(job_id=running.pk, attempt=1)
+    assert (execution.outcome, execution.error["code"]) == ("lost", "WORKER_LOST")
+    assert Job.objects.get(pk=running.pk).status != JobStatus.RUNNING  # retried
+    assert not JobExecution.objects.filter(job_id=queued.pk, outcome="lost").exists()
