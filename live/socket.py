@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -34,6 +36,8 @@ from core.ids import CLIENT_ID_HELP, SOCKET_ID_MAX_LENGTH
 from events.models import Event
 from events.relay import ALL_EVENTS_GROUP, event_message, group_for
 
+logger = logging.getLogger(__name__)
+
 SENT_MEMORY = 2000  # event ids remembered per connection, to drop the relay's and resume's duplicates
 SUBSCRIPTIONS = {"job": "job_id", "workflow": "workflow_id", "machine": "machine_id"}
 _ENTITY_SUBSCRIPTIONS = {
@@ -43,10 +47,31 @@ _ENTITY_SUBSCRIPTIONS = {
 }
 
 
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def dropped_when_gone(send: Send) -> Send:
+    """The ASGI `send`, dropping a message for a client that has just gone. The server raises on a send
+    after the client closed (uvicorn's `ClientDisconnected`, an OSError): raised in an event's handler,
+    it would end the consumer before its `disconnect` ran, leaving its groups joined for good. The
+    disconnect that follows leaves them."""
+
+    async def send_or_drop(message: dict[str, Any]) -> None:
+        try:
+            await send(message)
+        except OSError:
+            logger.debug("a %s for a closed socket was dropped", message.get("type"))
+
+    return send_or_drop
+
+
 class LiveConsumer(AsyncJsonWebsocketConsumer):
     @classmethod
     async def encode_json(cls, content: Any) -> str:
         return json.dumps(content, cls=DjangoJSONEncoder)  # datetimes, UUIDs and decimals as strings
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await super().__call__(scope, receive, dropped_when_gone(send))
 
     async def connect(self) -> None:
         self.api_key = None
