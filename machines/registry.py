@@ -70,7 +70,7 @@ def register_worker(info: dict[str, Any]) -> tuple[Worker, bool] | None:
             "telemetry": info.get("telemetry") or {},
             "info": extra,
         }
-        restarted = previous is not None and previous.instance_id != info["instance_id"]
+        new_instance = previous is not None and previous.instance_id != info["instance_id"]
         # One statement either way (a join storm registers a fleet one worker at a time).
         worker = previous or Worker(id=worker_id)
         for name, value in registered.items():
@@ -89,7 +89,7 @@ def register_worker(info: dict[str, Any]) -> tuple[Worker, bool] | None:
             _set_machine_status(machine, MachineStatus.ONLINE)
         else:
             refresh_machine_status(machine.id)
-    return worker, restarted
+    return worker, new_instance
 
 
 @dataclass(frozen=True)
@@ -255,30 +255,22 @@ _UPSERT_MACHINE = """
 def _register_machine(machine_id: str, info: dict[str, Any]) -> Machine:
     """Create or refresh the machine a registering worker runs on (locked, after the worker)."""
     described = info.get("machine") or {}
-    machine = Machine(
-        id=machine_id,
-        hostname=info.get("hostname", ""),
-        pool=info.get("pool", "standard"),
-        gpus=described.get("gpus", []),
-        cpu_count=described.get("cpu_count"),
-        ram_gb=described.get("ram_gb"),
-        software=described.get("software", {}),
-        labels=described.get("labels", {}),
-    )
-    params = {
-        "id": machine.id,
-        "hostname": machine.hostname,
-        "pool": machine.pool,
-        "gpus": json.dumps(machine.gpus),
-        "cpu_count": machine.cpu_count,
-        "ram_gb": machine.ram_gb,
-        "software": json.dumps(machine.software),
-        "labels": json.dumps(machine.labels),
-        "status": MachineStatus.STARTING,
+    fields = {
+        "hostname": info.get("hostname", ""),
+        "pool": info.get("pool", "standard"),
+        "gpus": described.get("gpus", []),
+        "cpu_count": described.get("cpu_count"),
+        "ram_gb": described.get("ram_gb"),
+        "software": described.get("software", {}),
+        "labels": described.get("labels", {}),
     }
+    as_json = {name: json.dumps(fields[name]) for name in ("gpus", "software", "labels")}
     with connection.cursor() as cursor:
-        cursor.execute(_UPSERT_MACHINE, params)
-        created, machine.status, machine.draining = cursor.fetchone()
+        cursor.execute(
+            _UPSERT_MACHINE, {**fields, **as_json, "id": machine_id, "status": MachineStatus.STARTING}
+        )
+        created, status, draining = cursor.fetchone()
+    machine = Machine(id=machine_id, status=status, draining=draining, **fields)
     machine._state.adding = False
     if created:
         record_machine_event(
