@@ -57,6 +57,14 @@ _SERVED_RANGES = """
 """
 
 
+def _ranges(workers: str) -> str:
+    """The CTE `ranges (range_type, range_pool)`: the ranges the workers `w` matching `workers` serve."""
+    return f"""ranges AS (
+        SELECT DISTINCT t.type AS range_type, p.pool AS range_pool
+        FROM machines_worker w, {_SERVED_RANGES} WHERE {workers}
+    )"""
+
+
 def _in_range(shapes: str) -> str:
     """Pending jobs `j` in the range of the row `shapes` (its `range_type` and `range_pool`)."""
     return (
@@ -87,10 +95,7 @@ _PENDING_SHAPES = f"""
 # the best of all: a shape it cannot run costs one index entry, whatever its depth. Each job is still
 # checked in full (a hash can collide), and rows another dispatcher holds are skipped, as everywhere.
 _ASSIGN_BEST_JOBS = f"""
-    WITH RECURSIVE ranges AS (
-        SELECT t.type AS range_type, p.pool AS range_pool
-        FROM machines_worker w, {_SERVED_RANGES} WHERE w.id = %(worker_id)s
-    ), {_PENDING_SHAPES}, picked AS (
+    WITH RECURSIVE {_ranges("w.id = %(worker_id)s")}, {_PENDING_SHAPES}, picked AS (
         SELECT best.id FROM machines_worker w, shapes s,
             LATERAL (
                 SELECT j.id, j.effective_priority, j.order_time, j.submit_seq FROM jobqueue_job j
@@ -149,10 +154,8 @@ _FREE_WORKERS_FOR_JOBS = f"""
 # ... that could run at least one pending job (a fleet idle for want of work costs the sweep nothing):
 # the shapes of the ranges free workers serve are found once, then each worker tests them.
 _FREE_WORKERS_WITH_WORK = f"""
-    WITH RECURSIVE free AS ({_LIVE_WORKERS_WITH_A_FREE_SLOT}), ranges AS (
-        SELECT DISTINCT t.type AS range_type, p.pool AS range_pool
-        FROM machines_worker w, {_SERVED_RANGES} WHERE w.id IN (SELECT id FROM free)
-    ), {_PENDING_SHAPES}
+    WITH RECURSIVE free AS ({_LIVE_WORKERS_WITH_A_FREE_SLOT}),
+        {_ranges("w.id IN (SELECT id FROM free)")}, {_PENDING_SHAPES}
     SELECT w.id FROM machines_worker w
     WHERE w.id IN (SELECT id FROM free) AND EXISTS (
         SELECT 1 FROM shapes s WHERE {shape_matches_worker("s")} AND EXISTS (
