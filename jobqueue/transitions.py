@@ -15,6 +15,7 @@ from django.db import connection, models
 from django.db.models.functions import Now
 from psycopg.types.json import Jsonb
 
+from core.db import columns_of, fetch_models, prepared_cursor
 from events.recording import job_events_sql
 from events.schemas import validate_event
 from jobqueue.models import ExecutionOutcome, Job, JobStatus
@@ -120,7 +121,10 @@ def transition(
     if on_attempt is not None:
         guard += " AND attempt = %s"
         params.append(on_attempt)
-    statements = [f"j AS (UPDATE jobqueue_job SET {', '.join(assignments)} WHERE {guard} RETURNING *)"]
+    returned = columns_of(Job, "jobqueue_job")
+    statements = [
+        f"j AS (UPDATE jobqueue_job SET {', '.join(assignments)} WHERE {guard} RETURNING {returned})"
+    ]
     if execution is not None:
         if execution.finished:
             statements.append(f"x AS ({_EXECUTION_FINISHED})")
@@ -134,5 +138,7 @@ def transition(
         statements.append(f"ev AS ({job_events_sql('j', '%s', '%s::jsonb')})")
         params += [event, Jsonb(event_payload or {})]
     sql = f"WITH {', '.join(statements)} SELECT * FROM j"
-    updated = list(Job.objects.raw(sql, params))
+    with prepared_cursor() as cursor:
+        cursor.execute(sql, params)
+        updated = fetch_models(Job, cursor)
     return updated[0] if updated else None

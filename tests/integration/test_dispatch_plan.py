@@ -16,6 +16,7 @@ from dispatch.assignment import (
     _liveness_params,
     _match_params,
     dispatch_all,
+    fill_worker,
 )
 from jobqueue.models import Job, JobStatus
 from jobqueue.submission import JobRequest, submit_jobs
@@ -119,3 +120,33 @@ def test_jobs_that_differ_only_in_what_no_worker_is_matched_on_share_a_shape():
         make_job(gpu_memory_gb=8),
     ):
         assert shape(different) != plain
+
+
+def _prepared_offers() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s", ["%ranges AS%picked AS%"]
+        )
+        return cursor.fetchone()[0]
+
+
+def test_the_offer_is_prepared_once_per_session_and_run_again_without_planning(unrunnable_backlog):
+    worker = make_worker()
+    for _ in range(3):
+        fill_worker(worker.pk)
+
+    assert _prepared_offers() == 1
+
+
+def test_prepared_statements_can_be_turned_off_for_poolers_that_cannot_keep_them(
+    unrunnable_backlog, settings
+):
+    settings.DATABASE_PREPARED_STATEMENTS = False
+    connection.close()  # a fresh session: nothing prepared in it yet
+    job = make_job(priority=10)
+    worker = make_worker()
+
+    assigned = fill_worker(worker.pk)
+
+    assert _prepared_offers() == 0
+    assert [a.job_id for a in assigned] == [str(job.pk)]
