@@ -66,7 +66,7 @@ def complete_delegated(
             event_payload={"queue": DELEGATED_QUEUE},
         )
         if error is None:
-            reports.job_succeeded(job.pk, attempt, result)
+            reports.report_succeeded(job.pk, attempt, result)
         else:
-            reports.job_failed(job.pk, attempt, {"class": "permanent", **error})
+            reports.report_failed(job.pk, attempt, {"class": "permanent", **error})
     return Job.objects.get(pk=job.pk)

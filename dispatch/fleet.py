@@ -1,5 +1,6 @@
-"""Read models of the fleet for the API: machines with their workers, workers with their counts,
-and pools with their load and what waits for them."""
+"""Read models of the fleet, for the API and the monitor's snapshot (`live/snapshot.py`) alike:
+machines with their workers, workers with their counts, and pools with their load and what waits
+for them."""
 
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ def worker_rows(workers: Sequence[Worker]) -> list[dict[str, Any]]:
             "models": w.model_names,
             "slots": w.slots,
             "status": w.status if w.is_live else WorkerStatus.OFFLINE,
+            "live": w.is_live,
             "draining": w.draining,
             "engine_healthy": w.engine_healthy,
             "health_detail": w.health_detail,
@@ -64,13 +66,25 @@ def worker_rows(workers: Sequence[Worker]) -> list[dict[str, Any]]:
     ]
 
 
+def machine_status(machine: Machine | None, workers: list[dict[str, Any]]) -> str:
+    """A machine's status as shown, from its row and its workers' rows (`worker_rows`). Judged at read
+    time, as each worker's own status is: a machine none of whose workers is live is offline even
+    before the sweep that records it has run; one running a job is "busy"."""
+    if workers and not any(w["live"] for w in workers):
+        return MachineStatus.OFFLINE
+    recorded = (
+        machine.status if machine is not None else MachineStatus.ONLINE if workers else MachineStatus.STARTING
+    )
+    busy = recorded == MachineStatus.ONLINE and any(w["current_jobs"] for w in workers)
+    return "busy" if busy else recorded
+
+
 def machine_row(machine: Machine, workers: list[dict[str, Any]]) -> dict[str, Any]:
-    busy = machine.status == MachineStatus.ONLINE and any(w["current_jobs"] for w in workers)
     return {
         "id": machine.id,
         "hostname": machine.hostname,
         "pool": machine.pool,
-        "status": "busy" if busy else machine.status,
+        "status": machine_status(machine, workers),
         "draining": machine.draining,
         "gpus": machine.gpus,
         "cpu_count": machine.cpu_count,

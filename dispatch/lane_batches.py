@@ -163,9 +163,9 @@ def apply_reports(batch: Sequence[edge.Decoded]) -> None:
         for (job_id, attempt), sender, report in _in_job_order(_latest_progress_only(proven)):
             with logs.log_context(job_id=job_id, worker_id=sender):
                 if isinstance(report, Started):
-                    reports.job_started(job_id, attempt, sender, report.running_for_ms)
+                    reports.report_started(job_id, attempt, sender, report.running_for_ms)
                 elif isinstance(report, Progress):
-                    reports.job_progress(job_id, attempt, report.progress, report.stage)
+                    reports.report_progress(job_id, attempt, report.progress, report.stage)
                 elif isinstance(report, FinalReport):
                     job, refills = _end(report)
                     # Applied, or found stale: either way it arrived, and its worker may forget it.
@@ -185,13 +185,13 @@ def _end(report: FinalReport) -> tuple[Job | None, bool]:
     job's worker is stopping)."""
     job_id, attempt, runtime_ms = report.job_id, report.attempt, report.runtime_ms
     if isinstance(report, Succeeded):
-        return reports.end_succeeded(job_id, attempt, report.result, runtime_ms), True
+        return reports.apply_succeeded(job_id, attempt, report.result, runtime_ms), True
     if isinstance(report, Failed):
-        return reports.end_failed(job_id, attempt, msgspec.to_builtins(report.error), runtime_ms), True
+        return reports.apply_failed(job_id, attempt, msgspec.to_builtins(report.error), runtime_ms), True
     if isinstance(report, Cancelled):
-        return reports.end_cancelled(job_id, attempt, runtime_ms), True
+        return reports.apply_cancelled(job_id, attempt, runtime_ms), True
     assert isinstance(report, HandedBack)
-    return reports.end_handed_back(job_id, attempt, runtime_ms), False
+    return reports.apply_handed_back(job_id, attempt, runtime_ms), False
 
 
 Keyed = list[tuple[tuple[str, int], str, JobReport]]

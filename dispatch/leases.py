@@ -14,7 +14,7 @@ from django.db import connection
 
 from dispatch.cancel_flags import stop_attempt_quietly
 from dispatch.recovery import RECOVERY_BATCH, recover_lost_messages
-from dispatch.reports import job_failed, worker_lost
+from dispatch.reports import report_failed, worker_lost
 from jobqueue.models import ACTIVE_STATUSES, Job, statuses_sql
 from machines.models import Worker
 from machines.registry import mark_silent_workers_offline
@@ -24,7 +24,7 @@ from wire.reports import attempt_error
 def expire_leases() -> int:
     """The lease: an attempt whose worker stopped heartbeating is lost, and is retried (or
     dead-lettered) by the usual rules. A late report from that worker names the old attempt and is
-    ignored. Safe to run concurrently: `job_failed` locks the job and re-checks its attempt."""
+    ignored. Safe to run concurrently: `report_failed` locks the job and re-checks its attempt."""
     mark_silent_workers_offline()
     recover_lost_messages()
     lost = Job.objects.filter(status__in=ACTIVE_STATUSES, worker_id__in=Worker.objects.silent().values("id"))
@@ -55,7 +55,7 @@ def fail_timed_out_jobs() -> int:
     failed = 0
     for job_id, attempt in overdue:
         error = attempt_error("TIMEOUT", "no outcome reported within the job's timeout")
-        if job_failed(job_id, attempt, error):
+        if report_failed(job_id, attempt, error):
             failed += 1
             stop_attempt_quietly(str(job_id), attempt, "timed out")
     return failed

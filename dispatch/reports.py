@@ -4,6 +4,14 @@ Each report names a job and an attempt; `jobqueue.attempts` applies it as a comp
 report for any other attempt changes nothing (returns False) and duplicate and late messages are
 harmless. A report that frees a worker slot offers that slot the next job in the same transaction
 (`refill`; a batch of reports refills each freed worker once, `dispatch/lane_batches.py`).
+
+Two families, by who owns the transaction:
+
+- `apply_<outcome>` applies one outcome in the caller's transaction and returns the job (None for a
+  stale report); the caller refills the freed slots (a lane batch, once per worker).
+- `report_<kind>` is one report on its own: its own transaction, its worker's slot refilled; True
+  when it applied. `worker_lost` is the control plane's own report that an attempt died with its
+  worker.
 """
 
 from __future__ import annotations
@@ -47,15 +55,15 @@ def _uuid(value: Any) -> uuid.UUID | None:
         return None
 
 
-def job_started(job_id: Any, attempt: int, worker_id: str, running_for_ms: int = 0) -> bool:
+def report_started(job_id: Any, attempt: int, worker_id: str, running_for_ms: int = 0) -> bool:
     return attempts.start(job_id, attempt, worker_id, running_for_ms)
 
 
-def job_progress(job_id: Any, attempt: int, progress: int, stage: str = "") -> bool:
+def report_progress(job_id: Any, attempt: int, progress: int, stage: str = "") -> bool:
     return attempts.record_progress(job_id, attempt, progress, stage)
 
 
-def end_succeeded(job_id: Any, attempt: int, result: Any, runtime_ms: int | None = None) -> Job | None:
+def apply_succeeded(job_id: Any, attempt: int, result: Any, runtime_ms: int | None = None) -> Job | None:
     """A completed attempt; a result the database cannot store (too large, NUL characters, lone
     surrogates) fails the attempt for good, saying why, rather than failing the report forever."""
     refused = why_unstorable(result, settings.JOB_RESULT_MAX_BYTES)
@@ -67,15 +75,15 @@ def end_succeeded(job_id: Any, attempt: int, result: Any, runtime_ms: int | None
     return attempts.complete(job_id, attempt, result, runtime_ms)
 
 
-def end_failed(
+def apply_failed(
     job_id: Any, attempt: int, error: dict[str, Any] | None, runtime_ms: int | None = None
 ) -> Job | None:
     """A failed attempt (as its worker reports it), retried or dead-lettered by
     `jobqueue.attempts.fail`'s rules."""
-    return _fail(job_id, attempt, error, ExecutionOutcome.FAILED, runtime_ms)
+    return _fail_storably(job_id, attempt, error, ExecutionOutcome.FAILED, runtime_ms)
 
 
-def _fail(
+def _fail_storably(
     job_id: Any, attempt: int, error: dict[str, Any] | None, outcome: ExecutionOutcome, runtime_ms: int | None
 ) -> Job | None:
     """`attempts.fail`, with an error the database cannot store replaced by one saying so (of the
@@ -90,17 +98,17 @@ def _fail(
     return attempts.fail(job_id, attempt, error, outcome, runtime_ms)
 
 
-def end_cancelled(job_id: Any, attempt: int, runtime_ms: int | None = None) -> Job | None:
+def apply_cancelled(job_id: Any, attempt: int, runtime_ms: int | None = None) -> Job | None:
     """The worker stopped the job because its cancellation was requested."""
     return attempts.cancel(job_id, attempt, runtime_ms)
 
 
-def job_succeeded(job_id: Any, attempt: int, result: Any, runtime_ms: int | None = None) -> bool:
+def report_succeeded(job_id: Any, attempt: int, result: Any, runtime_ms: int | None = None) -> bool:
     with transaction.atomic():
-        return _freed(end_succeeded(job_id, attempt, result, runtime_ms))
+        return _freed(apply_succeeded(job_id, attempt, result, runtime_ms))
 
 
-def job_failed(
+def report_failed(
     job_id: Any,
     attempt: int,
     error: dict[str, Any] | None,
@@ -108,7 +116,7 @@ def job_failed(
     runtime_ms: int | None = None,
 ) -> bool:
     with transaction.atomic():
-        return _freed(_fail(job_id, attempt, error, outcome, runtime_ms))
+        return _freed(_fail_storably(job_id, attempt, error, outcome, runtime_ms))
 
 
 def worker_lost(job_id: Any, attempt: int, message: str) -> bool:
@@ -117,12 +125,12 @@ def worker_lost(job_id: Any, attempt: int, message: str) -> bool:
         return _freed(attempts.lost_with_worker(job_id, attempt, message))
 
 
-def job_cancelled(job_id: Any, attempt: int, runtime_ms: int | None = None) -> bool:
+def report_cancelled(job_id: Any, attempt: int, runtime_ms: int | None = None) -> bool:
     with transaction.atomic():
-        return _freed(end_cancelled(job_id, attempt, runtime_ms))
+        return _freed(apply_cancelled(job_id, attempt, runtime_ms))
 
 
-def end_handed_back(job_id: Any, attempt: int, runtime_ms: int | None = None) -> Job | None:
+def apply_handed_back(job_id: Any, attempt: int, runtime_ms: int | None = None) -> Job | None:
     """A worker shutting down stopped the job unfinished: back to pending, without using a retry
     (nothing went wrong with the job), offered to another worker once committed. The attempt is
     recorded. Its worker is stopping: its slot is not refilled."""
@@ -142,9 +150,9 @@ def end_handed_back(job_id: Any, attempt: int, runtime_ms: int | None = None) ->
     return job
 
 
-def job_handed_back(job_id: Any, attempt: int, runtime_ms: int | None = None) -> bool:
+def report_handed_back(job_id: Any, attempt: int, runtime_ms: int | None = None) -> bool:
     with transaction.atomic():
-        return end_handed_back(job_id, attempt, runtime_ms) is not None
+        return apply_handed_back(job_id, attempt, runtime_ms) is not None
 
 
 def _freed(job: Job | None) -> bool:

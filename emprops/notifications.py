@@ -31,17 +31,12 @@ from core.errors import Conflict
 from emprops.client import EmpropsClient, EmpropsError, EmpropsTransient, path
 from emprops.models import EmpropsAttempt, EmpropsNotification, NotificationStatus
 from events.models import Event
-from events.types import EventType
+from events.types import WORKFLOW_ENDINGS
 from workflows.lookup import of_pairs
 from workflows.sources import EMPROPS
 
 logger = logging.getLogger(__name__)
 
-OUTCOMES = {
-    EventType.WORKFLOW_COMPLETED.value: "completed",
-    EventType.WORKFLOW_FAILED.value: "failed",
-    EventType.WORKFLOW_CANCELLED.value: "cancelled",
-}
 # EmProps' own spelling of each outcome.
 EMPROPS_STATUS = {"completed": "completed", "failed": "failed", "cancelled": "canceled"}
 
@@ -54,7 +49,7 @@ class NotificationAlreadyPending(Conflict):
 
 def record_endings(events: list[Event]) -> int:
     """A notification for each terminal event of an EmProps workflow (in the cursor's transaction)."""
-    endings = [e for e in events if e.type in OUTCOMES and e.workflow_id and e.job_id is None]
+    endings = [e for e in events if e.type in WORKFLOW_ENDINGS and e.workflow_id and e.job_id is None]
     if not endings:
         return 0
     ours = {
@@ -64,7 +59,7 @@ def record_endings(events: list[Event]) -> int:
         .values_list("key", "tenant_id", "workflow_id")
     }
     rows = [
-        EmpropsNotification(event_id=e.id, workflow_id=ours[pair], outcome=OUTCOMES[e.type])
+        EmpropsNotification(event_id=e.id, workflow_id=ours[pair], outcome=WORKFLOW_ENDINGS[e.type])
         for e in endings
         if (pair := (e.tenant_id, e.workflow_id)) in ours
     ]

@@ -34,3 +34,19 @@ class EventType(models.TextChoices):
     WORKER_STATUS_CHANGED = "worker_status_changed"
     WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint_disabled"
     SCHEDULE_DISABLED = "schedule_disabled"
+
+
+# The events that end a job or a workflow, each with the final status it leaves (the statuses'
+# values in `jobqueue.models.JobStatus` and `workflows.models.WorkflowStatus`). Webhooks, metrics
+# and EmProps' notifications act on these and no others.
+JOB_ENDINGS: dict[str, str] = {
+    EventType.JOB_COMPLETED: "completed",
+    EventType.JOB_FAILED: "failed",
+    EventType.JOB_CANCELLED: "cancelled",
+}
+WORKFLOW_ENDINGS: dict[str, str] = {
+    EventType.WORKFLOW_COMPLETED: "completed",
+    EventType.WORKFLOW_FAILED: "failed",
+    EventType.WORKFLOW_CANCELLED: "cancelled",
+}
+ENDINGS = {**JOB_ENDINGS, **WORKFLOW_ENDINGS}

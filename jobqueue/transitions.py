@@ -20,18 +20,28 @@ from events.recording import job_events_sql
 from events.schemas import validate_event
 from jobqueue.models import ExecutionOutcome, Job, JobStatus
 
-S = JobStatus
 ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    S.SCHEDULED: frozenset({S.PENDING, S.CANCELLED}),
-    S.WAITING: frozenset({S.PENDING, S.CANCELLED}),
-    S.PENDING: frozenset({S.ASSIGNED, S.CANCELLED}),
-    S.ASSIGNED: frozenset({S.RUNNING, S.COMPLETED, S.FAILED, S.CANCELLED, S.PENDING, S.SCHEDULED}),
-    S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.CANCELLED, S.PENDING, S.SCHEDULED}),
-    S.COMPLETED: frozenset(),
+    JobStatus.SCHEDULED: frozenset({JobStatus.PENDING, JobStatus.CANCELLED}),
+    JobStatus.WAITING: frozenset({JobStatus.PENDING, JobStatus.CANCELLED}),
+    JobStatus.PENDING: frozenset({JobStatus.ASSIGNED, JobStatus.CANCELLED}),
+    JobStatus.ASSIGNED: frozenset(
+        {
+            JobStatus.RUNNING,
+            JobStatus.COMPLETED,
+            JobStatus.FAILED,
+            JobStatus.CANCELLED,
+            JobStatus.PENDING,
+            JobStatus.SCHEDULED,
+        }
+    ),
+    JobStatus.RUNNING: frozenset(
+        {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.PENDING, JobStatus.SCHEDULED}
+    ),
+    JobStatus.COMPLETED: frozenset(),
     # The one way out of a terminal state: an operator requeues the job's dead letter
     # (`dead_letters.requeue`), which opens a fresh attempt budget under the same job id.
-    S.FAILED: frozenset({S.PENDING}),
-    S.CANCELLED: frozenset(),
+    JobStatus.FAILED: frozenset({JobStatus.PENDING}),
+    JobStatus.CANCELLED: frozenset(),
 }
 
 

@@ -8,12 +8,13 @@ from collections import defaultdict
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import BooleanField, Count, ExpressionWrapper, Min, Q, QuerySet
+from django.db.models import Count, Min, Q, QuerySet
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
 from accounts.models import ApiKey
 from accounts.scoping import readable, reads_every_tenant
+from dispatch import fleet as fleet_rows
 from jobqueue.models import (
     ACTIVE_STATUSES,
     DISPATCH_ORDER,
@@ -22,7 +23,7 @@ from jobqueue.models import (
     Job,
     JobStatus,
 )
-from machines.models import Worker, live_condition
+from machines.models import Machine, MachineStatus, Worker
 
 WAITING_JOBS_SHOWN = 100
 RECENT_WORKFLOWS_SHOWN = 10
@@ -48,41 +49,22 @@ JOB_FIELDS = (
 def full_state(api_key: ApiKey, finished_page: int = 1, finished_page_size: int = 20) -> dict[str, Any]:
     """The replaced system's `full_state_snapshot` data: one consistent read for a dashboard."""
     jobs = readable(Job.objects.all(), api_key)
-    live = ExpressionWrapper(live_condition(), output_field=BooleanField())
-    fleet = Worker.objects.all() if reads_every_tenant(api_key) else Worker.objects.none()
-    workers: list[dict[str, Any]] = [
-        dict(row)
-        for row in fleet.annotate(live=live)
-        .order_by("id")
-        .values(
-            "id",
-            "machine_id",
-            "status",
-            "pool",
-            "job_types",
-            "capabilities",
-            "model_names",
-            "gpu_memory_gb",
-            "slots",
-            "last_seen_at",
-            "draining",
-            "engine_healthy",
-            "health_detail",
-            "telemetry",
-            "live",
-        )
-    ]
-    running = defaultdict(list)
-    for worker_id, job_id in jobs.filter(status__in=ACTIVE_STATUSES).values_list("worker_id", "id"):
-        running[worker_id].append(str(job_id))
-    machines: dict[str, dict[str, Any]] = {}
+    # The fleet as the API shows it (`dispatch.fleet`), for operators only; each machine by its id,
+    # its workers' ids and whether it is live.
+    fleet = Worker.objects.order_by("id") if reads_every_tenant(api_key) else Worker.objects.none()
+    workers = fleet_rows.worker_rows(list(fleet))
+    by_machine: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for worker in workers:
-        worker["current_jobs"] = running.get(worker["id"], [])
-        machine = machines.setdefault(
-            worker["machine_id"], {"id": worker["machine_id"], "workers": [], "live": False}
-        )
-        machine["workers"].append(worker["id"])
-        machine["live"] = machine["live"] or worker["live"]
+        by_machine[worker["machine_id"]].append(worker)
+    rows = Machine.objects.in_bulk(list(by_machine))
+    machines = {
+        machine_id: {
+            "id": machine_id,
+            "workers": [worker["id"] for worker in its_workers],
+            "live": fleet_rows.machine_status(rows.get(machine_id), its_workers) != MachineStatus.OFFLINE,
+        }
+        for machine_id, its_workers in by_machine.items()
+    }
     finished = jobs.filter(status__in=(JobStatus.COMPLETED, JobStatus.FAILED)).order_by("-completed_at")
     finished_total = finished.count()
     start = (finished_page - 1) * finished_page_size

@@ -17,8 +17,8 @@ from counters.definitions import JOB_SECONDS_BUCKETS, LATENCY_BUCKETS, Metric
 from counters.tally import Tally, totals
 from events.cursors import consume_events, run_consumer
 from events.models import Event
-from events.types import EventType
-from jobqueue.models import Job, JobStatus
+from events.types import JOB_ENDINGS, WORKFLOW_ENDINGS, EventType
+from jobqueue.models import Job
 
 CURSOR = "metrics"
 OTHER = "other"  # a label value past the bound (METRICS_MAX_LABEL_VALUES)
@@ -47,17 +47,6 @@ DISPATCH_LATENCY = Metric(
 WORKFLOWS_FINISHED = Metric("workflows_finished_total", "Workflows that ended.", ("status",))
 ENDPOINTS_DISABLED = Metric("webhook_endpoints_disabled_total", "Webhook endpoints disabled for failing.")
 EVENTS_FOLDED = Metric("events_total", "Events recorded in the log.", ("type",))
-
-_PROCESSED = {
-    EventType.JOB_COMPLETED: JobStatus.COMPLETED,
-    EventType.JOB_FAILED: JobStatus.FAILED,
-    EventType.JOB_CANCELLED: JobStatus.CANCELLED,
-}
-_WORKFLOW_ENDS = {
-    EventType.WORKFLOW_COMPLETED: "completed",
-    EventType.WORKFLOW_FAILED: "failed",
-    EventType.WORKFLOW_CANCELLED: "cancelled",
-}
 
 
 class BoundedLabels:
@@ -101,8 +90,8 @@ def fold(events: list[Event]) -> None:
     tally = Tally()
     for event in events:
         tally.add(EVENTS_FOLDED, {"type": event.type})
-        if event.type in _WORKFLOW_ENDS:
-            tally.add(WORKFLOWS_FINISHED, {"status": _WORKFLOW_ENDS[EventType(event.type)]})
+        if event.type in WORKFLOW_ENDINGS:
+            tally.add(WORKFLOWS_FINISHED, {"status": WORKFLOW_ENDINGS[event.type]})
         elif event.type == EventType.WEBHOOK_ENDPOINT_DISABLED:
             tally.add(ENDPOINTS_DISABLED)
         elif event.job_id is not None:
@@ -121,8 +110,8 @@ def _fold_job_event(tally: Tally, bounds: BoundedLabels, event: Event, job: dict
         tally.observe(DISPATCH_LATENCY, None, _seconds(eligible_at, event.created_at))
     elif event.type == EventType.JOB_STARTED and eligible_at:
         tally.observe(JOB_QUEUE_WAIT, by_type, _seconds(eligible_at, event.created_at))
-    elif event.type in _PROCESSED:
-        tally.add(JOBS_PROCESSED, {**by_type, "status": _PROCESSED[EventType(event.type)]})
+    elif event.type in JOB_ENDINGS:
+        tally.add(JOBS_PROCESSED, {**by_type, "status": JOB_ENDINGS[event.type]})
         # A worker that ends a job without saying it started (a fast one) ran it from its assignment.
         started_at = job.get("started_at") or job.get("assigned_at")
         if started_at and event.type != EventType.JOB_CANCELLED:

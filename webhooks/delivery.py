@@ -11,13 +11,14 @@ from django.conf import settings
 from django.utils import timezone
 
 from core.redis import count_in_this_second
-from webhooks import legacy
+from webhooks import emp_dialect
 from webhooks.models import (
     DeliveryDeadLetterReason,
     DeliveryStatus,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
+    WebhookFormat,
 )
 from webhooks.outcome import record
 from webhooks.retry import after
@@ -84,9 +85,9 @@ def _headers(
     if endpoint is None:
         return {}
     own = endpoint.request_headers()
-    if endpoint.format != "emp":
+    if endpoint.format != WebhookFormat.EMP:
         return own
-    dialect = legacy.headers(
+    dialect = emp_dialect.headers(
         delivery.event_type, str(endpoint.pk), delivery.event_id, secrets[0], delivery.body.encode()
     )
     return {**own, **dialect}

@@ -14,23 +14,15 @@ from accounts.models import usable_key
 from accounts.scoping import reads_every_tenant
 from events.cursors import consume_events
 from events.models import Event
-from events.types import EventType
+from events.types import ENDINGS
 from jobqueue.models import Job
 from machines.models import Worker
-from webhooks import legacy
-from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks import emp_dialect
+from webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookFormat
 from webhooks.payloads import Subject, event_body
 from workflows.lookup import of_pairs
 
 CURSOR_NAME = "webhooks"
-ENTITY_URL_EVENTS = {
-    EventType.JOB_COMPLETED,
-    EventType.JOB_FAILED,
-    EventType.JOB_CANCELLED,
-    EventType.WORKFLOW_COMPLETED,
-    EventType.WORKFLOW_FAILED,
-    EventType.WORKFLOW_CANCELLED,
-}
 # Endpoint filter name -> the subject attribute it constrains.
 FILTERS = {
     "job_types": "job_type",
@@ -87,7 +79,7 @@ def _deliveries_for(
         if receives(endpoint, event.tenant_id) and matches(endpoint, event.type, subject.attributes)
     ]
     entity = subject.workflow if event.job_id is None else subject.job
-    if event.type in ENTITY_URL_EVENTS and entity and entity.get("webhook_url"):
+    if event.type in ENDINGS and entity and entity.get("webhook_url"):
         targets.append((None, entity["webhook_url"], entity["tenant_id"], entity["api_key_id"]))
     if not targets:
         return []
@@ -103,8 +95,8 @@ def _deliveries_for(
             message_id=f"msg_{event.id}",
             job_id=event.job_id,
             workflow_id=event.workflow_id or subject.attributes.get("workflow_id"),
-            body=legacy.body(event, subject, str(endpoint.pk))
-            if endpoint is not None and endpoint.format == "emp"
+            body=emp_dialect.body(event, subject, str(endpoint.pk))
+            if endpoint is not None and endpoint.format == WebhookFormat.EMP
             else standard,
         )
         for endpoint, url, tenant_id, owner_id in targets

@@ -27,7 +27,7 @@ _LEASE_DUE = """
 DELIVER_TASK = "webhooks.deliver"
 
 
-def dispatch_due(limit: int | None = None) -> int:
+def deliver_due(limit: int | None = None) -> int:
     """Lease the deliveries that are due and put one message per delivery on the delivery queue."""
     from settings.celery import app
 

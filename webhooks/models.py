@@ -48,6 +48,11 @@ class SigningSecrets(models.Model):
         return active
 
 
+class WebhookFormat(models.TextChoices):
+    STANDARD = "standard", "Standard Webhooks"
+    EMP = "emp", "the replaced system's (webhooks/emp_dialect.py)"
+
+
 class WebhookEndpoint(SigningSecrets):
     """A receiver of one tenant's events: which it wants, how to reach it, and how healthy it is."""
 
@@ -64,11 +69,7 @@ class WebhookEndpoint(SigningSecrets):
     url = models.URLField(max_length=2000)
     description = models.CharField(max_length=500, blank=True, default="")
     event_types = models.JSONField(default=list, blank=True, help_text="Event types delivered; empty: all.")
-    format = models.CharField(
-        max_length=16,
-        choices=[("standard", "Standard Webhooks"), ("emp", "the replaced system's (webhooks/legacy.py)")],
-        default="standard",
-    )
+    format = models.CharField(max_length=16, choices=WebhookFormat.choices, default=WebhookFormat.STANDARD)
     filters = models.JSONField(
         default=dict,
         blank=True,

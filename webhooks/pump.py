@@ -8,12 +8,12 @@ from django.conf import settings
 
 from events.cursors import run_consumer
 from webhooks.fanout import fan_out_once
-from webhooks.lease import dispatch_due, seconds_until_next_due
+from webhooks.lease import deliver_due, seconds_until_next_due
 
 
 def pump_once() -> int:
     """One pass; returns how much it did (events read plus deliveries dispatched)."""
-    return fan_out_once() + dispatch_due()
+    return fan_out_once() + deliver_due()
 
 
 def run_webhook_pump(stop: threading.Event, wake: threading.Event | None = None) -> None:

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from workflows.models import WorkflowStatus
 
-S = WorkflowStatus
 ALLOWED_TRANSITIONS: dict[WorkflowStatus, frozenset[WorkflowStatus]] = {
     # A workflow whose every step ends before one is seen starting (cancelled, or all failed at once)
     # ends straight from pending.
-    S.PENDING: frozenset({S.RUNNING, S.COMPLETED, S.FAILED, S.CANCELLED}),
-    S.RUNNING: frozenset({S.RUNNING, S.COMPLETED, S.FAILED, S.CANCELLED}),
-    S.COMPLETED: frozenset(),
-    S.FAILED: frozenset(),
-    S.CANCELLED: frozenset(),
+    WorkflowStatus.PENDING: frozenset(
+        {WorkflowStatus.RUNNING, WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.CANCELLED}
+    ),
+    WorkflowStatus.RUNNING: frozenset(
+        {WorkflowStatus.RUNNING, WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.CANCELLED}
+    ),
+    WorkflowStatus.COMPLETED: frozenset(),
+    WorkflowStatus.FAILED: frozenset(),
+    WorkflowStatus.CANCELLED: frozenset(),
 }
 
 

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from dispatch.assignment import fill_worker
-from dispatch.reports import job_failed, job_succeeded
+from dispatch.reports import report_failed, report_succeeded
 from events.models import Event
 from jobqueue.dead_letters import requeue_many
 from jobqueue.models import DeadLetterJob, ExecutionOutcome, Job, JobExecution, JobStatus
@@ -27,7 +27,7 @@ def dead_letter(job_type: str = "simulation", error: dict = PERMANENT) -> DeadLe
     worker = make_worker(job_types=(job_type,))
     assert fill_worker(worker.id)
     job.refresh_from_db()
-    assert job_failed(str(job.id), job.attempt, error)
+    assert report_failed(str(job.id), job.attempt, error)
     worker.delete()  # so a requeued job waits in `pending` until a test offers it a worker
     return DeadLetterJob.objects.get(job=job, requeued_at=None)
 
@@ -53,8 +53,8 @@ def test_a_requeued_job_runs_as_a_new_attempt_and_ignores_the_old_ones_reports(a
     api.post(f"/api/dead-letters/{dead.pk}/requeue")
     assert fill_worker(make_worker().id)
 
-    assert not job_succeeded(str(dead.job_id), 1, {"late": True})  # the dead-lettered attempt
-    assert job_succeeded(str(dead.job_id), 2, {"image": "ok.png"})
+    assert not report_succeeded(str(dead.job_id), 1, {"late": True})  # the dead-lettered attempt
+    assert report_succeeded(str(dead.job_id), 2, {"image": "ok.png"})
 
     job = Job.objects.get(pk=dead.job_id)
     assert (job.status, job.attempt, job.result) == (JobStatus.COMPLETED, 2, {"image": "ok.png"})
@@ -76,7 +76,7 @@ def test_a_job_dead_lettered_again_after_a_requeue_has_both_dead_letters(api):
     dead = dead_letter()
     api.post(f"/api/dead-letters/{dead.pk}/requeue")
     assert fill_worker(make_worker().id)
-    assert job_failed(str(dead.job_id), 2, PERMANENT)
+    assert report_failed(str(dead.job_id), 2, PERMANENT)
 
     history = api.get("/api/dead-letters", {"state": "all", "job_id": str(dead.job_id)}).json()
     assert [(d["attempts"], d["requeued_at"] is None) for d in history["dead_letters"]] == [
@@ -166,13 +166,13 @@ def test_a_requeued_poison_job_gets_a_fresh_count_of_lost_attempts(settings, api
     worker = make_worker()
     for attempt in (1, 2):
         fill_worker(worker.id)
-        assert job_failed(str(job.id), attempt, LOST, outcome=ExecutionOutcome.LOST)
+        assert report_failed(str(job.id), attempt, LOST, outcome=ExecutionOutcome.LOST)
     dead = DeadLetterJob.objects.get(job=job, requeued_at=None)
     assert dead.reason == "poison"
 
     api.post(f"/api/dead-letters/{dead.pk}/requeue")
     fill_worker(worker.id)
-    assert job_failed(str(job.id), 3, LOST, outcome=ExecutionOutcome.LOST)
+    assert report_failed(str(job.id), 3, LOST, outcome=ExecutionOutcome.LOST)
 
     job.refresh_from_db()
     assert (job.status, job.retry_count) == (JobStatus.ASSIGNED, 1)  # one loss of a fresh budget: retried

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from dispatch.assignment import dispatch_all, dispatch_jobs, fill_worker
-from dispatch.reports import job_succeeded
+from dispatch.reports import report_succeeded
 from jobqueue.models import Job, JobExecution, JobStatus
 from tests.conftest import run_in_threads
 from tests.factories import make_job, make_worker
@@ -24,7 +24,7 @@ def run_one_job_at_a_time(worker) -> list[str]:
     fill_worker(worker.id)
     while job := Job.objects.filter(worker_id=worker.id, status=JobStatus.ASSIGNED).first():
         order.append(str(job.id))
-        assert job_succeeded(job.id, job.attempt, {"ok": True})
+        assert report_succeeded(job.id, job.attempt, {"ok": True})
     return order
 
 
@@ -172,7 +172,7 @@ def test_concurrent_submissions_and_completions_never_deadlock():
     def completer():
         for _ in range(80):
             for job in Job.objects.filter(status=JobStatus.ASSIGNED).order_by("?")[:2]:
-                job_succeeded(job.id, job.attempt, {"ok": True})
+                report_succeeded(job.id, job.attempt, {"ok": True})
 
     _, errors = run_in_threads(*[submitter] * 5, *[completer] * 3)
 
@@ -259,12 +259,12 @@ def test_a_job_message_carries_its_lease_in_the_body_only():
 
 
 def test_a_worker_registering_as_a_new_instance_loses_only_its_predecessors_running_attempt():
-    from dispatch.reports import job_started
+    from dispatch.reports import report_started
     from dispatch.worker_reports import register_worker
 
     worker = make_worker()
     running, queued = make_job(), make_job()
-    job_started(str(running.pk), 1, worker.id)
+    report_started(str(running.pk), 1, worker.id)
     description = {"worker_id": worker.id, "machine_id": worker.machine_id, "job_types": ["simulation"]}
 
     assert register_worker({**description, "instance_id": worker.instance_id}) is not None  # the same one

@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 
 from dispatch.assignment import fill_worker
-from dispatch.reports import job_failed, job_handed_back, job_progress, job_started, job_succeeded
+from dispatch.reports import (
+    report_failed,
+    report_handed_back,
+    report_progress,
+    report_started,
+    report_succeeded,
+)
 from events.models import Event
 from events.schemas import validate_event
 from jobqueue.cancellation import cancel_job
@@ -21,13 +27,13 @@ def test_every_event_of_a_jobs_life_matches_its_schema(settings):
     worker = make_worker(slots=4)  # after the jobs: nothing dispatched them yet
     assert len(fill_worker(worker.pk)) == 4
     for job in (done, failed, handed_back):
-        job_started(job.pk, 1, worker.pk, running_for_ms=10)
-    job_progress(done.pk, 1, 50, "half")
-    job_succeeded(done.pk, 1, {"image": "x.png"}, runtime_ms=20)
-    job_failed(failed.pk, 1, {"code": "OOM", "message": "out of memory", "class": "transient"})
+        report_started(job.pk, 1, worker.pk, running_for_ms=10)
+    report_progress(done.pk, 1, 50, "half")
+    report_succeeded(done.pk, 1, {"image": "x.png"}, runtime_ms=20)
+    report_failed(failed.pk, 1, {"code": "OOM", "message": "out of memory", "class": "transient"})
     fill_worker(worker.pk)
-    job_failed(failed.pk, 2, {"code": "OOM", "message": "out of memory", "class": "transient"})
-    job_handed_back(handed_back.pk, 1, runtime_ms=5)
+    report_failed(failed.pk, 2, {"code": "OOM", "message": "out of memory", "class": "transient"})
+    report_handed_back(handed_back.pk, 1, runtime_ms=5)
     cancel_job(cancelled.pk, "no longer wanted")
 
     events = list(Event.objects.order_by("id"))

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from dispatch.assignment import fill_worker
-from dispatch.reports import job_failed, job_progress, job_started, job_succeeded
+from dispatch.reports import report_failed, report_progress, report_started, report_succeeded
 from events.models import Event
 from events.schemas import SCHEMAS, InvalidEvent, validate_event
 from events.types import EventType
@@ -53,11 +53,11 @@ def test_events_written_by_a_whole_job_life_match_their_schemas():
     job = make_job(max_retries=1)
     worker = make_worker()
     fill_worker(worker.id)
-    job_started(str(job.id), 1, worker.id)
-    job_progress(str(job.id), 1, 40, "denoising")
-    job_failed(str(job.id), 1, {"code": "GPU_OOM", "message": "oom", "class": "transient"})
+    report_started(str(job.id), 1, worker.id)
+    report_progress(str(job.id), 1, 40, "denoising")
+    report_failed(str(job.id), 1, {"code": "GPU_OOM", "message": "oom", "class": "transient"})
     fill_worker(worker.id)
-    job_succeeded(str(job.id), 2, {"image": "x.png"})
+    report_succeeded(str(job.id), 2, {"image": "x.png"})
 
     events = list(Event.objects.filter(job_id=job.id).order_by("id"))
     assert [e.type for e in events] == [
@@ -80,8 +80,8 @@ def test_progress_events_are_coalesced_but_the_job_has_the_latest(settings):
     fill_worker(worker.id)
 
     for progress in range(10, 100, 10):
-        assert job_progress(str(job.id), 1, progress, f"at {progress}")
-    assert job_progress(str(job.id), 1, 100, "done")
+        assert report_progress(str(job.id), 1, progress, f"at {progress}")
+    assert report_progress(str(job.id), 1, 100, "done")
 
     job.refresh_from_db()
     assert (job.progress, job.stage) == (100, "done")
@@ -122,7 +122,7 @@ def test_a_jobs_timeline_has_its_events_and_each_attempts_worker_and_error(api):
     job = make_job(max_retries=1)
     worker = make_worker()
     fill_worker(worker.id)
-    job_failed(str(job.id), 1, {"code": "GPU_OOM", "message": "oom", "class": "transient"})
+    report_failed(str(job.id), 1, {"code": "GPU_OOM", "message": "oom", "class": "transient"})
 
     body = api.get(f"/api/jobs/{job.id}/events").json()
 

@@ -8,7 +8,7 @@ from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from dispatch.assignment import fill_worker
-from dispatch.reports import job_failed, job_succeeded
+from dispatch.reports import report_failed, report_succeeded
 from events.models import Event
 from jobqueue.models import Job
 from metrics.folding import fold_once
@@ -41,9 +41,9 @@ def run(job: Job, succeed: bool) -> None:
         assert fill_worker(make_worker(job_types=(job.type,)).id)
         job.refresh_from_db()
     if succeed:
-        assert job_succeeded(str(job.pk), job.attempt, {"image": "ok.png"})
+        assert report_succeeded(str(job.pk), job.attempt, {"image": "ok.png"})
     else:
-        assert job_failed(str(job.pk), job.attempt, PERMANENT)
+        assert report_failed(str(job.pk), job.attempt, PERMANENT)
 
 
 def test_jobs_are_counted_once_each_by_type_outcome_and_error():

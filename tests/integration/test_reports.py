@@ -8,7 +8,13 @@ import pytest
 from django.db import connection, transaction
 
 from dispatch.assignment import fill_worker
-from dispatch.reports import job_cancelled, job_failed, job_progress, job_started, job_succeeded
+from dispatch.reports import (
+    report_cancelled,
+    report_failed,
+    report_progress,
+    report_started,
+    report_succeeded,
+)
 from events.models import Event
 from jobqueue.models import DeadLetterJob, ExecutionOutcome, Job, JobStatus
 from tests.factories import make_job, make_worker
@@ -25,16 +31,16 @@ def running_job():
     worker = make_worker()
     fill_worker(worker.id)
     job.refresh_from_db()
-    assert job_started(str(job.id), job.attempt, worker.id)
+    assert report_started(str(job.id), job.attempt, worker.id)
     job.refresh_from_db()
     return job
 
 
 def test_a_duplicate_result_report_changes_nothing(running_job):
-    assert job_succeeded(str(running_job.id), 1, {"image": "a.png"})
+    assert report_succeeded(str(running_job.id), 1, {"image": "a.png"})
     events_after_first = Event.objects.filter(job_id=running_job.id).count()
 
-    assert not job_succeeded(str(running_job.id), 1, {"image": "b.png"})
+    assert not report_succeeded(str(running_job.id), 1, {"image": "b.png"})
 
     job = Job.objects.get(pk=running_job.pk)
     assert job.status == JobStatus.COMPLETED
@@ -44,12 +50,12 @@ def test_a_duplicate_result_report_changes_nothing(running_job):
 
 def test_terminal_states_are_never_left(running_job):
     job_id = str(running_job.id)
-    assert job_succeeded(job_id, 1, {"ok": True})
+    assert report_succeeded(job_id, 1, {"ok": True})
 
-    assert not job_failed(job_id, 1, PERMANENT)
-    assert not job_cancelled(job_id, 1)
-    assert not job_started(job_id, 1, "someone")
-    assert not job_progress(job_id, 1, 50)
+    assert not report_failed(job_id, 1, PERMANENT)
+    assert not report_cancelled(job_id, 1)
+    assert not report_started(job_id, 1, "someone")
+    assert not report_progress(job_id, 1, 50)
 
     job = Job.objects.get(pk=job_id)
     assert (job.status, job.progress) == (JobStatus.COMPLETED, 100)
@@ -57,12 +63,12 @@ def test_terminal_states_are_never_left(running_job):
 
 def test_a_report_from_a_previous_attempt_is_ignored(running_job):
     job_id = str(running_job.id)
-    assert job_failed(job_id, 1, TRANSIENT)  # retried: back to pending, then attempt 2 on the same worker
+    assert report_failed(job_id, 1, TRANSIENT)  # retried: back to pending, then attempt 2 on the same worker
     job = Job.objects.get(pk=job_id)
     assert (job.status, job.attempt) == (JobStatus.ASSIGNED, 2)
 
-    assert not job_succeeded(job_id, 1, {"late": True})
-    assert not job_progress(job_id, 1, 99)
+    assert not report_succeeded(job_id, 1, {"late": True})
+    assert not report_progress(job_id, 1, 99)
 
     job.refresh_from_db()
     assert job.status == JobStatus.ASSIGNED
@@ -71,7 +77,7 @@ def test_a_report_from_a_previous_attempt_is_ignored(running_job):
 
 def test_a_transient_failure_is_retried_with_the_same_priority_and_place(running_job):
     before = Job.objects.get(pk=running_job.pk)
-    job_failed(str(running_job.id), 1, TRANSIENT)
+    report_failed(str(running_job.id), 1, TRANSIENT)
 
     after = Job.objects.get(pk=running_job.pk)
     assert after.retry_count == 1
@@ -90,7 +96,7 @@ def test_retries_exhausted_dead_letters_the_job(running_job):
     for attempt in (1, 2, 3):  # max_retries=2: attempts 1 and 2 are retried, 3 is final
         job = Job.objects.get(pk=job_id)
         assert job.attempt == attempt
-        assert job_failed(job_id, attempt, TRANSIENT)
+        assert report_failed(job_id, attempt, TRANSIENT)
 
     job = Job.objects.get(pk=job_id)
     assert job.status == JobStatus.FAILED
@@ -100,7 +106,7 @@ def test_retries_exhausted_dead_letters_the_job(running_job):
 
 
 def test_a_permanent_failure_is_not_retried(running_job):
-    assert job_failed(str(running_job.id), 1, PERMANENT)
+    assert report_failed(str(running_job.id), 1, PERMANENT)
 
     job = Job.objects.get(pk=running_job.pk)
     assert (job.status, job.retry_count) == (JobStatus.FAILED, 0)
@@ -112,8 +118,8 @@ def test_a_permanent_failure_is_not_retried(running_job):
 
 
 def test_every_transition_writes_an_event(running_job):
-    job_progress(str(running_job.id), 1, 40, "denoising")
-    job_succeeded(str(running_job.id), 1, {"ok": True})
+    report_progress(str(running_job.id), 1, 40, "denoising")
+    report_succeeded(str(running_job.id), 1, {"ok": True})
 
     types = list(Event.objects.filter(job_id=running_job.id).order_by("id").values_list("type", flat=True))
     assert types == ["job_submitted", "job_assigned", "job_started", "job_progress", "job_completed"]
@@ -124,7 +130,7 @@ def test_a_job_that_finished_before_reporting_its_start_is_dated_from_its_runtim
     worker = make_worker()
     fill_worker(worker.id)
 
-    assert job_succeeded(str(job.id), 1, {"ok": True}, runtime_ms=1500)
+    assert report_succeeded(str(job.id), 1, {"ok": True}, runtime_ms=1500)
 
     job.refresh_from_db()
     execution = job.executions.get()
@@ -145,7 +151,7 @@ def test_an_attempt_on_a_silent_worker_is_lost_and_retried_elsewhere(settings):
     job = make_job()
     silent = make_worker()
     fill_worker(silent.id)
-    job_started(str(job.id), 1, silent.id)
+    report_started(str(job.id), 1, silent.id)
     Worker.objects.filter(pk=silent.pk).update(last_seen_at=timezone.now() - timedelta(minutes=5))
     healthy = make_worker()
 
@@ -157,7 +163,7 @@ def test_an_attempt_on_a_silent_worker_is_lost_and_retried_elsewhere(settings):
     lost = job.executions.get(attempt=1)
     assert (lost.outcome, lost.error["code"]) == (ExecutionOutcome.LOST, "WORKER_LOST")
     assert Worker.objects.get(pk=silent.pk).status == "offline"
-    assert not job_succeeded(str(job.id), 1, {"late": True})  # the lost worker's late report
+    assert not report_succeeded(str(job.id), 1, {"late": True})  # the lost worker's late report
     assert _stop_flag(job.id) == 1  # were it only cut off, that worker stops attempt 1
 
 
@@ -201,7 +207,7 @@ def test_a_retry_waits_out_a_jittered_exponential_backoff_as_scheduled(settings,
     settings.RETRY_BACKOFF_BASE_SECONDS = 10
     settings.RETRY_BACKOFF_FACTOR = 2
     before = timezone.now()
-    job_failed(str(running_job.id), 1, TRANSIENT)
+    report_failed(str(running_job.id), 1, TRANSIENT)
 
     job = Job.objects.get(pk=running_job.pk)
     assert job.status == JobStatus.SCHEDULED
@@ -234,7 +240,7 @@ def test_a_job_that_keeps_killing_its_worker_is_dead_lettered_as_poison(settings
     lost = {"code": "WORKER_LOST", "message": "gone", "class": "transient"}
     for attempt in (1, 2):
         fill_worker(worker.id)
-        assert job_failed(str(job.id), attempt, lost, outcome=ExecutionOutcome.LOST)
+        assert report_failed(str(job.id), attempt, lost, outcome=ExecutionOutcome.LOST)
 
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED
@@ -250,7 +256,7 @@ def test_the_control_plane_fails_an_attempt_past_its_timeout(settings):
     job = make_job(max_retries=0)
     worker = make_worker()
     fill_worker(worker.id)
-    job_started(str(job.id), 1, worker.id)
+    report_started(str(job.id), 1, worker.id)
     assert fail_timed_out_jobs() == 0
 
     Job.objects.filter(pk=job.pk).update(
@@ -260,7 +266,7 @@ def test_the_control_plane_fails_an_attempt_past_its_timeout(settings):
 
     job.refresh_from_db()
     assert (job.status, job.error["code"]) == (JobStatus.FAILED, "TIMEOUT")
-    assert not job_succeeded(str(job.id), 1, {"too": "late"})
+    assert not report_succeeded(str(job.id), 1, {"too": "late"})
     assert _stop_flag(job.id) == 1
 
 
@@ -310,7 +316,7 @@ def test_a_job_submitted_while_a_report_frees_the_only_worker_is_assigned_once_b
         connection.close()
 
     with transaction.atomic():
-        assert job_succeeded(str(running_job.id), 1, {"ok": True})  # refills: nothing pending yet
+        assert report_succeeded(str(running_job.id), 1, {"ok": True})  # refills: nothing pending yet
         other = threading.Thread(target=submit_while_the_report_is_open)
         other.start()
         other.join(timeout=30)
@@ -334,7 +340,7 @@ def test_a_result_the_database_cannot_store_fails_the_attempt_for_good_saying_wh
 ):
     settings.JOB_RESULT_MAX_BYTES = 1000
 
-    assert job_succeeded(str(running_job.id), 1, result)
+    assert report_succeeded(str(running_job.id), 1, result)
 
     job = Job.objects.get(pk=running_job.pk)
     assert job.status == JobStatus.FAILED and job.result is None
@@ -343,7 +349,7 @@ def test_a_result_the_database_cannot_store_fails_the_attempt_for_good_saying_wh
 
 
 def test_an_error_report_the_database_cannot_store_is_replaced_by_one_saying_so(running_job):
-    assert job_failed(str(running_job.id), 1, {"code": "X", "message": "bad\x00", "class": "permanent"})
+    assert report_failed(str(running_job.id), 1, {"code": "X", "message": "bad\x00", "class": "permanent"})
 
     job = Job.objects.get(pk=running_job.pk)
     assert job.status == JobStatus.FAILED

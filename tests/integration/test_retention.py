@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiKey, Tenant
 from dispatch.assignment import fill_worker
-from dispatch.reports import job_succeeded
+from dispatch.reports import report_succeeded
 from events.models import Event, EventRelayCursor
 from jobqueue.cancellation import cancel_job
 from jobqueue.models import Job, JobExecution
@@ -32,7 +32,7 @@ def finished_job(completed_at=LONG_AGO) -> Job:
     if not Job.objects.filter(pk=job.pk, status="assigned").exists():  # a freed worker may have taken it
         assert fill_worker(make_worker().id)
     job.refresh_from_db()
-    assert job_succeeded(str(job.pk), job.attempt, {"ok": True})
+    assert report_succeeded(str(job.pk), job.attempt, {"ok": True})
     Job.objects.filter(pk=job.pk).update(completed_at=completed_at)
     Event.objects.filter(job_id=job.pk).update(created_at=completed_at)  # as if it all happened then
     return job

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from dispatch.assignment import fill_worker
-from dispatch.reports import job_cancelled, job_failed, job_succeeded
+from dispatch.reports import report_cancelled, report_failed, report_succeeded
 from events.models import Event
 from jobqueue.models import DeadLetterJob, Job, JobStatus
 from machines.models import Worker
@@ -51,9 +51,9 @@ def run(job: Job, outcome: str = "completed", result: dict | None = None, *, tak
     if not take_next:
         Worker.objects.filter(pk=worker.pk).update(job_types=[])
     if outcome == "completed":
-        assert job_succeeded(str(job.id), job.attempt, result or {"output": job.id.hex[:6]})
+        assert report_succeeded(str(job.id), job.attempt, result or {"output": job.id.hex[:6]})
     else:
-        assert job_failed(str(job.id), job.attempt, PERMANENT)
+        assert report_failed(str(job.id), job.attempt, PERMANENT)
     if not take_next:
         worker.delete()
 
@@ -169,8 +169,8 @@ def test_two_parents_completing_at_once_release_their_child_exactly_once(api, re
     c.refresh_from_db()
 
     results, errors = run_in_threads(
-        lambda: job_succeeded(str(b.id), b.attempt, {"output": "b"}),
-        lambda: job_succeeded(str(c.id), c.attempt, {"output": "c"}),
+        lambda: report_succeeded(str(b.id), b.attempt, {"output": "b"}),
+        lambda: report_succeeded(str(c.id), c.attempt, {"output": "c"}),
     )
 
     assert errors == [] and results == [True, True]
@@ -239,10 +239,10 @@ def test_fail_fast_lets_a_running_step_finish_and_ends_the_workflow_after_it(api
     assert fill_worker(worker.id)  # x and y both running
     x, y = job_of(workflow_id, "x"), job_of(workflow_id, "y")
 
-    assert job_failed(str(x.id), x.attempt, PERMANENT)
+    assert report_failed(str(x.id), x.attempt, PERMANENT)
     assert Workflow.objects.get(workflow_id=workflow_id).status == "running"  # y still runs
     assert job_of(workflow_id, "after-y").status == JobStatus.CANCELLED
-    assert job_succeeded(str(y.id), y.attempt, {})
+    assert report_succeeded(str(y.id), y.attempt, {})
 
     workflow = Workflow.objects.get(workflow_id=workflow_id)
     assert (workflow.status, workflow.completed_steps, workflow.failed_steps) == ("failed", 1, 1)
@@ -288,7 +288,7 @@ def test_cancelling_a_workflow_cancels_waiting_steps_and_stops_running_ones(api)
     assert response.status_code == 202  # a is running: it is asked to stop
     assert statuses(workflow_id) == {"a": "assigned", "b": "cancelled", "c": "cancelled", "d": "cancelled"}
     assert job_of(workflow_id, "a").cancel_requested_at is not None
-    assert job_cancelled(str(a.id), a.attempt)
+    assert report_cancelled(str(a.id), a.attempt)
     workflow = Workflow.objects.get(workflow_id=workflow_id)
     assert (workflow.status, workflow.cancelled_steps) == ("cancelled", 4)
     again = api.post(f"/api/workflows/{workflow_id}/cancel")
@@ -301,7 +301,7 @@ def test_a_step_completing_after_its_workflow_was_cancelled_releases_nothing(api
     a = job_of(workflow_id, "a")
     api.post(f"/api/workflows/{workflow_id}/cancel")
 
-    assert job_succeeded(str(a.id), a.attempt, {})  # it finished before it saw the stop flag
+    assert report_succeeded(str(a.id), a.attempt, {})  # it finished before it saw the stop flag
 
     assert statuses(workflow_id) == {"a": "completed", "b": "cancelled"}
     assert Workflow.objects.get(workflow_id=workflow_id).status == "cancelled"

@@ -9,9 +9,9 @@ from rest_framework import serializers
 
 from events.types import EventType
 from jobqueue.api.serializers import StrictSerializer
-from webhooks import legacy
+from webhooks import emp_dialect
 from webhooks.fanout import FILTERS
-from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookFormat
 
 # Set by the delivery itself: an endpoint's own headers may not replace them.
 RESERVED_HEADERS = frozenset(
@@ -38,7 +38,7 @@ class EventTypesField(serializers.ListField):
 
     def to_internal_value(self, data):
         # The replaced system's names (`complete_job`, …) are taken too, in ours.
-        names = [legacy.our_event_type(name) for name in super().to_internal_value(data)]
+        names = [emp_dialect.our_event_type(name) for name in super().to_internal_value(data)]
         unknown = sorted(set(names) - set(EventType.values))
         if unknown:
             raise serializers.ValidationError(
@@ -91,7 +91,7 @@ class EndpointWriteSerializer(StrictSerializer):
     description = serializers.CharField(max_length=500, required=False, allow_blank=True)
     event_types = EventTypesField(required=False, help_text="Event types to deliver; empty or absent: all.")
     format = serializers.ChoiceField(
-        choices=["standard", "emp"],
+        choices=WebhookFormat.values,
         required=False,
         help_text="standard: Standard Webhooks (the default); emp: the replaced system's event names, "
         "envelope and X-Webhook-Signature, for receivers written against it.",

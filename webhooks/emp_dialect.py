@@ -15,19 +15,18 @@ from events.models import Event
 from events.types import EventType
 from webhooks.payloads import Subject, dumps
 
-E = EventType
 # Ours -> the replaced system's name for the same event.
-LEGACY_NAMES = {
-    E.JOB_SUBMITTED.value: "job_submitted",
-    E.JOB_PROGRESS.value: "update_job_progress",
-    E.JOB_COMPLETED.value: "complete_job",
-    E.JOB_FAILED.value: "job_failed",
-    E.JOB_CANCELLED.value: "cancel_job",
-    E.WORKFLOW_CREATED.value: "workflow_submitted",
-    E.WORKFLOW_COMPLETED.value: "workflow_completed",
-    E.WORKFLOW_FAILED.value: "workflow_failed",
+EMP_NAMES = {
+    EventType.JOB_SUBMITTED.value: "job_submitted",
+    EventType.JOB_PROGRESS.value: "update_job_progress",
+    EventType.JOB_COMPLETED.value: "complete_job",
+    EventType.JOB_FAILED.value: "job_failed",
+    EventType.JOB_CANCELLED.value: "cancel_job",
+    EventType.WORKFLOW_CREATED.value: "workflow_submitted",
+    EventType.WORKFLOW_COMPLETED.value: "workflow_completed",
+    EventType.WORKFLOW_FAILED.value: "workflow_failed",
 }
-OURS = {legacy: ours for ours, legacy in LEGACY_NAMES.items()}
+OURS = {emp: ours for ours, emp in EMP_NAMES.items()}
 _COMMON = ("job_id", "worker_id", "machine_id", "workflow_id")
 
 
@@ -36,8 +35,8 @@ def our_event_type(name: str) -> str:
     return OURS.get(name, name)
 
 
-def legacy_name(event_type: str) -> str:
-    return LEGACY_NAMES.get(event_type, event_type)
+def emp_name(event_type: str) -> str:
+    return EMP_NAMES.get(event_type, event_type)
 
 
 def body(event: Event, subject: Subject, endpoint_id: str) -> str:
@@ -50,16 +49,16 @@ def body(event: Event, subject: Subject, endpoint_id: str) -> str:
     if subject.job is not None:
         data.update(job_type=subject.job["type"], priority=subject.job["priority"])
     data.update(payload)
-    if event.type == E.JOB_SUBMITTED:
+    if event.type == EventType.JOB_SUBMITTED:
         data["job_status"] = "pending"
     stamp = event.created_at.isoformat()
-    if event.type == E.JOB_COMPLETED:
+    if event.type == EventType.JOB_COMPLETED:
         data["completed_at"] = stamp
-    elif event.type == E.JOB_FAILED:
+    elif event.type == EventType.JOB_FAILED:
         data["failed_at"] = stamp
     return dumps(
         {
-            "event_type": legacy_name(event.type),
+            "event_type": emp_name(event.type),
             "event_id": str(event.id),
             "timestamp": int(event.created_at.timestamp() * 1000),
             "webhook_id": endpoint_id,
@@ -73,7 +72,7 @@ def headers(
 ) -> dict[str, str]:
     signature = hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
     return {
-        "x-webhook-event": legacy_name(event_type),
+        "x-webhook-event": emp_name(event_type),
         "x-webhook-id": endpoint_id,
         "x-event-id": str(event_id or ""),
         "x-webhook-signature": f"sha256={signature}",

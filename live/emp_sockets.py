@@ -40,7 +40,7 @@ COMPLETION_EVENTS = {"job_completed", "job_failed", "job_cancelled"}
 MAX_FINISHED_PAGE_SIZE = 100
 
 
-class ClientCompatConsumer(LiveConsumer):
+class EmpClientConsumer(LiveConsumer):
     async def connect(self) -> None:
         self.completed: set[str] = set()
         self.client_id = self.scope["url_route"]["kwargs"]["client_id"]
@@ -194,7 +194,7 @@ def _now() -> dict[str, str]:
     return {"timestamp": timezone.now().isoformat()}
 
 
-class MonitorCompatConsumer(LiveConsumer):
+class EmpMonitorConsumer(LiveConsumer):
     """The replaced system's monitor socket, `/ws/monitor/{monitor_id}?token=<api key>`: `subscribe`
     {topics} follows every event (in the `/ws` shape); `request_full_state` {finishedJobsPagination:
     {page, pageSize}} answers `full_state_snapshot` (workers, machines, jobs by status, system stats)."""
