@@ -261,7 +261,7 @@ class BatchConsumer:
         make them: the lists are then polled)."""
         if not enable_push_notifications(client):
             return _Pushes(None)
-        pushes = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pushes = client.pubsub(ignore_subscribe_messages=True)
         db = client.connection_pool.connection_kwargs.get("db", 0)
         pushes.psubscribe(*(f"__keyspace@{db}__:{lane}{names.LANE_SEPARATOR}*" for lane in self.lanes))
         return _Pushes(pushes)

@@ -49,19 +49,23 @@ class NotificationAlreadyPending(Conflict):
 
 def record_endings(events: list[Event]) -> int:
     """A notification for each terminal event of an EmProps workflow (in the cursor's transaction)."""
-    endings = [e for e in events if e.type in WORKFLOW_ENDINGS and e.workflow_id and e.job_id is None]
+    endings = [
+        ((e.tenant_id, e.workflow_id), e)
+        for e in events
+        if e.type in WORKFLOW_ENDINGS and e.workflow_id is not None and e.job_id is None
+    ]
     if not endings:
         return 0
     ours = {
         (tenant_id, workflow_id): key
-        for key, tenant_id, workflow_id in of_pairs((e.tenant_id, e.workflow_id) for e in endings)
+        for key, tenant_id, workflow_id in of_pairs(pair for pair, _ in endings)
         .filter(source=EMPROPS)
         .values_list("key", "tenant_id", "workflow_id")
     }
     rows = [
         EmpropsNotification(event_id=e.id, workflow_id=ours[pair], outcome=WORKFLOW_ENDINGS[e.type])
-        for e in endings
-        if (pair := (e.tenant_id, e.workflow_id)) in ours
+        for pair, e in endings
+        if pair in ours
     ]
     EmpropsNotification.objects.bulk_create(rows, ignore_conflicts=True)
     return len(rows)

@@ -29,7 +29,7 @@ _VISIBLE_AFTER_CURSOR = f"""
 """
 
 
-def consume_events(cursor_name: str, batch: int, handle: Callable[[list[Event]], None]) -> int:
+def consume_events(cursor_name: str, batch: int, handle: Callable[[list[Event]], object]) -> int:
     """Hand the next committed events after the named cursor to `handle`, then move the cursor past
     them, in one transaction; returns how many. Every consumer of the log reads through this.
 

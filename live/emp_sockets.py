@@ -51,7 +51,7 @@ class EmpClientConsumer(LiveConsumer):
     def _key_from_query(self, query: dict[str, list[str]]) -> str | None:
         return next(iter(query.get("token") or query.get("api_key") or []), None)
 
-    async def receive_json(self, content: Any, **kwargs) -> None:
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
         kind = str(content.get("type")) if isinstance(content, dict) else ""
         handler = {
             "submit_job": self._submit,
@@ -169,7 +169,9 @@ class EmpClientConsumer(LiveConsumer):
                 job_id, status, event.get("worker_id"), payload.get("result"), payload.get("error")
             )
 
-    async def _complete(self, job_id: str, status: str, worker_id, result, error) -> None:
+    async def _complete(
+        self, job_id: str, status: str, worker_id: str | None, result: Any, error: Any
+    ) -> None:
         if job_id in self.completed:
             return  # exactly once per job on this connection
         self.completed.add(job_id)
@@ -208,7 +210,7 @@ class EmpMonitorConsumer(LiveConsumer):
     def _key_from_query(self, query: dict[str, list[str]]) -> str | None:
         return next(iter(query.get("token") or query.get("api_key") or []), None)
 
-    async def receive_json(self, content: Any, **kwargs) -> None:
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
         if self.api_key is None or kind not in ("subscribe", "request_full_state"):
             await super().receive_json(content, **kwargs)

@@ -108,7 +108,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.receive_json(content)
 
-    async def receive_json(self, content: Any, **kwargs) -> None:
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict) or not isinstance(content.get("type"), str):
             await self._error("invalid_message", 'send a JSON object with a "type"')
             return

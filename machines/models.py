@@ -82,7 +82,7 @@ class Machine(models.Model):
         return f"{self.id} ({self.pool}, {self.status}{', draining' if self.draining else ''})"
 
 
-class WorkerQuerySet(models.QuerySet):
+class WorkerQuerySet(models.QuerySet["Worker"]):
     def live(self) -> WorkerQuerySet:
         return self.filter(live_condition())
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import django_stubs_ext
@@ -135,7 +136,7 @@ DATABASE_TIMEOUTS_MS = {
 }
 
 
-def _database_from_url(url: str) -> dict:
+def _database_from_url(url: str) -> dict[str, Any]:
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql"}:
         from django.core.exceptions import ImproperlyConfigured
@@ -491,7 +492,7 @@ LOG_FORMAT = env_str("LOG_FORMAT", "plain")
 LOGGING = logs.dict_config(LOG_LEVEL, LOG_FORMAT)
 
 
-def _every(seconds: float, task: str) -> dict:
+def _every(seconds: float, task: str) -> dict[str, Any]:
     # A sweep message that waited five periods is stale: a newer one is already on its way.
     return {"task": task, "schedule": seconds, "options": {"expires": seconds * 5, "queue": SWEEPS_QUEUE}}
 

@@ -19,14 +19,14 @@ app.autodiscover_tasks()
 
 @worker_init.connect(weak=False)
 @beat_init.connect(weak=False)
-def _limit_database_sessions(**_kwargs) -> None:
+def _limit_database_sessions(**_kwargs: object) -> None:
     from core.db import limit_sessions
 
     limit_sessions("control")
 
 
 @task_prerun.connect(weak=False)
-def _check_database_connection(**_kwargs) -> None:
+def _check_database_connection(**_kwargs: object) -> None:
     """Workers keep their database connection across tasks (CELERY_DB_REUSE_MAX): before each task,
     drop it if it broke (a Postgres restart) or grew old, and health-check it on next use, as Django
     does around every request."""

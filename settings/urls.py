@@ -1,9 +1,11 @@
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 from drf_spectacular.utils import extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework import serializers
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api.errors import json_error_response
@@ -26,7 +28,7 @@ READY = inline_serializer("Readiness", {"ready": serializers.BooleanField()})
 @api_view(["GET"])
 @authentication_classes([])
 @permission_classes([])
-def health(request):
+def health(request: Request) -> Response:
     report = system_health()
     return Response(
         {"success": report["ready"], "status": "ok" if report["ready"] else "degraded", **report},
@@ -38,7 +40,7 @@ def health(request):
 @api_view(["GET"])
 @authentication_classes([])
 @permission_classes([])
-def ready(request):
+def ready(request: Request) -> Response:
     report = system_health()
     return Response({"ready": report["ready"]}, status=200 if report["ready"] else 503)
 
@@ -57,7 +59,7 @@ VERSION = inline_serializer(
 @api_view(["GET"])
 @authentication_classes([])
 @permission_classes([])
-def version(request):
+def version(request: Request) -> Response:
     return Response(version_info())
 
 
@@ -95,13 +97,13 @@ urlpatterns = [
 ]
 
 
-def handler404(request, exception=None):
+def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     return json_error_response(404, "not_found", "not found")
 
 
-def handler500(request):
+def handler500(request: HttpRequest) -> HttpResponse:
     return json_error_response(500, "internal_error", "internal server error")
 
 
-def handler400(request, exception=None):
+def handler400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     return json_error_response(400, "bad_request", "bad request")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from core.admin import act_on_each
 from workflows.cancellation import cancel_workflow
 from workflows.models import Workflow, WorkflowStep
 
 
-class WorkflowStepInline(admin.TabularInline):
+class WorkflowStepInline(admin.TabularInline[WorkflowStep, Workflow]):
     model = WorkflowStep
     fields = ("index", "name", "job", "job_status", "open_dependencies")
     readonly_fields = fields
@@ -21,12 +23,14 @@ class WorkflowStepInline(admin.TabularInline):
     def job_status(self, step: WorkflowStep) -> str:
         return step.job.status
 
-    def has_add_permission(self, request, obj=None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Workflow | None = None) -> bool:
         return False
 
 
 @admin.action(description="Cancel selected workflows")
-def cancel_workflows(modeladmin, request, queryset):
+def cancel_workflows(
+    modeladmin: admin.ModelAdmin[Workflow], request: HttpRequest, queryset: QuerySet[Workflow]
+) -> None:
     reason = f"cancelled by {request.user} from the admin"
     act_on_each(
         request,
@@ -37,7 +41,7 @@ def cancel_workflows(modeladmin, request, queryset):
 
 
 @admin.register(Workflow)
-class WorkflowAdmin(admin.ModelAdmin):
+class WorkflowAdmin(admin.ModelAdmin[Workflow]):
     list_display = [
         "workflow_id",
         "tenant",
@@ -60,8 +64,8 @@ class WorkflowAdmin(admin.ModelAdmin):
     list_per_page = 50
     show_full_result_count = False
 
-    def get_queryset(self, request):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Workflow]:
         return super().get_queryset(request).prefetch_related("steps__job")
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # workflows are created through the API, which validates them

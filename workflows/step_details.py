@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from workflows.models import WorkflowStep
@@ -32,5 +33,5 @@ def _detail(step: WorkflowStep) -> dict[str, Any]:
     }
 
 
-def _iso(value) -> str | None:
+def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None

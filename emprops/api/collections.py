@@ -82,7 +82,8 @@ class CollectionGenerationsView(APIView):
         body = GenerationSerializer(data=request.data or {})
         body.is_valid(raise_exception=True)
         collection = collections.read(api_key_of(request), str(collection_id))
-        definition = collection.get("data") if isinstance(collection.get("data"), dict) else {}
+        data = collection.get("data")
+        definition: dict[str, Any] = data if isinstance(data, dict) else {}
         generation = _generation(
             str(collection.get("name", "")), definition, body.validated_data.get("priority")
         )

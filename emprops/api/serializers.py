@@ -65,9 +65,12 @@ class CollectionDefinitionSerializer(StrictSerializer):
 class CollectionCreateSerializer(StrictSerializer):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(max_length=10_000, required=False, allow_blank=True, default="")
-    data = CollectionDefinitionSerializer()
     generate = serializers.BooleanField(default=False, help_text="Also start its first generation here.")
     priority = serializers.IntegerField(min_value=0, max_value=100, required=False)
+
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        # EmProps calls the definition `data`, which as a class attribute would hide `Serializer.data`.
+        return {**super().get_fields(), "data": CollectionDefinitionSerializer()}
 
 
 class GenerationSerializer(StrictSerializer):

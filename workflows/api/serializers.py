@@ -9,24 +9,25 @@ from django.core.validators import URLValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from jobqueue.api.serializers import JobSubmitSerializer, NameField, StrictSerializer, job_request_from
+from core.api.serializers import StrictSerializer
+from jobqueue.api.serializers import JobSubmitSerializer, NameField, job_request_from
 from workflows.creation import StepRequest, WorkflowRequest
 from workflows.definition import InvalidWorkflow, default_step_name
 from workflows.models import FailurePolicy, Workflow
 
 
 @extend_schema_field({"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string"}]})
-class DependencyField(serializers.Field):
+class DependencyField(serializers.Field[int | str, int | str, int | str, Any]):
     """A step this one depends on: its index (from 0) or its name."""
 
     default_error_messages = {"invalid": "a step index (integer from 0) or a step name"}
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: Any) -> int | str:
         if isinstance(data, bool) or not isinstance(data, int | str) or (isinstance(data, int) and data < 0):
             self.fail("invalid")
         return data
 
-    def to_representation(self, value):
+    def to_representation(self, value: int | str) -> int | str:
         return value
 
 
@@ -53,7 +54,7 @@ class WorkflowSubmitSerializer(StrictSerializer):
     source = serializers.CharField(required=False, allow_blank=True, max_length=50)  # type: ignore[assignment]  # a field named source
     idempotency_key = serializers.CharField(required=False, max_length=255, allow_null=True)
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: Any) -> Any:
         steps = data.get("steps") if isinstance(data, dict) else None
         if isinstance(steps, list) and len(steps) > settings.WORKFLOW_MAX_STEPS:
             # Before validating thousands of steps: name the first one over the limit.
@@ -88,7 +89,7 @@ def _step_request(index: int, step: dict[str, Any]) -> StepRequest:
     )
 
 
-class WorkflowSerializer(serializers.ModelSerializer):
+class WorkflowSerializer(serializers.ModelSerializer[Workflow]):
     id = serializers.CharField(source="workflow_id", read_only=True, help_text="The same as workflow_id.")
 
     class Meta:
