@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from jobqueue.models import Job
-    from jobqueue.submission import JobRequest
+from jobqueue.job_request import JobRequest
+from jobqueue.models import Job
 
 
 class JobListener:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from accounts.models import ApiKey
+from jobqueue.job_request import JobRequest
 from jobqueue.models import Job
-from jobqueue.submission import JobRequest, submit_job
+from jobqueue.submission import submit_job
 
 
 def resubmit_copy(job: Job, api_key: ApiKey | None = None) -> Job:

@@ -19,8 +19,9 @@ from accounts.models import ApiKey, usable_key
 from core.errors import DomainError
 from events.recording import record_tenant_event
 from events.types import EventType
+from jobqueue.job_request import JobRequest
 from jobqueue.models import JobSchedule
-from jobqueue.submission import JobRequest, submit_job
+from jobqueue.submission import submit_job
 
 DUE_BATCH = 200
 log = logging.getLogger(__name__)

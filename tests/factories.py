@@ -9,8 +9,9 @@ from typing import Any
 from django.conf import settings
 
 from core.batch_consumer import Refusal
+from jobqueue.job_request import JobRequest
 from jobqueue.models import Job, JobExecution
-from jobqueue.submission import JobRequest, submit_job
+from jobqueue.submission import submit_job
 from machines.models import Worker, WorkerCredential
 from tests.envelopes import envelope
 from wire import edge, names

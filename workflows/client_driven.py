@@ -9,8 +9,8 @@ from django.db.models import Max
 from events.recording import record_workflow_event
 from events.types import EventType
 from jobqueue.errors import JobConflict
+from jobqueue.job_request import JobRequest
 from jobqueue.models import Job
-from jobqueue.submission import JobRequest
 from workflows.definition import default_step_name
 from workflows.lookup import of_tenant
 from workflows.models import Workflow, WorkflowMode, WorkflowStep

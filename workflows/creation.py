@@ -12,7 +12,8 @@ from accounts.models import ApiKey, Tenant
 from events.recording import record_workflow_event
 from events.types import EventType
 from jobqueue.idempotency import create_once
-from jobqueue.submission import JobRequest, create_job
+from jobqueue.job_request import JobRequest
+from jobqueue.submission import create_job
 from workflows.definition import resolve_dependencies
 from workflows.models import FailurePolicy, Workflow, WorkflowDependency, WorkflowStatus, WorkflowStep
 from workflows.sources import check_source

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from jobqueue.errors import JobConflict
+from jobqueue.job_request import JobRequest
 from jobqueue.lifecycle import JobListener
 from jobqueue.models import Job
-from jobqueue.submission import JobRequest
 from workflows import client_driven, release
 
 

@@ -15,8 +15,8 @@ from core.api.serializers import ClientIdField, StrictSerializer
 from core.db import INT_MAX
 from core.ids import WORKFLOW_ID_MAX_LENGTH
 from jobqueue.dependencies import MAX_DEPENDENCIES
+from jobqueue.job_request import STORED_AS_IS, JobRequest
 from jobqueue.models import Job, JobExecution
-from jobqueue.submission import STORED_AS_IS, JobRequest
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,99}$")
 NAME_HELP = "letters, digits and . _ : / + - (max 100), starting with a letter or digit"

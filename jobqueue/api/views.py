@@ -31,10 +31,11 @@ from jobqueue.api.serializers import (
     submitted_request,
 )
 from jobqueue.cancellation import cancel_job
+from jobqueue.job_request import JobRequest
 from jobqueue.models import Job
 from jobqueue.quotas import admit_jobs
 from jobqueue.stats import TIMEFRAMES, job_stats
-from jobqueue.submission import JobRequest, submit_job, submit_jobs
+from jobqueue.submission import submit_job, submit_jobs
 
 JOB_SUBMITTED = envelope(
     "JobSubmitted",

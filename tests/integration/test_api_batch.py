@@ -127,7 +127,8 @@ def test_an_item_that_is_not_an_object_is_reported_on_its_own(api):
 
 def test_concurrent_batches_with_the_same_keys_create_each_job_once(api_key):
     from accounts.models import ApiKey
-    from jobqueue.submission import JobRequest, submit_jobs
+    from jobqueue.job_request import JobRequest
+    from jobqueue.submission import submit_jobs
     from tests.conftest import run_in_threads
 
     key = ApiKey.objects.get(pk=api_key[0].pk)

@@ -18,8 +18,9 @@ from dispatch.assignment import (
     dispatch_all,
     fill_worker,
 )
+from jobqueue.job_request import JobRequest
 from jobqueue.models import Job, JobStatus
-from jobqueue.submission import JobRequest, submit_jobs
+from jobqueue.submission import submit_jobs
 from machines.models import Worker
 from tests.factories import make_job, make_worker
 

@@ -6,8 +6,8 @@ import dataclasses
 import uuid
 from datetime import UTC, datetime
 
+from jobqueue.job_request import STORED_AS_IS, JobRequest
 from jobqueue.models import Job
-from jobqueue.submission import STORED_AS_IS, JobRequest
 
 
 def test_every_field_stored_as_is_exists_on_both_sides():
