@@ -1,9 +1,11 @@
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from accounts.models import QUOTAS, ApiKey, Customer, Tenant
 
 
-class CustomerInline(admin.TabularInline):
+class CustomerInline(admin.TabularInline[Customer, Tenant]):
     model = Customer
     extra = 0
     fields = ["customer_id", "created_at"]
@@ -11,7 +13,7 @@ class CustomerInline(admin.TabularInline):
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(admin.ModelAdmin[Tenant]):
     list_display = ["name", *QUOTAS, "created_at"]
     search_fields = ["name"]
     fields = ["name", *QUOTAS]
@@ -19,14 +21,14 @@ class TenantAdmin(admin.ModelAdmin):
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(admin.ModelAdmin[Customer]):
     list_display = ["customer_id", "tenant", "created_at"]
     list_filter = ["tenant"]
     search_fields = ["customer_id"]
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
     list_display = [
         "name",
         "tenant",
@@ -51,10 +53,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
     ]
     actions = ["revoke"]
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # created with `manage.py create_api_key` or POST /api/keys, which show the key once
 
     @admin.action(description="Revoke the selected keys")
-    def revoke(self, request, queryset) -> None:
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for api_key in queryset:
             api_key.revoke()

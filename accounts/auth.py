@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -34,7 +35,7 @@ def api_key_for(raw_key: str) -> ApiKey | None:
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
-    def authenticate(self, request):
+    def authenticate(self, request: Request) -> tuple[ApiKey, ApiKey] | None:
         raw_key = request.headers.get(HEADER)
         if not raw_key:
             return None
@@ -44,7 +45,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         logs.bind(tenant_id=api_key.tenant_id)  # the request's lines say whose they are
         return (api_key, api_key)
 
-    def authenticate_header(self, request) -> str:
+    def authenticate_header(self, request: Request) -> str:
         # Makes DRF answer 401 (not 403) when the key is missing.
         return HEADER
 
@@ -53,7 +54,7 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = "accounts.auth.ApiKeyAuthentication"
     name = "ApiKeyAuth"
 
-    def get_security_definition(self, auto_schema):
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
         return {"type": "apiKey", "in": "header", "name": HEADER}
 
 
@@ -70,7 +71,7 @@ class _RoleRequired(permissions.BasePermission):
     role: Role
     needed_for: str
 
-    def has_permission(self, request, view) -> bool:
+    def has_permission(self, request: Request, view: object) -> bool:
         api_key = request.auth
         if isinstance(api_key, ApiKey) and not api_key.has_role(self.role):
             raise exceptions.PermissionDenied(

@@ -20,7 +20,7 @@ DEFAULT_TENANT_NAME = "default"
 QUOTAS = ("max_queued_jobs", "max_submits_per_second", "max_webhook_endpoints", "max_schedules")
 
 
-def _quota(help_text: str) -> models.PositiveIntegerField:
+def _quota(help_text: str) -> models.PositiveIntegerField[int | None, int | None]:
     return models.PositiveIntegerField(null=True, blank=True, help_text=f"{help_text} None: the default.")
 
 

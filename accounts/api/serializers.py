@@ -16,7 +16,7 @@ from core.db import INT_MAX
 MAX_KEY_LIFETIME_DAYS = 3650
 
 
-class TenantSerializer(StrictSerializer, serializers.ModelSerializer):
+class TenantSerializer(StrictSerializer, serializers.ModelSerializer[Tenant]):
     quotas = serializers.SerializerMethodField(help_text="The limits in force: its own, or the defaults.")
 
     class Meta:
@@ -29,7 +29,7 @@ class TenantSerializer(StrictSerializer, serializers.ModelSerializer):
         return {name: tenant.quota(name) for name in QUOTAS}
 
 
-class ApiKeySerializer(serializers.ModelSerializer):
+class ApiKeySerializer(serializers.ModelSerializer[ApiKey]):
     tenant_id = serializers.IntegerField(read_only=True)
 
     class Meta:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import IntegrityError, transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
@@ -75,7 +77,7 @@ class TenantDetailView(AdminView):
         return Response({"success": True, "tenant": TenantSerializer(tenant).data})
 
 
-class KeyQuerySerializer(serializers.Serializer):
+class KeyQuerySerializer(serializers.Serializer[Any]):
     tenant_id = serializers.IntegerField(required=False, min_value=1, max_value=INT_MAX)
 
 
