@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from core.db import seconds_until_earliest
 from core.errors import Conflict
+from core.retry_schedule import next_delay
 from emprops.client import EmpropsClient, EmpropsError, EmpropsTransient, path
 from emprops.models import EmpropsAttempt, EmpropsNotification, NotificationStatus
 from events.models import Event
@@ -177,11 +178,14 @@ def _record(
 
 
 def _retry_delay(attempts_in_schedule: int, error: EmpropsError) -> float | None:
-    schedule = settings.EMPROPS_RETRY_SCHEDULE_SECONDS
-    if not error.transient or attempts_in_schedule > len(schedule):
+    if not error.transient:
         return None
-    delay = schedule[attempts_in_schedule - 1]
-    return max(delay, min(error.retry_after or 0.0, settings.EMPROPS_MAX_RETRY_AFTER_SECONDS))
+    return next_delay(
+        settings.EMPROPS_RETRY_SCHEDULE_SECONDS,
+        attempts_in_schedule,
+        retry_after=error.retry_after,
+        retry_after_cap=settings.EMPROPS_MAX_RETRY_AFTER_SECONDS,
+    )
 
 
 def redeliver(notification_id: int) -> EmpropsNotification:

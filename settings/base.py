@@ -390,11 +390,11 @@ REPORT_RETRY_BACKOFF_MAX_SECONDS = env_int("REPORT_RETRY_BACKOFF_MAX_SECONDS", 1
 FLOWER_BASIC_AUTH = env_str("FLOWER_BASIC_AUTH")
 
 # --- Webhooks ---------------------------------------------------------------------------------------
-# Delay before each attempt (the first is immediate); jittered by +/- WEBHOOK_RETRY_JITTER of itself.
-# Default as Svix: about 17 hours of retries over 7 attempts.
+# The wait before each retry (the first attempt is at once: `core/retry_schedule.py`), jittered by
+# +/- WEBHOOK_RETRY_JITTER of itself. Default as Svix: about 17 hours of retries over 7 attempts.
 WEBHOOK_RETRY_SCHEDULE_SECONDS = [
     float(s)
-    for s in env_list("WEBHOOK_RETRY_SCHEDULE_SECONDS", ["0", "5", "300", "1800", "7200", "18000", "36000"])
+    for s in env_list("WEBHOOK_RETRY_SCHEDULE_SECONDS", ["5", "300", "1800", "7200", "18000", "36000"])
 ]
 WEBHOOK_RETRY_JITTER = env_float("WEBHOOK_RETRY_JITTER", 0.2)
 WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0)
@@ -433,7 +433,7 @@ EMPROPS_CONNECT_TIMEOUT_SECONDS = env_float("EMPROPS_CONNECT_TIMEOUT_SECONDS", 5
 EMPROPS_READ_TIMEOUT_SECONDS = env_float("EMPROPS_READ_TIMEOUT_SECONDS", 30.0)
 EMPROPS_RETRIES = env_int("EMPROPS_RETRIES", 3)  # for idempotent requests, inside one call
 EMPROPS_MAX_REQUESTS_PER_SECOND = env_float("EMPROPS_MAX_REQUESTS_PER_SECOND", 20.0)
-# A notification's attempts after the first wait these long (then it is dead-lettered).
+# The wait before each retry of a notification, as for webhooks (then it is dead-lettered).
 EMPROPS_RETRY_SCHEDULE_SECONDS = [
     float(s) for s in env_str("EMPROPS_RETRY_SCHEDULE_SECONDS", "5,30,120,600,1800,3600").split(",") if s
 ]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import random
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 from django.conf import settings
+
+from core.retry_schedule import next_delay
 
 # 4xx answers that say "try later" rather than "never".
 RETRYABLE_CLIENT_ERRORS = frozenset({408, 409, 429})
@@ -24,15 +25,13 @@ def is_final_rejection(status_code: int | None) -> bool:
 
 def retry_delay(attempts_in_schedule: int, retry_after: float | None = None) -> float | None:
     """Seconds until the next attempt after `attempts_in_schedule` attempts; None once exhausted."""
-    schedule = settings.WEBHOOK_RETRY_SCHEDULE_SECONDS
-    if attempts_in_schedule >= len(schedule):
-        return None
-    base = schedule[attempts_in_schedule]
-    jitter = settings.WEBHOOK_RETRY_JITTER
-    delay = base * (1 + random.uniform(-jitter, jitter)) if jitter else base
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, settings.WEBHOOK_MAX_RETRY_AFTER_SECONDS))
-    return delay
+    return next_delay(
+        settings.WEBHOOK_RETRY_SCHEDULE_SECONDS,
+        attempts_in_schedule,
+        retry_after=retry_after,
+        retry_after_cap=settings.WEBHOOK_MAX_RETRY_AFTER_SECONDS,
+        jitter=settings.WEBHOOK_RETRY_JITTER,
+    )
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:

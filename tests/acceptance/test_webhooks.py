@@ -97,7 +97,7 @@ def test_a_completed_job_reaches_a_subscribed_endpoint_signed_with_everything_a_
 def test_failures_are_retried_on_the_schedule_with_the_same_id_and_body(
     endpoint, webhook_receiver, webhook_service
 ):
-    webhook_service(WEBHOOK_RETRY_SCHEDULE_SECONDS="0,1,2")
+    webhook_service(WEBHOOK_RETRY_SCHEDULE_SECONDS="1,2")
     hook = endpoint(event_types=["job_cancelled"])
     webhook_receiver.script("/hook", "500", "503")
     _cancelled_job()
@@ -119,7 +119,7 @@ def test_failures_are_retried_on_the_schedule_with_the_same_id_and_body(
 
 
 def test_a_429_waits_at_least_its_retry_after(endpoint, webhook_receiver, webhook_service):
-    webhook_service(WEBHOOK_RETRY_SCHEDULE_SECONDS="0,0.2")
+    webhook_service(WEBHOOK_RETRY_SCHEDULE_SECONDS="0.2")
     endpoint(event_types=["job_cancelled"])
     webhook_receiver.script("/hook", "429:2")
     _cancelled_job()
@@ -131,7 +131,7 @@ def test_a_429_waits_at_least_its_retry_after(endpoint, webhook_receiver, webhoo
 def test_a_receiver_hanging_past_the_timeout_is_an_attempt_that_failed_and_is_retried(
     endpoint, webhook_receiver, webhook_service
 ):
-    webhook_service(WEBHOOK_TIMEOUT_SECONDS="1", WEBHOOK_RETRY_SCHEDULE_SECONDS="0,0.5")
+    webhook_service(WEBHOOK_TIMEOUT_SECONDS="1", WEBHOOK_RETRY_SCHEDULE_SECONDS="0.5")
     hook = endpoint(event_types=["job_cancelled"])
     webhook_receiver.script("/hook", "hang:3")
     _cancelled_job()
@@ -177,7 +177,7 @@ def test_a_final_4xx_is_not_retried_and_410_disables_the_endpoint(
 def test_an_exhausted_delivery_is_dead_lettered_and_can_be_redelivered_alone_or_in_bulk(
     api, endpoint, webhook_receiver, webhook_service
 ):
-    webhook_service(WEBHOOK_RETRY_SCHEDULE_SECONDS="0,0.3,0.3")
+    webhook_service(WEBHOOK_RETRY_SCHEDULE_SECONDS="0.3,0.3")
     hook = endpoint(event_types=["job_cancelled"])
     webhook_receiver.script("/hook", *["500"] * 9)
     since = timezone.now()
@@ -218,7 +218,7 @@ def test_an_exhausted_delivery_is_dead_lettered_and_can_be_redelivered_alone_or_
 def test_an_endpoint_failing_for_the_configured_period_is_disabled_and_says_so(
     endpoint, webhook_receiver, webhook_service
 ):
-    webhook_service(WEBHOOK_RETRY_SCHEDULE_SECONDS="0,0.4,0.4,0.4,0.4,0.4", WEBHOOK_DISABLE_AFTER_SECONDS="1")
+    webhook_service(WEBHOOK_RETRY_SCHEDULE_SECONDS="0.4,0.4,0.4,0.4,0.4", WEBHOOK_DISABLE_AFTER_SECONDS="1")
     hook = endpoint(event_types=["job_cancelled"])
     webhook_receiver.script("/hook", *["500"] * 20)
     _cancelled_job()

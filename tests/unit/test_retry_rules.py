@@ -18,7 +18,7 @@ def test_job_backoff_stays_under_its_exponential_ceiling_and_the_cap(settings):
 
 
 def test_webhook_schedule_ends_and_honours_retry_after(settings):
-    settings.WEBHOOK_RETRY_SCHEDULE_SECONDS = [0.0, 5.0]
+    settings.WEBHOOK_RETRY_SCHEDULE_SECONDS = [5.0]
     settings.WEBHOOK_RETRY_JITTER = 0.0
     settings.WEBHOOK_MAX_RETRY_AFTER_SECONDS = 60
     assert retry_delay(1) == 5.0
@@ -37,3 +37,30 @@ def test_retry_after_reads_seconds_and_http_dates():
     assert parse_retry_after("120", now) == 120.0
     assert parse_retry_after("Thu, 01 Jan 2026 12:01:00 GMT", now) == 60.0
     assert parse_retry_after("soon", now) is None
+
+
+def _attempts_until_given_up(delay_after) -> int:
+    attempts = 1
+    while delay_after(attempts) is not None:
+        attempts += 1
+    return attempts
+
+
+def test_webhooks_and_emprops_read_a_schedule_alike_one_attempt_more_than_its_waits(settings):
+    from emprops.client import EmpropsTransient
+    from emprops.notifications import _retry_delay
+
+    settings.WEBHOOK_RETRY_SCHEDULE_SECONDS = settings.EMPROPS_RETRY_SCHEDULE_SECONDS = [1.0, 2.0, 3.0]
+    settings.WEBHOOK_RETRY_JITTER = 0.0
+    transient = EmpropsTransient("503")
+
+    assert (
+        _attempts_until_given_up(retry_delay)
+        == _attempts_until_given_up(lambda n: _retry_delay(n, transient))
+        == 4
+    )
+    assert (
+        [retry_delay(n) for n in (1, 2, 3)]
+        == [_retry_delay(n, transient) for n in (1, 2, 3)]
+        == [1.0, 2.0, 3.0]
+    )
