@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +46,8 @@ class EmbeddedServiceError(RuntimeError):
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def port_is_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -54,7 +56,9 @@ def port_is_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def _wait_until(check, what: str, process: subprocess.Popen | None, log: Path) -> None:
+def _wait_until(
+    check: Callable[[], bool], what: str, process: subprocess.Popen[bytes] | None, log: Path
+) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if check():
@@ -111,7 +115,7 @@ class EmbeddedPostgres:
 
     data_dir: Path
     port: int = DEFAULT_PG_PORT
-    process: subprocess.Popen | None = field(default=None, init=False)
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
     def url(self) -> str:
@@ -209,7 +213,7 @@ class EmbeddedRedis:
     # Bounded, and never evicting (a broker key dropped is a job message lost): past the bound every
     # write fails, so the BrokerMemoryHigh alert fires before it (docker/prometheus/alert-rules.yml).
     maxmemory: str = DEFAULT_REDIS_MAXMEMORY
-    process: subprocess.Popen | None = field(default=None, init=False)
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
     def url(self) -> str:
@@ -295,7 +299,7 @@ def _secret_in(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def database_ready():
+def database_ready() -> Iterator[None]:
     """For management commands that only need the database: works whether or not the embedded stack
     is running (its Postgres is started, and migrated, for the command if needed)."""
     from django.conf import settings
@@ -315,7 +319,7 @@ def database_ready():
 
 
 @contextlib.contextmanager
-def running_postgres(data_dir: Path, port: int = DEFAULT_PG_PORT):
+def running_postgres(data_dir: Path, port: int = DEFAULT_PG_PORT) -> Iterator[EmbeddedPostgres | None]:
     """Start the embedded Postgres for the duration of a block unless one already listens on `port`."""
     if port_is_open(port):
         yield None

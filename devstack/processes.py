@@ -12,14 +12,16 @@ STOP_TIMEOUT_SECONDS = 20.0
 
 
 def stop_process(
-    process: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_SECONDS
+    process: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_SECONDS
 ) -> None:
     """Ask the process to stop with `sig`; kill it if it is still running `timeout` seconds later."""
     stop_processes([process] if process is not None else [], sig, timeout)
 
 
 def stop_processes(
-    processes: Iterable[subprocess.Popen], sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_SECONDS
+    processes: Iterable[subprocess.Popen[bytes]],
+    sig: int = signal.SIGTERM,
+    timeout: float = STOP_TIMEOUT_SECONDS,
 ) -> None:
     """Signal every running process at once, then give them `timeout` seconds in all to exit (in the
     order given) before killing the rest."""

@@ -5,13 +5,14 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from webhooks.endpoints import WebhookError, restart, validate_target
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from webhooks.outcome import disable_endpoint
 
 
-class WebhookEndpointForm(forms.ModelForm):
+class WebhookEndpointForm(forms.ModelForm[WebhookEndpoint]):
     """An endpoint edited in the admin is held to the API's SSRF check."""
 
     url = forms.URLField(max_length=2000, assume_scheme="https")
@@ -30,7 +31,7 @@ class WebhookEndpointForm(forms.ModelForm):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
+class WebhookEndpointAdmin(admin.ModelAdmin[WebhookEndpoint]):
     form = WebhookEndpointForm
     list_display = (
         "url",
@@ -55,18 +56,18 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     actions = ("enable", "disable")
 
     @admin.action(description="Enable (and forget the failure streak)")
-    def enable(self, request, queryset: QuerySet[WebhookEndpoint]) -> None:
+    def enable(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
         updated = queryset.update(enabled=True, disabled_reason="", failing_since=None)
         self.message_user(request, f"{updated} endpoint(s) enabled.", messages.SUCCESS)
 
     @admin.action(description="Disable")
-    def disable(self, request, queryset: QuerySet[WebhookEndpoint]) -> None:
+    def disable(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
         for endpoint in queryset.filter(enabled=True):
             disable_endpoint(endpoint, f"disabled by {request.user} in the admin")
         self.message_user(request, "Endpoint(s) disabled.", messages.SUCCESS)
 
 
-class WebhookAttemptInline(admin.TabularInline):
+class WebhookAttemptInline(admin.TabularInline[WebhookAttempt, WebhookDelivery]):
     model = WebhookAttempt
     extra = 0
     can_delete = False
@@ -83,7 +84,7 @@ class WebhookAttemptInline(admin.TabularInline):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(admin.ModelAdmin[WebhookDelivery]):
     list_display = (
         "id",
         "event_type",
@@ -101,7 +102,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     actions = ("redeliver",)
 
     @admin.action(description="Redeliver (same webhook-id, a fresh retry schedule)")
-    def redeliver(self, request, queryset: QuerySet[WebhookDelivery]) -> None:
+    def redeliver(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
         restarted = 0
         for delivery in queryset.exclude(status=DeliveryStatus.PENDING):
             restart(delivery)

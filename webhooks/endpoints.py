@@ -87,7 +87,7 @@ def rotate_default_secret(tenant_id: int, overlap: timedelta) -> tuple[str, date
     return _rotate(DefaultSigningSecret.objects.filter(tenant_id=tenant_id), overlap)
 
 
-def _rotate(holder: QuerySet, overlap: timedelta) -> tuple[str, datetime | None]:
+def _rotate(holder: QuerySet[Any], overlap: timedelta) -> tuple[str, datetime | None]:
     with transaction.atomic():
         locked = holder.select_for_update().get()
         secret = locked.set_new_secret(overlap, timezone.now())

@@ -157,7 +157,7 @@ class _GuardedHTTPSConnectionPool(HTTPSConnectionPool):
 
 
 class _GuardedAdapter(HTTPAdapter):
-    def init_poolmanager(self, *args, **kwargs) -> None:
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {
             "http": _GuardedHTTPConnectionPool,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django.conf import settings
 from rest_framework import serializers
@@ -36,7 +37,7 @@ MAX_HEADERS = 20
 class EventTypesField(serializers.ListField):
     child = serializers.CharField(max_length=64)
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: Any) -> list[str]:
         # The replaced system's names (`complete_job`, …) are taken too, in ours.
         names = [emp_dialect.our_event_type(name) for name in super().to_internal_value(data)]
         unknown = sorted(set(names) - set(EventType.values))
@@ -66,7 +67,7 @@ class FiltersSerializer(StrictSerializer):
         child=serializers.CharField(max_length=100), max_length=MAX_FILTER_VALUES, required=False
     )
 
-    def validate(self, attrs):
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         assert set(attrs) <= set(FILTERS)  # one list of filter names: fanout.FILTERS
         return {name: values for name, values in attrs.items() if values}
 
@@ -74,7 +75,7 @@ class FiltersSerializer(StrictSerializer):
 class HeadersField(serializers.DictField):
     child = serializers.CharField(max_length=2000)
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: Any) -> dict[str, str]:
         headers = super().to_internal_value(data)
         if len(headers) > MAX_HEADERS:
             raise serializers.ValidationError(f"at most {MAX_HEADERS} headers", code="too_many_headers")
@@ -104,7 +105,7 @@ class EndpointWriteSerializer(StrictSerializer):
     enabled = serializers.BooleanField(required=False)
 
 
-class EndpointSerializer(serializers.ModelSerializer):
+class EndpointSerializer(serializers.ModelSerializer[WebhookEndpoint]):
     headers = serializers.SerializerMethodField(help_text="Header names; values are never shown.")
 
     class Meta:
@@ -141,7 +142,7 @@ class RotateSecretSerializer(StrictSerializer):
     )
 
 
-class AttemptSerializer(serializers.ModelSerializer):
+class AttemptSerializer(serializers.ModelSerializer[WebhookAttempt]):
     class Meta:
         model = WebhookAttempt
         fields = [
@@ -156,7 +157,7 @@ class AttemptSerializer(serializers.ModelSerializer):
         ]
 
 
-class DeliverySerializer(serializers.ModelSerializer):
+class DeliverySerializer(serializers.ModelSerializer[WebhookDelivery]):
     class Meta:
         model = WebhookDelivery
         fields = [
@@ -187,11 +188,12 @@ class DeliveryDetailSerializer(DeliverySerializer):
     class Meta(DeliverySerializer.Meta):
         fields = [*DeliverySerializer.Meta.fields, "payload", "attempts"]
 
-    def get_payload(self, delivery: WebhookDelivery) -> dict:
-        return json.loads(delivery.body)
+    def get_payload(self, delivery: WebhookDelivery) -> dict[str, Any]:
+        payload: dict[str, Any] = json.loads(delivery.body)
+        return payload
 
 
-class DeliveryQuerySerializer(serializers.Serializer):
+class DeliveryQuerySerializer(serializers.Serializer[Any]):
     status = serializers.ChoiceField(choices=DeliveryStatus.choices, required=False)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TypeVar
+from uuid import UUID
 
 from django.db.models import Model, QuerySet
 from django.shortcuts import get_object_or_404
@@ -43,7 +44,7 @@ SECRET_ROTATED = envelope(
 DELIVERY_PAGE = page("DeliveryPage", "deliveries", DeliverySerializer)
 
 
-def _own_endpoint(request: Request, endpoint_id) -> WebhookEndpoint:
+def _own_endpoint(request: Request, endpoint_id: UUID) -> WebhookEndpoint:
     return get_object_or_404(_own(WebhookEndpoint.objects.all(), request), pk=endpoint_id)
 
 
@@ -59,7 +60,7 @@ def _rotated(request: Request, rotate: Callable[[timedelta], tuple[str, datetime
     return Response({"success": True, "secret": secret, "previous_secret_valid_until": previous_valid_until})
 
 
-def _deliveries(request: Request, queryset) -> Response:
+def _deliveries(request: Request, queryset: QuerySet[WebhookDelivery]) -> Response:
     query = DeliveryQuerySerializer(data=request.query_params)
     query.is_valid(raise_exception=True)
     if "status" in query.validated_data:
@@ -99,13 +100,13 @@ class EndpointCollectionView(APIView):
 
 class EndpointDetailView(APIView):
     @extend_schema(responses=WEBHOOK)
-    def get(self, request: Request, endpoint_id) -> Response:
+    def get(self, request: Request, endpoint_id: UUID) -> Response:
         return Response(
             {"success": True, "webhook": EndpointSerializer(_own_endpoint(request, endpoint_id)).data}
         )
 
     @extend_schema(request=EndpointWriteSerializer, responses=WEBHOOK)
-    def patch(self, request: Request, endpoint_id) -> Response:
+    def patch(self, request: Request, endpoint_id: UUID) -> Response:
         endpoint = _own_endpoint(request, endpoint_id)
         body = EndpointWriteSerializer(data=request.data, partial=True)
         body.is_valid(raise_exception=True)
@@ -113,14 +114,14 @@ class EndpointDetailView(APIView):
         return Response({"success": True, "webhook": EndpointSerializer(endpoint).data})
 
     @extend_schema(responses={204: None})
-    def delete(self, request: Request, endpoint_id) -> Response:
+    def delete(self, request: Request, endpoint_id: UUID) -> Response:
         _own_endpoint(request, endpoint_id).delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class EndpointRotateSecretView(APIView):
     @extend_schema(request=RotateSecretSerializer, responses=SECRET_ROTATED)
-    def post(self, request: Request, endpoint_id) -> Response:
+    def post(self, request: Request, endpoint_id: UUID) -> Response:
         endpoint = _own_endpoint(request, endpoint_id)
         return _rotated(request, lambda overlap: endpoints.rotate_secret(endpoint.pk, overlap))
 
@@ -143,7 +144,7 @@ class EndpointTestView(APIView):
             )
         },
     )
-    def post(self, request: Request, endpoint_id) -> Response:
+    def post(self, request: Request, endpoint_id: UUID) -> Response:
         """Queue a `webhook.test` message; read how it went at `/api/webhooks/deliveries/{delivery_id}`."""
         test = endpoints.queue_test(_own_endpoint(request, endpoint_id))
         return Response(
@@ -154,7 +155,7 @@ class EndpointTestView(APIView):
 
 class EndpointStatsView(APIView):
     @extend_schema(responses=envelope("WebhookStats", stats=serializers.DictField()))
-    def get(self, request: Request, endpoint_id) -> Response:
+    def get(self, request: Request, endpoint_id: UUID) -> Response:
         stats = endpoints.endpoint_stats(_own_endpoint(request, endpoint_id))
         return Response({"success": True, "stats": stats})
 
@@ -165,7 +166,7 @@ class EndpointDeliveriesView(APIView):
         parameters=[DeliveryQuerySerializer, *PAGE_PARAMETERS],
         responses=DELIVERY_PAGE,
     )
-    def get(self, request: Request, endpoint_id) -> Response:
+    def get(self, request: Request, endpoint_id: UUID) -> Response:
         return _deliveries(request, _own_endpoint(request, endpoint_id).deliveries.all())
 
 

@@ -4,8 +4,9 @@ an API key and print it (it is shown only this once)."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import IntegrityError
 from django.utils import timezone
 
@@ -16,7 +17,7 @@ from devstack.embedded import database_ready
 class Command(BaseCommand):
     help = "Create an API key and print it once. Only its hash is stored."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name", help="a unique name for the client using this key")
         parser.add_argument("--tenant", default=DEFAULT_TENANT_NAME, help="its tenant (created if new)")
         parser.add_argument("--role", choices=Role.values, default=Role.CLIENT)
@@ -34,13 +35,13 @@ class Command(BaseCommand):
             help="allow it to start workflows EmProps is told of (source emprops) and use collections",
         )
 
-    def handle(self, *args, name: str, delegate: bool = False, **options) -> None:
+    def handle(self, *args: Any, name: str, delegate: bool = False, **options: Any) -> None:
         if options["expires_in_days"] is not None and options["expires_in_days"] < 1:
             raise CommandError("--expires-in-days must be at least 1")
         with database_ready():
             self._create(name, delegate, options)
 
-    def _create(self, name: str, delegate: bool, options: dict) -> None:
+    def _create(self, name: str, delegate: bool, options: dict[str, Any]) -> None:
         days = options["expires_in_days"]
         try:
             _, raw_key = ApiKey.issue(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import ApiKey
 
@@ -10,10 +12,10 @@ from accounts.models import ApiKey
 class Command(BaseCommand):
     help = "Revoke an API key: every request with it is refused from now on."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name")
 
-    def handle(self, *args, name: str, **options) -> None:
+    def handle(self, *args: Any, name: str, **options: Any) -> None:
         api_key = ApiKey.objects.filter(name=name).first()
         if api_key is None:
             raise CommandError(f"no API key named {name!r}")

@@ -16,10 +16,12 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from accounts.models import ApiKey, Role
@@ -53,16 +55,18 @@ class Child:
 class Command(BaseCommand):
     help = "Run the front, API, live server, control plane, GPU worker, beat and Flower (and embedded Postgres/Redis)."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--flower-port", type=int, default=int(os.environ.get("FLOWER_PORT", "5555")))
         parser.add_argument("--no-gpu-worker", action="store_true", help="run only the control plane")
 
-    def handle(self, *args, port: int, host: str, flower_port: int, no_gpu_worker: bool, **options) -> None:
+    def handle(
+        self, *args: Any, port: int, host: str, flower_port: int, no_gpu_worker: bool, **options: Any
+    ) -> None:
         stopping = False
 
-        def request_stop(signum, frame) -> None:
+        def request_stop(signum: int, frame: FrameType | None) -> None:
             nonlocal stopping
             stopping = True
 

@@ -4,6 +4,8 @@ old key can then be dropped from the list."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from tqdm import tqdm
@@ -15,7 +17,7 @@ from webhooks.models import DefaultSigningSecret, SigningSecrets, WebhookEndpoin
 class Command(BaseCommand):
     help = "Re-encrypt every stored webhook secret with the first key of WEBHOOK_SECRETS_KEYS."
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         rotated = 0
         for model in (WebhookEndpoint, DefaultSigningSecret):
             ids = list(model.objects.values_list("pk", flat=True))
