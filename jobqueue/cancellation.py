@@ -16,11 +16,11 @@ from events.recording import record_job_event
 from events.types import EventType
 from jobqueue import lifecycle
 from jobqueue.errors import JobAlreadyFinished, JobNotFound
-from jobqueue.models import ACTIVE_STATUSES, NOT_STARTED_STATUSES, TERMINAL_STATUSES, Job, JobStatus
+from jobqueue.models import ACTIVE_STATUSES, NOT_STARTED_STATUSES, TERMINAL_STATUSES, Job, JobKey, JobStatus
 from jobqueue.transitions import transition
 
 
-def cancel_job(job_id, reason: str = "") -> Job:
+def cancel_job(job_id: JobKey, reason: str = "") -> Job:
     """Cancel a job; returns it (status `cancelled`, or still active with `cancel_requested_at` set)."""
     reason = reason[:500]
     with transaction.atomic():
@@ -44,7 +44,7 @@ def cancel_job(job_id, reason: str = "") -> Job:
         return job
 
 
-def cancel_unstarted(job_id, reason: str) -> Job | None:
+def cancel_unstarted(job_id: JobKey, reason: str) -> Job | None:
     """Cancel a job that no worker has: one compare-and-set, so a job that got assigned meanwhile is
     left alone (None). No lifecycle hook: callers inside the workflow engine recount themselves."""
     return transition(

@@ -11,6 +11,9 @@ from django.db.models.functions import Coalesce, Now
 
 from accounts.models import ApiKey, Tenant
 
+#: A job's id as callers hold it: the UUID, or its text (from a URL, a message, an event).
+JobKey = uuid.UUID | str
+
 
 class JobStatus(models.TextChoices):
     #: Held until `scheduled_at` (or a retry's backoff) passes.

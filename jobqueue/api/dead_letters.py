@@ -5,6 +5,7 @@ from __future__ import annotations
 import django_filters
 from django.conf import settings
 from django.db.models import QuerySet
+from django.http import QueryDict
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -17,9 +18,10 @@ from accounts.scoping import owned, readable, recoverable
 from core.api.filters import filter_or_400, filter_parameters
 from core.api.pagination import page_response, read_page
 from core.api.schema import envelope, page
+from core.api.serializers import StrictSerializer
 from jobqueue import dead_letters
-from jobqueue.api.serializers import JobDetailSerializer, JobSerializer, StrictSerializer
-from jobqueue.models import DeadLetterJob, DeadLetterReason
+from jobqueue.api.serializers import JobDetailSerializer, JobSerializer
+from jobqueue.models import DeadLetterJob, DeadLetterQuerySet, DeadLetterReason
 
 STATES = ("open", "requeued", "all")
 
@@ -39,12 +41,13 @@ class DeadLetterFilter(django_filters.FilterSet):
         model = DeadLetterJob
         fields = ["type", "reason", "created_after", "created_before", "job_id", "workflow_id", "state"]
 
-    def filter_queryset(self, queryset):
+    def filter_queryset(self, queryset: DeadLetterQuerySet) -> QuerySet[DeadLetterJob]:
         if not self.form.cleaned_data.get("state"):
             queryset = queryset.open()
-        return super().filter_queryset(queryset)
+        filtered: QuerySet[DeadLetterJob] = super().filter_queryset(queryset)
+        return filtered
 
-    def filter_state(self, queryset, _name, value):
+    def filter_state(self, queryset: DeadLetterQuerySet, _name: str, value: str) -> DeadLetterQuerySet:
         if value == "open":
             return queryset.open()
         if value == "requeued":
@@ -52,7 +55,7 @@ class DeadLetterFilter(django_filters.FilterSet):
         return queryset
 
 
-def filtered_dead_letters(request: Request, params) -> QuerySet[DeadLetterJob]:
+def filtered_dead_letters(request: Request, params: QueryDict) -> QuerySet[DeadLetterJob]:
     """The dead letters the caller may reach (its tenant's; an operator's: every tenant's), filtered."""
     queryset = _reachable(request).select_related("job").order_by("-created_at", "-id")
     return filter_or_400(DeadLetterFilter, params, queryset)
@@ -71,7 +74,7 @@ def _discardable(request: Request) -> QuerySet[DeadLetterJob]:
     return owned(DeadLetterJob.objects.all(), api_key_of(request), tenant_field="job__tenant")
 
 
-class DeadLetterSerializer(serializers.ModelSerializer):
+class DeadLetterSerializer(serializers.ModelSerializer[DeadLetterJob]):
     job_id = serializers.UUIDField(read_only=True)
     type = serializers.CharField(source="job.type", read_only=True)
     status = serializers.CharField(source="job.status", read_only=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+from uuid import UUID
+
 from croniter import croniter
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
@@ -19,7 +22,8 @@ from accounts.quotas import ensure_room_for_one_more
 from accounts.scoping import owned
 from core.api.pagination import PAGE_PARAMETERS, page_response, read_page
 from core.api.schema import envelope, page
-from jobqueue.api.serializers import JobSubmitSerializer, StrictSerializer
+from core.api.serializers import StrictSerializer
+from jobqueue.api.serializers import JobSubmitSerializer
 from jobqueue.models import JobSchedule
 from jobqueue.schedules import fires, next_run_after
 
@@ -27,7 +31,7 @@ MAX_INTERVAL_SECONDS = 366 * 24 * 3600
 TEMPLATE_FORBIDDEN = ("idempotency_key", "scheduled_at")  # each run gets its own
 
 
-class ScheduleSerializer(StrictSerializer, serializers.ModelSerializer):
+class ScheduleSerializer(StrictSerializer, serializers.ModelSerializer[JobSchedule]):
     job = serializers.DictField(source="job_template", help_text="A POST /api/jobs body.")
     interval_seconds = serializers.IntegerField(
         min_value=1, max_value=MAX_INTERVAL_SECONDS, required=False, allow_null=True
@@ -78,7 +82,7 @@ class ScheduleSerializer(StrictSerializer, serializers.ModelSerializer):
             )
         return value
 
-    def validate_job(self, template: dict) -> dict:
+    def validate_job(self, template: dict[str, Any]) -> dict[str, Any]:
         errors = {
             key: ["set per run; not allowed in a template"] for key in TEMPLATE_FORBIDDEN if key in template
         }
@@ -89,20 +93,20 @@ class ScheduleSerializer(StrictSerializer, serializers.ModelSerializer):
             raise serializers.ValidationError(errors)
         return template
 
-    def validate(self, attrs: dict) -> dict:
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         cron = attrs.get("cron", self.instance.cron if self.instance else "")
         interval = attrs.get("interval_seconds", self.instance.interval_seconds if self.instance else None)
         if bool(cron) == (interval is not None):
             raise serializers.ValidationError({"cron": ["give exactly one of cron and interval_seconds"]})
         return attrs
 
-    def save(self, **kwargs) -> JobSchedule:
+    def save(self, **kwargs: Any) -> JobSchedule:
         timing_changed = self.instance is None or any(
             name in self.validated_data for name in ("cron", "interval_seconds", "enabled")
         )
         if self.instance is not None:
             kwargs["last_error"] = ""  # changed by its owner: tried afresh
-        schedule = super().save(**kwargs)
+        schedule: JobSchedule = super().save(**kwargs)
         if timing_changed:
             schedule.next_run_at = next_run_after(schedule, timezone.now()) if schedule.enabled else None
             schedule.save(update_fields=["next_run_at"])
@@ -149,12 +153,12 @@ class ScheduleCollectionView(APIView):
 
 class ScheduleDetailView(APIView):
     @extend_schema(responses=SCHEDULE)
-    def get(self, request: Request, schedule_id) -> Response:
+    def get(self, request: Request, schedule_id: UUID) -> Response:
         schedule = get_object_or_404(_owned(request), pk=schedule_id)
         return Response({"success": True, "schedule": ScheduleSerializer(schedule).data})
 
     @extend_schema(request=ScheduleSerializer, responses=SCHEDULE)
-    def patch(self, request: Request, schedule_id) -> Response:
+    def patch(self, request: Request, schedule_id: UUID) -> Response:
         schedule = get_object_or_404(_owned(request), pk=schedule_id)
         context = {"tenant_id": schedule.tenant_id}
         body = ScheduleSerializer(schedule, data=request.data, partial=True, context=context)
@@ -164,6 +168,6 @@ class ScheduleDetailView(APIView):
         return Response({"success": True, "schedule": ScheduleSerializer(saved).data})
 
     @extend_schema(responses=envelope("ScheduleDeleted", deleted=serializers.UUIDField()))
-    def delete(self, request: Request, schedule_id) -> Response:
+    def delete(self, request: Request, schedule_id: UUID) -> Response:
         get_object_or_404(_owned(request), pk=schedule_id).delete()
         return Response({"success": True, "deleted": str(schedule_id)})

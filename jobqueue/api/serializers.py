@@ -30,11 +30,11 @@ def _check_name(value: str, what: str) -> str:
 
 
 class NameField(serializers.CharField):
-    def __init__(self, what: str, **kwargs) -> None:
+    def __init__(self, what: str, **kwargs: Any) -> None:
         self.what = what
         super().__init__(max_length=100, **kwargs)
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: Any) -> str:
         return _check_name(super().to_internal_value(data), self.what)
 
 
@@ -61,7 +61,7 @@ class RequirementsSerializer(StrictSerializer):
 class EpochMillisOrDateTimeField(serializers.DateTimeField):
     """The replaced system sends `workflow_datetime` as epoch milliseconds; ISO 8601 works too."""
 
-    def to_internal_value(self, value):
+    def to_internal_value(self, value: Any) -> datetime:
         if isinstance(value, int | float) and not isinstance(value, bool):
             try:
                 return datetime.fromtimestamp(value / 1000, tz=UTC)
@@ -229,7 +229,7 @@ class CancelSerializer(StrictSerializer):
     reason = serializers.CharField(required=False, allow_blank=True, max_length=500)
 
 
-class JobExecutionSerializer(serializers.ModelSerializer):
+class JobExecutionSerializer(serializers.ModelSerializer[JobExecution]):
     class Meta:
         model = JobExecution
         fields = [
@@ -245,7 +245,7 @@ class JobExecutionSerializer(serializers.ModelSerializer):
         ]
 
 
-class JobSerializer(serializers.ModelSerializer):
+class JobSerializer(serializers.ModelSerializer[Job]):
     job_id = serializers.UUIDField(source="id", read_only=True)
 
     class Meta:

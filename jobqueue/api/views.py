@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
@@ -54,7 +55,7 @@ JOB_CANCELLED = envelope(
 )
 
 
-class JobBatchResultSerializer(serializers.Serializer):
+class JobBatchResultSerializer(serializers.Serializer[Any]):
     index = serializers.IntegerField()
     status = serializers.IntegerField(help_text="201 created, 200 already submitted, 400 invalid.")
     job_id = serializers.UUIDField(required=False)
@@ -80,7 +81,7 @@ JOB_STATS = envelope(
 )
 
 
-class StatsQuerySerializer(serializers.Serializer):
+class StatsQuerySerializer(serializers.Serializer[Any]):
     timeframe = serializers.ChoiceField(choices=sorted(TIMEFRAMES), default="day")
 
 
@@ -178,11 +179,11 @@ def _batch_result(index: int, submitted: tuple[Job, bool] | None, errors: Any) -
 
 class JobCancelView(APIView):
     @extend_schema(request=CancelSerializer, responses={200: JOB_CANCELLED, 202: JOB_CANCELLED})
-    def post(self, request: Request, job_id) -> Response:
+    def post(self, request: Request, job_id: UUID) -> Response:
         return cancel_response(request, job_id)
 
 
-def cancel_response(request: Request, job_id) -> Response:
+def cancel_response(request: Request, job_id: UUID) -> Response:
     """Cancel the job and answer with it (DELETE /api/jobs/{id} and POST …/cancel)."""
     body = CancelSerializer(data=request.data or {})
     body.is_valid(raise_exception=True)
@@ -233,7 +234,7 @@ class JobTimelineView(APIView):
             attempts=JobExecutionSerializer(many=True),
         ),
     )
-    def get(self, request: Request, job_id) -> Response:
+    def get(self, request: Request, job_id: UUID) -> Response:
         """Everything that happened to one job, its events a page at a time (oldest first), and each
         attempt's worker, error and timings."""
         page = read_page(request)

@@ -8,8 +8,8 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
+from core.api.serializers import StrictSerializer
 from events.types import EventType
-from jobqueue.api.serializers import StrictSerializer
 from webhooks import emp_dialect
 from webhooks.fanout import FILTERS
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookFormat
