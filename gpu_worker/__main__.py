@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import redis
@@ -21,6 +22,7 @@ from gpu_worker import credentials, metrics
 from gpu_worker.app import app, install_runner
 from gpu_worker.config import WorkerConfig, parse_config
 from gpu_worker.connectors import build_connectors
+from gpu_worker.connectors.base import Connector
 from gpu_worker.gpus import read_telemetry
 from gpu_worker.reporter import Reporter
 from gpu_worker.runner import CancelWatch, JobRunner
@@ -138,7 +140,7 @@ def _refuse(why: str) -> None:
     sys.exit(EXIT_CREDENTIAL_REFUSED)
 
 
-def engine_health(connectors: dict) -> dict:
+def engine_health(connectors: dict[str, Connector]) -> dict[str, Any]:
     """Healthy when every connector's engine answers its health check; else which one fails and why."""
     for connector in {id(c): c for c in connectors.values()}.values():
         try:
@@ -197,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     heartbeat = Heartbeat(reporter, description, runner, config.heartbeat_seconds)
 
     @signals.worker_ready.connect(weak=False)
-    def on_ready(**_kwargs) -> None:
+    def on_ready(**_kwargs: object) -> None:
         reporter.register(description)
         heartbeat.start()
         credential_watch.start()
@@ -212,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
         )
 
     @signals.worker_shutting_down.connect(weak=False)
-    def on_shutting_down(**_kwargs) -> None:
+    def on_shutting_down(**_kwargs: object) -> None:
         # Warm shutdown: stop taking jobs at once; Celery lets the current one finish, and the
         # heartbeat goes on until then so that job's lease holds. A job still running when the
         # grace period ends is stopped and handed back, for another worker to run.
@@ -225,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
         hand_back.start()
 
     @signals.worker_shutdown.connect(weak=False)
-    def on_shutdown(**_kwargs) -> None:
+    def on_shutdown(**_kwargs: object) -> None:
         heartbeat.stopped.set()
 
     app.worker_main(_celery_args(config))

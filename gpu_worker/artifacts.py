@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 PRESIGNED_URL_SECONDS = 7 * 24 * 3600
@@ -40,7 +40,9 @@ class LocalArtifactStore:
 
 
 class S3ArtifactStore:
-    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None, client=None) -> None:
+    def __init__(
+        self, bucket: str, prefix: str = "", endpoint_url: str | None = None, client: Any = None
+    ) -> None:
         import boto3
 
         self.bucket, self.prefix = bucket, prefix.strip("/")
@@ -49,9 +51,10 @@ class S3ArtifactStore:
     def put(self, job_id: str, name: str, data: bytes, content_type: str) -> str:
         key = "/".join(part for part in (self.prefix, safe_name(job_id), safe_name(name)) if part)
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
-        return self.client.generate_presigned_url(
+        url: str = self.client.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=PRESIGNED_URL_SECONDS
         )
+        return url
 
 
 def store_from_environment() -> ArtifactStore:

@@ -15,6 +15,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import requests
@@ -108,7 +109,7 @@ def join(api_url: str, join_token: str, worker_id: str, machine_id: str) -> Cred
     )
 
 
-def _json_or_empty(response: requests.Response) -> dict:
+def _json_or_empty(response: requests.Response) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:

@@ -29,7 +29,7 @@ class GpuInfo:
         return asdict(self)
 
 
-def _nvml():
+def _nvml() -> Any:
     """The initialised pynvml module, or None when there is no usable NVIDIA driver."""
     try:
         import pynvml

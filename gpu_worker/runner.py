@@ -38,7 +38,7 @@ class CancelWatch:
         self.client = client
         self.worker_id = worker_id
 
-    def checker(self, job_id: str, attempt: int):
+    def checker(self, job_id: str, attempt: int) -> Callable[[], bool]:
         last_check = 0.0
         cancelled = False
 
@@ -92,7 +92,7 @@ class AttemptLog:
                 entry.next_check = now + REPORT_CONFIRM_AFTER_S
             entry.resend = resend or entry.resend
 
-    def seen(self) -> list[list]:
+    def seen(self) -> list[list[Any]]:
         now = time.monotonic()
         with self._lock:
             for key, entry in list(self._attempts.items()):

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import FrameType
 
 from gpu_worker.config import SUPERVISED_ENV, WorkerConfig
 
@@ -35,7 +36,7 @@ def child_ids(config: WorkerConfig) -> list[tuple[str, int]]:
 
 def run_supervisor(argv: list[str], config: WorkerConfig) -> int:
     base_argv = _without_flags(argv, (*_OWN_FLAGS, *_SECRET_FLAGS))
-    children: dict[str, subprocess.Popen] = {}
+    children: dict[str, subprocess.Popen[bytes]] = {}
     order = [child_id for child_id, _ in child_ids(config)]  # a worker's metrics port: the first + its place
     stopping = False
 
@@ -54,7 +55,7 @@ def run_supervisor(argv: list[str], config: WorkerConfig) -> int:
         children[worker_id] = subprocess.Popen(command, env=env)
         logger.info("started worker %s on GPU %s (pid %s)", worker_id, gpu_index, children[worker_id].pid)
 
-    def stop(signum, _frame) -> None:
+    def stop(signum: int, _frame: FrameType | None) -> None:
         nonlocal stopping
         if stopping:  # a second signal: do not wait any longer
             for child in children.values():

@@ -16,7 +16,9 @@ No Django here: GPU workers import it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from kombu.transport import redis, virtual
 
@@ -32,25 +34,26 @@ class SafeQoS(redis.QoS):
         transport = self.channel.connection
         return transport is None or transport.client is None
 
-    def ack(self, delivery_tag):
+    def ack(self, delivery_tag: str) -> None:
         if self._connection_gone():
             logger.warning("broker connection lost before message %s was acknowledged", delivery_tag)
             return virtual.QoS.ack(self, delivery_tag)  # forget it locally only
         return super().ack(delivery_tag)
 
-    def reject(self, delivery_tag, requeue=False):
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
         if self._connection_gone():
             return self.ack(delivery_tag)
         return super().reject(delivery_tag, requeue=requeue)
 
-    def restore_unacked(self, client=None):
+    def restore_unacked(self, client: Any = None) -> None:
         if client is None and self._connection_gone():
             logger.warning(
                 "broker connection lost with %d unacknowledged message(s); they are redelivered "
                 "after the visibility timeout",
-                len(self._delivered),
+                len(self._delivered or ()),
             )
-            self._delivered.clear()
+            if self._delivered is not None:
+                self._delivered.clear()
             return None
         return super().restore_unacked(client)
 
@@ -64,13 +67,13 @@ class ReusingClientChannel(redis.Channel):
     _reused_client = None
 
     @contextmanager
-    def conn_or_acquire(self, client=None):
+    def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
         if client:
             yield client
             return
         reused = self._reused_client
         if reused is None or reused.connection_pool is not self.pool:
-            reused = self._reused_client = self._create_client()
+            reused = self._reused_client = self._create_client()  # type: ignore[attr-defined]  # kombu's, not in its stubs
         yield reused
 
 

@@ -19,7 +19,9 @@ class ConnectorError(Exception):
     code = "CONNECTOR_ERROR"
     error_class: ErrorClass = "transient"
 
-    def __init__(self, message: str = "", code: str | None = None, details: dict | None = None) -> None:
+    def __init__(
+        self, message: str = "", code: str | None = None, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message or self.__doc__)
         self.message = message or self.__doc__ or ""
         if code:

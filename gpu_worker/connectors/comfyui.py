@@ -57,7 +57,7 @@ class ComfyUIConnector(EngineConnector):
             self._follow(job, socket, prompt_id, total_nodes=len(workflow))
         return {"prompt_id": prompt_id, "outputs": self._collect_outputs(job, prompt_id)}
 
-    def _queue(self, job: JobContext, workflow: dict, client_id: str) -> str:
+    def _queue(self, job: JobContext, workflow: dict[str, Any], client_id: str) -> str:
         with engine_errors(ENGINE):
             response = self.session.post(
                 f"{self.base_url}/prompt",
@@ -72,9 +72,10 @@ class ComfyUIConnector(EngineConnector):
                 code="COMFYUI_INVALID_WORKFLOW",
                 details={"node_errors": body.get("node_errors", {})},
             )
-        return check(response, ENGINE).json()["prompt_id"]
+        prompt_id: str = check(response, ENGINE).json()["prompt_id"]
+        return prompt_id
 
-    def _follow(self, job: JobContext, socket, prompt_id: str, total_nodes: int) -> None:
+    def _follow(self, job: JobContext, socket: Any, prompt_id: str, total_nodes: int) -> None:
         done_nodes: set[str] = set()
         while True:
             if job.is_cancelled() or job.time_left() <= 0 or job.interrupted.is_set():

@@ -14,6 +14,8 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+import requests
+
 from gpu_worker.artifacts import ArtifactStore
 from gpu_worker.connectors.base import JobContext, PermanentError
 from gpu_worker.connectors.engine_http import EngineConnector, check, engine_errors, timeout_for
@@ -69,7 +71,7 @@ class OpenAIConnector(EngineConnector):
         return result
 
 
-def _sse_events(response) -> Iterator[dict[str, Any]]:
+def _sse_events(response: requests.Response) -> Iterator[dict[str, Any]]:
     """Server-sent events' JSON payloads, until `[DONE]` or the end of the stream."""
     for line in response.iter_lines(decode_unicode=True):
         if not line or not line.startswith("data:"):
@@ -82,14 +84,15 @@ def _sse_events(response) -> Iterator[dict[str, Any]]:
 
 def _token_budget(body: dict[str, Any]) -> int | None:
     for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
-        if isinstance(body.get(name), int) and body[name] > 0:
-            return body[name]
+        value = body.get(name)
+        if isinstance(value, int) and value > 0:
+            return value
     return None
 
 
 def _collect_stream(
     job: JobContext, endpoint: str, events: Iterator[dict[str, Any]], budget: int | None
-) -> dict:
+) -> dict[str, Any]:
     """Join the streamed text, reporting progress per chunk (against the token budget when known)."""
     parts: list[str] = []
     final: dict[str, Any] = {}
