@@ -40,9 +40,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.run_bench import Stack, machine_facts, measure_on, percentile, save_result  # noqa: E402
+from core.http_servers import HTTP_SERVERS, HttpServer  # noqa: E402
 from devstack.embedded import free_port  # noqa: E402
 from devstack.processes import stop_processes  # noqa: E402
-from settings.http_servers import HTTP_SERVERS, HttpServer  # noqa: E402
 
 NO_WORKER_TYPE = "bench-api"  # no worker runs it: a submission is the API's work alone
 WARMUP_REQUESTS = 50

@@ -36,10 +36,10 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from core.celery_app import lane_consumer_argv  # noqa: E402
+from core.http_servers import DEFAULT_API_SERVER, HTTP_SERVERS  # noqa: E402
 from devstack.embedded import EmbeddedPostgres, EmbeddedRedis, free_port  # noqa: E402
 from devstack.processes import stop_processes  # noqa: E402
-from settings.celery import lane_consumer_argv  # noqa: E402
-from settings.http_servers import DEFAULT_API_SERVER, HTTP_SERVERS  # noqa: E402
 from wire import names  # noqa: E402
 
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -157,7 +157,7 @@ class Stack:
 
 
 def api_server_argv(port: int, workers: int = 1, server: str = DEFAULT_API_SERVER) -> list[str]:
-    """The API under `server` (settings.http_servers), quiet, as every benchmark starts it."""
+    """The API under `server` (core.http_servers), quiet, as every benchmark starts it."""
     return HTTP_SERVERS[server].argv("127.0.0.1", port, workers, quiet=True)
 
 

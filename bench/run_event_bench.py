@@ -36,8 +36,8 @@ from bench.run_bench import (  # noqa: E402
     percentile,
     save_result,
 )
+from core.http_servers import DEFAULT_LIVE_SERVER  # noqa: E402
 from devstack.embedded import port_is_open  # noqa: E402
-from settings.http_servers import DEFAULT_LIVE_SERVER  # noqa: E402
 
 RESULTS_DIR = ROOT / "bench" / "results"
 EVENTS_PER_TRANSACTION = 100

@@ -51,9 +51,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.run_bench import Stack, api_server_argv, machine_facts, percentile, save_result  # noqa: E402
+from core.celery_app import lane_consumer_argv, worker_argv  # noqa: E402
 from gpu_worker.config import parse_config  # noqa: E402
 from gpu_worker.reporter import Reporter  # noqa: E402
-from settings.celery import lane_consumer_argv, worker_argv  # noqa: E402
 from wire import fleet, names  # noqa: E402
 
 # As settings.CONTROL_PLANE_LANES (this process runs no Django): the batched lanes' consumers and the

@@ -299,7 +299,7 @@ def job_spec(job: Job) -> dict[str, Any]:
 
 def publish_assignments(assignments: list[Assignment]) -> None:
     """Send each assignment to its worker's own queue (priority order was decided here, not by the broker)."""
-    from settings.celery import app
+    from core.celery_app import app
 
     for assignment in assignments:
         try:

@@ -35,7 +35,7 @@ def request(worker_ids: Iterable[str]) -> None:
     try:
         added = redis_client().sadd(PENDING_KEY, *ids)
         if added:
-            from settings.celery import app
+            from core.celery_app import app
 
             app.send_task(OFFER_TASK)
     except (redis.RedisError, OSError):

@@ -8,8 +8,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import django_stubs_ext
 
+from core import http_servers
 from devstack import embedded
-from settings import http_servers
 from settings.env import env_bool, env_float, env_int, env_list, env_str
 from wire import logs, names
 
@@ -252,7 +252,7 @@ JOB_MAX_TIMEOUT_SECONDS = env_int("JOB_MAX_TIMEOUT_SECONDS", 24 * 3600)
 # The most jobs one POST /api/jobs/batch may carry.
 JOB_BATCH_MAX_JOBS = env_int("JOB_BATCH_MAX_JOBS", 1000)
 
-# --- HTTP servers (settings.http_servers; bench/run_api_bench.py measures them) ---------------------
+# --- HTTP servers (core.http_servers; bench/run_api_bench.py measures them) ---------------------
 # The REST API runs under a WSGI server, cheaper per request than the ASGI server; the ASGI server
 # carries the WebSockets; the front (nginx, docker/nginx/) routes between them on one public port.
 API_SERVER = env_str("API_SERVER") or http_servers.DEFAULT_API_SERVER

@@ -24,9 +24,9 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
+from core.http_servers import server_named
 from devstack.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from devstack.processes import stop_process
-from settings.http_servers import server_named
 
 if TYPE_CHECKING:
     from tests.emprops_standin import EmpropsStandIn
@@ -108,8 +108,8 @@ def django_db_modify_db_settings(services: Services) -> None:
     """Point Django, Celery and our Redis client at the session's servers before the test DB is made."""
     from urllib.parse import urlsplit
 
+    from core.celery_app import app
     from core.redis import redis_client
-    from settings.celery import app
 
     parts = urlsplit(services.database_url)
     settings.DATABASES["default"].update(
@@ -157,7 +157,7 @@ def _running_control_worker(env: dict[str, str], name: str) -> Iterator[subproce
     which makes the offers of work the fleet lane asks for (`dispatch.offers`), with their output in
     `.pytest-data/<name>.log`. Yields the lane consumer. (Beat's sweeps run in the tests' own process:
     no beat sends them.)"""
-    from settings.celery import lane_consumer_argv, worker_argv
+    from core.celery_app import lane_consumer_argv, worker_argv
 
     argvs = [
         lane_consumer_argv(settings.BATCHED_LANES),
@@ -386,8 +386,8 @@ class PrivateBroker:
 
 
 def _point_clients_at(url: str) -> None:
+    from core.celery_app import app
     from core.redis import redis_client
-    from settings.celery import app
 
     settings.REDIS_URL = settings.CELERY_BROKER_URL = url
     app.conf.broker_url = url

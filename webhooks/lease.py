@@ -29,7 +29,7 @@ DELIVER_TASK = "webhooks.deliver"
 
 def deliver_due(limit: int | None = None) -> int:
     """Lease the deliveries that are due and put one message per delivery on the delivery queue."""
-    from settings.celery import app
+    from core.celery_app import app
 
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(

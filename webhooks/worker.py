@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from settings.celery import worker_argv
+from core.celery_app import worker_argv
 
 
 def delivery_worker_argv(name: str, concurrency: int | None = None, log_level: str = "INFO") -> list[str]:

@@ -158,9 +158,9 @@ def test_cancelling_a_running_job_stops_it_and_frees_the_worker(api, submit, gpu
 
 
 def test_a_duplicate_report_over_the_broker_changes_nothing(submit, gpu_worker, wait_for_status):
+    from core.celery_app import app
     from core.redis import redis_client
     from gpu_worker.reporter import Reporter
-    from settings.celery import app
     from tests.factories import lease_of
     from wire import names
 

@@ -197,7 +197,7 @@ def test_a_heartbeat_that_races_deregistration_does_not_revive_the_worker():
 
 
 def test_an_assignment_that_cannot_be_published_goes_back_to_pending_without_using_a_retry(monkeypatch):
-    from settings.celery import app
+    from core.celery_app import app
 
     def broker_down(*args, **kwargs):
         raise ConnectionError("broker unreachable")

@@ -7,8 +7,8 @@ import subprocess
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
+from core.http_servers import HTTP_SERVERS, server_named
 from devstack.front import front_argv, nginx_binary
-from settings.http_servers import HTTP_SERVERS, server_named
 
 
 def test_the_rendered_front_configuration_is_valid_nginx(tmp_path):

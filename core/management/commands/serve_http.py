@@ -12,7 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from settings.http_servers import server_named
+from core.http_servers import server_named
 
 
 class Command(BaseCommand):

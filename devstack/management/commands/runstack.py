@@ -25,14 +25,14 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from accounts.models import ApiKey, Role
+from core.celery_app import lane_argv
+from core.http_servers import server_named
 from devstack.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServiceError, free_port
 from devstack.front import FrontUnavailable, front_argv
 from devstack.processes import stop_processes
 from gpu_worker import credentials as gpu_credentials
 from machines import credentials
 from machines.models import WorkerCredential
-from settings.celery import lane_argv
-from settings.http_servers import server_named
 from webhooks.worker import delivery_worker_argv
 from wire import names
 
