@@ -52,4 +52,4 @@ def run_job(spec: dict[str, Any]) -> str:
         raise RuntimeError("gpu_worker started without a runner; use `python -m gpu_worker`")
     # Checked against the wire contract's job spec before anything runs (its types, as built by the
     # control plane); connectors read it as JSON.
-    return _runner.run(read_spec(spec).as_message())
+    return _runner.run(read_spec(spec))

@@ -16,6 +16,7 @@ from gpu_worker.connectors.base import Connector, ConnectorError, JobCancelled, 
 from gpu_worker.reporter import Reporter
 from gpu_worker.results import DEFAULT_RESULT_MAX_BYTES, ResultTooLarge, storable
 from wire import logs, names
+from wire.job_spec import JobSpec
 from wire.reports import attempt_error
 
 logger = logging.getLogger(__name__)
@@ -140,9 +141,9 @@ class JobRunner:
     # are handed back to the control plane unfinished, for another worker.
     hand_back: threading.Event = field(default_factory=threading.Event)
 
-    def run(self, spec: dict[str, Any]) -> str:
+    def run(self, spec: JobSpec) -> str:
         """Run one attempt; returns the outcome reported."""
-        job_id, attempt = spec["job_id"], int(spec["attempt"])
+        job_id, attempt = spec.job_id, spec.attempt
         self.attempts.received(job_id, attempt)
         try:
             return self._run(spec, job_id, attempt)
@@ -168,22 +169,22 @@ class JobRunner:
         send()
         self.attempts.finished(job_id, attempt, resend=send)
 
-    def _run(self, spec: dict[str, Any], job_id: str, attempt: int) -> str:
-        with logs.log_context(job_id=job_id, workflow_id=spec.get("workflow_id")):
+    def _run(self, spec: JobSpec, job_id: str, attempt: int) -> str:
+        with logs.log_context(job_id=job_id, workflow_id=spec.workflow_id):
             return self._run_attempt(spec, job_id, attempt)
 
-    def _run_attempt(self, spec: dict[str, Any], job_id: str, attempt: int) -> str:
-        lease = str(spec.get(names.LEASE_ARG, ""))
+    def _run_attempt(self, spec: JobSpec, job_id: str, attempt: int) -> str:
+        lease = spec.lease
         if self.cancel_watch.is_cancelled_now(job_id, attempt):
             self._report_final(job_id, attempt, lambda: self.reporter.cancelled(job_id, attempt, lease))
             return "cancelled"
         if self.hand_back.is_set():
             self._report_final(job_id, attempt, lambda: self.reporter.handed_back(job_id, attempt, lease))
             return HANDED_BACK
-        connector = self.connectors.get(spec["type"])
+        connector = self.connectors.get(spec.type)
         if connector is None:
             # The dispatcher never sends such a job; a stale registry could.
-            error = attempt_error("UNSUPPORTED_JOB_TYPE", f"no connector runs {spec['type']!r}", "permanent")
+            error = attempt_error("UNSUPPORTED_JOB_TYPE", f"no connector runs {spec.type!r}", "permanent")
             self._report_final(job_id, attempt, lambda: self.reporter.failed(job_id, attempt, lease, error))
             return "failed"
 
@@ -194,7 +195,7 @@ class JobRunner:
             spec=spec,
             report_progress=report_progress,
             is_cancelled=_either(self.cancel_watch.checker(job_id, attempt), self.hand_back.is_set),
-            deadline=_deadline(spec.get("timeout_seconds")),
+            deadline=_deadline(spec.timeout_seconds),
         )
         started_report = threading.Timer(
             self.started_report_delay_s, self.reporter.started, (job_id, attempt, lease)
@@ -221,7 +222,7 @@ class JobRunner:
         else:
             send = lambda: self.reporter.failed(job_id, attempt, lease, detail, runtime_ms)
         self._report_final(job_id, attempt, send)
-        metrics.count_attempt(spec["type"], outcome, detail)
+        metrics.count_attempt(spec.type, outcome, detail)
         if outcome == ABANDONED and self.on_stuck_job is not None:
             self.on_stuck_job(job_id)  # after the report, so the control plane knows first
         return outcome
@@ -229,7 +230,7 @@ class JobRunner:
     def _execute_within_limits(self, connector: Connector, context: JobContext) -> tuple[str, Any]:
         """Run the connector in a thread of its own, so a job deaf to its time limit cannot hold the
         slot (and its report) forever."""
-        job_id = context.spec["job_id"]
+        job_id = context.spec.job_id
         done: list[tuple[str, Any]] = []
         thread = threading.Thread(
             target=lambda: done.append(_execute(connector, context, self.result_max_bytes)),
@@ -247,7 +248,7 @@ class JobRunner:
             "job %s ignored its timeout for %.0fs more; giving it up", job_id, self.hard_timeout_grace_s
         )
         message = (
-            f"job exceeded its timeout of {context.spec.get('timeout_seconds')}s and did not stop "
+            f"job exceeded its timeout of {context.spec.timeout_seconds}s and did not stop "
             f"within {self.hard_timeout_grace_s:.0f}s more (hard limit)"
         )
         return ABANDONED, attempt_error("TIMEOUT", message)
@@ -262,7 +263,7 @@ def _execute(connector: Connector, context: JobContext, result_max_bytes: int) -
     except ConnectorError as exc:
         return "failed", exc.as_report()
     except Exception as exc:  # a connector bug must not take the worker down
-        logger.exception("connector %s crashed on job %s", connector.name, context.spec["job_id"])
+        logger.exception("connector %s crashed on job %s", connector.name, context.spec.job_id)
         return "failed", attempt_error("CONNECTOR_CRASHED", f"{type(exc).__name__}: {exc}")
     try:
         return "completed", storable(result, result_max_bytes)

@@ -16,7 +16,7 @@ class JobSpec(msgspec.Struct, kw_only=True, frozen=True):
     payload: dict[str, Any] = {}
     ctx: dict[str, Any] | None = None
     requirements: dict[str, Any] = {}
-    timeout_seconds: int | None = None
+    timeout_seconds: float | None = None  # whole seconds from the control plane
     priority: int = 0
     workflow_id: str | None = None
     metadata: dict[str, Any] = {}

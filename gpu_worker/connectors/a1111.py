@@ -59,7 +59,7 @@ class A1111Connector(EngineConnector):
                 raise outcome["error"]
             result = check(outcome["response"], ENGINE).json()
         images = [
-            self.store.put(job.spec["job_id"], f"image-{i}.png", base64.b64decode(data), "image/png")
+            self.store.put(job.spec.job_id, f"image-{i}.png", base64.b64decode(data), "image/png")
             for i, data in enumerate(result.get("images", []))
         ]
         return {

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from wire.job_spec import JobSpec
 from wire.reports import ErrorClass, attempt_error
 
 SLEEP_SLICE_S = 0.1  # how often `JobContext.sleep` looks at cancellation and the deadline
@@ -59,7 +60,7 @@ class JobCancelled(Exception):
 class JobContext:
     """One attempt of one job, as a connector sees it."""
 
-    spec: dict[str, Any]
+    spec: JobSpec
     report_progress: Callable[[int, str], None]
     is_cancelled: Callable[[], bool]
     deadline: float  # time.monotonic() value
@@ -68,23 +69,24 @@ class JobContext:
 
     @property
     def payload(self) -> dict[str, Any]:
-        return self.spec.get("payload") or {}
+        return self.spec.payload
 
     @property
     def inputs(self) -> list[dict[str, Any]]:
         """Results of the workflow steps this job depends on: [{step_index, name, job_id, result}]."""
-        return self.spec.get("inputs") or []
+        inputs: list[dict[str, Any]] = self.spec.inputs or []
+        return inputs
 
     @property
     def attempt(self) -> int:
-        return int(self.spec["attempt"])
+        return self.spec.attempt
 
     def checkpoint(self) -> None:
         """Raise if the job was cancelled or ran out of time; call it between units of work."""
         if self.is_cancelled():
             raise JobCancelled()
         if time.monotonic() > self.deadline or self.interrupted.is_set():
-            raise JobTimedOut(f"job exceeded its timeout of {self.spec.get('timeout_seconds')}s")
+            raise JobTimedOut(f"job exceeded its timeout of {self.spec.timeout_seconds}s")
 
     def sleep(self, seconds: float) -> None:
         """Wait like `time.sleep`, but raise as soon as the job is cancelled or runs out of time."""

@@ -146,9 +146,7 @@ class ComfyUIConnector(EngineConnector):
             self.session.get(f"{self.base_url}/view", params=params, timeout=timeout_for(job)), ENGINE
         )
         content_type = response.headers.get("content-type", "application/octet-stream")
-        url = self.store.put(
-            job.spec["job_id"], f"{node_id}-{file['filename']}", response.content, content_type
-        )
+        url = self.store.put(job.spec.job_id, f"{node_id}-{file['filename']}", response.content, content_type)
         return {
             "node": node_id,
             "kind": kind,

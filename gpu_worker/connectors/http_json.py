@@ -46,9 +46,9 @@ class HttpJsonConnector(Connector):
         if not self.url:
             raise PermanentError("HTTP_CONNECTOR_URL is not set on this worker", code="NOT_CONFIGURED")
         request = {
-            "job_id": job.spec["job_id"],
+            "job_id": job.spec.job_id,
             "attempt": job.attempt,
-            "type": job.spec.get("type"),
+            "type": job.spec.type,
             "payload": job.payload,
             "inputs": job.inputs,
         }

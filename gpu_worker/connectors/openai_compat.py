@@ -67,7 +67,7 @@ class OpenAIConnector(EngineConnector):
         for index, image in enumerate(result.get("data", [])):
             if "b64_json" in image:
                 data = base64.b64decode(image.pop("b64_json"))
-                image["url"] = self.store.put(job.spec["job_id"], f"image-{index}.png", data, "image/png")
+                image["url"] = self.store.put(job.spec.job_id, f"image-{index}.png", data, "image/png")
         return result
 
 

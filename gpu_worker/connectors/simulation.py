@@ -90,4 +90,4 @@ def _journal(job: JobContext) -> None:
     path = os.environ.get("SIMULATION_JOURNAL")
     if path:
         with open(path, "a") as journal:  # one short append per line: atomic with O_APPEND
-            journal.write(f"{job.spec['job_id']} {job.attempt}\n")
+            journal.write(f"{job.spec.job_id} {job.attempt}\n")

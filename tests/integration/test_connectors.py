@@ -12,6 +12,7 @@ import pytest
 from gpu_worker.artifacts import LocalArtifactStore
 from gpu_worker.connectors.base import JobCancelled, JobContext, JobTimedOut, PermanentError, TransientError
 from tests.engines.server import serving
+from wire.job_spec import JobSpec
 
 
 class Recorder:
@@ -21,13 +22,14 @@ class Recorder:
 
     def context(self, payload: dict, timeout_s: float = 10) -> JobContext:
         return JobContext(
-            spec={
-                "job_id": str(uuid.uuid4()),
-                "attempt": 1,
-                "type": "x",
-                "payload": payload,
-                "timeout_seconds": timeout_s,
-            },
+            spec=JobSpec(
+                job_id=str(uuid.uuid4()),
+                attempt=1,
+                lease="l",
+                type="x",
+                payload=payload,
+                timeout_seconds=timeout_s,
+            ),
             report_progress=lambda p, stage="": self.progress.append((p, stage)),
             is_cancelled=self.cancelled.is_set,
             deadline=time.monotonic() + timeout_s,
@@ -82,10 +84,8 @@ def test_comfyui_runs_a_workflow_reports_progress_and_stores_its_images(
         and image["filename"] == "cat_00001_.png"
         and image["content_type"] == "image/png"
     )
-    assert image["url"] == f"http://files.example/artifacts/{job.spec['job_id']}/9-cat_00001_.png"
-    assert (
-        (tmp_path / "artifacts" / job.spec["job_id"] / "9-cat_00001_.png").read_bytes().startswith(b"\x89PNG")
-    )
+    assert image["url"] == f"http://files.example/artifacts/{job.spec.job_id}/9-cat_00001_.png"
+    assert (tmp_path / "artifacts" / job.spec.job_id / "9-cat_00001_.png").read_bytes().startswith(b"\x89PNG")
     percents = [p for p, _ in recorder.progress]
     assert percents == sorted(percents) and len(percents) == 5 and 0 < percents[0] < percents[-1] < 100
     assert recorder.progress[-1][1] == "node 3: 5/5"
@@ -209,7 +209,7 @@ def test_generated_images_are_stored_and_returned_as_urls(openai_server, artifac
 
     result = _openai(openai_server, artifacts).run(job)
 
-    assert result["data"] == [{"url": f"http://files.example/artifacts/{job.spec['job_id']}/image-0.png"}]
+    assert result["data"] == [{"url": f"http://files.example/artifacts/{job.spec.job_id}/image-0.png"}]
 
 
 @pytest.mark.parametrize(
@@ -344,7 +344,7 @@ def test_the_http_connector_posts_the_job_and_returns_the_json_answer(recorder, 
 
     assert connector.run(job) == {"ok": True}
     [request] = webhook_receiver.at("/model")
-    assert request.json["payload"] == {"prompt": "hi"} and request.json["job_id"] == job.spec["job_id"]
+    assert request.json["payload"] == {"prompt": "hi"} and request.json["job_id"] == job.spec.job_id
     webhook_receiver.script("/model", "503", "422")
     with pytest.raises(TransientError):
         connector.run(recorder.context({}))

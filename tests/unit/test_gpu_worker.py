@@ -11,6 +11,7 @@ from gpu_worker.config import parse_config
 from gpu_worker.connectors import build_connectors
 from gpu_worker.connectors.base import Connector
 from gpu_worker.runner import JobRunner
+from wire.job_spec import read_spec
 
 
 class FakeNvml:
@@ -185,7 +186,7 @@ def _run(connector: Connector, payload=None, started_report_delay_s=0.2):
         "type": "simulation",
         "payload": payload or {},
     }
-    outcome = runner.run(spec)
+    outcome = runner.run(read_spec(spec))
     assert reporter.leases == {"lease-of-j1"}  # every report carries its attempt's lease
     return outcome, reporter.calls[-1]
 
@@ -222,7 +223,9 @@ def test_a_result_over_the_limit_fails_for_good_pointing_at_the_artifact_store()
     reporter = RecordingReporter()
     runner = JobRunner({"simulation": _returning({"blob": "x" * 2000})}, reporter, NeverCancelled(), 0.2)
     runner.result_max_bytes = 1000
-    outcome = runner.run({"job_id": "j1", "attempt": 1, "lease": "l", "type": "simulation", "payload": {}})
+    outcome = runner.run(
+        read_spec({"job_id": "j1", "attempt": 1, "lease": "l", "type": "simulation", "payload": {}})
+    )
     error = reporter.calls[-1][3]
     assert (outcome, error["code"], error["class"]) == ("failed", "RESULT_TOO_LARGE", "permanent")
     assert "artifact store" in error["message"]
@@ -280,8 +283,8 @@ def _run_with_timeout(payload: dict, hard_timeout_grace_s: float):
         hard_timeout_grace_s=hard_timeout_grace_s,
         on_stuck_job=stuck.append,
     )
-    spec = {"job_id": "j1", "attempt": 1, "type": "simulation", "timeout_seconds": 0.3, "payload": payload}
-    return runner.run(spec), reporter.calls[-1], stuck
+    spec = {"job_id": "j1", "attempt": 1, "lease": "l", "type": "simulation", "timeout_seconds": 0.3}
+    return runner.run(read_spec({**spec, "payload": payload})), reporter.calls[-1], stuck
 
 
 def test_a_job_that_stops_at_its_soft_time_limit_fails_with_timeout_and_the_worker_goes_on():
@@ -319,7 +322,9 @@ def test_a_final_report_is_sent_again_until_the_control_plane_confirms_it(monkey
     reporter = RecordingReporter()
     runner = JobRunner({"simulation": simulation}, reporter, Flags())
     for job_id in ("a", "b"):
-        runner.run({"job_id": job_id, "attempt": 1, "type": "simulation", "payload": {}})
+        runner.run(
+            read_spec({"job_id": job_id, "attempt": 1, "lease": "l", "type": "simulation", "payload": {}})
+        )
     applied.add("a")  # b's report was lost with the broker
 
     assert sorted(runner.attempts.seen()) == [["a", 1], ["b", 1]]  # both received, for heartbeats
