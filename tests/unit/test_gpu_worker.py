@@ -260,14 +260,16 @@ def test_a_short_job_reports_its_start_with_its_outcome_and_a_long_one_separatel
 
     reporter = RecordingReporter()
     JobRunner({"simulation": simulation}, reporter, NeverCancelled(), 0.2).run(
-        {"job_id": "fast", "attempt": 1, "type": "simulation", "payload": {}}
+        read_spec({"job_id": "fast", "attempt": 1, "lease": "l", "type": "simulation", "payload": {}})
     )
     assert [call[0] for call in reporter.calls] == ["succeeded"]
     assert reporter.calls[0][4] >= 0  # runtime_ms, so the control plane can date the start
 
     reporter = RecordingReporter()
     JobRunner({"simulation": simulation}, reporter, NeverCancelled(), 0.05).run(
-        {"job_id": "slow", "attempt": 1, "type": "simulation", "payload": {"duration": 0.3}}
+        read_spec(
+            {"job_id": "slow", "attempt": 1, "lease": "l", "type": "simulation", "payload": {"duration": 0.3}}
+        )
     )
     assert [call[0] for call in reporter.calls if call[0] != "progress"] == ["started", "succeeded"]
     assert reporter.calls[-1][4] >= 300
