@@ -44,6 +44,9 @@ ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.CANCELLED: frozenset(),
 }
 
+# What a transition returns: every column by name (a prepared statement must not return `*`).
+_JOB_COLUMNS = columns_of(Job, "jobqueue_job")
+
 
 class IllegalTransition(Exception):
     """The state machine has no such edge; this is a programming error, not a race."""
@@ -131,9 +134,8 @@ def transition(
     if on_attempt is not None:
         guard += " AND attempt = %s"
         params.append(on_attempt)
-    returned = columns_of(Job, "jobqueue_job")
     statements = [
-        f"j AS (UPDATE jobqueue_job SET {', '.join(assignments)} WHERE {guard} RETURNING {returned})"
+        f"j AS (UPDATE jobqueue_job SET {', '.join(assignments)} WHERE {guard} RETURNING {_JOB_COLUMNS})"
     ]
     if execution is not None:
         if execution.finished:
