@@ -4,8 +4,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from emprops import notifications
-from emprops.models import EmpropsAttempt, EmpropsNotification, NotificationStatus
+from emprops.models import EmpropsAttempt, EmpropsNotification
+from outbox import redelivery
 
 
 class AttemptInline(admin.TabularInline[EmpropsAttempt, EmpropsNotification]):
@@ -17,7 +17,7 @@ class AttemptInline(admin.TabularInline[EmpropsAttempt, EmpropsNotification]):
 
 @admin.register(EmpropsNotification)
 class EmpropsNotificationAdmin(admin.ModelAdmin[EmpropsNotification]):
-    list_display = ("id", "workflow", "outcome", "status", "attempt_count", "next_attempt_at", "notified_at")
+    list_display = ("id", "workflow", "outcome", "status", "attempt_count", "next_attempt_at", "delivered_at")
     list_filter = ("status", "outcome")
     search_fields = ("workflow__workflow_id",)
     readonly_fields = [f.name for f in EmpropsNotification._meta.fields]
@@ -29,8 +29,5 @@ class EmpropsNotificationAdmin(admin.ModelAdmin[EmpropsNotification]):
 
     @admin.action(description="Redeliver (a fresh retry schedule)")
     def redeliver(self, request: HttpRequest, queryset: QuerySet[EmpropsNotification]) -> None:
-        done = 0
-        for notification in queryset.exclude(status=NotificationStatus.PENDING):
-            notifications.redeliver(notification.pk)
-            done += 1
+        done = redelivery.redeliver_each(queryset)
         self.message_user(request, f"{done} queued again.", messages.SUCCESS)

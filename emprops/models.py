@@ -6,18 +6,27 @@ from django.db import models
 from django.db.models.functions import Now
 
 from accounts.models import Tenant
+from outbox import models as outbox
+from outbox.models import OutboxMessage
 from workflows.models import Workflow
 
 
 class NotificationStatus(models.TextChoices):
-    PENDING = "pending"  # waiting for its first attempt, or for its next one (retrying)
+    PENDING = outbox.PENDING  # waiting for its first attempt, or for its next one (retrying)
     NOTIFIED = "notified"
-    DEAD_LETTERED = "dead_lettered"
+    DEAD_LETTERED = outbox.DEAD_LETTERED
 
 
-class EmpropsNotification(models.Model):
+class NotificationDeadLetterReason(models.TextChoices):
+    EXHAUSTED = outbox.EXHAUSTED, "every scheduled attempt failed"
+    REJECTED = outbox.REJECTED, "EmProps refused it for good (a 4xx other than 408 and 429)"
+
+
+class EmpropsNotification(OutboxMessage):
     """EmProps told that a workflow ended (`POST /jobs/{workflow_id}/complete`), exactly once: one row
     per terminal event (unique), sent until EmProps accepts it or its attempts run out."""
+
+    DELIVERED = NotificationStatus.NOTIFIED
 
     event_id = models.BigIntegerField(unique=True, help_text="The workflow's terminal event.")
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="emprops_notifications")
@@ -25,16 +34,14 @@ class EmpropsNotification(models.Model):
     status = models.CharField(
         max_length=16, choices=NotificationStatus.choices, default=NotificationStatus.PENDING
     )
-    attempt_count = models.PositiveIntegerField(default=0)
-    # Attempts since the last redelivery: the retry schedule starts again with each redelivery.
-    attempts_in_schedule = models.PositiveIntegerField(default=0)
-    redelivery_count = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(null=True, blank=True, db_default=Now())
-    leased_until = models.DateTimeField(null=True, blank=True)
+    dead_letter_reason = models.CharField(
+        max_length=20,
+        choices=NotificationDeadLetterReason.choices,
+        blank=True,
+        default="",
+        help_text="Empty on rows dead-lettered before reasons were kept.",
+    )
     last_error = models.TextField(blank=True, default="")
-    created_at = models.DateTimeField(db_default=Now())
-    notified_at = models.DateTimeField(null=True, blank=True)
-    dead_lettered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [

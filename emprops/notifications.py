@@ -7,36 +7,43 @@ a replayed event adds nothing. The event is written in the transaction that ende
 by then the row is terminal and its step details (outputs included) are frozen: a completion never
 says `processing`.
 
-Due notifications are claimed under a short lease (so two pumps never send one twice), sent
-(`POST /jobs/{workflow_id}/complete`, the id percent-encoded, with an Idempotency-Key of the event id) and the outcome recorded
-with the attempt: accepted, retried on EMPROPS_RETRY_SCHEDULE_SECONDS (a Retry-After is honoured), or
-dead-lettered when EmProps refuses it for good or the schedule runs out. An operator can redeliver
-a dead-lettered one (the schedule starts again); nothing is re-sent forever.
+Notifications are outbox messages (`outbox/`): due ones are claimed under a lease (so two pumps never
+send one twice), sent (`POST /jobs/{workflow_id}/complete`, the id percent-encoded, with an
+Idempotency-Key of the event id) and the outcome recorded with the attempt: accepted, retried on
+EMPROPS_RETRY_SCHEDULE_SECONDS (a Retry-After is honoured), or dead-lettered when EmProps refuses it
+for good or the schedule runs out. An operator can redeliver a dead-lettered one (the schedule starts
+again); nothing is re-sent forever.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timedelta
+import uuid
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q
 from django.utils import timezone
 
-from core.db import seconds_until_earliest
 from core.errors import Conflict
-from core.retry_schedule import next_delay
 from emprops.client import EmpropsClient, EmpropsError, EmpropsTransient, path
-from emprops.models import EmpropsAttempt, EmpropsNotification, NotificationStatus
+from emprops.models import (
+    EmpropsAttempt,
+    EmpropsNotification,
+    NotificationDeadLetterReason,
+    NotificationStatus,
+)
 from events.models import Event
 from events.types import WORKFLOW_ENDINGS
+from outbox import leases, outcomes, redelivery
+from outbox.schedule import RetryPolicy
 from workflows.lookup import of_pairs
 from workflows.sources import EMPROPS
 
 logger = logging.getLogger(__name__)
+_LEASE_MARGIN_SECONDS = 30  # beyond the read timeout, per notification of a claimed batch
 
 # EmProps' own spelling of each outcome.
 EMPROPS_STATUS = {"completed": "completed", "failed": "failed", "cancelled": "canceled"}
@@ -74,39 +81,24 @@ def record_endings(events: list[Event]) -> int:
 
 def notify_due(limit: int | None = None, client: EmpropsClient | None = None) -> int:
     """Send every due notification (claimed under a lease first); returns how many were attempted."""
-    claimed = _claim_due(limit or settings.EMPROPS_NOTIFY_BATCH)
+    # The lease covers the whole batch: its notifications are sent one after another.
+    batch = limit or settings.EMPROPS_NOTIFY_BATCH
+    claimed = leases.claim_due(
+        EmpropsNotification, batch, batch * (settings.EMPROPS_READ_TIMEOUT_SECONDS + _LEASE_MARGIN_SECONDS)
+    )
     if claimed:
         client = client or EmpropsClient()
-        for notification_id in claimed:
-            attempt(notification_id, client)
+        for notification_id, token in claimed:
+            attempt(notification_id, token, client)
     return len(claimed)
 
 
 def seconds_until_next_due(at_most: float) -> float:
-    """How long until the next notification is due (0 if one is), capped at `at_most`; one being sent
-    now (leased) is not due (the pump would spin on it)."""
-    waiting = EmpropsNotification.objects.filter(status=NotificationStatus.PENDING).exclude(
-        leased_until__gte=timezone.now()
-    )
-    return seconds_until_earliest(waiting, "next_attempt_at", at_most)
+    return leases.seconds_until_next_due(EmpropsNotification, at_most)
 
 
-def _claim_due(limit: int) -> list[int]:
-    now = timezone.now()
-    with transaction.atomic():
-        due = list(
-            EmpropsNotification.objects.select_for_update(skip_locked=True)
-            .filter(status=NotificationStatus.PENDING, next_attempt_at__lte=now)
-            .filter(Q(leased_until__isnull=True) | Q(leased_until__lt=now))
-            .order_by("next_attempt_at")
-            .values_list("id", flat=True)[:limit]
-        )
-        lease = timedelta(seconds=settings.EMPROPS_READ_TIMEOUT_SECONDS + 30)
-        EmpropsNotification.objects.filter(pk__in=due).update(leased_until=now + lease)
-    return due
-
-
-def attempt(notification_id: int, client: EmpropsClient) -> EmpropsAttempt:
+def attempt(notification_id: int, token: uuid.UUID, client: EmpropsClient) -> EmpropsAttempt | None:
+    """Send one claimed notification and record how it went; None if it was claimed again meanwhile."""
     notification = EmpropsNotification.objects.select_related("workflow").get(pk=notification_id)
     started_at, began = timezone.now(), time.monotonic()
     error: EmpropsError | None = None
@@ -123,7 +115,8 @@ def attempt(notification_id: int, client: EmpropsClient) -> EmpropsAttempt:
             "notifying EmProps of workflow %s failed unexpectedly", notification.workflow.workflow_id
         )
         error = EmpropsTransient(f"internal error: {type(exc).__name__}")
-    return _record(notification_id, started_at, int((time.monotonic() - began) * 1000), error)
+    latency_ms = int((time.monotonic() - began) * 1000)
+    return _record(notification_id, token, started_at, latency_ms, error)
 
 
 def completion_body(notification: EmpropsNotification) -> dict[str, Any]:
@@ -145,70 +138,58 @@ def completion_body(notification: EmpropsNotification) -> dict[str, Any]:
 
 
 def _record(
-    notification_id: int, started_at: datetime, latency_ms: int, error: EmpropsError | None
-) -> EmpropsAttempt:
-    now = timezone.now()
+    notification_id: int,
+    token: uuid.UUID,
+    started_at: datetime,
+    latency_ms: int,
+    error: EmpropsError | None,
+) -> EmpropsAttempt | None:
+    if error is None:
+        sent = outcomes.Sent(delivered=True)
+    else:
+        final = "" if error.transient else NotificationDeadLetterReason.REJECTED
+        sent = outcomes.Sent(delivered=False, retry_after=error.retry_after, final_reason=final)
     with transaction.atomic():
-        notification = EmpropsNotification.objects.select_for_update().get(pk=notification_id)
-        notification.attempt_count += 1
-        notification.attempts_in_schedule += 1
-        notification.leased_until = None
-        if error is None:
-            notification.status, notification.notified_at = NotificationStatus.NOTIFIED, now
-            notification.next_attempt_at, notification.last_error = None, ""
-        else:
-            notification.last_error = str(error)[:2000]
-            delay = _retry_delay(notification.attempts_in_schedule, error)
-            if delay is None:
-                notification.status, notification.dead_lettered_at = NotificationStatus.DEAD_LETTERED, now
-                notification.next_attempt_at = None
-                logger.error("EmProps notification %s dead-lettered: %s", notification_id, error)
-            else:
-                notification.next_attempt_at = now + timedelta(seconds=delay)
-        notification.save()
+        notification = outcomes.settle(
+            EmpropsNotification,
+            notification_id,
+            token,
+            sent,
+            policy(),
+            started_at,
+            last_error=str(error)[:2000] if error else "",
+        )
+        if notification is None:
+            return None
+        if notification.status == NotificationStatus.DEAD_LETTERED:
+            logger.error("EmProps notification %s dead-lettered: %s", notification_id, error)
         return EmpropsAttempt.objects.create(
             notification=notification,
             number=notification.attempt_count,
             started_at=started_at,
             latency_ms=latency_ms,
-            status_code=getattr(error, "status", None) if error else 200,
+            status_code=error.status if error else 200,
             error=str(error)[:2000] if error else "",
             succeeded=error is None,
         )
 
 
-def _retry_delay(attempts_in_schedule: int, error: EmpropsError) -> float | None:
-    if not error.transient:
-        return None
-    return next_delay(
-        settings.EMPROPS_RETRY_SCHEDULE_SECONDS,
-        attempts_in_schedule,
-        retry_after=error.retry_after,
-        retry_after_cap=settings.EMPROPS_MAX_RETRY_AFTER_SECONDS,
+def policy() -> RetryPolicy:
+    """EMPROPS_RETRY_SCHEDULE_SECONDS, a `Retry-After` honoured up to its cap."""
+    return RetryPolicy(
+        settings.EMPROPS_RETRY_SCHEDULE_SECONDS, retry_after_cap=settings.EMPROPS_MAX_RETRY_AFTER_SECONDS
     )
 
 
 def redeliver(notification_id: int) -> EmpropsNotification:
     """Send a notified or dead-lettered notification again, with a fresh retry schedule."""
-    with transaction.atomic():
-        notification = EmpropsNotification.objects.select_for_update().get(pk=notification_id)
-        if notification.status == NotificationStatus.PENDING:
-            raise NotificationAlreadyPending(field="notification_id")
-        notification.status = NotificationStatus.PENDING
-        notification.attempts_in_schedule = 0
-        notification.redelivery_count += 1
-        notification.next_attempt_at = timezone.now()
-        notification.dead_lettered_at = None
-        notification.save()
-    return notification
+    return redelivery.redeliver(
+        EmpropsNotification.objects.all(),
+        notification_id,
+        lambda: NotificationAlreadyPending(field="notification_id"),
+    )
 
 
 def counts() -> dict[str, int]:
     """Notifications by state: pending (no attempt yet), retrying, notified, dead-lettered."""
-    tally = EmpropsNotification.objects.aggregate(
-        pending=Count("id", filter=Q(status=NotificationStatus.PENDING, attempt_count=0)),
-        retrying=Count("id", filter=Q(status=NotificationStatus.PENDING, attempt_count__gt=0)),
-        notified=Count("id", filter=Q(status=NotificationStatus.NOTIFIED)),
-        dead_lettered=Count("id", filter=Q(status=NotificationStatus.DEAD_LETTERED)),
-    )
-    return {name: int(value or 0) for name, value in tally.items()}
+    return redelivery.counts(EmpropsNotification.objects.all())

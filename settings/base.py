@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     # Ours, lowest layer first (the import contracts in pyproject.toml keep this order honest).
     "core",
     "counters",
+    "outbox",
     "accounts",
     "events",
     "jobqueue",
@@ -390,7 +391,7 @@ REPORT_RETRY_BACKOFF_MAX_SECONDS = env_int("REPORT_RETRY_BACKOFF_MAX_SECONDS", 1
 FLOWER_BASIC_AUTH = env_str("FLOWER_BASIC_AUTH")
 
 # --- Webhooks ---------------------------------------------------------------------------------------
-# The wait before each retry (the first attempt is at once: `core/retry_schedule.py`), jittered by
+# The wait before each retry (the first attempt is at once: `outbox/schedule.py`), jittered by
 # +/- WEBHOOK_RETRY_JITTER of itself. Default as Svix: about 17 hours of retries over 7 attempts.
 WEBHOOK_RETRY_SCHEDULE_SECONDS = [
     float(s)

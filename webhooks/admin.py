@@ -7,8 +7,9 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from webhooks.endpoints import WebhookError, restart, validate_target
-from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from outbox import redelivery
+from webhooks.endpoints import WebhookError, validate_target
+from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from webhooks.outcome import disable_endpoint
 
 
@@ -103,8 +104,5 @@ class WebhookDeliveryAdmin(admin.ModelAdmin[WebhookDelivery]):
 
     @admin.action(description="Redeliver (same webhook-id, a fresh retry schedule)")
     def redeliver(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
-        restarted = 0
-        for delivery in queryset.exclude(status=DeliveryStatus.PENDING):
-            restart(delivery)
-            restarted += 1
+        restarted = redelivery.redeliver_each(queryset)
         self.message_user(request, f"{restarted} delivery(ies) queued again.", messages.SUCCESS)

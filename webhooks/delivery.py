@@ -1,27 +1,26 @@
-"""One delivery attempt, as the delivery worker runs it: claim the delivery by its token (`lease.py`),
-respect the endpoint's state and rate limit, send (`send.py`), record the outcome (`outcome.py`)."""
+"""One delivery attempt, as the delivery worker runs it: take the delivery over by its message's token
+(`outbox/leases.py`), respect the endpoint's state and rate limit, send (`send.py`), record the outcome
+(`outcome.py`)."""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
 
 from core.redis import count_in_this_second
+from outbox import leases, outcomes
 from webhooks import emp_dialect
 from webhooks.models import (
     DeliveryDeadLetterReason,
-    DeliveryStatus,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookFormat,
 )
 from webhooks.outcome import record
-from webhooks.retry import after
 from webhooks.send import SendResult, send, signing_secrets
 from wire import logs
 
@@ -30,28 +29,24 @@ logger = logging.getLogger(__name__)
 _IN_FLIGHT_MARGIN_SECONDS = 30  # beyond the request timeout, before a silent attempt is given up on
 
 
-def attempt(delivery_id: int, dispatch_token: str) -> WebhookAttempt | None:
-    """Run the attempt this message was dispatched for; None if it was stale or had to wait."""
-    now = timezone.now()
-    in_flight = timedelta(seconds=settings.WEBHOOK_TIMEOUT_SECONDS + _IN_FLIGHT_MARGIN_SECONDS)
+def attempt(delivery_id: int, lease_token: str) -> WebhookAttempt | None:
+    """Run the attempt this message was queued for; None if it was stale or had to wait."""
     # The queued message's token is spent (a duplicate finds nothing); this attempt holds its own,
     # which its outcome must still match (a re-lease after a lost worker hands the delivery on).
-    attempt_token = uuid.uuid4()
-    claimed = WebhookDelivery.objects.filter(
-        pk=delivery_id, dispatch_token=dispatch_token, status=DeliveryStatus.PENDING
-    ).update(dispatch_token=attempt_token, leased_until=now + in_flight)
-    if not claimed:
+    in_flight = settings.WEBHOOK_TIMEOUT_SECONDS + _IN_FLIGHT_MARGIN_SECONDS
+    attempt_token = leases.take_over(WebhookDelivery, delivery_id, lease_token, in_flight)
+    if attempt_token is None:
         return None
     delivery = WebhookDelivery.objects.select_related("endpoint__owner").get(pk=delivery_id)
     endpoint = delivery.endpoint
     if endpoint is not None and not endpoint.enabled:
-        _dead_letter_unattempted(delivery_id, DeliveryDeadLetterReason.ENDPOINT_DISABLED)
+        outcomes.dead_letter(WebhookDelivery, delivery_id, DeliveryDeadLetterReason.ENDPOINT_DISABLED)
         return None
     if endpoint is not None and endpoint.owner is not None and not endpoint.owner.is_usable():
-        _dead_letter_unattempted(delivery_id, DeliveryDeadLetterReason.KEY_UNUSABLE)
+        outcomes.dead_letter(WebhookDelivery, delivery_id, DeliveryDeadLetterReason.KEY_UNUSABLE)
         return None
     if endpoint is not None and endpoint.rate_limit_per_second and _over_rate_limit(endpoint):
-        _postpone(delivery_id, seconds=1.0)
+        outcomes.postpone(WebhookDelivery, delivery_id, seconds=1.0)
         return None
     about = {"tenant_id": delivery.tenant_id, "job_id": delivery.job_id, "workflow_id": delivery.workflow_id}
     with logs.log_context(**about):
@@ -75,7 +70,7 @@ def _send(delivery: WebhookDelivery, attempt_token: uuid.UUID) -> WebhookAttempt
         # vanished would be re-sent by the pump every lease, forever).
         logger.exception("delivery %s: sending failed unexpectedly", delivery.pk)
         result = SendResult(error=f"internal error: {type(exc).__name__}")
-    return record(delivery.pk, started_at, result, attempt_token=attempt_token)
+    return record(delivery, attempt_token, started_at, result)
 
 
 def _headers(
@@ -91,23 +86,6 @@ def _headers(
         delivery.event_type, str(endpoint.pk), delivery.event_id, secrets[0], delivery.body.encode()
     )
     return {**own, **dialect}
-
-
-def _dead_letter_unattempted(delivery_id: int, reason: DeliveryDeadLetterReason) -> None:
-    now = timezone.now()
-    WebhookDelivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).update(
-        status=DeliveryStatus.DEAD_LETTERED,
-        dead_letter_reason=reason,
-        dead_lettered_at=now,
-        next_attempt_at=None,
-        leased_until=None,
-    )
-
-
-def _postpone(delivery_id: int, seconds: float) -> None:
-    WebhookDelivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).update(
-        next_attempt_at=after(timezone.now(), seconds), leased_until=None
-    )
 
 
 def _over_rate_limit(endpoint: WebhookEndpoint) -> bool:

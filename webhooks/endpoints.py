@@ -15,6 +15,7 @@ from django.utils import timezone
 from accounts.models import ApiKey
 from accounts.quotas import ensure_room_for_one_more
 from core.errors import DomainError
+from outbox import redelivery
 from webhooks.models import (
     DefaultSigningSecret,
     DeliveryStatus,
@@ -115,12 +116,11 @@ def queue_test(endpoint: WebhookEndpoint) -> WebhookDelivery:
 
 def redeliver(delivery_id: int, tenant_id: int) -> WebhookDelivery:
     """Send a finished delivery again: same webhook-id and body, a fresh retry schedule."""
-    with transaction.atomic():
-        delivery = WebhookDelivery.objects.select_for_update().get(pk=delivery_id, tenant_id=tenant_id)
-        if delivery.status == DeliveryStatus.PENDING:
-            raise DeliveryAlreadyPending(field="delivery_id", delivery_id=delivery_id)
-        restart(delivery)
-    return delivery
+    return redelivery.redeliver(
+        WebhookDelivery.objects.filter(tenant_id=tenant_id),
+        delivery_id,
+        lambda: DeliveryAlreadyPending(field="delivery_id", delivery_id=delivery_id),
+    )
 
 
 @dataclass(frozen=True)
@@ -134,19 +134,7 @@ def redeliver_failed(
 ) -> RedeliveryOutcome:
     """Every dead-lettered delivery of the tenant's since `since` (optionally one endpoint's), again."""
     matching = failed_since(tenant_id, since, endpoint_id)
-    matched = matching.count()
-    redelivered = 0
-    for delivery_id in matching.values_list("pk", flat=True)[:limit]:
-        with transaction.atomic():
-            delivery = (
-                WebhookDelivery.objects.select_for_update(skip_locked=True)
-                .filter(pk=delivery_id, status=DeliveryStatus.DEAD_LETTERED)
-                .first()
-            )
-            if delivery is not None:
-                restart(delivery)
-                redelivered += 1
-    return RedeliveryOutcome(matched=matched, redelivered=redelivered)
+    return RedeliveryOutcome(matched=matching.count(), redelivered=redelivery.redeliver_each(matching, limit))
 
 
 def failed_since(tenant_id: int, since: datetime, endpoint_id: Any | None) -> QuerySet[WebhookDelivery]:
@@ -159,20 +147,15 @@ def failed_since(tenant_id: int, since: datetime, endpoint_id: Any | None) -> Qu
 
 
 def endpoint_stats(endpoint: WebhookEndpoint) -> dict[str, Any]:
-    counts = endpoint.deliveries.exclude(event_type=TEST_EVENT_TYPE).aggregate(
-        total=Count("id"),
-        succeeded=Count("id", filter=Q(status=DeliveryStatus.SUCCEEDED)),
-        failed=Count("id", filter=Q(status=DeliveryStatus.DEAD_LETTERED)),
-        pending=Count("id", filter=Q(status=DeliveryStatus.PENDING)),
-    )
+    counts = redelivery.counts(endpoint.deliveries.exclude(event_type=TEST_EVENT_TYPE))
     attempts = WebhookAttempt.objects.filter(delivery__endpoint=endpoint).aggregate(
         total=Count("id"), failed=Count("id", filter=Q(succeeded=False))
     )
     return {
-        "deliveries_total": counts["total"],
-        "deliveries_succeeded": counts["succeeded"],
-        "deliveries_failed": counts["failed"],
-        "deliveries_pending": counts["pending"],
+        "deliveries_total": sum(counts.values()),
+        "deliveries_succeeded": counts[DeliveryStatus.SUCCEEDED],
+        "deliveries_failed": counts["dead_lettered"],
+        "deliveries_pending": counts["pending"] + counts["retrying"],
         "attempts_total": attempts["total"],
         "attempts_failed": attempts["failed"],
         "last_success_at": endpoint.last_success_at,
@@ -181,19 +164,6 @@ def endpoint_stats(endpoint: WebhookEndpoint) -> dict[str, Any]:
         "enabled": endpoint.enabled,
         "disabled_reason": endpoint.disabled_reason,
     }
-
-
-def restart(delivery: WebhookDelivery) -> None:
-    """Back to pending (a locked delivery): same webhook-id and body, a fresh retry schedule."""
-    delivery.status = DeliveryStatus.PENDING
-    delivery.dead_letter_reason = ""
-    delivery.dead_lettered_at = None
-    delivery.schedule_start_attempt = delivery.attempt_count
-    delivery.redelivery_count += 1
-    delivery.next_attempt_at = timezone.now()
-    delivery.dispatch_token = None
-    delivery.leased_until = None
-    delivery.save()
 
 
 @receiver(pre_delete, sender=ApiKey)

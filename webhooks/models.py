@@ -10,6 +10,8 @@ from django.db.models import Q
 from django.db.models.functions import Now
 
 from accounts.models import ApiKey, Tenant
+from outbox import models as outbox
+from outbox.models import OutboxMessage
 from webhooks import secrets
 
 
@@ -115,22 +117,24 @@ class DefaultSigningSecret(SigningSecrets):
 
 
 class DeliveryStatus(models.TextChoices):
-    PENDING = "pending"
+    PENDING = outbox.PENDING
     SUCCEEDED = "succeeded"
-    DEAD_LETTERED = "dead_lettered"
+    DEAD_LETTERED = outbox.DEAD_LETTERED
 
 
 class DeliveryDeadLetterReason(models.TextChoices):
-    EXHAUSTED = "exhausted", "every scheduled attempt failed"
-    REJECTED = "rejected", "the receiver answered a final 4xx"
+    EXHAUSTED = outbox.EXHAUSTED, "every scheduled attempt failed"
+    REJECTED = outbox.REJECTED, "the receiver answered a final 4xx"
     GONE = "gone", "the receiver answered 410 Gone (endpoint disabled)"
     BLOCKED_TARGET = "blocked_target", "the target address is not allowed"
     ENDPOINT_DISABLED = "endpoint_disabled", "the endpoint was disabled"
     KEY_UNUSABLE = "key_unusable", "the API key that made the endpoint was revoked, deactivated or expired"
 
 
-class WebhookDelivery(models.Model):
+class WebhookDelivery(OutboxMessage):
     """One message to one receiver: the same `webhook-id` and body on every attempt."""
+
+    DELIVERED = DeliveryStatus.SUCCEEDED
 
     id = models.BigAutoField(primary_key=True)
     endpoint = models.ForeignKey(
@@ -151,20 +155,6 @@ class WebhookDelivery(models.Model):
     dead_letter_reason = models.CharField(
         max_length=20, choices=DeliveryDeadLetterReason.choices, blank=True, default=""
     )
-    attempt_count = models.PositiveIntegerField(default=0)
-    schedule_start_attempt = models.PositiveIntegerField(
-        default=0, help_text="attempt_count when the current retry schedule began (a redelivery restarts it)."
-    )
-    redelivery_count = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(null=True, blank=True, db_default=Now())
-    dispatch_token = models.UUIDField(
-        null=True, blank=True, help_text="The queued message allowed to run it."
-    )
-    leased_until = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(db_default=Now())
-    last_attempt_at = models.DateTimeField(null=True, blank=True)
-    delivered_at = models.DateTimeField(null=True, blank=True)
-    dead_lettered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "webhook deliveries"
@@ -192,10 +182,6 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} -> {self.url} ({self.status})"
-
-    @property
-    def attempts_in_schedule(self) -> int:
-        return self.attempt_count - self.schedule_start_attempt
 
 
 class WebhookAttempt(models.Model):

@@ -17,6 +17,8 @@ from counters.definitions import LATENCY_BUCKETS, Metric
 from counters.tally import Tally
 from events.recording import record_tenant_event
 from events.types import EventType
+from outbox import outcomes
+from outbox.schedule import ONCE
 from webhooks.models import (
     DeliveryDeadLetterReason,
     DeliveryStatus,
@@ -25,20 +27,9 @@ from webhooks.models import (
     WebhookEndpoint,
 )
 from webhooks.payloads import TEST_EVENT_TYPE
-from webhooks.retry import GONE, after, is_final_rejection, retry_delay
+from webhooks.retry import GONE, is_final_rejection, policy
 from webhooks.send import SendResult
 
-_OUTCOME_FIELDS = [
-    "dispatch_token",
-    "attempt_count",
-    "last_attempt_at",
-    "leased_until",
-    "status",
-    "delivered_at",
-    "dead_letter_reason",
-    "dead_lettered_at",
-    "next_attempt_at",
-]
 logger = logging.getLogger(__name__)
 _SUCCESS_STAMP_EVERY = timedelta(seconds=1)  # an endpoint's last_success_at, refreshed at most this often
 
@@ -50,44 +41,19 @@ DEAD_LETTERED = Metric("webhook_deliveries_dead_lettered_total", "Webhook delive
 
 
 def record(
-    delivery_id: int,
-    started_at: datetime,
-    result: SendResult,
-    *,
-    retries: bool = True,
-    attempt_token: uuid.UUID | None = None,
+    sent_delivery: WebhookDelivery, attempt_token: uuid.UUID, started_at: datetime, result: SendResult
 ) -> WebhookAttempt | None:
-    """Log the attempt and decide the delivery's fate, in one transaction. An attempt made under a
-    lease (`attempt_token`) whose delivery was leased again meanwhile records nothing: the delivery is
-    the newer attempt's now (None)."""
-    now = timezone.now()
+    """Log the attempt and decide the delivery's fate (`outbox/outcomes.py`), in one transaction. An
+    attempt whose delivery was leased again meanwhile records nothing: the delivery is the newer
+    attempt's now (None)."""
     with transaction.atomic():
-        delivery = WebhookDelivery.objects.select_for_update().filter(pk=delivery_id).first()
-        if delivery is None or (attempt_token is not None and delivery.dispatch_token != attempt_token):
-            logger.warning(
-                "delivery %s was leased again while an attempt ran: its outcome is dropped", delivery_id
-            )
+        test = sent_delivery.event_type == TEST_EVENT_TYPE
+        sent = outcomes.Sent(result.succeeded, result.retry_after, _final_reason(result) or "")
+        delivery = outcomes.settle(
+            WebhookDelivery, sent_delivery.pk, attempt_token, sent, ONCE if test else policy(), started_at
+        )
+        if delivery is None:
             return None
-        retries = retries and delivery.event_type != TEST_EVENT_TYPE  # a test message is sent once
-        delivery.dispatch_token = None
-        delivery.attempt_count += 1
-        delivery.last_attempt_at = started_at
-        delivery.leased_until = None
-        next_attempt_at = None
-        if result.succeeded:
-            delivery.status, delivery.delivered_at = DeliveryStatus.SUCCEEDED, now
-        else:
-            reason = _final_reason(result)
-            delay = (
-                None
-                if reason or not retries
-                else retry_delay(delivery.attempts_in_schedule, result.retry_after)
-            )
-            if delay is None:
-                _mark_dead(delivery, reason or DeliveryDeadLetterReason.EXHAUSTED, now)
-            else:
-                next_attempt_at = delivery.next_attempt_at = after(now, delay)
-        delivery.save(update_fields=_OUTCOME_FIELDS)  # never the (large, unchanged) body
         attempt = WebhookAttempt.objects.create(
             delivery=delivery,
             number=delivery.attempt_count,
@@ -97,10 +63,10 @@ def record(
             response_excerpt=result.response_excerpt,
             error=result.error,
             succeeded=result.succeeded,
-            next_attempt_at=next_attempt_at,
+            next_attempt_at=None if delivery.status != DeliveryStatus.PENDING else delivery.next_attempt_at,
         )
-        if delivery.endpoint_id and retries:
-            _update_endpoint_health(delivery.endpoint_id, result, now)
+        if delivery.endpoint_id and not test:  # a test message tells nothing of the endpoint's health
+            _update_endpoint_health(delivery.endpoint_id, result, timezone.now())
         _count(delivery, result)
     return attempt
 
@@ -144,13 +110,6 @@ def _final_reason(result: SendResult) -> DeliveryDeadLetterReason | None:
     if is_final_rejection(result.status_code):
         return DeliveryDeadLetterReason.REJECTED
     return None
-
-
-def _mark_dead(delivery: WebhookDelivery, reason: DeliveryDeadLetterReason, now: datetime) -> None:
-    delivery.status = DeliveryStatus.DEAD_LETTERED
-    delivery.dead_letter_reason = reason
-    delivery.dead_lettered_at = now
-    delivery.next_attempt_at = None
 
 
 def _update_endpoint_health(endpoint_id: Any, result: SendResult, now: datetime) -> None:

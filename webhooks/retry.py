@@ -1,13 +1,14 @@
-"""When a failed delivery is tried again, and which answers are worth trying again at all."""
+"""Which answers are worth trying again at all, and when a failed delivery is (the outbox's schedule
+with the webhook settings)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 
 from django.conf import settings
 
-from core.retry_schedule import next_delay
+from outbox.schedule import RetryPolicy
 
 # 4xx answers that say "try later" rather than "never".
 RETRYABLE_CLIENT_ERRORS = frozenset({408, 409, 429})
@@ -23,12 +24,10 @@ def is_final_rejection(status_code: int | None) -> bool:
     return status_code is not None and 400 <= status_code < 500 and status_code not in RETRYABLE_CLIENT_ERRORS
 
 
-def retry_delay(attempts_in_schedule: int, retry_after: float | None = None) -> float | None:
-    """Seconds until the next attempt after `attempts_in_schedule` attempts; None once exhausted."""
-    return next_delay(
+def policy() -> RetryPolicy:
+    """WEBHOOK_RETRY_SCHEDULE_SECONDS, jittered, a `Retry-After` honoured up to its cap."""
+    return RetryPolicy(
         settings.WEBHOOK_RETRY_SCHEDULE_SECONDS,
-        attempts_in_schedule,
-        retry_after=retry_after,
         retry_after_cap=settings.WEBHOOK_MAX_RETRY_AFTER_SECONDS,
         jitter=settings.WEBHOOK_RETRY_JITTER,
     )
@@ -46,7 +45,3 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, (when - now).total_seconds())
-
-
-def after(now: datetime, seconds: float) -> datetime:
-    return now + timedelta(seconds=seconds)

@@ -19,12 +19,14 @@ class EmpropsAttemptSerializer(serializers.ModelSerializer[EmpropsAttempt]):
 
 class NotificationSerializer(serializers.ModelSerializer[EmpropsNotification]):
     workflow_id = serializers.CharField(source="workflow.workflow_id", read_only=True)
+    notified_at = serializers.DateTimeField(source="delivered_at", read_only=True, allow_null=True)
 
     class Meta:
         model = EmpropsNotification
         fields = [
             "id", "workflow_id", "event_id", "outcome", "status", "attempt_count", "redelivery_count",
-            "next_attempt_at", "last_error", "created_at", "notified_at", "dead_lettered_at",
+            "next_attempt_at", "last_error", "created_at", "notified_at", "dead_letter_reason",
+            "dead_lettered_at",
         ]  # fmt: skip
         read_only_fields = fields
 

@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 from accounts.models import ApiKey, Tenant
 from emprops.client import EmpropsClient, EmpropsPermanent, path
 from emprops.models import EmpropsCollection, EmpropsNotification, NotificationStatus
-from emprops.notifications import attempt
+from emprops.notifications import notify_due
 from jobqueue.models import Job
 from workflows.models import Workflow, WorkflowMode, WorkflowStatus
 
@@ -91,7 +91,7 @@ def test_an_existing_workflows_id_is_sent_to_emprops_as_one_encoded_segment(empr
     )
     notification = EmpropsNotification.objects.create(event_id=1, workflow=workflow, outcome="completed")
 
-    attempt(notification.pk, EmpropsClient(emprops.url, emprops.api_key))
+    assert notify_due(client=EmpropsClient(emprops.url, emprops.api_key)) == 1
 
     assert [r.path for r in emprops.requests] == ["/jobs/..%2F..%2Fpwn%3Fx%3D1%23/complete"]
     notification.refresh_from_db()

@@ -93,7 +93,7 @@ def test_a_revoked_keys_endpoint_receives_nothing_new_and_its_pending_deliveries
     fan_out_once(batch=1000)
     pending = WebhookDelivery.objects.get(endpoint=endpoint)
     token = uuid.uuid4()
-    WebhookDelivery.objects.filter(pk=pending.pk).update(dispatch_token=token)
+    WebhookDelivery.objects.filter(pk=pending.pk).update(lease_token=token)
 
     key.revoke()
     make_job()

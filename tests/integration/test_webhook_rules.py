@@ -61,20 +61,20 @@ def test_an_attempts_outcome_is_dropped_when_its_delivery_was_leased_again_meanw
         event_type="job_completed",
         message_id="msg_1",
         body="{}",
-        dispatch_token=queued,
+        lease_token=queued,
     )
     newer = uuid.uuid4()
 
     def slow_send(*args, **kwargs) -> SendResult:
         # The attempt outlived its lease: the pump handed the delivery to a newer attempt meanwhile.
-        WebhookDelivery.objects.filter(pk=delivery.pk).update(dispatch_token=newer)
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(lease_token=newer)
         return SendResult(status_code=200, latency_ms=1.0)
 
     monkeypatch.setattr(delivery_module, "send", slow_send)
 
     assert delivery_module.attempt(delivery.pk, str(queued)) is None
     delivery.refresh_from_db()
-    assert (delivery.status, delivery.dispatch_token, delivery.attempt_count) == ("pending", newer, 0)
+    assert (delivery.status, delivery.lease_token, delivery.attempt_count) == ("pending", newer, 0)
     assert not WebhookAttempt.objects.filter(delivery=delivery).exists()
     assert delivery_module.attempt(delivery.pk, str(queued)) is None  # a duplicate message does nothing
 
