@@ -1,23 +1,34 @@
-"""Jobs that wait for other jobs (`depends_on` on a single submit): the job waits until every job it
-names has completed, then becomes pending with their results as its inputs; if one of them fails or
-is cancelled, it is cancelled (it can never run).
+"""The one dependency graph (`JobDependency` edges): a workflow's steps and a single submit's
+`depends_on` wait by the same rule.
 
-Lock order: the named jobs' rows are locked (in id order) while the new job is created, so a
-dependency that ends meanwhile either committed before (and is seen ended) or waits for the new job's
-commit and then releases it (`DependencyListener.job_finished`, in the ending job's transaction).
+A waiting job counts the jobs it depends on that have not completed (`open_dependencies`). When one
+completes, in that change's transaction, its dependents' rows are locked (in id order) and counted
+down; a dependent whose count reaches zero becomes pending with their results as its inputs, in one
+shape: `[{"step_index", "name", "job_id", "result"}]` in input order (a step's index and name in its
+workflow; for `depends_on`, its place in the list and an empty name). When one fails or is cancelled,
+its dependents are cancelled (they can never run), and theirs in turn. The count under the
+dependent's row lock is what makes two parents completing at once release it exactly once.
+
+Lock order: the finished job's row, then its dependents' rows in id order. A new job's named parents
+are locked (in id order) while it is created, so a parent that ends meanwhile either committed
+before (and is seen ended) or waits for the new job's commit and then counts it down.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from django.db import connection
+from django.db.models import F
 from django.db.models.functions import Now
 
 from core.errors import Conflict, NotFound
 from events.types import EventType
 from jobqueue import lifecycle
 from jobqueue.cancellation import cancel_unstarted
-from jobqueue.models import TERMINAL_STATUSES, Job, JobDependency, JobStatus
+from jobqueue.models import TERMINAL_STATUSES, Job, JobDependency, JobKey, JobStatus
 from jobqueue.transitions import transition
 
 MAX_DEPENDENCIES = 50
@@ -35,6 +46,16 @@ class DependencyEnded(Conflict):
     code = "dependency_failed"
 
 
+@dataclass(frozen=True)
+class Edge:
+    """`job` waits for `depends_on`, which it receives as its input number `index`, called `name`."""
+
+    job_id: JobKey
+    depends_on: JobKey
+    index: int
+    name: str = ""
+
+
 def prepare(depends_on: list[Any], tenant_id: int) -> tuple[bool, list[dict[str, Any]]]:
     """Lock the jobs named (the caller's transaction) and say whether the new job must wait; when it
     need not (all completed), the inputs it starts with."""
@@ -50,13 +71,44 @@ def prepare(depends_on: list[Any], tenant_id: int) -> tuple[bool, list[dict[str,
     if ended:
         raise DependencyEnded(field="depends_on", job_ids=ended)
     if all(job.status == JobStatus.COMPLETED for job in named):
-        return False, _inputs(named)
+        results = {str(job.pk): job.result for job in named}
+        return False, [_input(i, "", job_id, results[str(job_id)]) for i, job_id in _in_order(depends_on)]
     return True, []
 
 
-def release_waiting(job_id: Any, inputs: list[dict[str, Any]]) -> Job | None:
-    """A waiting job whose dependencies all completed becomes pending, their results its inputs (a
-    job of a single submit's `depends_on`, or a workflow step); None if it no longer waits."""
+def of_depends_on(job_id: JobKey, depends_on: Sequence[JobKey]) -> list[Edge]:
+    """A single submit's `depends_on`, as edges: each named job an input, in the order named."""
+    return [Edge(job_id, other, index) for index, other in _in_order(depends_on)]
+
+
+def _in_order(depends_on: Sequence[JobKey]) -> list[tuple[int, JobKey]]:
+    """The jobs named, each once, numbered in the order first named: their inputs' places."""
+    return list(enumerate(dict.fromkeys(depends_on)))
+
+
+_COUNT_OPEN = """
+    UPDATE jobqueue_job AS job SET open_dependencies = (
+        SELECT count(*) FROM jobqueue_jobdependency AS edge
+        JOIN jobqueue_job AS parent ON parent.id = edge.depends_on_id
+        WHERE edge.job_id = job.id AND parent.status <> %s
+    )
+    WHERE job.id = ANY(%s)
+"""
+
+
+def link(edges: Sequence[Edge]) -> None:
+    """Record edges for new jobs (the caller's transaction) and count what each still waits for."""
+    JobDependency.objects.bulk_create(
+        JobDependency(job_id=e.job_id, depends_on_id=e.depends_on, input_index=e.index, input_name=e.name)
+        for e in edges
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(_COUNT_OPEN, [JobStatus.COMPLETED, list({e.job_id for e in edges})])
+
+
+def release_waiting(job_id: JobKey, inputs: list[dict[str, Any]]) -> Job | None:
+    """A waiting job whose dependencies all completed becomes pending, their results its inputs; None
+    if it no longer waits."""
     return transition(
         job_id,
         from_statuses={JobStatus.WAITING},
@@ -68,33 +120,67 @@ def release_waiting(job_id: Any, inputs: list[dict[str, Any]]) -> Job | None:
     )
 
 
-def record(job: Job, depends_on: list[Any]) -> None:
-    JobDependency.objects.bulk_create(
-        JobDependency(job=job, depends_on_id=other) for other in set(depends_on)
+def inputs_of(job_id: JobKey) -> list[dict[str, Any]]:
+    """What a released job receives from the jobs it depends on."""
+    edges = JobDependency.objects.filter(job_id=job_id).order_by("input_index", "depends_on_id")
+    return [
+        _input(index, name, parent, result)
+        for index, name, parent, result in edges.values_list(
+            "input_index", "input_name", "depends_on_id", "depends_on__result"
+        )
+    ]
+
+
+def _input(index: int, name: str, job_id: JobKey, result: Any) -> dict[str, Any]:
+    return {"step_index": index, "name": name, "job_id": str(job_id), "result": result}
+
+
+def _completed(job: Job) -> None:
+    """Count the completion off each waiting dependent; release those with none left (unless a
+    listener holds one back: its workflow is ending, and will cancel it)."""
+    dependents = list(
+        Job.objects.select_for_update()
+        .filter(dependency_links__depends_on=job, status=JobStatus.WAITING)
+        .order_by("id")
+        .values_list("id", "open_dependencies")
     )
+    if not dependents:
+        return
+    Job.objects.filter(pk__in=[job_id for job_id, _ in dependents]).update(
+        open_dependencies=F("open_dependencies") - 1
+    )
+    released = []
+    for job_id, still_open in dependents:
+        if still_open == 1 and not lifecycle.release_held(job_id):
+            moved = release_waiting(job_id, inputs_of(job_id))
+            if moved is not None:
+                released.append(moved.pk)
+    lifecycle.jobs_pending(released)
 
 
-def _inputs(parents: list[Job]) -> list[dict[str, Any]]:
-    return [{"job_id": str(parent.pk), "result": parent.result} for parent in parents]
+_DESCENDANTS = """
+    WITH RECURSIVE below(id) AS (
+        SELECT job_id FROM jobqueue_jobdependency WHERE depends_on_id = %s
+        UNION
+        SELECT edge.job_id FROM jobqueue_jobdependency AS edge JOIN below ON edge.depends_on_id = below.id
+    )
+    SELECT id FROM below ORDER BY id
+"""
+
+
+def _ended_unfinished(job: Job) -> None:
+    """Cancel every job that waits on this one, directly or through others: none of them can run."""
+    with connection.cursor() as cursor:
+        cursor.execute(_DESCENDANTS, [job.pk])
+        below = [job_id for (job_id,) in cursor.fetchall()]
+    for job_id in below:
+        cancel_unstarted(job_id, f"dependency {job.pk} {job.status}")
 
 
 class DependencyListener(lifecycle.JobListener):
     def job_finished(self, job: Job) -> None:
-        """Release the jobs waiting on this one (when all theirs completed), or cancel them."""
-        waiting = (
-            Job.objects.filter(dependency_links__depends_on=job, status=JobStatus.WAITING)
-            .order_by("id")
-            .values_list("id", flat=True)
-        )
-        if job.status != JobStatus.COMPLETED:
-            for dependent in waiting:
-                cancel_unstarted(dependent, f"dependency {job.pk} {job.status}")
-            return
-        released = []
-        for dependent in waiting:
-            parents = list(Job.objects.filter(dependent_links__job_id=dependent).order_by("id"))
-            if all(parent.status == JobStatus.COMPLETED for parent in parents):
-                moved = release_waiting(dependent, _inputs(parents))
-                if moved is not None:
-                    released.append(moved.pk)
-        lifecycle.jobs_pending(released)
+        """Count a completion off the jobs waiting on this one, or cancel them if it did not complete."""
+        if job.status == JobStatus.COMPLETED:
+            _completed(job)
+        else:
+            _ended_unfinished(job)

@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from jobqueue.job_request import JobRequest
-from jobqueue.models import Job
+from jobqueue.models import Job, JobKey
 
 
 class JobListener:
@@ -31,6 +31,10 @@ class JobListener:
 
     def before_requeue(self, job: Job) -> None:
         """An operator asks to requeue a dead-lettered job (may raise a DomainError to refuse)."""
+
+    def holds_release(self, job_id: JobKey) -> bool:
+        """Whether a waiting job whose dependencies all completed must stay waiting (to be cancelled)."""
+        return False
 
     def jobs_pending(self, job_ids: list[Any]) -> None:
         """These jobs became pending: a worker may take them once the transaction commits."""
@@ -67,6 +71,10 @@ def job_finished(job: Job) -> None:
 def before_requeue(job: Job) -> None:
     for listener in _listeners:
         listener.before_requeue(job)
+
+
+def release_held(job_id: JobKey) -> bool:
+    return any(listener.holds_release(job_id) for listener in _listeners)
 
 
 def jobs_pending(job_ids: Iterable[Any]) -> None:

@@ -18,7 +18,7 @@ JobKey = uuid.UUID | str
 class JobStatus(models.TextChoices):
     #: Held until `scheduled_at` (or a retry's backoff) passes.
     SCHEDULED = "scheduled"
-    #: Waiting for workflow dependencies.
+    #: Waiting for the jobs it depends on (a workflow step's, or a single submit's `depends_on`).
     WAITING = "waiting"
     #: Eligible for dispatch to a worker.
     PENDING = "pending"
@@ -91,7 +91,10 @@ class Job(models.Model):
     inputs = models.JSONField(
         default=list,
         blank=True,
-        help_text="Results of the workflow steps it depends on, given to its worker.",
+        help_text="Results of the jobs it depends on, given to its worker (`jobqueue/dependencies.py`).",
+    )
+    open_dependencies = models.PositiveIntegerField(
+        db_default=0, help_text="How many of the jobs it depends on have not completed yet."
     )
     result = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True, help_text="{code, message, class}")
@@ -338,11 +341,21 @@ class JobSchedule(models.Model):
 
 
 class JobDependency(models.Model):
-    """A job that must complete before another may run (`depends_on` on a single submit; workflow
-    steps have their own, `workflows.WorkflowDependency`)."""
+    """An edge of the one dependency graph: `job` runs only after `depends_on` completed. A workflow's
+    steps and a single submit's `depends_on` are both made of these; the dependent names each input
+    (`input_index`, `input_name`) as its worker receives it."""
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="dependency_links")
     depends_on = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="dependent_links")
+    input_index = models.PositiveIntegerField(
+        default=0, help_text="The input's place: the step's index in its workflow, or in depends_on."
+    )
+    input_name = models.CharField(
+        max_length=100, blank=True, default="", help_text="The step's name; empty for depends_on."
+    )
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["job", "depends_on"], name="job_dependency_once")]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "depends_on"], name="job_dependency_once"),
+            models.CheckConstraint(condition=~Q(job=models.F("depends_on")), name="job_no_self_dependency"),
+        ]

@@ -79,7 +79,7 @@ def _create(request: JobRequest, api_key: ApiKey | None, correlation_id: str) ->
     customers.record(job.tenant_id, [job.customer_id])
     job.save(force_insert=True)
     if request.depends_on:
-        dependencies.record(job, request.depends_on)
+        dependencies.link(dependencies.of_depends_on(job.pk, request.depends_on))
     record_job_event(EventType.JOB_SUBMITTED, job, _submitted_payload(job))
     _announce([(job, request)])
     return job

@@ -220,6 +220,8 @@ SPECTACULAR_SETTINGS = {
         "WorkflowStatusEnum": "workflows.models.WorkflowStatus",
         "DeliveryStatusEnum": "webhooks.models.DeliveryStatus",
         "EmpropsNotificationStatusEnum": "emprops.models.NotificationStatus",
+        "DeadLetterReasonEnum": "webhooks.models.DeliveryDeadLetterReason",
+        "EmpropsDeadLetterReasonEnum": "emprops.models.NotificationDeadLetterReason",
     },
 }
 API_PAGE_SIZE_DEFAULT = env_int("API_PAGE_SIZE_DEFAULT", 50)

@@ -23,6 +23,10 @@ class WorkflowStepInline(admin.TabularInline[WorkflowStep, Workflow]):
     def job_status(self, step: WorkflowStep) -> str:
         return step.job.status
 
+    @admin.display(description="waiting for")
+    def open_dependencies(self, step: WorkflowStep) -> int:
+        return step.job.open_dependencies
+
     def has_add_permission(self, request: HttpRequest, obj: Workflow | None = None) -> bool:
         return False
 

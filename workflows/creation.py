@@ -11,11 +11,12 @@ from django.utils import timezone
 from accounts.models import ApiKey, Tenant
 from events.recording import record_workflow_event
 from events.types import EventType
+from jobqueue.dependencies import Edge, link
 from jobqueue.idempotency import create_once
 from jobqueue.job_request import JobRequest
 from jobqueue.submission import create_job
 from workflows.definition import resolve_dependencies
-from workflows.models import FailurePolicy, Workflow, WorkflowDependency, WorkflowStatus, WorkflowStep
+from workflows.models import FailurePolicy, Workflow, WorkflowStatus, WorkflowStep
 from workflows.sources import check_source
 
 
@@ -112,15 +113,13 @@ def _create(
             api_key,
             correlation_id,
         )
-        steps.append(
-            WorkflowStep(
-                workflow=workflow, index=index, name=step.name, job=job, open_dependencies=len(parents)
-            )
-        )
+        steps.append(WorkflowStep(workflow=workflow, index=index, name=step.name, job=job))
     WorkflowStep.objects.bulk_create(steps)
-    WorkflowDependency.objects.bulk_create(
-        WorkflowDependency(step=steps[index], depends_on=steps[parent])
+    edges = [
+        Edge(steps[index].job_id, steps[parent].job_id, parent, steps[parent].name)
         for index, parents in enumerate(dependencies)
         for parent in parents
-    )
+    ]
+    if edges:
+        link(edges)
     return workflow

@@ -5,7 +5,7 @@ from __future__ import annotations
 from jobqueue.errors import JobConflict
 from jobqueue.job_request import JobRequest
 from jobqueue.lifecycle import JobListener
-from jobqueue.models import Job
+from jobqueue.models import Job, JobKey
 from workflows import client_driven, release
 
 
@@ -22,6 +22,9 @@ class WorkflowJobListener(JobListener):
         step = release.step_of(job)
         if step is not None:
             release.step_finished(step, job)
+
+    def holds_release(self, job_id: JobKey) -> bool:
+        return release.holds_release(job_id)
 
     def before_requeue(self, job: Job) -> None:
         if release.step_of(job) is not None:

@@ -108,16 +108,13 @@ class Workflow(models.Model):
 
 
 class WorkflowStep(models.Model):
-    """One step: the job it created and how many of its dependencies have not completed yet."""
+    """One step: its place and name in the workflow, and the job it created (which waits for the
+    steps it depends on as any job waits: `jobqueue.JobDependency`)."""
 
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="steps")
     index = models.PositiveIntegerField(help_text="Position in the definition, or the client's step number.")
     name = models.CharField(max_length=100)
     job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="workflow_step")
-    open_dependencies = models.PositiveIntegerField(default=0)
-    depends_on = models.ManyToManyField(
-        "self", symmetrical=False, through="WorkflowDependency", related_name="dependents", blank=True
-    )
 
     class Meta:
         ordering = ["workflow", "index"]
@@ -128,18 +125,3 @@ class WorkflowStep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.workflow.workflow_id}#{self.index} {self.name}"
-
-
-class WorkflowDependency(models.Model):
-    """An edge of the DAG: `step` runs only after `depends_on` completed."""
-
-    step = models.ForeignKey(WorkflowStep, on_delete=models.CASCADE, related_name="parent_links")
-    depends_on = models.ForeignKey(WorkflowStep, on_delete=models.CASCADE, related_name="child_links")
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["step", "depends_on"], name="workflow_dependency_once"),
-            models.CheckConstraint(
-                condition=~Q(step=models.F("depends_on")), name="workflow_no_self_dependency"
-            ),
-        ]

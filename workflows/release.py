@@ -1,30 +1,27 @@
-"""Releasing a workflow's steps: when a step's job ends, in that change's transaction, its dependents
-are released (all their dependencies completed) or cancelled (they never can run), then the workflow
-is settled (`settle.py`).
+"""A workflow's own rules over its steps' jobs: when a step ends, in that change's transaction, a
+failure under `fail_fast` cancels the steps not yet started, then the workflow is settled
+(`settle.py`). Steps wait for each other by the one dependency rule (`jobqueue/dependencies.py`);
+this module only holds a step back while its workflow is ending.
 
-Lock order (with `jobqueue`'s): the finished job's row, then its dependents' step rows and job rows in
-id order, then the workflow row last (in `settle`).
+Lock order (with `jobqueue`'s): the finished job's row, then its dependents' job rows in id order,
+then the workflow row last (in `settle`).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from django.db.models import F
+from django.db.models import Q
 from django.db.models.functions import Now
 
 from events.recording import record_workflow_event
 from events.types import EventType
-from jobqueue import lifecycle
 from jobqueue.cancellation import cancel_unstarted
-from jobqueue.dependencies import release_waiting
-from jobqueue.models import NOT_STARTED_STATUSES, Job, JobStatus
+from jobqueue.models import NOT_STARTED_STATUSES, Job, JobKey, JobStatus
 from workflows import states
 from workflows.lookup import of_tenant
 from workflows.models import (
+    TERMINAL_WORKFLOW_STATUSES,
     FailurePolicy,
     Workflow,
-    WorkflowDependency,
     WorkflowMode,
     WorkflowStatus,
     WorkflowStep,
@@ -57,70 +54,32 @@ def mark_running(tenant_id: int, workflow_id: str) -> None:
 
 
 def step_finished(step: WorkflowStep, job: Job) -> None:
-    """A step's job reached a terminal state: release or cancel what depends on it, then recount."""
-    if job.status == JobStatus.COMPLETED:
-        _release_dependents(step)
-    else:
+    """A step's job reached a terminal state: under `fail_fast` a failure cancels every step not yet
+    started, then the workflow is recounted. (What depends on the step is released or cancelled by
+    the one dependency rule, `jobqueue/dependencies.py`, before this runs.)"""
+    if job.status != JobStatus.COMPLETED:
         _cancel_what_cannot_run(step, job)
     settle(step.workflow_id, finished=(step, job))
 
 
-def _release_dependents(step: WorkflowStep) -> None:
-    """Count this completion off each dependent; a dependent with none left goes `waiting` -> `pending`,
-    with its dependencies' results as its inputs. The counter decrement is under the step row's lock,
-    so when two parents complete at once, exactly one of them sees the count reach zero."""
-    children = list(
-        WorkflowStep.objects.select_for_update().filter(parent_links__depends_on=step).order_by("id")
+def holds_release(job_id: JobKey) -> bool:
+    """A step whose dependencies completed stays waiting while its workflow is ending (cancel
+    requested, or already finished): it is cancelled, not run."""
+    return (
+        Workflow.objects.filter(steps__job_id=job_id)
+        .filter(Q(cancel_requested_at__isnull=False) | Q(status__in=TERMINAL_WORKFLOW_STATUSES))
+        .exists()
     )
-    if not children:
-        return
-    WorkflowStep.objects.filter(pk__in=[c.pk for c in children]).update(
-        open_dependencies=F("open_dependencies") - 1
-    )
-    ready = [child for child in children if child.open_dependencies == 1]
-    workflow = Workflow.objects.only("status", "cancel_requested_at").get(pk=step.workflow_id)
-    if not ready or workflow.is_terminal or workflow.cancel_requested_at is not None:
-        return  # a cancelled or failed workflow's waiting steps are cancelled, not released
-    released = []
-    for child in sorted(ready, key=lambda c: c.job_id):
-        job = release_waiting(child.job_id, _inputs_of(child))
-        if job is not None:
-            released.append(job.pk)
-    lifecycle.jobs_pending(released)
-
-
-def _inputs_of(step: WorkflowStep) -> list[dict[str, Any]]:
-    """What a released step receives from the steps it depends on."""
-    parents = WorkflowStep.objects.filter(child_links__step=step).select_related("job").order_by("index")
-    return [
-        {"step_index": p.index, "name": p.name, "job_id": str(p.job_id), "result": p.job.result}
-        for p in parents
-    ]
 
 
 def _cancel_what_cannot_run(step: WorkflowStep, job: Job) -> None:
-    """A step failed for good or was cancelled. Under `fail_fast` every step not yet started is
-    cancelled; under `continue` only the steps that depend on it (they can never run)."""
+    """A step failed for good or was cancelled. Under `fail_fast` (and in client-driven workflows)
+    every step not yet started is cancelled; under `continue` only what depends on it, which the
+    dependency rule has cancelled already."""
     workflow = step.workflow
     if workflow.failure_policy == FailurePolicy.CONTINUE and workflow.mode == WorkflowMode.DEFINED:
-        targets = Job.objects.filter(pk__in=_descendant_job_ids(step))
-    else:
-        targets = Job.objects.filter(workflow_step__workflow_id=workflow.pk).exclude(pk=job.pk)
+        return
+    targets = Job.objects.filter(workflow_step__workflow_id=workflow.pk).exclude(pk=job.pk)
     reason = f"workflow step {step.name!r} {job.status}"
     for job_id in targets.filter(status__in=NOT_STARTED_STATUSES).order_by("id").values_list("id", flat=True):
         cancel_unstarted(job_id, reason)
-
-
-def _descendant_job_ids(step: WorkflowStep) -> set[Any]:
-    edges = WorkflowDependency.objects.filter(step__workflow_id=step.workflow_id)
-    children: dict[int, list[int]] = {}
-    for child_id, parent_id in edges.values_list("step_id", "depends_on_id"):
-        children.setdefault(parent_id, []).append(child_id)
-    seen: set[int] = set()
-    frontier = [step.pk]
-    while frontier:
-        for child in children.get(frontier.pop(), []):
-            if child not in seen:
-                seen.add(child)
-                frontier.append(child)
-    return set(WorkflowStep.objects.filter(pk__in=seen).values_list("job_id", flat=True))

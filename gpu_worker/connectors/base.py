@@ -73,7 +73,7 @@ class JobContext:
 
     @property
     def inputs(self) -> list[dict[str, Any]]:
-        """Results of the workflow steps this job depends on: [{step_index, name, job_id, result}]."""
+        """Results of the jobs this one depends on, in input order: [{step_index, name, job_id, result}]."""
         inputs: list[dict[str, Any]] = self.spec.inputs or []
         return inputs
 

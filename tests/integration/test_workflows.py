@@ -178,7 +178,7 @@ def test_two_parents_completing_at_once_release_their_child_exactly_once(api, re
     assert d.status in {JobStatus.PENDING, JobStatus.ASSIGNED}
     released = Event.objects.filter(job_id=d.id, type="job_queued", payload__reason="dependencies_completed")
     assert released.count() == 1
-    assert WorkflowStep.objects.get(job=d).open_dependencies == 0
+    assert d.open_dependencies == 0
     assert len(d.inputs) == 2
 
 

@@ -21,12 +21,13 @@ from core.api.middleware import correlation_id
 from core.api.pagination import page_response, read_page
 from core.api.schema import envelope, page
 from jobqueue.api.views import StatsQuerySerializer, StatsView
+from jobqueue.models import JobDependency
 from jobqueue.quotas import admit_jobs
 from workflows.api.serializers import WorkflowCancelSerializer, WorkflowSerializer, WorkflowSubmitSerializer
 from workflows.cancellation import cancel_workflow
 from workflows.creation import create_workflow
 from workflows.lookup import seen_by
-from workflows.models import Workflow, WorkflowDependency, WorkflowStatus
+from workflows.models import Workflow, WorkflowStatus
 from workflows.settle import workflow_progress
 from workflows.stats import workflow_stats
 from workflows.step_details import step_details
@@ -134,11 +135,11 @@ def _seen(visible: QuerySet[Workflow], request: Request, workflow_id: str) -> Wo
 
 def _dependencies(workflow: Workflow) -> dict[str, list[int]]:
     """{step index: [indices of the steps it depends on]}"""
-    edges = WorkflowDependency.objects.filter(step__workflow=workflow).values_list(
-        "step__index", "depends_on__index"
+    edges = JobDependency.objects.filter(job__workflow_step__workflow=workflow).values_list(
+        "job__workflow_step__index", "depends_on__workflow_step__index"
     )
     graph: dict[str, list[int]] = {}
-    for step_index, parent_index in edges.order_by("step__index", "depends_on__index"):
+    for step_index, parent_index in edges.order_by("job__workflow_step__index", "input_index"):
         graph.setdefault(str(step_index), []).append(parent_index)
     return graph
 
