@@ -43,7 +43,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import redis
 from django.conf import settings
@@ -303,7 +303,7 @@ class BatchConsumer:
             timeout = 0
             self._mark(announced)
 
-    def _mark(self, announced: dict[str, Any]) -> None:
+    def _mark(self, announced: _Announcement) -> None:
         if announced.get("data") in PUSHES:
             self._lists.pushed(str(announced["channel"], "utf-8", "replace").partition(":")[2])
 
@@ -467,6 +467,15 @@ class _Taken:
         return None
 
 
+class _Announcement(TypedDict):
+    """A keyspace notification, as redis-py's pubsub hands it over."""
+
+    type: str
+    pattern: bytes | None
+    channel: bytes
+    data: bytes | int
+
+
 class _Pushes:
     """The broker's announcements of pushes, if it makes them (`active`)."""
 
@@ -474,7 +483,7 @@ class _Pushes:
         self.pubsub = pubsub
         self.active = pubsub is not None
 
-    def get_message(self, timeout: float) -> dict[str, Any] | None:
+    def get_message(self, timeout: float) -> _Announcement | None:
         return self.pubsub.get_message(timeout=timeout)  # type: ignore[no-any-return]
 
     def close(self) -> None:

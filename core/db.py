@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 from uuid import UUID
 
 import psycopg
@@ -17,7 +17,13 @@ from django.db.models import QuerySet
 from django.db.models.expressions import DatabaseDefault
 from django.utils import timezone
 
+from wire.json_types import JsonValue
+
 M = TypeVar("M", bound=models.Model)
+# A row's values by field or column name: Python values, or expressions the database computes.
+FieldValues: TypeAlias = dict[str, Any]
+# The values a raw statement binds to its placeholders.
+SqlParameters: TypeAlias = list[Any]
 
 #: The largest values Postgres' integer columns hold (`integer`, `bigint`): an API field stored in one,
 #: or passed to one (a page's OFFSET), is bounded by it, so a larger number is a 400, not a 500.
@@ -49,7 +55,7 @@ def insert_many(model: type[M], objects: Sequence[M]) -> None:
     may_default = [f for f in fields if f.has_db_default() or f.primary_key]
     defaulted = [f for f in may_default if _leaves_to_database(objects[0], f)]
     written = [(f, _column(f)) for f in fields if f not in defaulted]
-    rows: list[dict[str, Any]] = []
+    rows: list[FieldValues] = []
     for obj in objects:
         if any(_leaves_to_database(obj, f) != (f in defaulted) for f in may_default):
             raise ValueError(f"every {model.__name__} must leave the same columns to the database")
@@ -85,7 +91,7 @@ def _leaves_to_database(obj: models.Model, field: models.Field[Any, Any]) -> boo
     return isinstance(value, DatabaseDefault) or (value is None and field.primary_key)
 
 
-def _json_value(value: Any) -> str:
+def _json_value(value: JsonValue) -> str:
     if isinstance(value, UUID | Decimal):
         return str(value)
     if isinstance(value, datetime | date):

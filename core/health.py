@@ -7,16 +7,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from django.db import connection
 
 from core.redis import redis_client
+from wire.json_types import JsonObject
 
 log = logging.getLogger(__name__)
 
 
-def _timed(check: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
+def _timed(check: Callable[[], JsonObject | None]) -> JsonObject:
     started = time.perf_counter()
     try:
         detail = check()
@@ -36,7 +36,7 @@ def _broker() -> None:
     redis_client().ping()
 
 
-def system_health() -> dict[str, Any]:
+def system_health() -> JsonObject:
     """Ready when the database and the broker answer."""
     checks = {"database": _timed(_database), "broker": _timed(_broker)}
     return {"ready": all(c["ok"] for c in checks.values()), "checks": checks}

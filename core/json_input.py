@@ -7,9 +7,10 @@ longer than `API_JSON_MAX_KEY_LENGTH` (a key is a name, not data)."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from django.conf import settings
+
+from wire.json_types import JsonValue
 
 
 class UnstorableJson(ValueError):
@@ -20,7 +21,7 @@ class UnstorableJson(ValueError):
         self.code, self.message, self.path = code, message, path
 
 
-def loads(text: str | bytes) -> Any:
+def loads(text: str | bytes) -> JsonValue:
     """`json.loads`, then `check_storable`; malformed JSON is a plain ValueError."""
     try:
         value = json.loads(text)
@@ -30,10 +31,10 @@ def loads(text: str | bytes) -> Any:
     return value
 
 
-def check_storable(value: Any) -> None:
+def check_storable(value: JsonValue) -> None:
     """Walk `value` (without recursion) and raise UnstorableJson at the first thing refused."""
     max_depth = settings.API_JSON_MAX_DEPTH
-    stack: list[tuple[Any, int, str]] = [(value, 0, "")]
+    stack: list[tuple[JsonValue, int, str]] = [(value, 0, "")]
     while stack:
         item, depth, path = stack.pop()
         if isinstance(item, str):
@@ -76,7 +77,7 @@ def _too_deep(path: str) -> UnstorableJson:
     )
 
 
-def why_unstorable(value: Any, max_bytes: int) -> str | None:
+def why_unstorable(value: JsonValue, max_bytes: int) -> str | None:
     """Why `value` (JSON a worker sent) cannot be stored as it is, or None: over `max_bytes` as JSON,
     or refused by `check_storable`."""
     try:

@@ -7,13 +7,14 @@ from __future__ import annotations
 import functools
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from django.conf import settings
 
+from wire.json_types import JsonObject
+
 
 @functools.cache
-def version_info() -> dict[str, Any]:
+def version_info() -> JsonObject:
     return {
         "version": _package_version(),
         "commit": settings.GIT_COMMIT or _checkout_commit(Path(settings.BASE_DIR)),

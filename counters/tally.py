@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from typing import Any
 
 from django.conf import settings
 from django.db import connection
 
+from core.db import SqlParameters
 from counters.definitions import Metric
 from counters.models import Tally as TallyRow
 
@@ -50,7 +50,7 @@ class Tally:
             return
         shard = os.getpid() % settings.COUNTER_SHARDS
         items = sorted(self._pending.items())  # one order for every writer: no deadlock between them
-        params: list[Any] = []
+        params: SqlParameters = []
         for (name, labels), amount in items:
             params += [name, labels, shard, amount]
         with connection.cursor() as cursor:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 from django.db import connection, transaction
 
@@ -30,6 +30,7 @@ from jobqueue.models import (
     ACTIVE_STATUSES,
     PENDING_POOL_SQL,
     Job,
+    JobKey,
     JobStatus,
     dispatch_order_sql,
     statuses_sql,
@@ -37,9 +38,11 @@ from jobqueue.models import (
 from machines.models import Worker, heard_since
 from wire import names
 from wire.job_spec import JobSpec
+from wire.json_types import JsonObject
 from wire.reports import attempt_error
 
 logger = logging.getLogger(__name__)
+K = TypeVar("K")  # what is dispatched after a commit: job ids, or worker ids
 
 # One statement assigns the worker its best eligible pending jobs, up to its free slots, with their
 # execution rows and `job_assigned` events. The slot count is read here, after the worker row was
@@ -173,7 +176,7 @@ class Assignment:
     attempt: int
     worker_id: str
     queue: str
-    spec: dict[str, Any]
+    spec: JsonObject
 
 
 def fill_worker(worker_id: str) -> list[Assignment]:
@@ -200,7 +203,7 @@ def fill_worker(worker_id: str) -> list[Assignment]:
         return assignments
 
 
-def dispatch_jobs(job_ids: Iterable[Any]) -> list[Assignment]:
+def dispatch_jobs(job_ids: Iterable[JobKey]) -> list[Assignment]:
     """Find workers for newly pending jobs. Each candidate worker takes its own best jobs,
     which keeps global priority order even when a better job than these is also waiting."""
     ids = [str(job_id) for job_id in job_ids]
@@ -242,7 +245,7 @@ def fill_on_commit(worker_ids: list[str]) -> None:
     transaction.on_commit(lambda: _safely(_fill_each, worker_ids, "workers"))
 
 
-def dispatch_on_commit(job_ids: list[Any]) -> None:
+def dispatch_on_commit(job_ids: list[JobKey]) -> None:
     """Dispatch these jobs once the transaction that made them pending has committed."""
     transaction.on_commit(lambda: _safely(dispatch_jobs, job_ids, "jobs"))
 
@@ -252,7 +255,7 @@ def _fill_each(worker_ids: list[str]) -> None:
         fill_worker(worker_id)
 
 
-def _safely(dispatch: Callable[[list[Any]], object], ids: list[Any], what: str) -> None:
+def _safely(dispatch: Callable[[list[K]], object], ids: list[K], what: str) -> None:
     """`dispatch(ids)` after a commit: the jobs are durable as pending whatever happens here, and the
     beat sweep dispatches what a failure left."""
     try:
@@ -263,11 +266,11 @@ def _safely(dispatch: Callable[[list[Any]], object], ids: list[Any], what: str) 
         )
 
 
-def _liveness_params() -> dict[str, Any]:
+def _liveness_params() -> JsonObject:
     return {"heard_since": heard_since()}
 
 
-def _match_params(worker: Worker) -> dict[str, Any]:
+def _match_params(worker: Worker) -> JsonObject:
     return {
         "worker_id": worker.id,
         "machine_id": worker.machine_id,
@@ -277,7 +280,7 @@ def _match_params(worker: Worker) -> dict[str, Any]:
     }
 
 
-def job_spec(job: Job) -> dict[str, Any]:
+def job_spec(job: Job) -> JsonObject:
     """What a worker needs to run one attempt (`wire.job_spec`): everything but database-only fields,
     and the attempt's lease token (read with the assignment, `_ASSIGN_BEST_JOBS`), which its reports
     carry."""
@@ -315,7 +318,7 @@ def publish_assignments(assignments: list[Assignment]) -> None:
             unassign_unpublished(assignment.job_id, assignment.attempt, f"{type(exc).__name__}: {exc}")
 
 
-def unassign_unpublished(job_id: Any, attempt: int, reason: str) -> bool:
+def unassign_unpublished(job_id: JobKey, attempt: int, reason: str) -> bool:
     """An assignment whose message could not be published (or died with the broker) never reached
     its worker: the job goes back to pending in its place, without using a retry, and is offered
     again once the broker answers. The attempt is recorded as lost."""

@@ -4,8 +4,6 @@ in one transaction, so the job's history reads like any other."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db import transaction
 from django.db.models.functions import Now
 
@@ -15,9 +13,10 @@ from core.errors import DomainError
 from dispatch import reports
 from events.types import EventType
 from jobqueue.errors import JobAlreadyFinished, JobConflict, JobNotFound
-from jobqueue.models import TERMINAL_STATUSES, ExecutionOutcome, Job, JobExecution, JobStatus
+from jobqueue.models import TERMINAL_STATUSES, ExecutionOutcome, Job, JobExecution, JobKey, JobStatus
 from jobqueue.transitions import transition
 from machines.models import Worker
+from wire.json_types import JsonObject, JsonValue
 
 DELEGATED_QUEUE = "delegated"
 
@@ -30,7 +29,7 @@ class NotAllowedToComplete(DomainError):
 
 
 def complete_delegated(
-    job_id: Any, api_key: ApiKey, *, result: Any = None, error: dict[str, Any] | None = None
+    job_id: JobKey, api_key: ApiKey, *, result: JsonValue = None, error: JsonObject | None = None
 ) -> Job:
     """Finish a pending job with `result`, or fail it with `error` ({code, message, class})."""
     if not api_key.can_complete_delegated:

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from django.db.models import Count, Min, Q
 from django.utils import timezone
@@ -15,12 +14,13 @@ from django.utils import timezone
 from dispatch.matching import explain
 from jobqueue.models import ACTIVE_STATUSES, ExecutionOutcome, Job, JobExecution, JobStatus
 from machines.models import Machine, MachineStatus, Worker, WorkerStatus
+from wire.json_types import JsonObject
 
 RECENT_FAILURES_SHOWN = 10
 UNROUTABLE_JOBS_EXAMINED = 200  # the oldest pending jobs checked for "no eligible worker"
 
 
-def worker_rows(workers: Sequence[Worker]) -> list[dict[str, Any]]:
+def worker_rows(workers: Sequence[Worker]) -> list[JsonObject]:
     ids = [w.id for w in workers]
     counts = {
         row["worker_id"]: row
@@ -66,7 +66,7 @@ def worker_rows(workers: Sequence[Worker]) -> list[dict[str, Any]]:
     ]
 
 
-def machine_status(machine: Machine | None, workers: list[dict[str, Any]]) -> str:
+def machine_status(machine: Machine | None, workers: list[JsonObject]) -> str:
     """A machine's status as shown, from its row and its workers' rows (`worker_rows`). Judged at read
     time, as each worker's own status is: a machine none of whose workers is live is offline even
     before the sweep that records it has run; one running a job is "busy"."""
@@ -79,7 +79,7 @@ def machine_status(machine: Machine | None, workers: list[dict[str, Any]]) -> st
     return "busy" if busy else recorded
 
 
-def machine_row(machine: Machine, workers: list[dict[str, Any]]) -> dict[str, Any]:
+def machine_row(machine: Machine, workers: list[JsonObject]) -> JsonObject:
     return {
         "id": machine.id,
         "hostname": machine.hostname,
@@ -97,7 +97,7 @@ def machine_row(machine: Machine, workers: list[dict[str, Any]]) -> dict[str, An
     }
 
 
-def machines(machines: Sequence[Machine]) -> list[dict[str, Any]]:
+def machines(machines: Sequence[Machine]) -> list[JsonObject]:
     by_machine = defaultdict(list)
     workers = Worker.objects.filter(machine_id__in=[m.id for m in machines]).order_by("machine_id", "id")
     for row in worker_rows(list(workers)):
@@ -105,7 +105,7 @@ def machines(machines: Sequence[Machine]) -> list[dict[str, Any]]:
     return [machine_row(m, by_machine[m.id]) for m in machines]
 
 
-def recent_failures(machine_id: str) -> list[dict[str, Any]]:
+def recent_failures(machine_id: str) -> list[JsonObject]:
     failed = (
         JobExecution.objects.filter(
             machine_id=machine_id, outcome__in=[ExecutionOutcome.FAILED, ExecutionOutcome.LOST]
@@ -127,12 +127,12 @@ def recent_failures(machine_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def pools(now: datetime | None = None) -> dict[str, Any]:
+def pools(now: datetime | None = None) -> JsonObject:
     """Per pool: machines, workers by state, waiting jobs and the oldest's age; and the waiting jobs
     no live worker can take, each with the requirement nobody meets."""
     now = now or timezone.now()
     live_workers = list(Worker.objects.live())
-    summary: dict[str, dict[str, Any]] = defaultdict(
+    summary: dict[str, JsonObject] = defaultdict(
         lambda: {
             "machines": 0,
             "workers": {"idle": 0, "busy": 0, "offline": 0},

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import msgspec
 import redis
@@ -38,6 +37,7 @@ from machines import credentials, lane_lag, registry
 from machines.models import WorkerCredential
 from wire import edge, logs, names
 from wire.fleet import Deregister, Description, FleetMessage, Heartbeat, Register, description_dict
+from wire.json_types import JsonObject
 from wire.reports import (
     Cancelled,
     Failed,
@@ -126,7 +126,7 @@ def apply_fleet(batch: Sequence[edge.Decoded]) -> None:
 
 def _described(
     credential: WorkerCredential, description: Description, refused: list[Refusal]
-) -> dict[str, Any] | None:
+) -> JsonObject | None:
     """The description as the registry stores it, if it names its sender (and the machine its
     credential was issued for) and stays within the credential: its pool, and only customers the
     credential names (when it names any), which are its credential's tenant's (the default tenant's

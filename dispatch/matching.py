@@ -12,13 +12,13 @@ draining, and its engine healthy."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from django.conf import settings
 from django.db import connection
 
 from jobqueue.models import Job
 from machines.models import LIVE_WORKER_SQL, Worker, heard_since
+from wire.json_types import JsonObject
 
 
 # --- SQL, over a pending job (`j`, or the alias given) and a worker `w` ---------------------------
@@ -115,7 +115,7 @@ _CHECKS: list[tuple[str, Callable[[Job, Worker], bool], Callable[[Job], str]]] =
 ]
 
 
-def explain(job: Job, live_workers: Iterable[Worker] | None = None) -> dict[str, Any]:
+def explain(job: Job, live_workers: Iterable[Worker] | None = None) -> JsonObject:
     """How many live workers could take the pending `job`, or the first requirement none meets."""
     candidates = list(Worker.objects.live() if live_workers is None else live_workers)
     for requirement, meets, message in _CHECKS:
@@ -125,7 +125,7 @@ def explain(job: Job, live_workers: Iterable[Worker] | None = None) -> dict[str,
     return {"eligible_workers": len(candidates), "unmet": None}
 
 
-def eligibility(job: Job) -> dict[str, Any]:
+def eligibility(job: Job) -> JsonObject:
     """`explain` at a bounded cost, for every read of a pending job: eligible workers are counted in
     SQL up to EXPLAIN_WORKERS_MAX (`eligible_workers_exact` says whether there are more); when none
     is, the first requirement they fail is read over at most that many live workers of its type."""

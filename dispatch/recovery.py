@@ -5,19 +5,20 @@ twice at once (row locks and compare-and-set)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
 
 import redis
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from core.db import FieldValues
 from core.redis import redis_client
 from dispatch import cancel_flags
 from dispatch.assignment import dispatch_all, dispatch_jobs, unassign_unpublished
 from dispatch.cancel_flags import stop_attempt_quietly
-from jobqueue.models import ACTIVE_STATUSES, Job, JobStatus
+from jobqueue.models import ACTIVE_STATUSES, Job, JobKey, JobStatus
 from machines.credentials import sync_broker_users
 from machines.models import LIVE_WORKER_SQL, heard_since
 
@@ -82,7 +83,7 @@ def requeue_undelivered_assignments() -> int:
 
     Workers list in each heartbeat the attempts they are running or finished recently, so a job
     whose report is merely still queued is never mistaken for one whose message was lost."""
-    params: dict[str, Any] = {
+    params: FieldValues = {
         "grace": settings.ASSIGNMENT_DELIVERY_GRACE_SECONDS,
         "most": RECOVERY_BATCH,
         "heard_since": heard_since(),
@@ -111,7 +112,7 @@ def recover_after_broker_restart() -> int:
     return _requeue_lost_assignments(lost, "broker restarted")
 
 
-def _requeue_lost_assignments(assignments: list[tuple[Any, int, str]], why: str) -> int:
+def _requeue_lost_assignments(assignments: Sequence[tuple[JobKey, int, str]], why: str) -> int:
     """Each (job, attempt, reason) that is still that assignment goes back to pending without using a
     retry, and its attempt is told to stop; the requeued jobs are offered to workers again."""
     requeued = []

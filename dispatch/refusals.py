@@ -19,12 +19,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 import redis
 
 from core.batch_consumer import DEAD_LETTERS_KEY, Refusal
 from core.redis import redis_client
+from wire.json_types import JsonObject
 from wire.logs import redact
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def by_sender() -> dict[str, int]:
     return {key.decode(): int(value) for key, value in raw.items()}  # type: ignore[union-attr]
 
 
-def dead_letters(limit: int = 50) -> list[dict[str, Any]]:
+def dead_letters(limit: int = 50) -> list[JsonObject]:
     """The newest messages no consumer could apply, each with the list (so the sender) it came from;
     secrets masked."""
     entries = []

@@ -26,8 +26,9 @@ from django.db import transaction
 from core.json_input import why_unstorable
 from dispatch.assignment import dispatch_on_commit, fill_on_commit, fill_worker
 from jobqueue import attempts
-from jobqueue.models import ACTIVE_STATUSES, ExecutionOutcome, Job, JobExecution
+from jobqueue.models import ACTIVE_STATUSES, ExecutionOutcome, Job, JobExecution, JobKey
 from machines.models import Worker, WorkerStatus
+from wire.json_types import JsonObject, JsonValue
 from wire.reports import attempt_error
 
 Attempt = tuple[str, int]  # (job id, attempt number)
@@ -48,22 +49,24 @@ def lease_holders(presented: Iterable[tuple[Attempt, Any]]) -> dict[tuple[Attemp
     return {pair: holders[(pair[0], token)] for pair, token in wanted.items() if (pair[0], token) in holders}
 
 
-def _uuid(value: Any) -> uuid.UUID | None:
+def _uuid(value: object) -> uuid.UUID | None:
     try:
         return uuid.UUID(value) if isinstance(value, str) else None
     except ValueError:
         return None
 
 
-def report_started(job_id: Any, attempt: int, worker_id: str, running_for_ms: int = 0) -> bool:
+def report_started(job_id: JobKey, attempt: int, worker_id: str, running_for_ms: int = 0) -> bool:
     return attempts.start(job_id, attempt, worker_id, running_for_ms)
 
 
-def report_progress(job_id: Any, attempt: int, progress: int, stage: str = "") -> bool:
+def report_progress(job_id: JobKey, attempt: int, progress: int, stage: str = "") -> bool:
     return attempts.record_progress(job_id, attempt, progress, stage)
 
 
-def apply_succeeded(job_id: Any, attempt: int, result: Any, runtime_ms: int | None = None) -> Job | None:
+def apply_succeeded(
+    job_id: JobKey, attempt: int, result: JsonValue, runtime_ms: int | None = None
+) -> Job | None:
     """A completed attempt; a result the database cannot store (too large, NUL characters, lone
     surrogates) fails the attempt for good, saying why, rather than failing the report forever."""
     refused = why_unstorable(result, settings.JOB_RESULT_MAX_BYTES)
@@ -76,7 +79,7 @@ def apply_succeeded(job_id: Any, attempt: int, result: Any, runtime_ms: int | No
 
 
 def apply_failed(
-    job_id: Any, attempt: int, error: dict[str, Any] | None, runtime_ms: int | None = None
+    job_id: JobKey, attempt: int, error: JsonObject | None, runtime_ms: int | None = None
 ) -> Job | None:
     """A failed attempt (as its worker reports it), retried or dead-lettered by
     `jobqueue.attempts.fail`'s rules."""
@@ -84,7 +87,7 @@ def apply_failed(
 
 
 def _fail_storably(
-    job_id: Any, attempt: int, error: dict[str, Any] | None, outcome: ExecutionOutcome, runtime_ms: int | None
+    job_id: JobKey, attempt: int, error: JsonObject | None, outcome: ExecutionOutcome, runtime_ms: int | None
 ) -> Job | None:
     """`attempts.fail`, with an error the database cannot store replaced by one saying so (of the
     same class)."""
@@ -98,20 +101,20 @@ def _fail_storably(
     return attempts.fail(job_id, attempt, error, outcome, runtime_ms)
 
 
-def apply_cancelled(job_id: Any, attempt: int, runtime_ms: int | None = None) -> Job | None:
+def apply_cancelled(job_id: JobKey, attempt: int, runtime_ms: int | None = None) -> Job | None:
     """The worker stopped the job because its cancellation was requested."""
     return attempts.cancel(job_id, attempt, runtime_ms)
 
 
-def report_succeeded(job_id: Any, attempt: int, result: Any, runtime_ms: int | None = None) -> bool:
+def report_succeeded(job_id: JobKey, attempt: int, result: JsonValue, runtime_ms: int | None = None) -> bool:
     with transaction.atomic():
         return _freed(apply_succeeded(job_id, attempt, result, runtime_ms))
 
 
 def report_failed(
-    job_id: Any,
+    job_id: JobKey,
     attempt: int,
-    error: dict[str, Any] | None,
+    error: JsonObject | None,
     outcome: ExecutionOutcome = ExecutionOutcome.FAILED,
     runtime_ms: int | None = None,
 ) -> bool:
@@ -119,18 +122,18 @@ def report_failed(
         return _freed(_fail_storably(job_id, attempt, error, outcome, runtime_ms))
 
 
-def worker_lost(job_id: Any, attempt: int, message: str) -> bool:
+def worker_lost(job_id: JobKey, attempt: int, message: str) -> bool:
     """The control plane declares an attempt dead with its worker (a transient failure)."""
     with transaction.atomic():
         return _freed(attempts.lost_with_worker(job_id, attempt, message))
 
 
-def report_cancelled(job_id: Any, attempt: int, runtime_ms: int | None = None) -> bool:
+def report_cancelled(job_id: JobKey, attempt: int, runtime_ms: int | None = None) -> bool:
     with transaction.atomic():
         return _freed(apply_cancelled(job_id, attempt, runtime_ms))
 
 
-def apply_handed_back(job_id: Any, attempt: int, runtime_ms: int | None = None) -> Job | None:
+def apply_handed_back(job_id: JobKey, attempt: int, runtime_ms: int | None = None) -> Job | None:
     """A worker shutting down stopped the job unfinished: back to pending, without using a retry
     (nothing went wrong with the job), offered to another worker once committed. The attempt is
     recorded. Its worker is stopping: its slot is not refilled."""
@@ -150,7 +153,7 @@ def apply_handed_back(job_id: Any, attempt: int, runtime_ms: int | None = None) 
     return job
 
 
-def report_handed_back(job_id: Any, attempt: int, runtime_ms: int | None = None) -> bool:
+def report_handed_back(job_id: JobKey, attempt: int, runtime_ms: int | None = None) -> bool:
     with transaction.atomic():
         return apply_handed_back(job_id, attempt, runtime_ms) is not None
 

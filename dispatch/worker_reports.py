@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 from dispatch.assignment import fill_worker
 from dispatch.reports import worker_lost
 from jobqueue.models import Job, JobStatus
 from machines import registry
 from machines.models import Machine, Worker
+from wire.json_types import JsonObject
 
 logger = logging.getLogger(__name__)
 
 
-def register_worker(info: dict[str, Any]) -> Worker | None:
+def register_worker(info: JsonObject) -> Worker | None:
     """Record the worker; the caller has it offered work.
 
     A new `instance_id` means the process restarted: whatever its previous instance was running is

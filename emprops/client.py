@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
 from urllib.parse import quote
 
 import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
+
+from wire.json_types import JsonObject, JsonValue
 
 logger = logging.getLogger(__name__)
 
@@ -94,14 +95,16 @@ class EmpropsClient:
         self.session.mount("https://", HTTPAdapter(max_retries=retry))
         self._rate = _RateLimit(settings.EMPROPS_MAX_REQUESTS_PER_SECOND)
 
-    def get(self, path: str) -> Any:
+    def get(self, path: str) -> JsonValue:
         return self._call("GET", path)
 
-    def post(self, path: str, body: dict[str, Any], idempotency_key: str | None = None) -> Any:
+    def post(self, path: str, body: JsonObject, idempotency_key: str | None = None) -> JsonValue:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return self._call("POST", path, body, headers)
 
-    def _call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+    def _call(
+        self, method: str, path: str, body: JsonObject | None = None, headers: dict[str, str] | None = None
+    ) -> JsonValue:
         if not self.base_url:
             raise EmpropsNotConfigured("EMPROPS_API_URL is not set")
         self._rate.wait()
@@ -120,7 +123,7 @@ class EmpropsClient:
         return _answer(method, path, response)
 
 
-def _answer(method: str, path: str, response: requests.Response) -> Any:
+def _answer(method: str, path: str, response: requests.Response) -> JsonValue:
     status = response.status_code
     if status < 300:
         try:

@@ -12,7 +12,7 @@ is a 404, asked of nobody."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
@@ -23,6 +23,7 @@ from core.errors import DomainError, NotFound
 from emprops.client import EmpropsClient, EmpropsError, EmpropsNotConfigured, EmpropsNotFound, path
 from emprops.models import EmpropsCollection
 from jobqueue.quotas import admit_jobs
+from wire.json_types import JsonObject
 from workflows.creation import WorkflowRequest, create_workflow
 from workflows.models import Workflow
 from workflows.sources import EMPROPS, check_source
@@ -55,8 +56,8 @@ class CollectionNotFound(NotFound):
 
 
 def create(
-    api_key: ApiKey, collection: dict[str, Any], generation: WorkflowRequest | None, correlation_id: str
-) -> tuple[dict[str, Any], Workflow | None]:
+    api_key: ApiKey, collection: JsonObject, generation: WorkflowRequest | None, correlation_id: str
+) -> tuple[JsonObject, Workflow | None]:
     """The collection made on EmProps, and (when asked) its first generation started here."""
     check_source(EMPROPS, api_key)
     made = _asking_emprops(lambda client: client.post(path("collections"), collection)) or {}
@@ -76,7 +77,7 @@ def create(
     return created, workflow
 
 
-def read(api_key: ApiKey, collection_id: str) -> dict[str, Any]:
+def read(api_key: ApiKey, collection_id: str) -> JsonObject:
     """The collection as EmProps has it, if it is the key's tenant's."""
     _check_owned(api_key, collection_id)
     answer = _asking_emprops(lambda client: client.get(path("collections", collection_id))) or {}

@@ -21,7 +21,6 @@ import logging
 import time
 import uuid
 from datetime import datetime
-from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -39,6 +38,7 @@ from events.models import Event
 from events.types import WORKFLOW_ENDINGS
 from outbox import leases, outcomes, redelivery
 from outbox.schedule import RetryPolicy
+from wire.json_types import JsonObject
 from workflows.lookup import of_pairs
 from workflows.sources import EMPROPS
 
@@ -119,7 +119,7 @@ def attempt(notification_id: int, token: uuid.UUID, client: EmpropsClient) -> Em
     return _record(notification_id, token, started_at, latency_ms, error)
 
 
-def completion_body(notification: EmpropsNotification) -> dict[str, Any]:
+def completion_body(notification: EmpropsNotification) -> JsonObject:
     """What EmProps receives: the outcome in its spelling, the outputs, the one `step_details` shape
     and, for a failure, the first failed step's error. Built from the terminal workflow row."""
     workflow = notification.workflow

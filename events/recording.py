@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Protocol
+from typing import Protocol
 
 from events.models import Event
 from events.schemas import validate_event
 from events.types import EventType
+from wire.json_types import JsonObject
 
 
 class JobLike(Protocol):
@@ -41,7 +42,7 @@ def job_events_sql(source: str, event_type: str, payload: str) -> str:
     """
 
 
-def record_job_event(event_type: EventType, job: JobLike, payload: dict[str, Any] | None = None) -> Event:
+def record_job_event(event_type: EventType, job: JobLike, payload: JsonObject | None = None) -> Event:
     """Append an event about `job`; ids and correlation id come from the job itself.
 
     Transitions write their events in the same SQL statement instead (`job_events_sql`)."""
@@ -50,7 +51,7 @@ def record_job_event(event_type: EventType, job: JobLike, payload: dict[str, Any
     return event
 
 
-def job_event(event_type: EventType, job: JobLike, payload: dict[str, Any] | None = None) -> Event:
+def job_event(event_type: EventType, job: JobLike, payload: JsonObject | None = None) -> Event:
     """The (unsaved, checked) event about `job`, for writers that insert many at once."""
     payload = {"status": job.status, "attempt": job.attempt, **(payload or {})}
     _validate(event_type, payload)
@@ -66,15 +67,13 @@ def job_event(event_type: EventType, job: JobLike, payload: dict[str, Any] | Non
     )
 
 
-def record_worker_event(
-    event_type: EventType, worker_id: str, machine_id: str, payload: dict[str, Any]
-) -> Event:
+def record_worker_event(event_type: EventType, worker_id: str, machine_id: str, payload: JsonObject) -> Event:
     _validate(event_type, payload)
     return Event.objects.create(type=event_type, worker_id=worker_id, machine_id=machine_id, payload=payload)
 
 
 def record_workflow_event(
-    event_type: EventType, workflow_id: str, correlation_id: str, payload: dict[str, Any], *, tenant_id: int
+    event_type: EventType, workflow_id: str, correlation_id: str, payload: JsonObject, *, tenant_id: int
 ) -> Event:
     _validate(event_type, payload)
     return Event.objects.create(
@@ -86,16 +85,16 @@ def record_workflow_event(
     )
 
 
-def record_machine_event(event_type: EventType, machine_id: str, payload: dict[str, Any]) -> Event:
+def record_machine_event(event_type: EventType, machine_id: str, payload: JsonObject) -> Event:
     _validate(event_type, payload)
     return Event.objects.create(type=event_type, machine_id=machine_id, payload=payload)
 
 
-def record_tenant_event(event_type: EventType, payload: dict[str, Any], *, tenant_id: int) -> Event:
+def record_tenant_event(event_type: EventType, payload: JsonObject, *, tenant_id: int) -> Event:
     """An event about something of a tenant's (a webhook endpoint, a schedule): that tenant's to see."""
     _validate(event_type, payload)
     return Event.objects.create(type=event_type, tenant_id=tenant_id, payload=payload)
 
 
-def _validate(event_type: str, payload: dict[str, Any]) -> None:
+def _validate(event_type: str, payload: JsonObject) -> None:
     validate_event(event_type, payload)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -18,6 +17,7 @@ from counters.tally import Tally
 from events.cursors import consume_events
 from events.models import Event
 from events.serializers import EventSerializer
+from wire.json_types import JsonObject
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ CURSOR_NAME = "live"
 ALL_EVENTS_GROUP = "events.all"
 
 
-def group_for(kind: str, entity_id: Any) -> str:
+def group_for(kind: str, entity_id: object) -> str:
     """A Channels group name for one job, workflow, machine or worker (ids may hold any character)."""
     digest = hashlib.sha256(str(entity_id).encode()).hexdigest()[:40]
     return f"events.{kind}.{digest}"
@@ -44,7 +44,7 @@ def groups_of(event: Event) -> list[str]:
     return groups
 
 
-def event_message(event: Event) -> dict[str, Any]:
+def event_message(event: Event) -> JsonObject:
     """The event as subscribers get it (the shape of GET /api/events)."""
     return dict(EventSerializer(event).data)
 
@@ -69,7 +69,7 @@ def _publish_events(events: list[Event]) -> None:
     async_to_sync(_publish)(deliveries)
 
 
-async def _publish(deliveries: list[tuple[str, dict[str, Any]]]) -> None:
+async def _publish(deliveries: list[tuple[str, JsonObject]]) -> None:
     layer = get_channel_layer()
     for group, message in deliveries:
         await layer.group_send(group, message)

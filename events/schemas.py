@@ -7,9 +7,8 @@ backwards compatible; removing or retyping one needs a new `version`.
 
 from __future__ import annotations
 
-from typing import Any
-
 from events.types import EventType
+from wire.json_types import JsonObject
 
 Types = tuple[type, ...]
 STR: Types = (str,)
@@ -90,7 +89,7 @@ class InvalidEvent(Exception):
     """An event does not match its schema: a bug in the code writing it."""
 
 
-def validate_event(event_type: str, payload: dict[str, Any]) -> None:
+def validate_event(event_type: str, payload: JsonObject) -> None:
     schema = SCHEMAS.get(event_type)
     if schema is None:
         raise InvalidEvent(f"unknown event type {event_type!r}")

@@ -10,7 +10,6 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import redis
@@ -28,6 +27,7 @@ from gpu_worker.reporter import Reporter
 from gpu_worker.runner import CancelWatch, JobRunner
 from gpu_worker.supervisor import EXIT_CREDENTIAL_REFUSED, run_supervisor
 from wire import fleet, logs, names
+from wire.json_types import JsonObject
 
 logger = logging.getLogger("gpu_worker")
 
@@ -140,7 +140,7 @@ def _refuse(why: str) -> None:
     sys.exit(EXIT_CREDENTIAL_REFUSED)
 
 
-def engine_health(connectors: dict[str, Connector]) -> dict[str, Any]:
+def engine_health(connectors: dict[str, Connector]) -> JsonObject:
     """Healthy when every connector's engine answers its health check; else which one fails and why."""
     for connector in {id(c): c for c in connectors.values()}.values():
         try:

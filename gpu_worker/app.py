@@ -7,13 +7,12 @@ heartbeat broadcasts."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from celery import Celery
 
 from gpu_worker.runner import JobRunner
 from wire import names
 from wire.job_spec import read_spec
+from wire.json_types import JsonObject
 
 # Long enough that a long job's unacked message is not redelivered while it runs.
 VISIBILITY_TIMEOUT_S = 25 * 3600
@@ -47,7 +46,7 @@ def install_runner(runner: JobRunner) -> None:
 
 
 @app.task(name=names.RUN_JOB_TASK)
-def run_job(spec: dict[str, Any]) -> str:
+def run_job(spec: JsonObject) -> str:
     if _runner is None:
         raise RuntimeError("gpu_worker started without a runner; use `python -m gpu_worker`")
     # Checked against the wire contract's job spec before anything runs (its types, as built by the

@@ -7,10 +7,10 @@ import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from gpu_worker.gpus import GpuInfo, describe_machine, detect_gpus
 from gpu_worker.results import DEFAULT_RESULT_MAX_BYTES
+from wire.json_types import JsonObject
 from wire.names import HARD_TIMEOUT_GRACE_SECONDS
 
 # On SIGTERM, how long the running job may take to finish before it is handed back.
@@ -57,7 +57,7 @@ class WorkerConfig:
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
 
-    def registration(self, instance_id: str, job_types: list[str]) -> dict[str, Any]:
+    def registration(self, instance_id: str, job_types: list[str]) -> JsonObject:
         """The self-description sent to the control plane on registration and with every heartbeat."""
         return {
             "worker_id": self.worker_id,

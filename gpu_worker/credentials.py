@@ -15,7 +15,6 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import requests
@@ -23,6 +22,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from wire import names
+from wire.json_types import JsonObject
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def join(api_url: str, join_token: str, worker_id: str, machine_id: str) -> Cred
     )
 
 
-def _json_or_empty(response: requests.Response) -> dict[str, Any]:
+def _json_or_empty(response: requests.Response) -> JsonObject:
     try:
         body = response.json()
     except ValueError:

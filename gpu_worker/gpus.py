@@ -11,6 +11,8 @@ import platform
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from wire.json_types import JsonObject
+
 logger = logging.getLogger(__name__)
 
 BYTES_PER_GB = 1024**3
@@ -25,7 +27,7 @@ class GpuInfo:
     driver_version: str = ""
     cuda_version: str = ""
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JsonObject:
         return asdict(self)
 
 
@@ -69,7 +71,7 @@ def detect_gpus() -> list[GpuInfo]:
         pynvml.nvmlShutdown()
 
 
-def read_telemetry(index: int | None) -> dict[str, Any]:
+def read_telemetry(index: int | None) -> JsonObject:
     """Utilisation and memory use of one GPU now ({} without one); sent with every heartbeat."""
     if index is None:
         return {}
@@ -97,7 +99,7 @@ def read_telemetry(index: int | None) -> dict[str, Any]:
         pynvml.nvmlShutdown()
 
 
-def describe_machine(gpus: list[GpuInfo], labels: dict[str, str]) -> dict[str, Any]:
+def describe_machine(gpus: list[GpuInfo], labels: dict[str, str]) -> JsonObject:
     """The machine as the control plane records it at registration."""
     from gpu_worker import __version__
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 import msgspec
 from celery import Celery
 
 from wire import edge, fleet, names, reports
+from wire.json_types import JsonObject, JsonValue
 from wire.reports import normalise_error
 
 PROGRESS_MIN_INTERVAL_S = 0.5  # at most two progress reports per second per job
@@ -66,7 +66,7 @@ class Reporter:
     # `runtime_ms` (measured on the worker's monotonic clock) lets the control plane date the start
     # of a job that finished before its `started` report was due.
     def succeeded(
-        self, job_id: str, attempt: int, lease: str, result: Any, runtime_ms: int | None = None
+        self, job_id: str, attempt: int, lease: str, result: JsonValue, runtime_ms: int | None = None
     ) -> None:
         self._forget(job_id)
         self.send(
@@ -76,7 +76,7 @@ class Reporter:
         )
 
     def failed(
-        self, job_id: str, attempt: int, lease: str, error: dict[str, Any], runtime_ms: int | None = None
+        self, job_id: str, attempt: int, lease: str, error: JsonObject, runtime_ms: int | None = None
     ) -> None:
         self._forget(job_id)
         normalised = normalise_error(error)

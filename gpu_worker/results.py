@@ -8,9 +8,9 @@ artifact store and return their URLs. No Django here."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from wire.bounds import check_depth
+from wire.json_types import JsonValue
 
 DEFAULT_RESULT_MAX_BYTES = 1024 * 1024  # the control plane's JOB_RESULT_MAX_BYTES default
 
@@ -19,7 +19,7 @@ class ResultTooLarge(ValueError):
     pass
 
 
-def storable(result: Any, max_bytes: int) -> Any:
+def storable(result: JsonValue, max_bytes: int) -> JsonValue:
     """The result cleaned for storage; ResultTooLarge if even so it is over `max_bytes`; TypeError or
     ValueError if it is not JSON at all, or nested deeper than the wire allows."""
     check_depth(result, "the result")
@@ -33,7 +33,7 @@ def storable(result: Any, max_bytes: int) -> Any:
     return cleaned
 
 
-def _clean(value: Any) -> Any:
+def _clean(value: JsonValue) -> JsonValue:
     if isinstance(value, str):
         return _clean_text(value)
     if isinstance(value, dict):

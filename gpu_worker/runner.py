@@ -17,6 +17,7 @@ from gpu_worker.reporter import Reporter
 from gpu_worker.results import DEFAULT_RESULT_MAX_BYTES, ResultTooLarge, storable
 from wire import logs, names
 from wire.job_spec import JobSpec
+from wire.json_types import JsonValue
 from wire.reports import attempt_error
 
 logger = logging.getLogger(__name__)
@@ -227,11 +228,11 @@ class JobRunner:
             self.on_stuck_job(job_id)  # after the report, so the control plane knows first
         return outcome
 
-    def _execute_within_limits(self, connector: Connector, context: JobContext) -> tuple[str, Any]:
+    def _execute_within_limits(self, connector: Connector, context: JobContext) -> tuple[str, JsonValue]:
         """Run the connector in a thread of its own, so a job deaf to its time limit cannot hold the
         slot (and its report) forever."""
         job_id = context.spec.job_id
-        done: list[tuple[str, Any]] = []
+        done: list[tuple[str, JsonValue]] = []
         thread = threading.Thread(
             target=lambda: done.append(_execute(connector, context, self.result_max_bytes)),
             name=f"job-{job_id}",
@@ -254,7 +255,7 @@ class JobRunner:
         return ABANDONED, attempt_error("TIMEOUT", message)
 
 
-def _execute(connector: Connector, context: JobContext, result_max_bytes: int) -> tuple[str, Any]:
+def _execute(connector: Connector, context: JobContext, result_max_bytes: int) -> tuple[str, JsonValue]:
     """Run the connector; returns ("completed", result), ("failed", error) or ("cancelled", None)."""
     try:
         result = connector.run(context)

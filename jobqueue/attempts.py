@@ -16,19 +16,29 @@ from django.db import transaction
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from core.db import FieldValues
 from events.recording import record_job_event
 from events.types import EventType
 from jobqueue import lifecycle
 from jobqueue.backoff import retry_delay_seconds
-from jobqueue.models import ACTIVE_STATUSES, DeadLetterJob, DeadLetterReason, ExecutionOutcome, Job, JobStatus
+from jobqueue.models import (
+    ACTIVE_STATUSES,
+    DeadLetterJob,
+    DeadLetterReason,
+    ExecutionOutcome,
+    Job,
+    JobKey,
+    JobStatus,
+)
 from jobqueue.transitions import ExecutionChange, StartedBefore, transition
+from wire.json_types import JsonObject, JsonValue
 from wire.reports import attempt_error, normalise_error
 
 IMMEDIATE_RETRY_SECONDS = 0.05  # shorter backoffs go straight back to pending
 WORKER_LOST = "WORKER_LOST"  # the error code of an attempt that died with its worker
 
 
-def start(job_id: Any, attempt: int, worker_id: str, running_for_ms: int = 0) -> bool:
+def start(job_id: JobKey, attempt: int, worker_id: str, running_for_ms: int = 0) -> bool:
     """The worker has been running the job for `running_for_ms` (it reports the start a little late,
     so that short jobs report start and outcome in one message)."""
     with transaction.atomic():
@@ -48,7 +58,7 @@ def start(job_id: Any, attempt: int, worker_id: str, running_for_ms: int = 0) ->
         return True
 
 
-def record_progress(job_id: Any, attempt: int, progress: int, stage: str = "") -> bool:
+def record_progress(job_id: JobKey, attempt: int, progress: int, stage: str = "") -> bool:
     """The job row always has the latest progress; the event log gets at most one progress event per
     PROGRESS_EVENT_MIN_INTERVAL_SECONDS per job (and always the 100%), so it stays readable."""
     progress = max(0, min(100, int(progress)))
@@ -73,7 +83,7 @@ def record_progress(job_id: Any, attempt: int, progress: int, stage: str = "") -
         now = timezone.now()
         interval = timedelta(seconds=settings.PROGRESS_EVENT_MIN_INTERVAL_SECONDS)
         log_it = progress == 100 or job.progress_event_at is None or now - job.progress_event_at >= interval
-        changes: dict[str, Any] = {"progress": progress, "stage": stage[:200], "updated_at": Now()}
+        changes: FieldValues = {"progress": progress, "stage": stage[:200], "updated_at": Now()}
         if log_it:
             changes["progress_event_at"] = now
         Job.objects.filter(pk=job.pk).update(**changes)
@@ -82,7 +92,7 @@ def record_progress(job_id: Any, attempt: int, progress: int, stage: str = "") -
         return True
 
 
-def complete(job_id: Any, attempt: int, result: Any, runtime_ms: int | None = None) -> Job | None:
+def complete(job_id: JobKey, attempt: int, result: JsonValue, runtime_ms: int | None = None) -> Job | None:
     """The attempt succeeded; returns the completed job (None if the report was stale)."""
     job = transition(
         job_id,
@@ -104,9 +114,9 @@ def complete(job_id: Any, attempt: int, result: Any, runtime_ms: int | None = No
 
 
 def fail(
-    job_id: Any,
+    job_id: JobKey,
     attempt: int,
-    error: dict[str, Any] | None,
+    error: JsonObject | None,
     outcome: ExecutionOutcome = ExecutionOutcome.FAILED,
     runtime_ms: int | None = None,
 ) -> Job | None:
@@ -132,12 +142,12 @@ def fail(
     return job
 
 
-def lost_with_worker(job_id: Any, attempt: int, message: str) -> Job | None:
+def lost_with_worker(job_id: JobKey, attempt: int, message: str) -> Job | None:
     """The control plane declares an attempt dead with its worker (a transient failure)."""
     return fail(job_id, attempt, attempt_error(WORKER_LOST, message), outcome=ExecutionOutcome.LOST)
 
 
-def cancel(job_id: Any, attempt: int, runtime_ms: int | None = None) -> Job | None:
+def cancel(job_id: JobKey, attempt: int, runtime_ms: int | None = None) -> Job | None:
     """The worker stopped the attempt because its cancellation was requested. Call in a transaction."""
     job = _active_attempt(job_id, attempt)
     if job is not None:
@@ -146,11 +156,11 @@ def cancel(job_id: Any, attempt: int, runtime_ms: int | None = None) -> Job | No
 
 
 def return_to_pending(
-    job_id: Any,
+    job_id: JobKey,
     attempt: int,
     from_statuses: set[JobStatus] | frozenset[JobStatus],
     reason: str,
-    error: dict[str, Any],
+    error: JsonObject,
     **changes: Any,
 ) -> Job | None:
     """The attempt ended through no fault of the job's: back to pending in its place without using a
@@ -171,7 +181,7 @@ def return_to_pending(
     )
 
 
-def _active_attempt(job_id: Any, attempt: int) -> Job | None:
+def _active_attempt(job_id: JobKey, attempt: int) -> Job | None:
     job = Job.objects.select_for_update().filter(pk=job_id).first()
     if job is None or job.attempt != attempt or job.status not in ACTIVE_STATUSES:
         return None
@@ -183,7 +193,7 @@ def started_before(runtime_ms: int | None) -> dict[str, StartedBefore]:
     return {"started_at": StartedBefore(runtime_ms)} if runtime_ms is not None else {}
 
 
-def _cancel(job: Job, execution: ExecutionChange, started: dict[str, Any]) -> None:
+def _cancel(job: Job, execution: ExecutionChange, started: dict[str, StartedBefore]) -> None:
     cancelled = transition(
         job.pk,
         from_statuses=ACTIVE_STATUSES,
@@ -206,7 +216,9 @@ def _lost_attempts(job: Job) -> int:
     ).count()
 
 
-def _retry(job: Job, error: dict[str, Any], execution: ExecutionChange, started: dict[str, Any]) -> None:
+def _retry(
+    job: Job, error: JsonObject, execution: ExecutionChange, started: dict[str, StartedBefore]
+) -> None:
     """Back to the queue after a backoff, with the same priority and place in line; the next
     assignment is a new attempt. The wait is visible as `scheduled` with its `scheduled_at`."""
     retry_number = job.retry_count + 1  # the row is locked by fail()
@@ -240,9 +252,9 @@ def _retry(job: Job, error: dict[str, Any], execution: ExecutionChange, started:
 
 def _fail_for_good(
     job: Job,
-    error: dict[str, Any],
+    error: JsonObject,
     execution: ExecutionChange,
-    started: dict[str, Any],
+    started: dict[str, StartedBefore],
     reason: DeadLetterReason | None = None,
 ) -> None:
     failed = transition(

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from django.db import connection
 from django.db.models import F
@@ -30,6 +29,7 @@ from jobqueue import lifecycle
 from jobqueue.cancellation import cancel_unstarted
 from jobqueue.models import TERMINAL_STATUSES, Job, JobDependency, JobKey, JobStatus
 from jobqueue.transitions import transition
+from wire.json_types import JsonObject, JsonValue
 
 MAX_DEPENDENCIES = 50
 
@@ -56,7 +56,7 @@ class Edge:
     name: str = ""
 
 
-def prepare(depends_on: list[Any], tenant_id: int) -> tuple[bool, list[dict[str, Any]]]:
+def prepare(depends_on: Sequence[JobKey], tenant_id: int) -> tuple[bool, list[JsonObject]]:
     """Lock the jobs named (the caller's transaction) and say whether the new job must wait; when it
     need not (all completed), the inputs it starts with."""
     named = list(
@@ -106,7 +106,7 @@ def link(edges: Sequence[Edge]) -> None:
         cursor.execute(_COUNT_OPEN, [JobStatus.COMPLETED, list({e.job_id for e in edges})])
 
 
-def release_waiting(job_id: JobKey, inputs: list[dict[str, Any]]) -> Job | None:
+def release_waiting(job_id: JobKey, inputs: list[JsonObject]) -> Job | None:
     """A waiting job whose dependencies all completed becomes pending, their results its inputs; None
     if it no longer waits."""
     return transition(
@@ -120,7 +120,7 @@ def release_waiting(job_id: JobKey, inputs: list[dict[str, Any]]) -> Job | None:
     )
 
 
-def inputs_of(job_id: JobKey) -> list[dict[str, Any]]:
+def inputs_of(job_id: JobKey) -> list[JsonObject]:
     """What a released job receives from the jobs it depends on."""
     edges = JobDependency.objects.filter(job_id=job_id).order_by("input_index", "depends_on_id")
     return [
@@ -131,7 +131,7 @@ def inputs_of(job_id: JobKey) -> list[dict[str, Any]]:
     ]
 
 
-def _input(index: int, name: str, job_id: JobKey, result: Any) -> dict[str, Any]:
+def _input(index: int, name: str, job_id: JobKey, result: JsonValue) -> JsonObject:
     return {"step_index": index, "name": name, "job_id": str(job_id), "result": result}
 
 

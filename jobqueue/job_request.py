@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from jobqueue.models import Job
+from wire.json_types import JsonObject
 
 
 @dataclass
@@ -15,9 +16,9 @@ class JobRequest:
     """A validated submission, already translated from whichever client dialect sent it."""
 
     type: str
-    payload: dict[str, Any]
+    payload: JsonObject
     priority: int
-    requirements: dict[str, Any]
+    requirements: JsonObject
     required_capabilities: list[str]
     required_models: list[str]
     required_gpu_memory_gb: float | None
@@ -26,10 +27,10 @@ class JobRequest:
     timeout_seconds: int
     scheduled_at: datetime | None = None
     webhook_url: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: JsonObject = field(default_factory=dict)
     idempotency_key: str | None = None
     customer_id: str | None = None
-    ctx: dict[str, Any] | None = None
+    ctx: JsonObject | None = None
     workflow_id: str | None = None
     workflow_priority: int | None = None
     workflow_datetime: datetime | None = None

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
 
 from jobqueue.job_request import JobRequest
 from jobqueue.models import Job, JobKey
@@ -36,16 +35,16 @@ class JobListener:
         """Whether a waiting job whose dependencies all completed must stay waiting (to be cancelled)."""
         return False
 
-    def jobs_pending(self, job_ids: list[Any]) -> None:
+    def jobs_pending(self, job_ids: list[JobKey]) -> None:
         """These jobs became pending: a worker may take them once the transaction commits."""
 
-    def cancel_requested(self, job_id: Any, attempt: int) -> None:
+    def cancel_requested(self, job_id: JobKey, attempt: int) -> None:
         """A running attempt was asked to stop (stored on the job; its worker must be told)."""
 
 
 _listeners: list[JobListener] = []
 # While a batch is open, jobs that become pending are collected and announced once, at its end.
-_batch: ContextVar[list[Any] | None] = ContextVar("pending_batch", default=None)
+_batch: ContextVar[list[JobKey] | None] = ContextVar("pending_batch", default=None)
 
 
 def register(listener: JobListener) -> None:
@@ -77,7 +76,7 @@ def release_held(job_id: JobKey) -> bool:
     return any(listener.holds_release(job_id) for listener in _listeners)
 
 
-def jobs_pending(job_ids: Iterable[Any]) -> None:
+def jobs_pending(job_ids: Iterable[JobKey]) -> None:
     ids = list(job_ids)
     batch = _batch.get()
     if batch is not None:
@@ -92,7 +91,7 @@ def jobs_pending(job_ids: Iterable[Any]) -> None:
 def pending_in_one_batch() -> Iterator[None]:
     """Announce the jobs that become pending inside the block once, when it ends without an error
     (a bulk submit is then one dispatch, not one per job). Use inside the block's transaction."""
-    collected: list[Any] = []
+    collected: list[JobKey] = []
     token = _batch.set(collected)
     try:
         yield
@@ -101,6 +100,6 @@ def pending_in_one_batch() -> Iterator[None]:
     jobs_pending(collected)
 
 
-def cancel_requested(job_id: Any, attempt: int) -> None:
+def cancel_requested(job_id: JobKey, attempt: int) -> None:
     for listener in _listeners:
         listener.cancel_requested(job_id, attempt)

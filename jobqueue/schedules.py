@@ -22,6 +22,7 @@ from events.types import EventType
 from jobqueue.job_request import JobRequest
 from jobqueue.models import JobSchedule
 from jobqueue.submission import submit_job
+from wire.json_types import JsonObject
 
 DUE_BATCH = 200
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def fires(cron: str, after: datetime) -> bool:
     return True
 
 
-def run_due_schedules(request_from_template: Callable[[dict[str, Any]], JobRequest]) -> int:
+def run_due_schedules(request_from_template: Callable[[JsonObject], JobRequest]) -> int:
     """Submit one job for each due schedule and move it to its next run.
 
     Safe with several beats: a due schedule is locked with SKIP LOCKED and advanced in the same
@@ -77,7 +78,7 @@ def run_due_schedules(request_from_template: Callable[[dict[str, Any]], JobReque
 
 
 def _run(
-    schedule: JobSchedule, request_from_template: Callable[[dict[str, Any]], JobRequest], now: datetime
+    schedule: JobSchedule, request_from_template: Callable[[JsonObject], JobRequest], now: datetime
 ) -> None:
     assert schedule.next_run_at is not None  # due: filtered on it
     request = request_from_template(schedule.job_template)

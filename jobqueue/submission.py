@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -20,6 +19,7 @@ from jobqueue.errors import JobIdTaken
 from jobqueue.idempotency import create_once
 from jobqueue.job_request import STORED_AS_IS, JobRequest
 from jobqueue.models import Job, JobStatus
+from wire.json_types import JsonObject
 
 
 class DependsOnInBatch(DomainError):
@@ -153,7 +153,7 @@ def _owner(request: JobRequest, api_key: ApiKey | None) -> int:
     return request.tenant_id
 
 
-def _submitted_payload(job: Job) -> dict[str, Any]:
+def _submitted_payload(job: Job) -> JsonObject:
     return {"type": job.type, "priority": job.priority, "scheduled_at": _iso(job.scheduled_at)}
 
 

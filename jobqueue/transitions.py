@@ -15,10 +15,11 @@ from django.db import connection, models
 from django.db.models.functions import Now
 from psycopg.types.json import Jsonb
 
-from core.db import columns_of, fetch_models, prepared_cursor
+from core.db import SqlParameters, columns_of, fetch_models, prepared_cursor
 from events.recording import job_events_sql
 from events.schemas import validate_event
-from jobqueue.models import ExecutionOutcome, Job, JobStatus
+from jobqueue.models import ExecutionOutcome, Job, JobKey, JobStatus
+from wire.json_types import JsonObject
 
 ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.SCHEDULED: frozenset({JobStatus.PENDING, JobStatus.CANCELLED}),
@@ -74,7 +75,7 @@ class ExecutionChange:
     """What a transition does to the attempt's `JobExecution` row, in the same statement."""
 
     outcome: ExecutionOutcome
-    error: dict[str, Any] | None = None
+    error: JsonObject | None = None
     finished: bool = True
 
     @classmethod
@@ -97,13 +98,13 @@ _EXECUTION_FINISHED = """
 
 
 def transition(
-    job_id: Any,
+    job_id: JobKey,
     *,
     from_statuses: set[JobStatus] | frozenset[JobStatus],
     to: JobStatus,
     on_attempt: int | None = None,
     event: str | None = None,
-    event_payload: dict[str, Any] | None = None,
+    event_payload: JsonObject | None = None,
     execution: ExecutionChange | None = None,
     **changes: Any,
 ) -> Job | None:
@@ -117,7 +118,7 @@ def transition(
     Returns the updated job, or None when the guard did not match (a late or duplicate report).
     """
     assignments = ["status = %s", "updated_at = clock_timestamp()"]
-    params: list[Any] = [to]
+    params: SqlParameters = [to]
     for name, value in changes.items():
         field = Job._meta.get_field(name)
         assert isinstance(field, models.Field)  # a column of the job row, not a relation's reverse side

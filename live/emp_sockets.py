@@ -34,6 +34,7 @@ from jobqueue.quotas import admit_jobs
 from jobqueue.submission import submit_job
 from live.snapshot import full_state
 from live.socket import LiveConsumer, is_uuid
+from wire.json_types import JsonObject, JsonValue
 
 ENVELOPE_FIELDS = ("type", "message_id", "id", "timestamp")  # the message's, not the job's
 COMPLETION_EVENTS = {"job_completed", "job_failed", "job_cancelled"}
@@ -63,7 +64,7 @@ class EmpClientConsumer(LiveConsumer):
             return
         await handler(content)
 
-    async def _submit(self, message: dict[str, Any]) -> None:
+    async def _submit(self, message: JsonObject) -> None:
         message_id = message.get("message_id")
         body = {k: v for k, v in message.items() if k not in ENVELOPE_FIELDS}
         if "job_type" not in body and "service_required" not in body and "job" in body:
@@ -88,7 +89,7 @@ class EmpClientConsumer(LiveConsumer):
         await self._join(group_for("job", job_id), "job", job_id)  # past the limit: submitted, not followed
         await self.send_json({"type": "job_submitted", "job_id": job_id, "message_id": message_id, **_now()})
 
-    def _create_job(self, body: dict[str, Any], job_id: str | None) -> str:
+    def _create_job(self, body: JsonObject, job_id: str | None) -> str:
         submission = JobSubmitSerializer(data=body)
         submission.is_valid(raise_exception=True)
         assert self.api_key is not None  # refused before authentication
@@ -101,7 +102,7 @@ class EmpClientConsumer(LiveConsumer):
             raise JobIdTaken(field="job_id", job_id=job_id) from exc
         return str(job.pk)
 
-    async def _subscribe_progress(self, message: dict[str, Any]) -> None:
+    async def _subscribe_progress(self, message: JsonObject) -> None:
         job_id = message.get("job_id")
         if not isinstance(job_id, str) or not is_uuid(job_id):
             await self._compat_error(message.get("message_id"), "invalid_message", "job_id must be a UUID")
@@ -130,7 +131,7 @@ class EmpClientConsumer(LiveConsumer):
                 }
             )
 
-    async def _cancel(self, message: dict[str, Any]) -> None:
+    async def _cancel(self, message: JsonObject) -> None:
         job_id, message_id = message.get("job_id"), message.get("message_id")
         if not isinstance(job_id, str) or not is_uuid(job_id):
             await self._compat_error(message_id, "invalid_message", "job_id must be a UUID")
@@ -148,7 +149,7 @@ class EmpClientConsumer(LiveConsumer):
             raise JobNotFound()  # or another tenant's: its id leaks nothing
         cancel_job(job_id, "cancelled by the client")
 
-    async def _push(self, event: dict[str, Any]) -> None:
+    async def _push(self, event: JsonObject) -> None:
         """Events become the replaced system's two messages; others are not its business."""
         payload, job_id = event["payload"], str(event.get("job_id"))
         if event["type"] == "job_progress":
@@ -170,7 +171,7 @@ class EmpClientConsumer(LiveConsumer):
             )
 
     async def _complete(
-        self, job_id: str, status: str, worker_id: str | None, result: Any, error: Any
+        self, job_id: str, status: str, worker_id: str | None, result: JsonValue, error: JsonValue
     ) -> None:
         if job_id in self.completed:
             return  # exactly once per job on this connection
@@ -186,7 +187,7 @@ class EmpClientConsumer(LiveConsumer):
             {"type": "complete_job", "job_id": job_id, "worker_id": worker_id, "result": outcome, **_now()}
         )
 
-    async def _compat_error(self, message_id: Any, code: str, detail: Any) -> None:
+    async def _compat_error(self, message_id: JsonValue, code: str, detail: JsonValue) -> None:
         await self.send_json(
             {"type": "error", "code": code, "error": detail, "message_id": message_id, **_now()}
         )
@@ -223,7 +224,7 @@ class EmpMonitorConsumer(LiveConsumer):
         else:
             await self._full_state(content.get("finishedJobsPagination") or {})
 
-    async def _full_state(self, pagination: Any) -> None:
+    async def _full_state(self, pagination: JsonValue) -> None:
         page = pagination.get("page", 1) if isinstance(pagination, dict) else None
         size = pagination.get("pageSize", 20) if isinstance(pagination, dict) else None
         if (

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import timedelta
-from typing import Any
 
 from django.db.models import Count, Min, Q, QuerySet
 from django.db.models.functions import TruncMinute
@@ -24,6 +23,7 @@ from jobqueue.models import (
     JobStatus,
 )
 from machines.models import Machine, MachineStatus, Worker
+from wire.json_types import JsonObject
 
 WAITING_JOBS_SHOWN = 100
 RECENT_WORKFLOWS_SHOWN = 10
@@ -46,14 +46,14 @@ JOB_FIELDS = (
 )
 
 
-def full_state(api_key: ApiKey, finished_page: int = 1, finished_page_size: int = 20) -> dict[str, Any]:
+def full_state(api_key: ApiKey, finished_page: int = 1, finished_page_size: int = 20) -> JsonObject:
     """The replaced system's `full_state_snapshot` data: one consistent read for a dashboard."""
     jobs = readable(Job.objects.all(), api_key)
     # The fleet as the API shows it (`dispatch.fleet`), for operators only; each machine by its id,
     # its workers' ids and whether it is live.
     fleet = Worker.objects.order_by("id") if reads_every_tenant(api_key) else Worker.objects.none()
     workers = fleet_rows.worker_rows(list(fleet))
-    by_machine: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_machine: dict[str, list[JsonObject]] = defaultdict(list)
     for worker in workers:
         by_machine[worker["machine_id"]].append(worker)
     rows = Machine.objects.in_bulk(list(by_machine))
@@ -118,7 +118,7 @@ def full_state(api_key: ApiKey, finished_page: int = 1, finished_page_size: int 
     }
 
 
-def _queue_depths(jobs: QuerySet[Job]) -> list[dict[str, Any]]:
+def _queue_depths(jobs: QuerySet[Job]) -> list[JsonObject]:
     """Waiting jobs per (type, pool, capabilities), with the oldest one's queue time."""
     rows = (
         jobs.filter(status__in=NOT_STARTED_STATUSES)
@@ -138,7 +138,7 @@ def _queue_depths(jobs: QuerySet[Job]) -> list[dict[str, Any]]:
     ]
 
 
-def _recent_workflows(api_key: ApiKey) -> list[dict[str, Any]]:
+def _recent_workflows(api_key: ApiKey) -> list[JsonObject]:
     from workflows.models import Workflow
 
     workflows = (

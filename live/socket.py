@@ -35,6 +35,7 @@ from core.db import BIGINT_MAX
 from core.ids import CLIENT_ID_HELP, SOCKET_ID_MAX_LENGTH
 from events.models import Event
 from events.relay import ALL_EVENTS_GROUP, event_message, group_for
+from wire.json_types import JsonObject, JsonValue
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ _ENTITY_SUBSCRIPTIONS = {
 }
 
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+Send = Callable[[JsonObject], Awaitable[None]]
 
 
 def dropped_when_gone(send: Send) -> Send:
@@ -56,7 +57,7 @@ def dropped_when_gone(send: Send) -> Send:
     it would end the consumer before its `disconnect` ran, leaving its groups joined for good. The
     disconnect that follows leaves them."""
 
-    async def send_or_drop(message: dict[str, Any]) -> None:
+    async def send_or_drop(message: JsonObject) -> None:
         try:
             await send(message)
         except OSError:
@@ -67,7 +68,7 @@ def dropped_when_gone(send: Send) -> Send:
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
     @classmethod
-    async def encode_json(cls, content: Any) -> str:
+    async def encode_json(cls, content: JsonValue) -> str:
         return json.dumps(content, cls=DjangoJSONEncoder)  # datetimes, UUIDs and decimals as strings
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -136,13 +137,13 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         else:
             await self._error("unknown_message_type", f"unknown message type {kind!r}", field="type")
 
-    async def event_message(self, message: dict[str, Any]) -> None:
+    async def event_message(self, message: JsonObject) -> None:
         """An event from the relay, for a group this connection joined: passed on if its key may see
         it (its tenant's events; an operator's: every tenant's and the fleet's own)."""
         if self.api_key is not None and may_read(self.api_key, message.get("tenant_id")):
             await self._push(message["event"])
 
-    async def _authenticate(self, raw_key: Any) -> None:
+    async def _authenticate(self, raw_key: JsonValue) -> None:
         api_key = await database_sync_to_async(api_key_for)(raw_key) if isinstance(raw_key, str) else None
         if api_key is None:
             await self._error("invalid_api_key", "the API key is missing, unknown or revoked")
@@ -159,7 +160,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             )
         await self.send_json({"type": "authenticated", "client": api_key.name})
 
-    async def api_key_closed(self, message: dict[str, Any]) -> None:
+    async def api_key_closed(self, message: JsonObject) -> None:
         """This socket's key was revoked, deactivated, deleted or has expired: the socket ends."""
         await self._error("api_key_revoked", "the API key was revoked or has expired")
         await self.close(code=4401)
@@ -205,7 +206,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             reply[SUBSCRIPTIONS[kind]] = entity_id
         await self.send_json(reply)
 
-    async def _resume(self, last_event_id: Any) -> None:
+    async def _resume(self, last_event_id: JsonValue) -> None:
         if (
             isinstance(last_event_id, bool)
             or not isinstance(last_event_id, int)
@@ -220,7 +221,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self._push(event)
         await self.send_json({"type": "resumed", "replayed": len(missed)})
 
-    def _missed(self, last_event_id: int) -> list[dict[str, Any]]:
+    def _missed(self, last_event_id: int) -> list[JsonObject]:
         """Events after `last_event_id` for this connection's subscriptions, from the log."""
         assert self.api_key is not None  # resume is refused before authentication
         events = readable(Event.objects.all(), self.api_key).filter(id__gt=last_event_id).order_by("id")
@@ -231,7 +232,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             events = events.filter(match)
         return [event_message(e) for e in events[: settings.LIVE_RESUME_MAX_EVENTS]]
 
-    async def _push(self, event: dict[str, Any]) -> None:
+    async def _push(self, event: JsonObject) -> None:
         if event["id"] in self.sent:
             return  # already sent (the relay delivers at least once; resume may overlap live)
         self.sent[event["id"]] = None

@@ -16,7 +16,6 @@ import re
 import secrets
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any
 
 import redis
 from django.db import transaction
@@ -188,7 +187,7 @@ def active_worker_ids() -> list[str]:
     return list(WorkerCredential.objects.filter(revoked_at=None).values_list("worker_id", flat=True))
 
 
-def active(worker_ids: Iterable[Any]) -> dict[str, WorkerCredential]:
+def active(worker_ids: Iterable[str]) -> dict[str, WorkerCredential]:
     """The active credentials of these workers, by worker id (one query)."""
     ids = [worker_id for worker_id in worker_ids if isinstance(worker_id, str)]
     return {c.worker_id: c for c in WorkerCredential.objects.filter(pk__in=ids, revoked_at=None)}

@@ -8,7 +8,6 @@ import enum
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from django.db import connection, transaction
 from django.db.models.functions import Now
@@ -17,6 +16,7 @@ from events.recording import record_machine_event, record_worker_event
 from events.types import EventType
 from machines.models import Machine, MachineStatus, Worker, WorkerStatus
 from wire import names
+from wire.json_types import JsonObject
 
 _REGISTERED_FIELDS = (
     "machine_id",
@@ -42,7 +42,7 @@ class Heartbeat(enum.Enum):
     UNKNOWN = "unknown"  # not this worker's current instance (its registration was lost, or reset)
 
 
-def register_worker(info: dict[str, Any]) -> tuple[Worker, bool] | None:
+def register_worker(info: JsonObject) -> tuple[Worker, bool] | None:
     """Create or refresh a worker from its self-description; returns it, and whether it is a new
     instance of a worker already known (its process restarted). None when the worker holds no active
     credential (revoked while its registration waited in its lane)."""
@@ -98,10 +98,10 @@ class Beat:
 
     worker_id: str
     instance_id: str
-    info: dict[str, Any]
-    description: dict[str, Any] | None = None  # repeated from its registration, already checked
+    info: JsonObject
+    description: JsonObject | None = None  # repeated from its registration, already checked
 
-    def row(self) -> dict[str, Any]:
+    def row(self) -> JsonObject:
         health = self.info.get("health") or {}
         seen = self.info.get("seen_attempts")
         return {
@@ -252,7 +252,7 @@ _UPSERT_MACHINE = """
 """
 
 
-def _register_machine(machine_id: str, info: dict[str, Any]) -> Machine:
+def _register_machine(machine_id: str, info: JsonObject) -> Machine:
     """Create or refresh the machine a registering worker runs on (locked, after the worker)."""
     described = info.get("machine") or {}
     fields = {

@@ -39,6 +39,7 @@ from events.cursors import backlogs
 from machines import credentials
 from metrics import readings
 from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from wire.json_types import JsonObject
 
 CONSUMER_BACKLOG_CAP = 100_000  # counting further would make a scrape slow exactly when it matters
 
@@ -88,7 +89,7 @@ def _histogram(metric: CounterDefinition, stored: dict[str, dict[str, float]]) -
 
 
 def _values(key: str, labels: tuple[str, ...]) -> list[str]:
-    decoded: dict[str, Any] = json.loads(key)
+    decoded: JsonObject = json.loads(key)
     return [decoded[label] for label in labels]
 
 

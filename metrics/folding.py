@@ -9,7 +9,6 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 
 from django.conf import settings
 
@@ -18,7 +17,8 @@ from counters.tally import Tally, totals
 from events.cursors import consume_events, run_consumer
 from events.models import Event
 from events.types import JOB_ENDINGS, WORKFLOW_ENDINGS, EventType
-from jobqueue.models import Job
+from jobqueue.models import Job, JobKey
+from wire.json_types import JsonObject
 
 CURSOR = "metrics"
 OTHER = "other"  # a label value past the bound (METRICS_MAX_LABEL_VALUES)
@@ -99,7 +99,7 @@ def fold(events: list[Event]) -> None:
     tally.flush()
 
 
-def _fold_job_event(tally: Tally, bounds: BoundedLabels, event: Event, job: dict[str, Any] | None) -> None:
+def _fold_job_event(tally: Tally, bounds: BoundedLabels, event: Event, job: JsonObject | None) -> None:
     job = job or {}
     job_type = bounds.value("job_type", event.payload.get("type") or job.get("type"))
     by_type = {"job_type": job_type}
@@ -129,7 +129,7 @@ def _error_class(bounds: BoundedLabels, event: Event) -> str:
     return bounds.value("error_class", error.get("code") if isinstance(error, dict) else None)
 
 
-def _jobs(ids: Iterable[Any]) -> dict[str, dict[str, Any]]:
+def _jobs(ids: Iterable[JobKey]) -> dict[str, JsonObject]:
     wanted = set(ids)
     if not wanted:
         return {}

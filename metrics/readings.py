@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import timedelta
-from typing import Any
 
 from django.db.models import Count
 from django.utils import timezone
 
 from jobqueue.models import PENDING_POOL, DeadLetterJob, Job, JobStatus
 from machines.models import Worker, WorkerStatus, live_condition
+from wire.json_types import JsonObject
 
 ANY_POOL = "any"  # the pool label of jobs that may run in any pool
 # queue_depth_gauge's statuses: the jobs not yet finished, and "dlq" (open dead letters), as the
@@ -68,7 +68,7 @@ def alive_by_pool(counts: dict[tuple[str, str], int]) -> dict[str, int]:
     return alive
 
 
-def throughput(window: timedelta) -> dict[str, Any]:
+def throughput(window: timedelta) -> JsonObject:
     """Jobs submitted and finished in the window, and the failure rate of each type."""
     since = timezone.now() - window
     submitted = Job.objects.filter(created_at__gte=since).count()
@@ -79,7 +79,7 @@ def throughput(window: timedelta) -> dict[str, Any]:
         .order_by()
     )
     by_status: dict[str, int] = dict.fromkeys((JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED), 0)
-    by_type: dict[str, dict[str, Any]] = {}
+    by_type: dict[str, JsonObject] = {}
     for row in finished:
         by_status[row["status"]] += row["count"]
         entry = by_type.setdefault(row["type"], {"finished": 0, "failed": 0})
@@ -96,7 +96,7 @@ def throughput(window: timedelta) -> dict[str, Any]:
     }
 
 
-def dashboard() -> dict[str, Any]:
+def dashboard() -> JsonObject:
     """The seeds' dashboard: queue depths, worker health, throughput and error rates."""
     depths = queue_depths()
     by_status: dict[str, int] = defaultdict(int)

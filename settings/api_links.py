@@ -5,7 +5,14 @@ Here, beside the URL conf, because links join operations of several apps."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+from rest_framework.request import Request
+
+from wire.json_types import JsonObject
+
+if TYPE_CHECKING:  # drf-spectacular's schema machinery imports DRF's views: not at import time
+    from drf_spectacular.generators import SchemaGenerator
 
 # operationId of the creating call, its success status -> (path parameter, where the new id is in
 # the answer, the operations it opens).
@@ -53,7 +60,9 @@ LINKS: dict[tuple[str, str], tuple[str, str, list[str]]] = {
 }
 
 
-def add_links(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+def add_links(
+    result: JsonObject, generator: SchemaGenerator, request: Request | None, public: bool
+) -> JsonObject:
     operations = {
         operation["operationId"]: operation
         for path_item in result.get("paths", {}).values()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import django_stubs_ext
@@ -12,6 +11,7 @@ from core import http_servers
 from devstack import embedded
 from settings.env import env_bool, env_float, env_int, env_list, env_str
 from wire import logs, names
+from wire.json_types import JsonObject
 
 django_stubs_ext.monkeypatch()  # ModelAdmin[Machine] and the like, for the type checker
 
@@ -137,7 +137,7 @@ DATABASE_TIMEOUTS_MS = {
 }
 
 
-def _database_from_url(url: str) -> dict[str, Any]:
+def _database_from_url(url: str) -> JsonObject:
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql"}:
         from django.core.exceptions import ImproperlyConfigured
@@ -495,7 +495,7 @@ LOG_FORMAT = env_str("LOG_FORMAT", "plain")
 LOGGING = logs.dict_config(LOG_LEVEL, LOG_FORMAT)
 
 
-def _every(seconds: float, task: str) -> dict[str, Any]:
+def _every(seconds: float, task: str) -> JsonObject:
     # A sweep message that waited five periods is stale: a newer one is already on its way.
     return {"task": task, "schedule": seconds, "options": {"expires": seconds * 5, "queue": SWEEPS_QUEUE}}
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Any
 
 from events.models import Event
 from events.types import EventType
 from webhooks.payloads import Subject, dumps
+from wire.json_types import JsonObject
 
 # Ours -> the replaced system's name for the same event.
 EMP_NAMES = {
@@ -41,7 +41,7 @@ def emp_name(event_type: str) -> str:
 
 def body(event: Event, subject: Subject, endpoint_id: str) -> str:
     payload = event.payload or {}
-    data: dict[str, Any] = {
+    data: JsonObject = {
         name: str(value)
         for name in _COMMON
         if (value := getattr(event, name) or subject.attributes.get(name))

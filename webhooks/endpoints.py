@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +28,7 @@ from webhooks.outcome import disable_endpoint
 from webhooks.payloads import TEST_EVENT_TYPE, test_body
 from webhooks.send import default_signing_secret
 from webhooks.ssrf import BlockedTarget, check_target
+from wire.json_types import JsonObject
 
 
 class WebhookError(DomainError):
@@ -48,7 +50,7 @@ def validate_target(url: str) -> None:
         raise WebhookError(str(exc), field="url", code=exc.code) from None
 
 
-def create_endpoint(owner: ApiKey, fields: dict[str, Any]) -> tuple[WebhookEndpoint, str]:
+def create_endpoint(owner: ApiKey, fields: JsonObject) -> tuple[WebhookEndpoint, str]:
     """A new endpoint and its secret (the only time the secret is shown)."""
     validate_target(fields["url"])
     used = WebhookEndpoint.objects.filter(tenant_id=owner.tenant_id).count()
@@ -62,7 +64,7 @@ def create_endpoint(owner: ApiKey, fields: dict[str, Any]) -> tuple[WebhookEndpo
     return endpoint, secret
 
 
-def update_endpoint(endpoint: WebhookEndpoint, fields: dict[str, Any]) -> WebhookEndpoint:
+def update_endpoint(endpoint: WebhookEndpoint, fields: JsonObject) -> WebhookEndpoint:
     if "url" in fields:
         validate_target(fields["url"])
     if fields.get("enabled") and not endpoint.enabled:
@@ -77,7 +79,7 @@ def update_endpoint(endpoint: WebhookEndpoint, fields: dict[str, Any]) -> Webhoo
     return endpoint
 
 
-def rotate_secret(endpoint_id: Any, overlap: timedelta) -> tuple[str, datetime | None]:
+def rotate_secret(endpoint_id: uuid.UUID | str, overlap: timedelta) -> tuple[str, datetime | None]:
     """A new secret; the old one keeps signing (a second signature) until the returned time."""
     return _rotate(WebhookEndpoint.objects.filter(pk=endpoint_id), overlap)
 
@@ -130,14 +132,14 @@ class RedeliveryOutcome:
 
 
 def redeliver_failed(
-    tenant_id: int, since: datetime, endpoint_id: Any | None, limit: int
+    tenant_id: int, since: datetime, endpoint_id: uuid.UUID | None, limit: int
 ) -> RedeliveryOutcome:
     """Every dead-lettered delivery of the tenant's since `since` (optionally one endpoint's), again."""
     matching = failed_since(tenant_id, since, endpoint_id)
     return RedeliveryOutcome(matched=matching.count(), redelivered=redelivery.redeliver_each(matching, limit))
 
 
-def failed_since(tenant_id: int, since: datetime, endpoint_id: Any | None) -> QuerySet[WebhookDelivery]:
+def failed_since(tenant_id: int, since: datetime, endpoint_id: uuid.UUID | None) -> QuerySet[WebhookDelivery]:
     queryset = WebhookDelivery.objects.filter(
         tenant_id=tenant_id, status=DeliveryStatus.DEAD_LETTERED, dead_lettered_at__gte=since
     ).exclude(event_type=TEST_EVENT_TYPE)
@@ -146,7 +148,7 @@ def failed_since(tenant_id: int, since: datetime, endpoint_id: Any | None) -> Qu
     return queryset.order_by("dead_lettered_at", "id")
 
 
-def endpoint_stats(endpoint: WebhookEndpoint) -> dict[str, Any]:
+def endpoint_stats(endpoint: WebhookEndpoint) -> JsonObject:
     counts = redelivery.counts(endpoint.deliveries.exclude(event_type=TEST_EVENT_TYPE))
     attempts = WebhookAttempt.objects.filter(delivery__endpoint=endpoint).aggregate(
         total=Count("id"), failed=Count("id", filter=Q(succeeded=False))

@@ -5,7 +5,6 @@ unique constraints make a second pass over the same event create nothing."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
@@ -20,6 +19,7 @@ from machines.models import Worker
 from webhooks import emp_dialect
 from webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookFormat
 from webhooks.payloads import Subject, event_body
+from wire.json_types import JsonObject
 from workflows.lookup import of_pairs
 
 CURSOR_NAME = "webhooks"
@@ -60,7 +60,7 @@ def receives(endpoint: WebhookEndpoint, tenant_id: int | None) -> bool:
     return tenant_id == endpoint.tenant_id
 
 
-def matches(endpoint: WebhookEndpoint, event_type: str, attributes: dict[str, Any]) -> bool:
+def matches(endpoint: WebhookEndpoint, event_type: str, attributes: JsonObject) -> bool:
     if endpoint.event_types and event_type not in endpoint.event_types:
         return False
     for name, attribute in FILTERS.items():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -29,6 +28,7 @@ from webhooks.models import (
 from webhooks.payloads import TEST_EVENT_TYPE
 from webhooks.retry import GONE, is_final_rejection, policy
 from webhooks.send import SendResult
+from wire.json_types import JsonObject
 
 logger = logging.getLogger(__name__)
 _SUCCESS_STAMP_EVERY = timedelta(seconds=1)  # an endpoint's last_success_at, refreshed at most this often
@@ -98,7 +98,7 @@ def disable_endpoint(endpoint: WebhookEndpoint, reason: str) -> None:
     """Stop delivering to a (locked) endpoint, and say so in the event log."""
     endpoint.enabled, endpoint.disabled_reason = False, reason
     endpoint.save(update_fields=["enabled", "disabled_reason", "updated_at"])
-    payload: dict[str, Any] = {"endpoint_id": str(endpoint.id), "url": endpoint.url, "reason": reason}
+    payload: JsonObject = {"endpoint_id": str(endpoint.id), "url": endpoint.url, "reason": reason}
     record_tenant_event(EventType.WEBHOOK_ENDPOINT_DISABLED, payload, tenant_id=endpoint.tenant_id)
 
 
@@ -112,7 +112,7 @@ def _final_reason(result: SendResult) -> DeliveryDeadLetterReason | None:
     return None
 
 
-def _update_endpoint_health(endpoint_id: Any, result: SendResult, now: datetime) -> None:
+def _update_endpoint_health(endpoint_id: uuid.UUID, result: SendResult, now: datetime) -> None:
     if result.succeeded:
         # No lock in the common case: only a change (or a stale stamp) is written.
         WebhookEndpoint.objects.filter(pk=endpoint_id).filter(

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 
 from events.models import Event
+from wire.json_types import JsonObject
 
 TEST_EVENT_TYPE = "webhook.test"
 _JOB_ROW_FIELDS = ("type", "priority", "created_at", "started_at", "completed_at")
@@ -33,19 +33,19 @@ _WORKFLOW_END_FIELDS = (
 class Subject:
     """What an event is about, as filters and per-entity webhook URLs need it."""
 
-    job: dict[str, Any] | None = None
-    workflow: dict[str, Any] | None = None
+    job: JsonObject | None = None
+    workflow: JsonObject | None = None
     machine_id: str | None = None
-    attributes: dict[str, Any] = field(default_factory=dict)
+    attributes: JsonObject = field(default_factory=dict)
 
 
-def dumps(body: dict[str, Any]) -> str:
+def dumps(body: JsonObject) -> str:
     return json.dumps(body, cls=DjangoJSONEncoder, separators=(",", ":"))
 
 
 def event_body(event: Event, subject: Subject) -> str:
     payload = event.payload or {}
-    body: dict[str, Any] = {
+    body: JsonObject = {
         "type": event.type,
         "timestamp": _iso(event.created_at),
         "event_type": event.type,

@@ -3,10 +3,11 @@ so nothing past the edge meets an unbounded string, list or nesting."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from msgspec import Meta
 
+from wire.json_types import JsonValue
 from wire.names import MAX_WORKER_ID_LENGTH, WORKER_ID_PATTERN
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$"  # ids and names: printable, no spaces, no quotes
@@ -31,14 +32,14 @@ Names = Annotated[list[Annotated[str, Meta(max_length=500)]], Meta(max_length=MA
 Epoch = Annotated[float, Meta(ge=0, lt=MAX_EPOCH_SECONDS)]
 
 
-def check_depth(value: Any, what: str, max_depth: int = MAX_DEPTH) -> None:
+def check_depth(value: JsonValue, what: str, max_depth: int = MAX_DEPTH) -> None:
     """Free-form JSON nested at most `max_depth` deep (ValueError otherwise); iterative, so a hostile
     value cannot exhaust the stack of the process that checks it."""
-    pending: list[tuple[Any, int]] = [(value, 1)]
+    pending: list[tuple[JsonValue, int]] = [(value, 1)]
     while pending:
         item, depth = pending.pop()
         if isinstance(item, dict):
-            children: Any = item.values()
+            children: JsonValue = item.values()
         elif isinstance(item, list):
             children = item
         else:

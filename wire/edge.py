@@ -18,6 +18,7 @@ import msgspec
 from msgspec import Meta
 
 from wire import fleet, names, reports
+from wire.json_types import JsonObject
 
 Message = reports.JobReport | fleet.FleetMessage
 KINDS: dict[str, tuple[str, type[Message]]] = {
@@ -50,7 +51,7 @@ class _Envelope(msgspec.Struct):
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
 _NoArgs = Annotated[list[Any], Meta(max_length=0)]
 _BODIES = {
-    task: msgspec.json.Decoder(tuple[_NoArgs, kind, dict[str, Any] | None])  # type: ignore[valid-type]
+    task: msgspec.json.Decoder(tuple[_NoArgs, kind, JsonObject | None])  # type: ignore[valid-type]
     for task, (_, kind) in KINDS.items()
 }
 
@@ -93,7 +94,7 @@ def _why(error: Exception) -> str:
     return type(error).__name__
 
 
-def encode(message: Message) -> dict[str, Any]:
+def encode(message: Message) -> JsonObject:
     """The message's fields as the task's kwargs."""
     return msgspec.to_builtins(message)  # type: ignore[no-any-return]
 

@@ -7,7 +7,7 @@ credential's machine): the control plane refuses one that speaks for anyone else
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, ClassVar
 
 import msgspec
 from msgspec import Meta
@@ -23,6 +23,7 @@ from wire.bounds import (
     Text,
     WorkerId,
 )
+from wire.json_types import JsonObject
 
 Key = Annotated[str, Meta(max_length=100)]
 Scalar = str | int | float | bool | None
@@ -102,7 +103,7 @@ class Heartbeat(FleetMessage, kw_only=True, frozen=True):
     telemetry: Annotated[dict[Key, Scalar], Meta(max_length=100)] = {}
     description: Description | None = None
 
-    def facts(self) -> dict[str, Any]:
+    def facts(self) -> JsonObject:
         """What the registry records of a heartbeat (`machines.registry.Beat`)."""
         facts = msgspec.to_builtins(self)
         facts.pop("description", None)
@@ -119,6 +120,6 @@ class Deregister(FleetMessage, kw_only=True, frozen=True):
 FLEET_MESSAGES: tuple[type[FleetMessage], ...] = (Register, Heartbeat, Deregister)
 
 
-def description_dict(description: Description) -> dict[str, Any]:
+def description_dict(description: Description) -> JsonObject:
     """The description as the registry stores it (fields left at their defaults are omitted)."""
     return msgspec.to_builtins(description)  # type: ignore[no-any-return]

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
+
+from wire.json_types import JsonObject, JsonValue
 
 
 class JobSpec(msgspec.Struct, kw_only=True, frozen=True):
@@ -13,20 +13,20 @@ class JobSpec(msgspec.Struct, kw_only=True, frozen=True):
     attempt: int
     lease: str
     type: str
-    payload: dict[str, Any] = {}
-    ctx: dict[str, Any] | None = None
-    requirements: dict[str, Any] = {}
+    payload: JsonObject = {}
+    ctx: JsonObject | None = None
+    requirements: JsonObject = {}
     timeout_seconds: float | None = None  # whole seconds from the control plane
     priority: int = 0
     workflow_id: str | None = None
-    metadata: dict[str, Any] = {}
-    inputs: Any = None
+    metadata: JsonObject = {}
+    inputs: JsonValue = None
 
-    def as_message(self) -> dict[str, Any]:
+    def as_message(self) -> JsonObject:
         """The spec as the job message carries it (JSON)."""
         return msgspec.to_builtins(self)  # type: ignore[no-any-return]
 
 
-def read_spec(message: Any) -> JobSpec:
+def read_spec(message: JsonValue) -> JobSpec:
     """A job message's spec, checked (msgspec.ValidationError when it is not one)."""
     return msgspec.convert(message, JobSpec)

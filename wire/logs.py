@@ -19,6 +19,8 @@ from typing import Any
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
+from wire.json_types import JsonObject
+
 CONTEXT_FIELDS = ("correlation_id", "tenant_id", "job_id", "workflow_id", "worker_id")
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s%(context)s"
 JSON_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -118,7 +120,7 @@ def formatter_class(log_format: str) -> type[logging.Formatter]:
     return JsonLineFormatter if log_format == "json" else PlainFormatter
 
 
-def dict_config(level: str, log_format: str) -> dict[str, Any]:
+def dict_config(level: str, log_format: str) -> JsonObject:
     """The `logging.config.dictConfig` of a control-plane process (settings.LOGGING)."""
     formatter_class(log_format)  # refuses an unknown format at start
     return {

@@ -7,7 +7,7 @@ the worker whose lane the report came from.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 from msgspec import Meta
@@ -23,6 +23,7 @@ from wire.bounds import (
     ShortText,
     check_depth,
 )
+from wire.json_types import JsonObject, JsonValue
 
 ErrorClass = Literal["transient", "permanent"]
 
@@ -33,18 +34,18 @@ class AttemptError(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omi
     code: Annotated[str, Meta(max_length=MAX_ERROR_CODE)]
     message: Annotated[str, Meta(max_length=MAX_ERROR_MESSAGE)]
     error_class: ErrorClass = msgspec.field(name="class", default="transient")
-    details: dict[str, Any] | None = None
+    details: JsonObject | None = None
 
     def __post_init__(self) -> None:
         check_depth(self.details, "error.details")
 
 
 def attempt_error(
-    code: str, message: str, error_class: ErrorClass = "transient", details: dict[str, Any] | None = None
-) -> dict[str, Any]:
+    code: str, message: str, error_class: ErrorClass = "transient", details: JsonObject | None = None
+) -> JsonObject:
     """An attempt's error as reports carry it and the control plane stores it (messages cut to the
     wire's bound rather than refused for their length)."""
-    error: dict[str, Any] = {
+    error: JsonObject = {
         "code": code[:MAX_ERROR_CODE],
         "message": message[:MAX_ERROR_MESSAGE],
         "class": error_class,
@@ -54,7 +55,7 @@ def attempt_error(
     return error
 
 
-def normalise_error(error: dict[str, Any] | None) -> dict[str, Any]:
+def normalise_error(error: JsonObject | None) -> JsonObject:
     """Any error (a connector's, a client's) in the one shape: a known class, bounded code and message,
     details only when they are an object."""
     error = dict(error or {})
@@ -96,7 +97,7 @@ class FinalReport(JobReport, kw_only=True, frozen=True):
 
 class Succeeded(FinalReport, kw_only=True, frozen=True):
     task: ClassVar[str] = names.REPORT_SUCCEEDED_TASK
-    result: Any = None
+    result: JsonValue = None
 
     def __post_init__(self) -> None:
         check_depth(self.result, "result")

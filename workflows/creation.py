@@ -4,7 +4,6 @@ transaction. Steps with no dependencies are dispatched on commit; the others wai
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from django.utils import timezone
 
@@ -15,6 +14,7 @@ from jobqueue.dependencies import Edge, link
 from jobqueue.idempotency import create_once
 from jobqueue.job_request import JobRequest
 from jobqueue.submission import create_job
+from wire.json_types import JsonObject
 from workflows.definition import resolve_dependencies
 from workflows.models import FailurePolicy, Workflow, WorkflowStatus, WorkflowStep
 from workflows.sources import check_source
@@ -36,7 +36,7 @@ class WorkflowRequest:
     priority: int = 50
     failure_policy: FailurePolicy = FailurePolicy.FAIL_FAST
     webhook_url: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: JsonObject = field(default_factory=dict)
     source: str = ""
     idempotency_key: str | None = None
 

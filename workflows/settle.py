@@ -8,13 +8,13 @@ lock, so exactly one of them sees the workflow end; it writes the counts, the pr
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from django.db.models.functions import Now
 
 from events.recording import record_workflow_event
 from events.types import EventType
 from jobqueue.models import NOT_STARTED_STATUSES, TERMINAL_STATUSES, Job, JobStatus
+from wire.json_types import JsonObject
 from workflows import states
 from workflows.models import Workflow, WorkflowMode, WorkflowStatus, WorkflowStep
 from workflows.step_details import step_details
@@ -109,7 +109,7 @@ _STATUS_EVENTS = {
 
 def _record_status_event(workflow: Workflow, was: str) -> None:
     workflow.refresh_from_db(fields=["completed_at", "started_at", "updated_at"])
-    payload: dict[str, Any] = {"status": workflow.status, "previous_status": was}
+    payload: JsonObject = {"status": workflow.status, "previous_status": was}
     if workflow.is_terminal:
         assert workflow.completed_at is not None  # set with the ending status
         payload.update(

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, QuerySet
 from django.utils import timezone
 
 from jobqueue.stats import TIMEFRAMES
+from wire.json_types import JsonObject
 from workflows.models import Workflow, WorkflowStatus
 
 
-def workflow_stats(timeframe: str, workflows: QuerySet[Workflow]) -> dict[str, Any]:
+def workflow_stats(timeframe: str, workflows: QuerySet[Workflow]) -> JsonObject:
     """Counts of `workflows` (the caller's: a tenant's, or every tenant's for an operator)."""
     since = timezone.now() - TIMEFRAMES[timeframe]
     recent = workflows.filter(created_at__gte=since)

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 
+from wire.json_types import JsonObject
 from workflows.models import WorkflowStep
 
 
-def step_details(steps: Iterable[WorkflowStep]) -> list[dict[str, Any]]:
+def step_details(steps: Iterable[WorkflowStep]) -> list[JsonObject]:
     """Steps (with their jobs loaded) in index order, each in the same shape everywhere."""
     return [_detail(step) for step in sorted(steps, key=lambda s: s.index)]
 
 
-def _detail(step: WorkflowStep) -> dict[str, Any]:
+def _detail(step: WorkflowStep) -> JsonObject:
     job = step.job
     duration_ms = None
     if job.started_at and job.completed_at:

@@ -4,7 +4,6 @@ only in the answer that created it)."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from django.utils import timezone
 from rest_framework import serializers
@@ -12,6 +11,7 @@ from rest_framework import serializers
 from accounts.models import QUOTAS, ApiKey, Role, Tenant
 from core.api.serializers import StrictSerializer
 from core.db import INT_MAX
+from wire.json_types import JsonObject
 
 MAX_KEY_LIFETIME_DAYS = 3650
 
@@ -76,7 +76,7 @@ class ApiKeyCreateSerializer(StrictSerializer):
         return value
 
     def issue(self, caller: ApiKey) -> tuple[ApiKey, str]:
-        data: dict[str, Any] = self.validated_data
+        data: JsonObject = self.validated_data
         days = data.get("expires_in_days")
         return ApiKey.issue(
             data["name"],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import psycopg
 from django.conf import settings
@@ -15,15 +14,16 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from core.errors import DomainError
+from wire.json_types import JsonObject, JsonValue
 
 logger = logging.getLogger(__name__)
 
 
 def error_body(
-    code: str, message: str, field: str | None = None, details: dict[str, Any] | None = None
-) -> dict[str, Any]:
+    code: str, message: str, field: str | None = None, details: JsonObject | None = None
+) -> JsonObject:
     """The envelope's error object: {code, message, field?, details}."""
-    error: dict[str, Any] = {"code": code, "message": message}
+    error: JsonObject = {"code": code, "message": message}
     if field is not None:
         error["field"] = field
     error["details"] = details or {}
@@ -36,14 +36,14 @@ def json_error_response(http_status: int, code: str, message: str, field: str | 
 
 
 def error_response(
-    http_status: int, code: str, message: str, field: str | None = None, details: dict[str, Any] | None = None
+    http_status: int, code: str, message: str, field: str | None = None, details: JsonObject | None = None
 ) -> Response:
     return Response(
         {"success": False, "error": error_body(code, message, field, details)}, status=http_status
     )
 
 
-def validation_error_body(detail: Any) -> dict[str, Any]:
+def validation_error_body(detail: JsonValue) -> JsonObject:
     """The error object for a serializer's errors: the first field at fault, and every field's errors."""
     fields = _flatten(detail)
     first_field, first_errors = next(
@@ -57,7 +57,7 @@ def validation_error_body(detail: Any) -> dict[str, Any]:
 _TIMED_OUT = (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled)
 
 
-def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+def envelope_exception_handler(exc: Exception, context: JsonObject) -> Response | None:
     if isinstance(exc, RequestDataTooBig):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         return error_response(413, "request_too_large", f"the request body is over {limit} bytes")
@@ -106,7 +106,7 @@ def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Respo
     return enveloped
 
 
-def _flatten(detail: Any, prefix: str = "") -> dict[str, list[dict[str, str]]]:
+def _flatten(detail: JsonValue, prefix: str = "") -> dict[str, list[dict[str, str]]]:
     """{"requirements": {"capabilities": [ErrorDetail]}} -> {"requirements.capabilities": [{code, message}]}"""
     if isinstance(detail, dict):
         flat: dict[str, list[dict[str, str]]] = {}

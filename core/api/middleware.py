@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
@@ -36,7 +35,7 @@ class CorrelationIdMiddleware:
         return response
 
 
-def correlation_id(request: Any) -> str:
+def correlation_id(request: HttpRequest) -> str:
     """The request's correlation id (a Django or DRF request; set by the middleware)."""
     return str(getattr(request, _ATTRIBUTE, ""))
 

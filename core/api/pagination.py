@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.db import BIGINT_MAX
+from wire.json_types import JsonObject
 
 
 class PageSerializer(serializers.Serializer[Any]):
@@ -56,7 +57,7 @@ def paged(key: str, queryset: QuerySet[Any], render: Callable[[list[Any]], Any],
 
 def page_body(
     key: str, queryset: QuerySet[Any], render: Callable[[list[Any]], Any], page: Page
-) -> dict[str, Any]:
+) -> JsonObject:
     """`{key: [rows...], "pagination": {...}}`, for an answer that carries more beside its page."""
     rows = list(queryset[page.offset : page.offset + page.limit + 1])
     counted = queryset.order_by()[: settings.API_COUNT_MAX + 1].count()  # any rows: no sort

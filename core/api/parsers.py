@@ -5,16 +5,20 @@ is read, and `core.api.errors` answers 413.)"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import IO, Any
 
 from rest_framework.exceptions import ErrorDetail, ParseError, ValidationError
 from rest_framework.parsers import JSONParser
 
 from core.json_input import UnstorableJson, check_storable
+from wire.json_types import JsonValue
 
 
 class _Checked(JSONParser):
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+    def parse(
+        self, stream: IO[Any], media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
+    ) -> JsonValue:
         try:
             data = super().parse(stream, media_type, parser_context)
             check_storable(data)

@@ -8,10 +8,16 @@ post-processing hook) adds the error answers to every operation, and marks `type
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
+from rest_framework.request import Request
+
+from wire.json_types import JsonObject
+
+if TYPE_CHECKING:  # drf-spectacular's schema machinery imports DRF's views: not at import time
+    from drf_spectacular.generators import SchemaGenerator
 
 ERROR_COMPONENT = "ErrorEnvelope"
 # Every status an authenticated API operation can answer besides its own success statuses.
@@ -61,7 +67,9 @@ def objects() -> serializers.ListField:
     return serializers.ListField(child=serializers.DictField())
 
 
-def document_errors(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+def document_errors(
+    result: JsonObject, generator: SchemaGenerator, request: Request | None, public: bool
+) -> JsonObject:
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas[ERROR_COMPONENT] = {
         "type": "object",

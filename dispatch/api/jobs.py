@@ -3,7 +3,6 @@ completion of delegated jobs no worker runs."""
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 from django.shortcuts import get_object_or_404
@@ -22,6 +21,7 @@ from dispatch.matching import eligibility
 from jobqueue.api.serializers import CancelSerializer, JobDetailSerializer, JobSerializer
 from jobqueue.api.views import JOB_CANCELLED, cancel_response
 from jobqueue.models import Job, JobStatus
+from wire.json_types import JsonObject, JsonValue
 
 
 class JobDetailView(APIView):
@@ -47,7 +47,7 @@ class DelegatedErrorSerializer(StrictSerializer):
         choices=["permanent", "transient"], default="permanent", source="class"
     )
 
-    def to_internal_value(self, data: Any) -> Any:
+    def to_internal_value(self, data: JsonValue) -> JsonValue:
         if isinstance(data, dict) and "class" in data:
             data = {**{k: v for k, v in data.items() if k != "class"}, "error_class": data["class"]}
         return super().to_internal_value(data)
@@ -57,7 +57,7 @@ class DelegatedResultSerializer(StrictSerializer):
     result = serializers.JSONField(required=False, help_text="The job's result.")
     error = DelegatedErrorSerializer(required=False, help_text="Or why it failed.")
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+    def validate(self, attrs: JsonObject) -> JsonObject:
         if ("result" in attrs) == ("error" in attrs):
             raise serializers.ValidationError("send either result or error", code="result_or_error")
         return attrs

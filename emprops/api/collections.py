@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 from drf_spectacular.utils import extend_schema
@@ -16,6 +15,7 @@ from core.api.middleware import correlation_id
 from core.api.schema import envelope, objects
 from emprops import collections
 from emprops.api.serializers import CollectionCreateSerializer, GenerationSerializer
+from wire.json_types import JsonObject
 from workflows.api.serializers import WorkflowSerializer, WorkflowSubmitSerializer
 from workflows.creation import WorkflowRequest
 from workflows.definition import resolve_dependencies
@@ -28,10 +28,10 @@ COLLECTION = envelope(
 )
 
 
-def _generation(name: str, definition: dict[str, Any], priority: int | None) -> WorkflowRequest:
+def _generation(name: str, definition: JsonObject, priority: int | None) -> WorkflowRequest:
     """The workflow that generates a collection, its steps checked as any workflow's (a 400 names
     the step and field at fault, under `steps`)."""
-    body: dict[str, Any] = {"name": name, "steps": definition.get("steps", [])}
+    body: JsonObject = {"name": name, "steps": definition.get("steps", [])}
     if priority is not None:
         body["priority"] = priority
     submission = WorkflowSubmitSerializer(data=body)
@@ -44,7 +44,7 @@ def _generation(name: str, definition: dict[str, Any], priority: int | None) -> 
     return generation
 
 
-def _shown(workflow: Workflow) -> dict[str, Any]:
+def _shown(workflow: Workflow) -> JsonObject:
     return dict(WorkflowSerializer(workflow).data)
 
 
@@ -83,7 +83,7 @@ class CollectionGenerationsView(APIView):
         body.is_valid(raise_exception=True)
         collection = collections.read(api_key_of(request), str(collection_id))
         data = collection.get("data")
-        definition: dict[str, Any] = data if isinstance(data, dict) else {}
+        definition: JsonObject = data if isinstance(data, dict) else {}
         generation = _generation(
             str(collection.get("name", "")), definition, body.validated_data.get("priority")
         )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -18,6 +16,7 @@ from core.db import BIGINT_MAX
 from events.models import Event
 from events.serializers import EventSerializer
 from events.types import EventType
+from wire.json_types import JsonValue
 
 REPLAY_LIMIT_MAX = 1000
 
@@ -25,7 +24,7 @@ REPLAY_LIMIT_MAX = 1000
 class EventTypesField(serializers.CharField):
     """One event type or several, comma-separated."""
 
-    def to_internal_value(self, data: Any) -> Any:  # a list of types
+    def to_internal_value(self, data: JsonValue) -> JsonValue:  # a list of types
         types = [t.strip() for t in super().to_internal_value(data).split(",") if t.strip()]
         unknown = sorted(set(types) - set(EventType.values))
         if unknown:

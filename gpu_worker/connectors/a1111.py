@@ -10,12 +10,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import threading
-from typing import Any
 
 import requests
 
 from gpu_worker.connectors.base import JobCancelled, JobContext, JobTimedOut, PermanentError
 from gpu_worker.connectors.engine_http import EngineConnector, check, engine_errors, timeout_for
+from wire.json_types import JsonObject
 
 ENGINE = "a1111"
 PROGRESS_POLL_S = 0.3
@@ -30,12 +30,12 @@ class A1111Connector(EngineConnector):
     default_url = "http://127.0.0.1:7860"
     health_path = "/sdapi/v1/progress"
 
-    def run(self, job: JobContext) -> dict[str, Any]:
+    def run(self, job: JobContext) -> JsonObject:
         mode = job.payload.get("mode", "txt2img")
         params = job.payload.get("params", {})
         if mode not in ("txt2img", "img2img") or not isinstance(params, dict):
             raise PermanentError("payload needs mode txt2img or img2img, and params", code="INVALID_PAYLOAD")
-        outcome: dict[str, Any] = {}
+        outcome: JsonObject = {}
 
         def generate() -> None:  # the request blocks until the images are done; progress comes meanwhile
             try:

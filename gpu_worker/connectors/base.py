@@ -6,9 +6,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from wire.job_spec import JobSpec
+from wire.json_types import JsonObject, JsonValue
 from wire.reports import ErrorClass, attempt_error
 
 SLEEP_SLICE_S = 0.1  # how often `JobContext.sleep` looks at cancellation and the deadline
@@ -20,16 +21,14 @@ class ConnectorError(Exception):
     code = "CONNECTOR_ERROR"
     error_class: ErrorClass = "transient"
 
-    def __init__(
-        self, message: str = "", code: str | None = None, details: dict[str, Any] | None = None
-    ) -> None:
+    def __init__(self, message: str = "", code: str | None = None, details: JsonObject | None = None) -> None:
         super().__init__(message or self.__doc__)
         self.message = message or self.__doc__ or ""
         if code:
             self.code = code
         self.details = details or {}
 
-    def as_report(self) -> dict[str, Any]:
+    def as_report(self) -> JsonObject:
         return attempt_error(self.code, self.message, self.error_class, self.details or None)
 
 
@@ -68,13 +67,13 @@ class JobContext:
     interrupted: threading.Event = field(default_factory=threading.Event)
 
     @property
-    def payload(self) -> dict[str, Any]:
+    def payload(self) -> JsonObject:
         return self.spec.payload
 
     @property
-    def inputs(self) -> list[dict[str, Any]]:
+    def inputs(self) -> list[JsonObject]:
         """Results of the jobs this one depends on, in input order: [{step_index, name, job_id, result}]."""
-        inputs: list[dict[str, Any]] = self.spec.inputs or []
+        inputs: list[JsonObject] = self.spec.inputs or []
         return inputs
 
     @property
@@ -109,5 +108,5 @@ class Connector:
     def health(self) -> bool:
         return True
 
-    def run(self, job: JobContext) -> Any:
+    def run(self, job: JobContext) -> JsonValue:
         raise NotImplementedError

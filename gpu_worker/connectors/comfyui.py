@@ -19,6 +19,7 @@ from websockets.sync.client import connect
 from gpu_worker.artifacts import ArtifactStore
 from gpu_worker.connectors.base import JobCancelled, JobContext, PermanentError, TransientError
 from gpu_worker.connectors.engine_http import EngineConnector, check, engine_errors, timeout_for
+from wire.json_types import JsonObject
 
 ENGINE = "comfyui"
 OUTPUT_KINDS = ("images", "gifs", "videos", "audio")
@@ -39,7 +40,7 @@ class ComfyUIConnector(EngineConnector):
         super().__init__(base_url, store)
         self.ws_url = "ws" + self.base_url.removeprefix("http")
 
-    def run(self, job: JobContext) -> dict[str, Any]:
+    def run(self, job: JobContext) -> JsonObject:
         workflow = job.payload.get("workflow")
         if not isinstance(workflow, dict) or not workflow:
             raise PermanentError(
@@ -57,7 +58,7 @@ class ComfyUIConnector(EngineConnector):
             self._follow(job, socket, prompt_id, total_nodes=len(workflow))
         return {"prompt_id": prompt_id, "outputs": self._collect_outputs(job, prompt_id)}
 
-    def _queue(self, job: JobContext, workflow: dict[str, Any], client_id: str) -> str:
+    def _queue(self, job: JobContext, workflow: JsonObject, client_id: str) -> str:
         with engine_errors(ENGINE):
             response = self.session.post(
                 f"{self.base_url}/prompt",
@@ -124,7 +125,7 @@ class ComfyUIConnector(EngineConnector):
         except requests.RequestException:
             pass  # it is being abandoned either way; the attempt's outcome says why
 
-    def _collect_outputs(self, job: JobContext, prompt_id: str) -> list[dict[str, Any]]:
+    def _collect_outputs(self, job: JobContext, prompt_id: str) -> list[JsonObject]:
         with engine_errors(ENGINE):
             history = check(
                 self.session.get(f"{self.base_url}/history/{prompt_id}", timeout=timeout_for(job)), ENGINE
@@ -136,7 +137,7 @@ class ComfyUIConnector(EngineConnector):
                         outputs.append(self._keep(job, node_id, kind, file))
         return outputs
 
-    def _keep(self, job: JobContext, node_id: str, kind: str, file: dict[str, str]) -> dict[str, Any]:
+    def _keep(self, job: JobContext, node_id: str, kind: str, file: dict[str, str]) -> JsonObject:
         params = {
             "filename": file["filename"],
             "subfolder": file.get("subfolder", ""),
@@ -156,7 +157,7 @@ class ComfyUIConnector(EngineConnector):
         }
 
 
-def _execution_error(data: dict[str, Any]) -> Exception:
+def _execution_error(data: JsonObject) -> Exception:
     message = str(data.get("exception_message", "")).strip()
     details = {k: data.get(k) for k in ("node_id", "node_type", "exception_type") if data.get(k)}
     text = f"{message} {data.get('exception_type', '')}".lower()
@@ -171,7 +172,7 @@ def _execution_error(data: dict[str, Any]) -> Exception:
     )
 
 
-def _json(response: requests.Response) -> dict[str, Any]:
+def _json(response: requests.Response) -> JsonObject:
     try:
         body = response.json()
     except ValueError:

@@ -8,10 +8,11 @@ optionally HTTP_CONNECTOR_HEALTH_URL (GET, 2xx = healthy).
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from gpu_worker.connectors.base import Connector, JobContext, PermanentError
 from gpu_worker.connectors.engine_http import check, engine_errors, engine_session, timeout_for
+from wire.json_types import JsonValue
 
 ENGINE = "http"
 
@@ -42,7 +43,7 @@ class HttpJsonConnector(Connector):
                 check(self.session.get(self.health_url, timeout=5), ENGINE)
         return True
 
-    def run(self, job: JobContext) -> Any:
+    def run(self, job: JobContext) -> JsonValue:
         if not self.url:
             raise PermanentError("HTTP_CONNECTOR_URL is not set on this worker", code="NOT_CONFIGURED")
         request = {

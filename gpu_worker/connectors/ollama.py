@@ -7,10 +7,10 @@ Configured by OLLAMA_URL (default http://127.0.0.1:11434).
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from gpu_worker.connectors.base import JobContext, PermanentError
 from gpu_worker.connectors.engine_http import EngineConnector, check, engine_errors, timeout_for
+from wire.json_types import JsonObject
 
 ENGINE = "ollama"
 
@@ -24,7 +24,7 @@ class OllamaConnector(EngineConnector):
     default_url = "http://127.0.0.1:11434"
     health_path = "/api/tags"
 
-    def run(self, job: JobContext) -> dict[str, Any]:
+    def run(self, job: JobContext) -> JsonObject:
         endpoint = job.payload.get("endpoint", "generate")
         body = job.payload.get("body")
         if endpoint not in ("generate", "chat") or not isinstance(body, dict):
@@ -33,7 +33,7 @@ class OllamaConnector(EngineConnector):
             )
         budget = (body.get("options") or {}).get("num_predict")
         parts: list[str] = []
-        final: dict[str, Any] = {}
+        final: JsonObject = {}
         with engine_errors(ENGINE):
             response = check(
                 self.session.post(

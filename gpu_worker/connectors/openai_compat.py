@@ -12,13 +12,13 @@ import base64
 import json
 import os
 from collections.abc import Iterator
-from typing import Any
 
 import requests
 
 from gpu_worker.artifacts import ArtifactStore
 from gpu_worker.connectors.base import JobContext, PermanentError
 from gpu_worker.connectors.engine_http import EngineConnector, check, engine_errors, timeout_for
+from wire.json_types import JsonObject, JsonValue
 
 ENGINE = "openai"
 ENDPOINTS = ("chat/completions", "completions", "responses", "embeddings", "images/generations")
@@ -42,7 +42,7 @@ class OpenAIConnector(EngineConnector):
         if key:
             self.session.headers["authorization"] = f"Bearer {key}"
 
-    def run(self, job: JobContext) -> Any:
+    def run(self, job: JobContext) -> JsonValue:
         endpoint = job.payload.get("endpoint", "chat/completions")
         body = job.payload.get("body")
         if endpoint not in ENDPOINTS or not isinstance(body, dict):
@@ -63,7 +63,7 @@ class OpenAIConnector(EngineConnector):
             return self._store_images(job, result)
         return result
 
-    def _store_images(self, job: JobContext, result: dict[str, Any]) -> dict[str, Any]:
+    def _store_images(self, job: JobContext, result: JsonObject) -> JsonObject:
         for index, image in enumerate(result.get("data", [])):
             if "b64_json" in image:
                 data = base64.b64decode(image.pop("b64_json"))
@@ -71,7 +71,7 @@ class OpenAIConnector(EngineConnector):
         return result
 
 
-def _sse_events(response: requests.Response) -> Iterator[dict[str, Any]]:
+def _sse_events(response: requests.Response) -> Iterator[JsonObject]:
     """Server-sent events' JSON payloads, until `[DONE]` or the end of the stream."""
     for line in response.iter_lines(decode_unicode=True):
         if not line or not line.startswith("data:"):
@@ -82,7 +82,7 @@ def _sse_events(response: requests.Response) -> Iterator[dict[str, Any]]:
         yield json.loads(data)
 
 
-def _token_budget(body: dict[str, Any]) -> int | None:
+def _token_budget(body: JsonObject) -> int | None:
     for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
         value = body.get(name)
         if isinstance(value, int) and value > 0:
@@ -91,11 +91,11 @@ def _token_budget(body: dict[str, Any]) -> int | None:
 
 
 def _collect_stream(
-    job: JobContext, endpoint: str, events: Iterator[dict[str, Any]], budget: int | None
-) -> dict[str, Any]:
+    job: JobContext, endpoint: str, events: Iterator[JsonObject], budget: int | None
+) -> JsonObject:
     """Join the streamed text, reporting progress per chunk (against the token budget when known)."""
     parts: list[str] = []
-    final: dict[str, Any] = {}
+    final: JsonObject = {}
     for chunks, event in enumerate(events, start=1):
         job.checkpoint()  # a cancelled or timed-out job stops reading; closing the stream stops the server
         if endpoint == "responses":

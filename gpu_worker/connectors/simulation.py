@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 from gpu_worker.connectors.base import Connector, JobContext, PermanentError, TransientError
+from wire.json_types import JsonObject, JsonValue
 
 HANG_POLL_SECONDS = 0.1
 
@@ -31,7 +31,7 @@ class SimulationConnector(Connector):
             raise RuntimeError(f"engine down ({flag} exists)")
         return True
 
-    def run(self, job: JobContext) -> Any:
+    def run(self, job: JobContext) -> JsonValue:
         options = _options(job.payload)
         job.checkpoint()
         if options["fail_permanently"]:
@@ -62,7 +62,7 @@ class SimulationConnector(Connector):
         }
 
 
-def _options(payload: dict[str, Any]) -> dict[str, Any]:
+def _options(payload: JsonObject) -> JsonObject:
     def number(name: str, default: float) -> float:
         value = payload.get(name, default)
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
@@ -82,7 +82,7 @@ def _options(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _output_of(result: Any) -> Any:
+def _output_of(result: JsonValue) -> JsonValue:
     return result.get("output") if isinstance(result, dict) else result
 
 

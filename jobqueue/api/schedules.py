@@ -26,6 +26,7 @@ from core.api.serializers import StrictSerializer
 from jobqueue.api.serializers import JobSubmitSerializer
 from jobqueue.models import JobSchedule
 from jobqueue.schedules import fires, next_run_after
+from wire.json_types import JsonObject
 
 MAX_INTERVAL_SECONDS = 366 * 24 * 3600
 TEMPLATE_FORBIDDEN = ("idempotency_key", "scheduled_at")  # each run gets its own
@@ -82,7 +83,7 @@ class ScheduleSerializer(StrictSerializer, serializers.ModelSerializer[JobSchedu
             )
         return value
 
-    def validate_job(self, template: dict[str, Any]) -> dict[str, Any]:
+    def validate_job(self, template: JsonObject) -> JsonObject:
         errors = {
             key: ["set per run; not allowed in a template"] for key in TEMPLATE_FORBIDDEN if key in template
         }
@@ -93,7 +94,7 @@ class ScheduleSerializer(StrictSerializer, serializers.ModelSerializer[JobSchedu
             raise serializers.ValidationError(errors)
         return template
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+    def validate(self, attrs: JsonObject) -> JsonObject:
         cron = attrs.get("cron", self.instance.cron if self.instance else "")
         interval = attrs.get("interval_seconds", self.instance.interval_seconds if self.instance else None)
         if bool(cron) == (interval is not None):

@@ -17,6 +17,7 @@ from core.ids import WORKFLOW_ID_MAX_LENGTH
 from jobqueue.dependencies import MAX_DEPENDENCIES
 from jobqueue.job_request import STORED_AS_IS, JobRequest
 from jobqueue.models import Job, JobExecution
+from wire.json_types import JsonList, JsonObject, JsonValue
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,99}$")
 NAME_HELP = "letters, digits and . _ : / + - (max 100), starting with a letter or digit"
@@ -34,7 +35,7 @@ class NameField(serializers.CharField):
         self.what = what
         super().__init__(max_length=100, **kwargs)
 
-    def to_internal_value(self, data: Any) -> str:
+    def to_internal_value(self, data: JsonValue) -> str:
         return _check_name(super().to_internal_value(data), self.what)
 
 
@@ -61,7 +62,7 @@ class RequirementsSerializer(StrictSerializer):
 class EpochMillisOrDateTimeField(serializers.DateTimeField):
     """The replaced system sends `workflow_datetime` as epoch milliseconds; ISO 8601 works too."""
 
-    def to_internal_value(self, value: Any) -> datetime:
+    def to_internal_value(self, value: JsonValue) -> datetime:
         if isinstance(value, int | float) and not isinstance(value, bool):
             try:
                 return datetime.fromtimestamp(value / 1000, tz=UTC)
@@ -113,7 +114,7 @@ class JobSubmitSerializer(StrictSerializer):
     # Sent by the replaced system's clients; the attempt count is ours to keep, so it is ignored.
     retry_count = serializers.IntegerField(min_value=0, max_value=INT_MAX, required=False)
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+    def validate(self, attrs: JsonObject) -> JsonObject:
         names = {attrs[k] for k in ("type", "service_required", "job_type") if k in attrs}
         if not names:
             raise serializers.ValidationError({"type": ["this field is required"]}, code="required")
@@ -146,14 +147,14 @@ class JobSubmitSerializer(StrictSerializer):
         return submitted_request(self.validated_data)
 
 
-def request_from_template(template: dict[str, Any]) -> JobRequest:
+def request_from_template(template: JsonObject) -> JobRequest:
     """A stored submission body (a schedule's template) as a JobRequest; it was validated when saved."""
     submission = JobSubmitSerializer(data=template)
     submission.is_valid(raise_exception=True)
     return submission.to_job_request()
 
 
-def _timeout_seconds(data: dict[str, Any]) -> int:
+def _timeout_seconds(data: JsonObject) -> int:
     if "timeout_seconds" in data:
         return int(data["timeout_seconds"])
     if "timeout_minutes" in data:
@@ -163,14 +164,14 @@ def _timeout_seconds(data: dict[str, Any]) -> int:
     return int(settings.JOB_DEFAULT_TIMEOUT_SECONDS)
 
 
-def submitted_request(data: dict[str, Any]) -> JobRequest:
+def submitted_request(data: JsonObject) -> JobRequest:
     """A submission's request, with the jobs it waits for (a workflow step names its own, by step)."""
     request = job_request_from(data)
     request.depends_on = list(dict.fromkeys(data.get("depends_on", [])))
     return request
 
 
-def job_request_from(data: dict[str, Any]) -> JobRequest:
+def job_request_from(data: JsonObject) -> JobRequest:
     """A JobRequest from a submission's validated data (of any client dialect)."""
     payload = data.get("payload")
     if payload is None:
@@ -181,7 +182,7 @@ def job_request_from(data: dict[str, Any]) -> JobRequest:
         models.append(requirements["model"])
     gpu_memory = requirements.get("gpu_memory_gb", (requirements.get("hardware") or {}).get("gpu_memory_gb"))
     timeout = _timeout_seconds(data)
-    translated: dict[str, Any] = {
+    translated: JsonObject = {
         "type": data.get("type") or data.get("service_required") or data["job_type"],
         "payload": payload,
         "priority": data.get("priority", settings.JOB_DEFAULT_PRIORITY),
@@ -195,7 +196,7 @@ def job_request_from(data: dict[str, Any]) -> JobRequest:
         "metadata": data.get("metadata") or {},
     }
     # Every other field the job stores as it is, every dialect names as the job does (or leaves out).
-    as_named: dict[str, Any] = {name: data.get(name) for name in STORED_AS_IS if name not in translated}
+    as_named: JsonObject = {name: data.get(name) for name in STORED_AS_IS if name not in translated}
     return JobRequest(**translated, **as_named)
 
 
@@ -205,8 +206,8 @@ class JobSubmissionsField(serializers.ListField):
 
     child = serializers.JSONField()
 
-    def to_internal_value(self, data: Any) -> list[Any]:
-        items: list[Any] = super().to_internal_value(data)
+    def to_internal_value(self, data: JsonValue) -> JsonList:
+        items: JsonList = super().to_internal_value(data)
         if not items:
             raise serializers.ValidationError("send at least one job", code="empty")
         if len(items) > settings.JOB_BATCH_MAX_JOBS:

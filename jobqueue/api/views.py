@@ -37,6 +37,7 @@ from jobqueue.models import Job
 from jobqueue.quotas import admit_jobs
 from jobqueue.stats import TIMEFRAMES, job_stats
 from jobqueue.submission import submit_job, submit_jobs
+from wire.json_types import JsonList, JsonObject, JsonValue
 
 JOB_SUBMITTED = envelope(
     "JobSubmitted",
@@ -150,12 +151,12 @@ class JobBatchView(APIView):
         )
 
 
-def _parse_submissions(items: list[Any]) -> tuple[dict[int, JobRequest], dict[int, Any]]:
+def _parse_submissions(items: JsonList) -> tuple[dict[int, JobRequest], dict[int, JsonValue]]:
     """Each item checked on its own, by one serializer (a serializer per item costs ~20x more), into
     the valid ones' requests and the invalid ones' errors, by index."""
     parser = JobSubmitSerializer()
     requests: dict[int, JobRequest] = {}
-    invalid: dict[int, Any] = {}
+    invalid: dict[int, JsonValue] = {}
     for index, item in enumerate(items):
         try:
             requests[index] = submitted_request(parser.run_validation(item))
@@ -164,7 +165,7 @@ def _parse_submissions(items: list[Any]) -> tuple[dict[int, JobRequest], dict[in
     return requests, invalid
 
 
-def _batch_result(index: int, submitted: tuple[Job, bool] | None, errors: Any) -> dict[str, Any]:
+def _batch_result(index: int, submitted: tuple[Job, bool] | None, errors: JsonValue) -> JsonObject:
     if submitted is None:
         return {"index": index, "status": status.HTTP_400_BAD_REQUEST, "error": validation_error_body(errors)}
     job, created = submitted
@@ -204,7 +205,7 @@ def cancel_response(request: Request, job_id: UUID) -> Response:
 class StatsView(APIView):
     """Counts and rates over `timeframe` (hour, day, week); subclasses say of what."""
 
-    def stats(self, timeframe: str, api_key: ApiKey) -> dict[str, Any]:
+    def stats(self, timeframe: str, api_key: ApiKey) -> JsonObject:
         raise NotImplementedError
 
     @extend_schema(parameters=[StatsQuerySerializer], responses=JOB_STATS)
@@ -217,7 +218,7 @@ class StatsView(APIView):
 
 
 class JobStatsView(StatsView):
-    def stats(self, timeframe: str, api_key: ApiKey) -> dict[str, Any]:
+    def stats(self, timeframe: str, api_key: ApiKey) -> JsonObject:
         return job_stats(timeframe, readable(Job.objects.all(), api_key))
 
 

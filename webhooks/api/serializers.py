@@ -13,6 +13,7 @@ from events.types import EventType
 from webhooks import emp_dialect
 from webhooks.fanout import FILTERS
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookFormat
+from wire.json_types import JsonObject, JsonValue
 
 # Set by the delivery itself: an endpoint's own headers may not replace them.
 RESERVED_HEADERS = frozenset(
@@ -37,7 +38,7 @@ MAX_HEADERS = 20
 class EventTypesField(serializers.ListField):
     child = serializers.CharField(max_length=64)
 
-    def to_internal_value(self, data: Any) -> list[str]:
+    def to_internal_value(self, data: JsonValue) -> list[str]:
         # The replaced system's names (`complete_job`, …) are taken too, in ours.
         names = [emp_dialect.our_event_type(name) for name in super().to_internal_value(data)]
         unknown = sorted(set(names) - set(EventType.values))
@@ -67,7 +68,7 @@ class FiltersSerializer(StrictSerializer):
         child=serializers.CharField(max_length=100), max_length=MAX_FILTER_VALUES, required=False
     )
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+    def validate(self, attrs: JsonObject) -> JsonObject:
         assert set(attrs) <= set(FILTERS)  # one list of filter names: fanout.FILTERS
         return {name: values for name, values in attrs.items() if values}
 
@@ -75,7 +76,7 @@ class FiltersSerializer(StrictSerializer):
 class HeadersField(serializers.DictField):
     child = serializers.CharField(max_length=2000)
 
-    def to_internal_value(self, data: Any) -> dict[str, str]:
+    def to_internal_value(self, data: JsonValue) -> dict[str, str]:
         headers = super().to_internal_value(data)
         if len(headers) > MAX_HEADERS:
             raise serializers.ValidationError(f"at most {MAX_HEADERS} headers", code="too_many_headers")
@@ -188,8 +189,8 @@ class DeliveryDetailSerializer(DeliverySerializer):
     class Meta(DeliverySerializer.Meta):
         fields = [*DeliverySerializer.Meta.fields, "payload", "attempts"]
 
-    def get_payload(self, delivery: WebhookDelivery) -> dict[str, Any]:
-        payload: dict[str, Any] = json.loads(delivery.body)
+    def get_payload(self, delivery: WebhookDelivery) -> JsonObject:
+        payload: JsonObject = json.loads(delivery.body)
         return payload
 
 

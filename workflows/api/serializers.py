@@ -11,6 +11,7 @@ from rest_framework import serializers
 
 from core.api.serializers import StrictSerializer
 from jobqueue.api.serializers import JobSubmitSerializer, NameField, job_request_from
+from wire.json_types import JsonObject, JsonValue
 from workflows.creation import StepRequest, WorkflowRequest
 from workflows.definition import InvalidWorkflow, default_step_name
 from workflows.models import FailurePolicy, Workflow
@@ -22,7 +23,7 @@ class DependencyField(serializers.Field[int | str, int | str, int | str, Any]):
 
     default_error_messages = {"invalid": "a step index (integer from 0) or a step name"}
 
-    def to_internal_value(self, data: Any) -> int | str:
+    def to_internal_value(self, data: JsonValue) -> int | str:
         if isinstance(data, bool) or not isinstance(data, int | str) or (isinstance(data, int) and data < 0):
             self.fail("invalid")
         return data
@@ -54,7 +55,7 @@ class WorkflowSubmitSerializer(StrictSerializer):
     source = serializers.CharField(required=False, allow_blank=True, max_length=50)  # type: ignore[assignment]  # a field named source
     idempotency_key = serializers.CharField(required=False, max_length=255, allow_null=True)
 
-    def to_internal_value(self, data: Any) -> Any:
+    def to_internal_value(self, data: JsonValue) -> JsonValue:
         steps = data.get("steps") if isinstance(data, dict) else None
         if isinstance(steps, list) and len(steps) > settings.WORKFLOW_MAX_STEPS:
             # Before validating thousands of steps: name the first one over the limit.
@@ -80,7 +81,7 @@ class WorkflowSubmitSerializer(StrictSerializer):
         )
 
 
-def _step_request(index: int, step: dict[str, Any]) -> StepRequest:
+def _step_request(index: int, step: JsonObject) -> StepRequest:
     return StepRequest(
         name=step.get("name") or default_step_name(index),
         job=job_request_from(step),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import django_filters
 from django.db.models import QuerySet
 from django.http import Http404
@@ -23,6 +21,7 @@ from core.api.schema import envelope, page
 from jobqueue.api.views import StatsQuerySerializer, StatsView
 from jobqueue.models import JobDependency
 from jobqueue.quotas import admit_jobs
+from wire.json_types import JsonObject
 from workflows.api.serializers import WorkflowCancelSerializer, WorkflowSerializer, WorkflowSubmitSerializer
 from workflows.cancellation import cancel_workflow
 from workflows.creation import create_workflow
@@ -179,5 +178,5 @@ class WorkflowCancelView(APIView):
     )
 )
 class WorkflowStatsView(StatsView):
-    def stats(self, timeframe: str, api_key: ApiKey) -> dict[str, Any]:
+    def stats(self, timeframe: str, api_key: ApiKey) -> JsonObject:
         return workflow_stats(timeframe, readable(Workflow.objects.all(), api_key))

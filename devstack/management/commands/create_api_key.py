@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from accounts.models import DEFAULT_TENANT_NAME, ApiKey, Role, Tenant
 from devstack.embedded import database_ready
+from wire.json_types import JsonObject
 
 
 class Command(BaseCommand):
@@ -41,7 +42,7 @@ class Command(BaseCommand):
         with database_ready():
             self._create(name, delegate, options)
 
-    def _create(self, name: str, delegate: bool, options: dict[str, Any]) -> None:
+    def _create(self, name: str, delegate: bool, options: JsonObject) -> None:
         days = options["expires_in_days"]
         try:
             _, raw_key = ApiKey.issue(
