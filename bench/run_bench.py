@@ -325,11 +325,9 @@ def measure_throughput(stack: Stack, key: str, jobs: int) -> dict:
 _STEP_GAPS = """
     SELECT extract(epoch FROM c.assigned_at - p.completed_at) * 1000,
            extract(epoch FROM c.started_at - p.completed_at) * 1000
-    FROM workflows_workflowdependency d
-    JOIN workflows_workflowstep cs ON cs.id = d.step_id
-    JOIN workflows_workflowstep ps ON ps.id = d.depends_on_id
-    JOIN jobqueue_job c ON c.id = cs.job_id
-    JOIN jobqueue_job p ON p.id = ps.job_id
+    FROM jobqueue_jobdependency d
+    JOIN jobqueue_job c ON c.id = d.job_id
+    JOIN jobqueue_job p ON p.id = d.depends_on_id
     WHERE c.created_at >= %s
 """
 
