@@ -43,7 +43,7 @@ from workflows.lookup import of_pairs
 from workflows.sources import EMPROPS
 
 logger = logging.getLogger(__name__)
-_LEASE_MARGIN_SECONDS = 30  # beyond the read timeout, per notification of a claimed batch
+_LEASE_MARGIN_SECONDS = 30  # beyond the read timeout, before a silent send is given up on
 
 # EmProps' own spelling of each outcome.
 EMPROPS_STATUS = {"completed": "completed", "failed": "failed", "cancelled": "canceled"}
@@ -81,15 +81,16 @@ def record_endings(events: list[Event]) -> int:
 
 def notify_due(limit: int | None = None, client: EmpropsClient | None = None) -> int:
     """Send every due notification (claimed under a lease first); returns how many were attempted."""
-    # The lease covers the whole batch: its notifications are sent one after another.
-    batch = limit or settings.EMPROPS_NOTIFY_BATCH
-    claimed = leases.claim_due(
-        EmpropsNotification, batch, batch * (settings.EMPROPS_READ_TIMEOUT_SECONDS + _LEASE_MARGIN_SECONDS)
-    )
+    one_send = settings.EMPROPS_READ_TIMEOUT_SECONDS + _LEASE_MARGIN_SECONDS
+    claimed = leases.claim_due(EmpropsNotification, limit or settings.EMPROPS_NOTIFY_BATCH, one_send)
     if claimed:
         client = client or EmpropsClient()
-        for notification_id, token in claimed:
-            attempt(notification_id, token, client)
+        for notification_id, claim in claimed:
+            # The batch is sent one by one: each send takes its notification over with a lease of its
+            # own, and one another pump claimed meanwhile (its claim ran out) is left to that pump.
+            token = leases.take_over(EmpropsNotification, notification_id, claim, one_send)
+            if token is not None:
+                attempt(notification_id, token, client)
     return len(claimed)
 
 
