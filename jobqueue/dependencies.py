@@ -149,9 +149,13 @@ def _completed(job: Job) -> None:
     Job.objects.filter(pk__in=[job_id for job_id, _ in dependents]).update(
         open_dependencies=F("open_dependencies") - 1
     )
+    ready = [job_id for job_id, still_open in dependents if still_open == 1]
+    if not ready:
+        return
+    held = lifecycle.held_back(ready)
     released = []
-    for job_id, still_open in dependents:
-        if still_open == 1 and not lifecycle.release_held(job_id):
+    for job_id in ready:
+        if job_id not in held:
             moved = release_waiting(job_id, inputs_of(job_id))
             if moved is not None:
                 released.append(moved.pk)

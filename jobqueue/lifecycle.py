@@ -8,7 +8,7 @@ with `transaction.on_commit`. Lock order: they may lock other jobs' rows and the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -31,9 +31,10 @@ class JobListener:
     def before_requeue(self, job: Job) -> None:
         """An operator asks to requeue a dead-lettered job (may raise a DomainError to refuse)."""
 
-    def holds_release(self, job_id: JobKey) -> bool:
-        """Whether a waiting job whose dependencies all completed must stay waiting (to be cancelled)."""
-        return False
+    def held_back(self, job_ids: Sequence[JobKey]) -> set[JobKey]:
+        """Of these waiting jobs whose dependencies all completed, those that must stay waiting (to be
+        cancelled)."""
+        return set()
 
     def jobs_pending(self, job_ids: list[JobKey]) -> None:
         """These jobs became pending: a worker may take them once the transaction commits."""
@@ -72,8 +73,8 @@ def before_requeue(job: Job) -> None:
         listener.before_requeue(job)
 
 
-def release_held(job_id: JobKey) -> bool:
-    return any(listener.holds_release(job_id) for listener in _listeners)
+def held_back(job_ids: Sequence[JobKey]) -> set[JobKey]:
+    return set().union(*(listener.held_back(job_ids) for listener in _listeners))
 
 
 def jobs_pending(job_ids: Iterable[JobKey]) -> None:

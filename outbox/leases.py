@@ -39,7 +39,7 @@ def claim_due(model: type[OutboxMessage], limit: int, lease_seconds: float) -> l
     statement = _CLAIM_DUE.format(table=connection.ops.quote_name(model._meta.db_table))
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(statement, [lease_seconds, limit])
-        return [(message_id, token) for message_id, token in cursor.fetchall()]
+        return list(cursor.fetchall())
 
 
 def release(model: type[OutboxMessage], message_ids: Sequence[int]) -> None:

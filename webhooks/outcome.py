@@ -63,7 +63,7 @@ def record(
             response_excerpt=result.response_excerpt,
             error=result.error,
             succeeded=result.succeeded,
-            next_attempt_at=None if delivery.status != DeliveryStatus.PENDING else delivery.next_attempt_at,
+            next_attempt_at=delivery.next_attempt_at,  # None once it is delivered or dead-lettered
         )
         if delivery.endpoint_id and not test:  # a test message tells nothing of the endpoint's health
             _update_endpoint_health(delivery.endpoint_id, result, timezone.now())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from jobqueue.errors import JobConflict
 from jobqueue.job_request import JobRequest
 from jobqueue.lifecycle import JobListener
@@ -23,8 +25,8 @@ class WorkflowJobListener(JobListener):
         if step is not None:
             release.step_finished(step, job)
 
-    def holds_release(self, job_id: JobKey) -> bool:
-        return release.holds_release(job_id)
+    def held_back(self, job_ids: Sequence[JobKey]) -> set[JobKey]:
+        return release.held_back(job_ids)
 
     def before_requeue(self, job: Job) -> None:
         if release.step_of(job) is not None:

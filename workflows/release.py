@@ -9,6 +9,8 @@ then the workflow row last (in `settle`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from django.db.models import Q
 from django.db.models.functions import Now
 
@@ -21,7 +23,6 @@ from workflows.lookup import of_tenant
 from workflows.models import (
     TERMINAL_WORKFLOW_STATUSES,
     FailurePolicy,
-    Workflow,
     WorkflowMode,
     WorkflowStatus,
     WorkflowStep,
@@ -62,14 +63,13 @@ def step_finished(step: WorkflowStep, job: Job) -> None:
     settle(step.workflow_id, finished=(step, job))
 
 
-def holds_release(job_id: JobKey) -> bool:
-    """A step whose dependencies completed stays waiting while its workflow is ending (cancel
-    requested, or already finished): it is cancelled, not run."""
-    return (
-        Workflow.objects.filter(steps__job_id=job_id)
-        .filter(Q(cancel_requested_at__isnull=False) | Q(status__in=TERMINAL_WORKFLOW_STATUSES))
-        .exists()
+def held_back(job_ids: Sequence[JobKey]) -> set[JobKey]:
+    """Of these steps whose dependencies completed, those whose workflow is ending (cancel requested,
+    or already finished): they stay waiting, to be cancelled, not run."""
+    ending = Q(workflow__cancel_requested_at__isnull=False) | Q(
+        workflow__status__in=TERMINAL_WORKFLOW_STATUSES
     )
+    return set(WorkflowStep.objects.filter(ending, job_id__in=job_ids).values_list("job_id", flat=True))
 
 
 def _cancel_what_cannot_run(step: WorkflowStep, job: Job) -> None:
