@@ -281,12 +281,16 @@ EVENT_PRUNE_BATCH = env_int("EVENT_PRUNE_BATCH", 10_000)
 EVENT_RELAY_POLL_SECONDS = env_float("EVENT_RELAY_POLL_SECONDS", 0.5)
 EVENT_RELAY_BATCH = env_int("EVENT_RELAY_BATCH", 500)
 # What `manage.py relay_events` runs: each is `run(stop, wake)` reading the log through its own cursor.
-EVENT_CONSUMERS = [
-    "events.relay.run_relay",
-    "webhooks.pump.run_webhook_pump",
-    "emprops.pump.run_emprops_pump",
-    "metrics.folding.run_metrics_pump",
-]
+# A comma-separated list of their dotted paths splits them over several processes.
+EVENT_CONSUMERS = env_list(
+    "EVENT_CONSUMERS",
+    [
+        "events.relay.run_relay",
+        "webhooks.pump.run_webhook_pump",
+        "emprops.pump.run_emprops_pump",
+        "metrics.folding.run_metrics_pump",
+    ],
+)
 # What a reconnecting WebSocket client may replay with `resume`, at most.
 LIVE_RESUME_MAX_EVENTS = env_int("LIVE_RESUME_MAX_EVENTS", 5000)
 # Largest WebSocket message a client may send (a job submitted over /ws/client carries its payload);

@@ -23,7 +23,7 @@ from rest_framework.test import APIClient
 from dispatch.leases import expire_leases, fail_timed_out_jobs
 from dispatch.recovery import dispatch_sweep
 from jobqueue.models import DeadLetterJob, Job, JobExecution
-from tests.conftest import ROOT, PrivateStack, spawn_gpu_worker, stop_process, tally_faults, wait_for
+from tests.conftest import ROOT, PrivateStack, spawn_gpu_worker, stop_processes, tally_faults, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -212,8 +212,7 @@ def test_a_postgres_restart_while_workers_report_loses_no_report(
         listing = requests.get(f"{private_stack.api_url}/api/jobs", headers=headers, timeout=30)
         assert listing.status_code == 200  # the API reconnected
     finally:
-        for worker in workers:
-            stop_process(worker)
+        stop_processes(workers)
 
 
 def test_transient_permanent_and_exhausted_failures_end_as_their_policy_says(
