@@ -33,6 +33,27 @@ class Tenant(models.Model):
     max_submits_per_second = _quota("Most jobs submitted in one second.")
     max_webhook_endpoints = _quota("Most webhook endpoints.")
     max_schedules = _quota("Most recurring schedules.")
+    # How dispatch shares the fleet (docs/scheduling.md).
+    fair_share_weight = models.PositiveSmallIntegerField(
+        default=1,
+        help_text="Its share of the fleet against other tenants' work at the same priority, by weight.",
+    )
+    max_running_jobs = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Most of its jobs running at once. None: no limit."
+    )
+    concurrency_limits = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="{concurrency_key: most of its jobs running at once}, for jobs that name the key.",
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(fair_share_weight__gte=1), name="tenant_weight_positive"),
+            models.CheckConstraint(
+                condition=Q(max_running_jobs__gte=1), name="tenant_running_limit_positive"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name

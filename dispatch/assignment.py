@@ -1,7 +1,9 @@
 """The dispatcher: matches pending jobs to workers with free slots, in Postgres.
 
-Order is exact: highest effective priority, then the oldest workflow (or job) time, then submission
-order. A worker only ever receives a job whose every requirement it satisfies. Worker rows are locked
+Order is exact: highest effective priority; within a priority, tenants by fair share and within the
+limits set on them (dispatch/scheduling.py, docs/scheduling.md); within a tenant, the oldest workflow
+(or job) time, then submission order. A worker only ever receives a job whose every requirement it
+satisfies. Worker rows are locked
 (waiting) while their slots are filled and job rows with `FOR UPDATE SKIP LOCKED`, so concurrent
 dispatchers can neither assign one job twice nor overfill a worker. See docs/dispatch.md.
 """
@@ -22,6 +24,12 @@ from dispatch.matching import (
     customer_served,
     shape_matches_worker,
     takes_work,
+)
+from dispatch.scheduling import (
+    TENANT_ROOM,
+    TENANT_RUNNING,
+    fair_share_sql,
+    group_room_sql,
 )
 from events.recording import job_events_sql
 from events.types import EventType
@@ -77,39 +85,68 @@ def _in_range(shapes: str) -> str:
     )
 
 
-# What `matching.shape_matches_worker` reads of a shape: the fields of one of its jobs.
-_SHAPE_FIELDS = """j.shape, j.type, j.required_pool, j.required_capabilities, j.required_models,
-    j.required_gpu_memory_gb, j.requires_dedicated_worker, j.tenant_id, j.customer_id"""
-# `shapes`: one row per shape of the pending jobs in the ranges of the CTE `ranges (range_type,
-# range_pool)`, found by skipping through the index (Postgres has no skip scan): one descent per
-# shape, however many jobs it holds.
-_PENDING_SHAPES = f"""
-    shapes AS (
+# What `matching.shape_matches_worker` reads of a shape (the fields of one of its jobs), and what the
+# limits read of a group.
+_GROUP_FIELDS = """j.shape, j.type, j.required_pool, j.required_capabilities, j.required_models,
+    j.required_gpu_memory_gb, j.requires_dedicated_worker, j.tenant_id, j.customer_id,
+    j.concurrency_key, j.concurrency_limit"""
+_GROUP_KEY = "(j.shape, j.tenant_id, j.concurrency_key)"
+# `groups`: one row per group of the pending jobs (a shape, one tenant's, of one concurrency key) in
+# the ranges of the CTE `ranges (range_type, range_pool)`, found by skipping through the index
+# (Postgres has no skip scan): one descent per group, however many jobs it holds. Its row is its best
+# job's: the index orders each group's jobs in dispatch order.
+_PENDING_GROUPS = f"""
+    groups AS (
         SELECT r.range_type, r.range_pool, head.* FROM ranges r, LATERAL (
-            SELECT {_SHAPE_FIELDS} FROM jobqueue_job j WHERE {_in_range("r")} ORDER BY j.shape LIMIT 1
+            SELECT {_GROUP_FIELDS} FROM jobqueue_job j WHERE {_in_range("r")}
+            ORDER BY j.shape, j.tenant_id, j.concurrency_key LIMIT 1
         ) head
         UNION ALL
-        SELECT s.range_type, s.range_pool, head.* FROM shapes s, LATERAL (
-            SELECT {_SHAPE_FIELDS} FROM jobqueue_job j WHERE {_in_range("s")} AND j.shape > s.shape
-            ORDER BY j.shape LIMIT 1
+        SELECT s.range_type, s.range_pool, head.* FROM groups s, LATERAL (
+            SELECT {_GROUP_FIELDS} FROM jobqueue_job j
+            WHERE {_in_range("s")} AND {_GROUP_KEY} > (s.shape, s.tenant_id, s.concurrency_key)
+            ORDER BY j.shape, j.tenant_id, j.concurrency_key LIMIT 1
         ) head
     )
 """
-# The best `free slots` jobs of each shape the worker can run, merged in dispatch order, are exactly
-# the best of all: a shape it cannot run costs one index entry, whatever its depth. Each job is still
-# checked in full (a hash can collide), and rows another dispatcher holds are skipped, as everywhere.
+
+
+def _in_group(group: str) -> str:
+    return (
+        f"{_in_range(group)} AND j.shape = {group}.shape AND j.tenant_id = {group}.tenant_id"
+        f" AND j.concurrency_key = {group}.concurrency_key"
+    )
+
+
+# The best jobs of each group the worker can run, as many as its free slots and the group's limits
+# allow, are the candidates: a group it cannot run, or one at a limit, costs one index entry, whatever
+# its depth. Each job is still checked in full (a hash can collide), and rows another dispatcher holds
+# are skipped, as everywhere. The candidates are then taken by priority, fair share between tenants
+# (within each tenant's own limit), and each tenant's own order (dispatch/scheduling.py).
 _ASSIGN_BEST_JOBS = f"""
-    WITH RECURSIVE {_ranges("w.id = %(worker_id)s")}, {_PENDING_SHAPES}, picked AS (
-        SELECT best.id FROM machines_worker w, shapes s,
+    WITH RECURSIVE {_ranges("w.id = %(worker_id)s")}, {_PENDING_GROUPS}, candidates AS (
+        SELECT best.* FROM machines_worker w, groups s,
+            LATERAL (SELECT {group_room_sql("s")} AS room) g,
             LATERAL (
-                SELECT j.id, j.effective_priority, j.order_time, j.submit_seq FROM jobqueue_job j
-                WHERE {_in_range("s")} AND j.shape = s.shape AND {JOB_MATCHES_WORKER}
+                SELECT j.id, j.tenant_id, j.effective_priority, j.order_time, j.submit_seq
+                FROM jobqueue_job j
+                WHERE {_in_group("s")} AND {JOB_MATCHES_WORKER}
                 ORDER BY {dispatch_order_sql("j")}
-                LIMIT {_FREE_SLOTS}
+                LIMIT least({_FREE_SLOTS}, g.room)
                 FOR UPDATE OF j SKIP LOCKED
             ) best
-        WHERE w.id = %(worker_id)s AND {shape_matches_worker("s")}
-        ORDER BY {dispatch_order_sql("best")}
+        WHERE w.id = %(worker_id)s AND {shape_matches_worker("s")} AND coalesce(g.room, 1) > 0
+    ), tenants AS (
+        SELECT t.id, t.fair_share_weight AS weight, {TENANT_ROOM} AS room, {TENANT_RUNNING} AS running
+        FROM accounts_tenant t WHERE t.id IN (SELECT tenant_id FROM candidates)
+    ), ranked AS (
+        SELECT c.*, t.weight, t.room, t.running,
+            row_number() OVER (PARTITION BY c.tenant_id ORDER BY {dispatch_order_sql("c")}) AS nth
+        FROM candidates c JOIN tenants t ON t.id = c.tenant_id
+    ), picked AS (
+        SELECT ranked.id FROM ranked WHERE ranked.room IS NULL OR ranked.nth <= ranked.room
+        ORDER BY ranked.effective_priority DESC, {fair_share_sql("ranked")}, ranked.order_time,
+            ranked.submit_seq
         LIMIT {_FREE_SLOTS}
     ), assigned AS (
         UPDATE jobqueue_job j
@@ -156,14 +193,15 @@ _FREE_WORKERS_FOR_JOBS = f"""
 """
 
 # ... that could run at least one pending job (a fleet idle for want of work costs the sweep nothing):
-# the shapes of the ranges free workers serve are found once, then each worker tests them.
+# the groups of the ranges free workers serve are found once, then each worker tests them.
 _FREE_WORKERS_WITH_WORK = f"""
     WITH RECURSIVE free AS ({_LIVE_WORKERS_WITH_A_FREE_SLOT}),
-        {_ranges("w.id IN (SELECT id FROM free)")}, {_PENDING_SHAPES}
+        {_ranges("w.id IN (SELECT id FROM free)")}, {_PENDING_GROUPS},
+        open_groups AS (SELECT * FROM groups s WHERE coalesce({group_room_sql("s")}, 1) > 0)
     SELECT w.id FROM machines_worker w
     WHERE w.id IN (SELECT id FROM free) AND EXISTS (
-        SELECT 1 FROM shapes s WHERE {shape_matches_worker("s")} AND EXISTS (
-            SELECT 1 FROM jobqueue_job j WHERE {_in_range("s")} AND j.shape = s.shape AND {customer_served()}
+        SELECT 1 FROM open_groups s WHERE {shape_matches_worker("s")} AND EXISTS (
+            SELECT 1 FROM jobqueue_job j WHERE {_in_group("s")} AND {customer_served()}
         )
     )
     ORDER BY w.last_assigned_at NULLS FIRST

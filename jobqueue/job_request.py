@@ -30,6 +30,9 @@ class JobRequest:
     metadata: JsonObject = field(default_factory=dict)
     idempotency_key: str | None = None
     customer_id: str | None = None
+    # At most `concurrency_limit` jobs of one key run at once (the job's own, else its tenant's).
+    concurrency_key: str = ""
+    concurrency_limit: int | None = None
     ctx: JsonObject | None = None
     workflow_id: str | None = None
     workflow_priority: int | None = None
@@ -72,6 +75,8 @@ STORED_AS_IS = (
     "metadata",
     "idempotency_key",
     "customer_id",
+    "concurrency_key",
+    "concurrency_limit",
     "ctx",
     "workflow_id",
     "workflow_priority",

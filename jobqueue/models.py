@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q, Value
 from django.db.models.expressions import RawSQL
@@ -121,6 +122,17 @@ class Job(models.Model):
         default=False, help_text="customer_isolation: strict, only a worker dedicated to its customer."
     )
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    # Limits (docs/scheduling.md): at most `concurrency_limit` jobs of one key run at once.
+    concurrency_key = models.CharField(max_length=200, blank=True, default="")
+    concurrency_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Its own, or its tenant's for the key, read at submit."
+    )
+    counted_in = ArrayField(
+        models.CharField(max_length=210),
+        default=list,
+        blank=True,
+        help_text="The running counts it holds a place in while active (RunningCount); kept by the database.",
+    )
     correlation_id = models.CharField(max_length=100, blank=True, default="")
 
     # Client-driven workflows (the replaced system's fields).
@@ -172,13 +184,16 @@ class Job(models.Model):
                 condition=Q(status="pending"),
             ),
             # The pending set by what decides whether a worker can run a job at all (its type and
-            # pool, then its shape), in dispatch order within each: a worker reads only the ranges of
-            # its types and pools, and in them one entry per shape it cannot run, however many jobs
-            # of that shape wait (dispatch/assignment.py).
+            # pool, then its shape), then by what fair share and limits decide (its tenant and
+            # concurrency key), in dispatch order within each: a worker reads only the ranges of its
+            # types and pools, and in them one entry per group it cannot run or that is at a limit,
+            # however many jobs of that group wait (dispatch/assignment.py).
             models.Index(
                 "type",
                 PENDING_POOL,
                 "shape",
+                "tenant",
+                "concurrency_key",
                 *DISPATCH_ORDER,
                 name="job_dispatch_by_shape",
                 condition=Q(status="pending"),
@@ -186,6 +201,12 @@ class Job(models.Model):
             models.Index(
                 fields=["worker_id"],
                 name="job_active_by_worker",
+                condition=Q(status__in=["assigned", "running"]),
+            ),
+            # Each tenant's running jobs, which fair share weighs (dispatch/scheduling.py).
+            models.Index(
+                fields=["tenant"],
+                name="job_active_by_tenant",
                 condition=Q(status__in=["assigned", "running"]),
             ),
             models.Index(fields=["scheduled_at"], name="job_scheduled_due", condition=Q(status="scheduled")),
@@ -359,3 +380,20 @@ class JobDependency(models.Model):
             models.UniqueConstraint(fields=["job", "depends_on"], name="job_dependency_once"),
             models.CheckConstraint(condition=~Q(job=models.F("depends_on")), name="job_no_self_dependency"),
         ]
+
+
+class RunningCount(models.Model):
+    """How many of a tenant's jobs hold a place that a limit caps (`place`: "tenant", or "key:<its
+    concurrency key>"), kept by the database as jobs start and stop (migration 0022's trigger, which
+    also refuses a start past the limit). Only limited places are counted: a row per busy limit,
+    none for the unlimited work of a tenant."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    place = models.CharField(max_length=210)
+    running = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "place"], name="running_count_place")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.place}: {self.running}"

@@ -14,7 +14,7 @@ from core.errors import DomainError
 from events.models import Event
 from events.recording import job_event, record_job_event
 from events.types import EventType
-from jobqueue import dependencies, lifecycle
+from jobqueue import dependencies, lifecycle, running_counts
 from jobqueue.errors import JobIdTaken
 from jobqueue.idempotency import create_once
 from jobqueue.job_request import STORED_AS_IS, JobRequest
@@ -78,6 +78,7 @@ def _create(request: JobRequest, api_key: ApiKey | None, correlation_id: str) ->
         job.inputs = inputs  # every job it names had completed already
     customers.record(job.tenant_id, [job.customer_id])
     job.save(force_insert=True)
+    running_counts.make_places([job])
     if request.depends_on:
         dependencies.link(dependencies.of_depends_on(job.pk, request.depends_on))
     record_job_event(EventType.JOB_SUBMITTED, job, _submitted_payload(job))
@@ -110,6 +111,7 @@ def _create_many(
         results.append((job, True))
     customers.record(tenant_id, {job.customer_id for job, _ in created})
     insert_many(Job, [job for job, _ in created])
+    running_counts.make_places(job for job, _ in created)
     insert_many(
         Event, [job_event(EventType.JOB_SUBMITTED, job, _submitted_payload(job)) for job, _ in created]
     )
@@ -121,6 +123,8 @@ def _new_job(request: JobRequest, api_key: ApiKey | None, correlation_id: str, n
     held = request.scheduled_at is not None and request.scheduled_at > now
     stored = {name: getattr(request, name) for name in STORED_AS_IS}
     stored["tenant_id"] = _owner(request, api_key)
+    if request.concurrency_key and request.concurrency_limit is None:
+        stored["concurrency_limit"] = _tenant_limit_of(stored["tenant_id"], request.concurrency_key)
     stored.update(  # sets, kept sorted so equal requirements compare equal
         required_capabilities=sorted(set(request.required_capabilities)),
         required_models=sorted(set(request.required_models)),
@@ -151,6 +155,13 @@ def _owner(request: JobRequest, api_key: ApiKey | None) -> int:
     if request.tenant_id is None:
         request.tenant_id = Tenant.id_of(api_key)
     return request.tenant_id
+
+
+def _tenant_limit_of(tenant_id: int, concurrency_key: str) -> int | None:
+    """The tenant's limit for jobs of `concurrency_key` that name none of their own (none: no limit)."""
+    limits = Tenant.objects.filter(pk=tenant_id).values_list("concurrency_limits", flat=True).first() or {}
+    limit = limits.get(concurrency_key)
+    return limit if isinstance(limit, int) and limit >= 1 else None
 
 
 def _submitted_payload(job: Job) -> JsonObject:

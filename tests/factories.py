@@ -55,6 +55,9 @@ def make_job(
     workflow_datetime=None,
     payload: dict | None = None,
     max_retries: int = 3,
+    tenant_id: int | None = None,
+    concurrency_key: str = "",
+    concurrency_limit: int | None = None,
 ) -> Job:
     request = JobRequest(
         type=type,
@@ -69,6 +72,9 @@ def make_job(
         timeout_seconds=settings.JOB_DEFAULT_TIMEOUT_SECONDS,
         workflow_priority=workflow_priority,
         workflow_datetime=workflow_datetime,
+        tenant_id=tenant_id,
+        concurrency_key=concurrency_key,
+        concurrency_limit=concurrency_limit,
     )
     job, _ = submit_job(request, api_key=None)
     return job

@@ -14,19 +14,46 @@ from core.db import INT_MAX
 from wire.json_types import JsonObject
 
 MAX_KEY_LIFETIME_DAYS = 3650
+SCHEDULING = ("fair_share_weight", "max_running_jobs")
+MAX_CONCURRENCY_LIMITS = 1000
+CONCURRENCY_KEY_MAX_LENGTH = 200
 
 
 class TenantSerializer(StrictSerializer, serializers.ModelSerializer[Tenant]):
     quotas = serializers.SerializerMethodField(help_text="The limits in force: its own, or the defaults.")
+    concurrency_limits = serializers.DictField(
+        child=serializers.IntegerField(min_value=1, max_value=INT_MAX),
+        required=False,
+        help_text="{concurrency_key: most of its jobs running at once}, for jobs naming no limit.",
+    )
 
     class Meta:
         model = Tenant
-        fields = ["id", "name", "created_at", *QUOTAS, "quotas"]
+        fields = [
+            "id",
+            "name",
+            "created_at",
+            *QUOTAS,
+            "quotas",
+            *SCHEDULING,
+            "concurrency_limits",
+        ]
         read_only_fields = ["id", "created_at"]
-        extra_kwargs = {name: {"max_value": INT_MAX} for name in QUOTAS}
+        extra_kwargs = {
+            **{name: {"max_value": INT_MAX} for name in QUOTAS},
+            "fair_share_weight": {"min_value": 1, "max_value": 1000},
+            "max_running_jobs": {"min_value": 1, "max_value": INT_MAX},
+        }
 
     def get_quotas(self, tenant: Tenant) -> dict[str, int]:
         return {name: tenant.quota(name) for name in QUOTAS}
+
+    def validate_concurrency_limits(self, limits: dict[str, int]) -> dict[str, int]:
+        if len(limits) > MAX_CONCURRENCY_LIMITS:
+            raise serializers.ValidationError(f"at most {MAX_CONCURRENCY_LIMITS} keys")
+        if any(len(key) > CONCURRENCY_KEY_MAX_LENGTH for key in limits):
+            raise serializers.ValidationError(f"a key is at most {CONCURRENCY_KEY_MAX_LENGTH} characters")
+        return limits
 
 
 class ApiKeySerializer(serializers.ModelSerializer[ApiKey]):

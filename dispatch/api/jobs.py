@@ -18,6 +18,7 @@ from core.api.schema import envelope
 from core.api.serializers import StrictSerializer
 from dispatch.delegation import complete_delegated
 from dispatch.matching import eligibility
+from dispatch.scheduling import held_by_limit
 from jobqueue.api.serializers import CancelSerializer, JobDetailSerializer, JobSerializer
 from jobqueue.api.views import JOB_CANCELLED, cancel_response
 from jobqueue.models import Job, JobStatus
@@ -31,7 +32,8 @@ class JobDetailView(APIView):
         job = get_object_or_404(visible, pk=job_id)
         body = JobDetailSerializer(job).data
         if job.status == JobStatus.PENDING:
-            body["eligibility"] = eligibility(job)  # "no eligible worker", and which requirement, if so
+            # "no eligible worker", and which requirement, if so; or the limit that holds it
+            body["eligibility"] = {**eligibility(job), "held_by_limit": held_by_limit(job)}
         return Response({"success": True, "job": body})
 
     @extend_schema(request=CancelSerializer, responses={200: JOB_CANCELLED, 202: JOB_CANCELLED})

@@ -99,6 +99,19 @@ class JobSubmitSerializer(StrictSerializer):
     metadata = serializers.DictField(required=False)
     idempotency_key = serializers.CharField(required=False, max_length=255, allow_null=True)
     customer_id = serializers.CharField(required=False, max_length=200, allow_null=True)
+    concurrency_key = serializers.CharField(
+        required=False,
+        max_length=200,
+        allow_blank=True,
+        help_text="Jobs sharing a key run at most concurrency_limit at once (docs/scheduling.md).",
+    )
+    concurrency_limit = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=INT_MAX,
+        help_text="Most jobs of its concurrency_key running at once; default: the tenant's for the key.",
+    )
     ctx = serializers.DictField(required=False, allow_null=True)
     workflow_id = ClientIdField(WORKFLOW_ID_MAX_LENGTH, required=False, allow_null=True)
     workflow_priority = serializers.IntegerField(min_value=0, max_value=100, required=False, allow_null=True)
@@ -131,6 +144,8 @@ class JobSubmitSerializer(StrictSerializer):
         current, total = attrs.get("current_step"), attrs.get("total_steps")
         if current is not None and total is not None and current > total:
             raise serializers.ValidationError({"current_step": ["current_step is greater than total_steps"]})
+        if attrs.get("concurrency_limit") is not None and not attrs.get("concurrency_key"):
+            raise serializers.ValidationError({"concurrency_limit": ["a limit needs its concurrency_key"]})
         requirements = attrs.get("requirements") or {}
         if requirements.get("customer_isolation") == "strict" and not attrs.get("customer_id"):
             raise serializers.ValidationError(
@@ -194,6 +209,7 @@ def job_request_from(data: JsonObject) -> JobRequest:
         "max_retries": data.get("max_retries", settings.JOB_DEFAULT_MAX_RETRIES),
         "timeout_seconds": timeout,
         "metadata": data.get("metadata") or {},
+        "concurrency_key": data.get("concurrency_key") or "",
     }
     # Every other field the job stores as it is, every dialect names as the job does (or leaves out).
     as_named: JsonObject = {name: data.get(name) for name in STORED_AS_IS if name not in translated}
@@ -271,6 +287,8 @@ class JobSerializer(serializers.ModelSerializer[Job]):
             "metadata",
             "created_by",
             "customer_id",
+            "concurrency_key",
+            "concurrency_limit",
             "idempotency_key",
             "correlation_id",
             "ctx",

@@ -78,6 +78,10 @@ def test_bad_admin_requests_are_400s_naming_the_field_and_create_nothing(admin, 
         ("/api/keys", {"name": "k", "tenant_id": 999999}, "tenant_id"),
         ("/api/keys", {"name": "k", "role": "superuser"}, "role"),
         ("/api/keys", {"name": "k", "expires_in_days": 0}, "expires_in_days"),
+        ("/api/tenants", {"name": "x", "fair_share_weight": 0}, "fair_share_weight"),
+        ("/api/tenants", {"name": "x", "max_running_jobs": 0}, "max_running_jobs"),
+        ("/api/tenants", {"name": "x", "concurrency_limits": {"user-1": 0}}, "concurrency_limits.user-1"),
+        ("/api/tenants", {"name": "x", "concurrency_limits": ["user-1"]}, "concurrency_limits"),
     ]
     for path, body, field in cases:
         response = admin.post(path, body, format="json")
@@ -193,3 +197,16 @@ def test_while_redis_is_unreachable_jobs_are_admitted_and_queued_jobs_counted_in
 
     assert first.status_code == 201
     assert second.status_code == 429 and second.json()["error"]["code"] == "queued_jobs_quota_exceeded"
+
+
+def test_an_admin_sets_a_tenants_share_and_limits(admin, tenant):
+    changed = admin.patch(
+        f"/api/tenants/{tenant.pk}",
+        {"fair_share_weight": 3, "max_running_jobs": 10, "concurrency_limits": {"user-42": 2}},
+        format="json",
+    )
+
+    assert changed.status_code == 200, changed.json()
+    shown = admin.get(f"/api/tenants/{tenant.pk}").json()["tenant"]
+    assert (shown["fair_share_weight"], shown["max_running_jobs"]) == (3, 10)
+    assert shown["concurrency_limits"] == {"user-42": 2}
