@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from django.conf import settings
 from django.db import connection, transaction
 
 from core.db import columns_of, fetch_models, prepared_cursor
@@ -123,7 +124,8 @@ def _in_group(group: str) -> str:
 # its depth. Each job is still checked in full (a hash can collide), and rows another dispatcher holds
 # are skipped, as everywhere. The candidates are then taken by priority, fair share between tenants
 # (within each tenant's own limit), and each tenant's own order (dispatch/scheduling.py).
-_ASSIGN_BEST_JOBS = f"""
+def _assign_best_jobs_sql(fair_share: bool) -> str:
+    return f"""
     WITH RECURSIVE {_ranges("w.id = %(worker_id)s")}, {_PENDING_GROUPS}, candidates AS (
         SELECT best.* FROM machines_worker w, groups s,
             LATERAL (SELECT {group_room_sql("s")} AS room) g,
@@ -145,7 +147,7 @@ _ASSIGN_BEST_JOBS = f"""
         FROM candidates c JOIN tenants t ON t.id = c.tenant_id
     ), picked AS (
         SELECT ranked.id FROM ranked WHERE ranked.room IS NULL OR ranked.nth <= ranked.room
-        ORDER BY ranked.effective_priority DESC, {fair_share_sql("ranked")}, ranked.order_time,
+        ORDER BY ranked.effective_priority DESC, {fair_share_sql("ranked", fair_share)}, ranked.order_time,
             ranked.submit_seq
         LIMIT {_FREE_SLOTS}
     ), assigned AS (
@@ -170,6 +172,10 @@ _ASSIGN_BEST_JOBS = f"""
     SELECT assigned.*, executions.lease_token FROM assigned JOIN executions ON executions.job_id = assigned.id
     ORDER BY {dispatch_order_sql("assigned")}
 """
+
+
+# With fair share, and without (SCHEDULING_FAIR_SHARE): tenants in one first-come order.
+_ASSIGN_BEST_JOBS = {fair_share: _assign_best_jobs_sql(fair_share) for fair_share in (True, False)}
 
 # ... with a free slot.
 # (The active jobs of every worker counted in one pass over `job_active_by_worker`: a count per
@@ -230,7 +236,7 @@ def fill_worker(worker_id: str) -> list[Assignment]:
         if worker is None or not takes_work(worker):
             return []
         with prepared_cursor() as cursor:
-            cursor.execute(_ASSIGN_BEST_JOBS, _match_params(worker))
+            cursor.execute(_ASSIGN_BEST_JOBS[settings.SCHEDULING_FAIR_SHARE], _match_params(worker))
             assigned = fetch_models(Job, cursor)
         if not assigned:
             return []

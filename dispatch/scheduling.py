@@ -37,13 +37,13 @@ TENANT_RUNNING = (
 )
 
 
-def fair_share_sql(ranked: str) -> str:
+def fair_share_sql(ranked: str, enabled: bool = True) -> str:
     """Fair share's order among the rows `ranked` of one priority: the tenant whose running jobs,
     with those this offer already gives it (`nth`, from 1), weigh least against its weight goes
     first; on a tie, the older work. Weighted fair queuing over running jobs: two saturating tenants
     hold the fleet in the ratio of their weights, and a tenant with nothing running goes before one
-    with a backlog of any depth."""
-    return f"({ranked}.running + {ranked}.nth)::float / {ranked}.weight"
+    with a backlog of any depth. Not `enabled`: every tenant alike, so the oldest work goes first."""
+    return f"({ranked}.running + {ranked}.nth)::float / {ranked}.weight" if enabled else "0::float"
 
 
 def held_by_limit(job: Job) -> JsonObject | None:

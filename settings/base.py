@@ -280,6 +280,8 @@ EVENT_PRUNE_BATCH = env_int("EVENT_PRUNE_BATCH", 10_000)
 # The relay and the webhook pump wake when events commit (LISTEN/NOTIFY); they also look this often.
 EVENT_RELAY_POLL_SECONDS = env_float("EVENT_RELAY_POLL_SECONDS", 0.5)
 EVENT_RELAY_BATCH = env_int("EVENT_RELAY_BATCH", 500)
+# Within a priority, tenants share the fleet by weight (docs/scheduling.md); off: one first-come order.
+SCHEDULING_FAIR_SHARE = env_bool("SCHEDULING_FAIR_SHARE", True)
 # What `manage.py relay_events` runs: each is `run(stop, wake)` reading the log through its own cursor.
 # A comma-separated list of their dotted paths splits them over several processes.
 EVENT_CONSUMERS = env_list(

@@ -41,7 +41,7 @@ def _explain_assignment(worker: Worker) -> dict[str, Any]:
     plan: dict[str, Any] = {}
     with pytest.raises(RolledBack), transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + _ASSIGN_BEST_JOBS, _match_params(worker))
+            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + _ASSIGN_BEST_JOBS[True], _match_params(worker))
             plan = cursor.fetchone()[0][0]["Plan"]
         raise RolledBack
     return plan
