@@ -119,6 +119,7 @@ class VirtualFleet:
         from jobqueue.submission import submit_jobs
 
         self._tenant_names[tenant_id] = tenant
+        self._keep_live()
         requests = [
             JobRequest(
                 type=JOB_TYPE,
@@ -144,6 +145,7 @@ class VirtualFleet:
     def offer_all(self) -> None:
         from dispatch.assignment import fill_worker
 
+        self._keep_live()
         for worker_id in self.worker_ids:
             if not any(r.worker_id == worker_id for r in self.running.values()):
                 fill_worker(worker_id)
@@ -167,6 +169,10 @@ class VirtualFleet:
             self.busy_seconds[running.tenant] += elapsed
             self.busy_by_key[running.key] += elapsed
         self.now = to
+        self._keep_live()
+
+    def _keep_live(self) -> None:
+        """Heartbeats, as far as the control plane can tell: a virtual worker never falls silent."""
         if time.monotonic() - self._refreshed > LIVENESS_REFRESH_S:
             from django.utils import timezone
 
