@@ -59,6 +59,21 @@ def test_a_light_tenants_job_goes_before_a_flooding_tenants_backlog():
     assert Job.objects.get(pk=backlog[2].pk).status == JobStatus.PENDING
 
 
+def test_without_fair_share_the_oldest_work_goes_first_whoever_submitted_it(settings):
+    settings.SCHEDULING_FAIR_SHARE = False
+    flood, light = _tenant("flood"), _tenant("light")
+    backlog = [make_job(tenant_id=flood.pk) for _ in range(5)]
+    workers = [make_worker() for _ in range(2)]
+    for worker in workers:
+        fill_worker(worker.id)
+    late = make_job(tenant_id=light.pk)
+
+    _finish(Job.objects.get(pk=backlog[0].pk))
+
+    assert Job.objects.get(pk=backlog[2].pk).status == JobStatus.ASSIGNED
+    assert Job.objects.get(pk=late.pk).status == JobStatus.PENDING
+
+
 def test_tenants_share_the_fleet_by_weight_and_each_keeps_its_own_order():
     heavy, light = _tenant("heavy", fair_share_weight=3), _tenant("light")
     heavy_jobs = [make_job(tenant_id=heavy.pk) for _ in range(20)]
