@@ -97,6 +97,7 @@ def _create_many(
         job.idempotency_key: job for job in Job.objects.filter(tenant_id=tenant_id, idempotency_key__in=keys)
     }
     now = timezone.now()
+    key_limits: dict[int, JsonObject] = {}  # read once for the batch, not once per job
     results: list[tuple[Job, bool]] = []
     created: list[tuple[Job, JobRequest]] = []
     for request in requests:
@@ -104,7 +105,7 @@ def _create_many(
         if existing is not None:
             results.append((existing, False))
             continue
-        job = _new_job(request, api_key, correlation_id, now)
+        job = _new_job(request, api_key, correlation_id, now, key_limits)
         if request.idempotency_key:
             by_key[request.idempotency_key] = job
         created.append((job, request))
@@ -119,12 +120,20 @@ def _create_many(
     return results
 
 
-def _new_job(request: JobRequest, api_key: ApiKey | None, correlation_id: str, now: datetime) -> Job:
+def _new_job(
+    request: JobRequest,
+    api_key: ApiKey | None,
+    correlation_id: str,
+    now: datetime,
+    key_limits: dict[int, JsonObject] | None = None,
+) -> Job:
     held = request.scheduled_at is not None and request.scheduled_at > now
     stored = {name: getattr(request, name) for name in STORED_AS_IS}
     stored["tenant_id"] = _owner(request, api_key)
     if request.concurrency_key and request.concurrency_limit is None:
-        stored["concurrency_limit"] = _tenant_limit_of(stored["tenant_id"], request.concurrency_key)
+        stored["concurrency_limit"] = _tenant_limit_of(
+            stored["tenant_id"], request.concurrency_key, {} if key_limits is None else key_limits
+        )
     stored.update(  # sets, kept sorted so equal requirements compare equal
         required_capabilities=sorted(set(request.required_capabilities)),
         required_models=sorted(set(request.required_models)),
@@ -157,10 +166,13 @@ def _owner(request: JobRequest, api_key: ApiKey | None) -> int:
     return request.tenant_id
 
 
-def _tenant_limit_of(tenant_id: int, concurrency_key: str) -> int | None:
-    """The tenant's limit for jobs of `concurrency_key` that name none of their own (none: no limit)."""
-    limits = Tenant.objects.filter(pk=tenant_id).values_list("concurrency_limits", flat=True).first() or {}
-    limit = limits.get(concurrency_key)
+def _tenant_limit_of(tenant_id: int, concurrency_key: str, known: dict[int, JsonObject]) -> int | None:
+    """The tenant's limit for jobs of `concurrency_key` that name none of their own (none: no limit);
+    each tenant's limits are read once into `known` (a batch's jobs share it)."""
+    if tenant_id not in known:
+        row = Tenant.objects.filter(pk=tenant_id).values_list("concurrency_limits", flat=True).first()
+        known[tenant_id] = row or {}
+    limit = known[tenant_id].get(concurrency_key)
     return limit if isinstance(limit, int) and limit >= 1 else None
 
 
