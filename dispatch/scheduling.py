@@ -14,12 +14,17 @@ from jobqueue.running_counts import TENANT_PLACE
 from wire.json_types import JsonObject
 
 
+def _limits_with_counts(tenant: str, key: str, limit: str) -> str:
+    """`FROM` each limit a tenant's job of a key is subject to (`l.place`, `l.cap`), with its running
+    count (`c.running`, NULL while none ran)."""
+    return f"""FROM jobqueue_limits_of({tenant}, {key}, {limit}) l
+        LEFT JOIN jobqueue_runningcount c ON c.tenant_id = {tenant} AND c.place = l.place"""
+
+
 def room_sql(tenant: str, key: str, limit: str) -> str:
     """How many more jobs of a tenant's key may start before a limit holds them (NULL: none limits
     them), from a snapshot: a start it allows can still be refused by the trigger under a race."""
-    return f"""(SELECT min(l.cap - coalesce(c.running, 0))
-        FROM jobqueue_limits_of({tenant}, {key}, {limit}) l
-        LEFT JOIN jobqueue_runningcount c ON c.tenant_id = {tenant} AND c.place = l.place)"""
+    return f"(SELECT min(l.cap - coalesce(c.running, 0)) {_limits_with_counts(tenant, key, limit)})"
 
 
 def group_room_sql(group: str) -> str:
@@ -51,9 +56,8 @@ def held_by_limit(job: Job) -> JsonObject | None:
     and a sentence, such as `concurrency_key user-42 at its limit (2 of 2 running)`."""
     with connection.cursor() as cursor:
         cursor.execute(
-            """SELECT l.place, l.cap, coalesce(c.running, 0)
-            FROM jobqueue_limits_of(%(tenant)s, %(key)s, %(limit)s) l
-            LEFT JOIN jobqueue_runningcount c ON c.tenant_id = %(tenant)s AND c.place = l.place
+            f"""SELECT l.place, l.cap, coalesce(c.running, 0)
+            {_limits_with_counts("%(tenant)s", "%(key)s", "%(limit)s")}
             WHERE coalesce(c.running, 0) >= l.cap ORDER BY l.place LIMIT 1""",
             {"tenant": job.tenant_id, "key": job.concurrency_key, "limit": job.concurrency_limit},
         )
